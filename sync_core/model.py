@@ -1,0 +1,246 @@
+"""The neutral appointment model both sides are translated into (rule F1), and the side snapshots.
+
+Pure data: pydantic models, no I/O. Times are timezone-aware UTC (F4); the event's own zone is kept by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+
+class Side(StrEnum):
+    M365 = "m365"
+    CRM = "crm"
+
+
+class Origin(StrEnum):
+    M365 = "m365"
+    CRM = "crm"
+    IMPORT = "import"
+
+
+class Status(StrEnum):
+    PROSPECT = "prospect"
+    TENTATIVE = "tentative"
+    HOLD = "hold"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+
+
+class Kind(StrEnum):
+    MEETING = "meeting"
+    ACTIVITY = "activity"
+
+
+class Sensitivity(StrEnum):
+    NORMAL = "normal"
+    PERSONAL = "personal"
+    PRIVATE = "private"
+    CONFIDENTIAL = "confidential"
+
+
+class ShowAs(StrEnum):
+    FREE = "free"
+    TENTATIVE = "tentative"
+    BUSY = "busy"
+    OOF = "oof"
+    WORKING_ELSEWHERE = "workingElsewhere"
+    UNKNOWN = "unknown"
+
+
+class AttendeeType(StrEnum):
+    REQUIRED = "required"
+    OPTIONAL = "optional"
+    RESOURCE = "resource"
+
+
+class Response(StrEnum):
+    NONE = "none"
+    ORGANIZER = "organizer"
+    ACCEPTED = "accepted"
+    TENTATIVE = "tentativelyAccepted"
+    DECLINED = "declined"
+    NOT_RESPONDED = "notResponded"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def utc(value: datetime) -> datetime:
+    """Normalise a datetime to aware UTC; naive values are taken as UTC (Graph with outlook.timezone=UTC)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class Person(_Frozen):
+    email: str
+    name: str = ""
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, v: str) -> str:
+        return v.strip().lower()
+
+
+class Attendee(Person):
+    type: AttendeeType = AttendeeType.REQUIRED
+    response: Response = Response.NONE
+
+
+class Location(_Frozen):
+    display_name: str
+    room_email: str | None = None
+
+
+class Attachment(_Frozen):
+    name: str
+    size: int = 0
+    content_type: str = "application/octet-stream"
+
+
+class RecurrencePattern(_Frozen):
+    type: str  # daily | weekly | absoluteMonthly | relativeMonthly | absoluteYearly | relativeYearly
+    interval: int = 1
+    days_of_week: tuple[str, ...] = ()
+    day_of_month: int = 0
+    month: int = 0
+    index: str = "first"
+    first_day_of_week: str = "sunday"
+
+
+class RecurrenceRange(_Frozen):
+    type: str  # endDate | noEnd | numbered
+    start_date: date
+    end_date: date | None = None
+    number_of_occurrences: int = 0
+    time_zone: str = "UTC"
+
+
+class Recurrence(_Frozen):
+    pattern: RecurrencePattern
+    range: RecurrenceRange
+
+
+class Appointment(_Frozen):
+    """One meeting or activity, side-neutral. Field set of rule F1."""
+
+    subject: str = ""
+    body: str = ""
+    start: datetime
+    end: datetime
+    time_zone: str = "UTC"
+    is_all_day: bool = False
+    locations: tuple[Location, ...] = ()
+    organizer: Person | None = None
+    attendees: tuple[Attendee, ...] = ()
+    sensitivity: Sensitivity = Sensitivity.NORMAL
+    show_as: ShowAs = ShowAs.BUSY
+    reminder_minutes: int | None = None
+    categories: tuple[str, ...] = ()
+    online_meeting_url: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    status: Status = Status.CONFIRMED
+    kind: Kind = Kind.MEETING
+    origin: Origin = Origin.M365
+    recurrence: Recurrence | None = None
+    cancelled_occurrences: tuple[datetime, ...] = ()
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        return utc(v)
+
+    @field_validator("cancelled_occurrences")
+    @classmethod
+    def _utc_all(cls, v: tuple[datetime, ...]) -> tuple[datetime, ...]:
+        return tuple(sorted(utc(x) for x in v))
+
+    @property
+    def rooms(self) -> tuple[Attendee, ...]:
+        return tuple(a for a in self.attendees if a.type is AttendeeType.RESOURCE)
+
+
+# Fields whose change is a real edit of the meeting (not bookkeeping such as origin).
+CONTENT_FIELDS: tuple[str, ...] = (
+    "subject",
+    "body",
+    "start",
+    "end",
+    "time_zone",
+    "is_all_day",
+    "locations",
+    "organizer",
+    "attendees",
+    "sensitivity",
+    "show_as",
+    "reminder_minutes",
+    "categories",
+    "online_meeting_url",
+    "attachments",
+    "status",
+    "kind",
+    "recurrence",
+    "cancelled_occurrences",
+)
+
+
+def content_of(appt: Appointment) -> dict[str, Any]:
+    """The comparable content of an appointment as plain JSON-able data."""
+    data = appt.model_dump(mode="json", include=set(CONTENT_FIELDS))
+    return {k: data[k] for k in CONTENT_FIELDS}
+
+
+def fingerprint(appt: Appointment, fields: tuple[str, ...] = CONTENT_FIELDS) -> str:
+    """Stable content hash, used for write receipts (D4) and change detection (D3)."""
+    data = content_of(appt)
+    canon = json.dumps({k: data[k] for k in fields}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:32]
+
+
+class OccurrenceKey(_Frozen):
+    """An occurrence is identified by its series plus its original start, never by iCalUId alone (I1)."""
+
+    series_key: str
+    original_start: datetime
+
+    @field_validator("original_start")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        return utc(v)
+
+
+class GraphEvent(_Frozen):
+    """The current state of one event copy in one mailbox, as read from Microsoft Graph."""
+
+    mailbox: str
+    event_id: str
+    change_key: str = ""
+    ical_uid: str = ""
+    type: str = "singleInstance"  # singleInstance | occurrence | exception | seriesMaster
+    series_master_id: str | None = None
+    original_start: datetime | None = None
+    is_organizer: bool = True
+    is_draft: bool = False
+    is_cancelled: bool = False
+    response: Response = Response.NONE
+    written_by_us: str | None = None  # value of our single-value extended property, if present
+    appointment: Appointment
+
+
+class CrmRecord(_Frozen):
+    """The current state of one CRM appointment, as read through the CRM contract."""
+
+    crm_id: str
+    version: str
+    appointment: Appointment
+    mailbox_hint: str | None = None  # the organizer's primary mailbox, when the CRM knows it
+    external_ref: str | None = None  # our meeting key, when the CRM stores it
+    updated_at: datetime | None = None
