@@ -1,0 +1,200 @@
+"""`make run`: the whole local stack on loopback, wired like Azure, with demo mailboxes subscribed.
+
+Azurite (state kept in .devstack/azurite), the Graph emulator, the CRM emulator, and the development host
+serving function_app on http://127.0.0.1:7071. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEVSTACK_DIR = ROOT / ".devstack"
+GRAPH_PORT = 7081
+CRM_PORT = 7082
+HOST_PORT = 7071
+
+DEMO_USERS = [
+    ("adele@contoso.example", "Adele Vance"),
+    ("bruno@contoso.example", "Bruno Costa"),
+    ("chen@contoso.example", "Chen Wei"),
+]
+DEMO_ROOMS = [
+    ("harbour-room@contoso.example", "Harbour Room", "auto_accept"),
+    ("summit-hall@contoso.example", "Summit Hall", "moderated"),
+]
+DEMO_CONTACTS = [
+    ("megan@fabrikam.example", "Megan Bowen"),
+    ("lee@fabrikam.example", "Lee Gu"),
+]
+
+
+def load_local_settings() -> dict[str, str]:
+    """local.settings.json's Values (created from the sample on first run), as Core Tools would read them."""
+    path = ROOT / "local.settings.json"
+    if not path.exists():
+        shutil.copy(ROOT / "local.settings.sample.json", path)
+        print(f"created {path.name} from local.settings.sample.json")
+    values = json.loads(path.read_text())["Values"]
+    return {str(k): str(v) for k, v in values.items()}
+
+
+def seed_graph(emu: Any) -> None:
+    for email, name in DEMO_USERS:
+        emu.add_mailbox(str(uuid.uuid5(uuid.NAMESPACE_DNS, email)), email, name, kind="user")
+    for email, name, mode in DEMO_ROOMS:
+        emu.add_mailbox(str(uuid.uuid5(uuid.NAMESPACE_DNS, email)), email, name, kind="room", room_mode=mode)
+
+
+def seed_crm(emu: Any) -> None:
+    emu.seed(
+        users=[
+            {"id": f"u-{email.split('@')[0]}", "email": email, "name": name, "mailbox": email}
+            for email, name in DEMO_USERS
+        ],
+        contacts=[
+            {"id": f"c-{i}", "email": email, "name": name} for i, (email, name) in enumerate(DEMO_CONTACTS)
+        ],
+        spaces=[
+            {
+                "id": "s-harbour",
+                "name": "Harbour Room",
+                "room_mailbox": DEMO_ROOMS[0][0],
+                "management_mode": "outlook_auto_accept",
+            },
+            {
+                "id": "s-summit",
+                "name": "Summit Hall",
+                "room_mailbox": DEMO_ROOMS[1][0],
+                "management_mode": "crm_managed",
+            },
+        ],
+    )
+
+
+async def prepare(mailboxes: list[str]) -> None:
+    """Create queues and tables, and a Graph subscription per sync mailbox (the emulator does the handshake)."""
+    from sync_core.bootstrap import Container, configuration, utcnow
+    from sync_core.subscription_manager import SubscriptionManager
+
+    settings, policy = configuration()
+    c = Container(settings, policy)
+    try:
+        await c.storage.ensure()
+        manager = SubscriptionManager(graph=c.graph, store=c.subscriptions, settings=settings, clock=utcnow)
+        for mailbox in mailboxes:
+            row = await manager.ensure(mailbox)
+            print(f"  subscribed {mailbox}: subscription {row.subscription_id}")
+    finally:
+        await c.aclose()
+
+
+def banner(values: dict[str, str], graph_url: str, crm_url: str) -> str:
+    key = values.get("DEVHOST_FUNCTION_KEY", "")
+    event = json.dumps(
+        {
+            "subject": "Quarterly review with Fabrikam",
+            "start": {"dateTime": "2030-03-04T10:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": "2030-03-04T11:00:00", "timeZone": "UTC"},
+            "attendees": [
+                {
+                    "emailAddress": {"address": "megan@fabrikam.example", "name": "Megan Bowen"},
+                    "type": "required",
+                }
+            ],
+        }
+    )
+    return f"""
+Local stack is up (Ctrl-C stops everything):
+  function app   http://127.0.0.1:{HOST_PORT}/api/...   (function key: {key})
+  Graph emulator {graph_url}
+  CRM emulator   {crm_url}
+
+Create an event in Adele's mailbox through the emulator's Graph API:
+  curl -s -X POST {graph_url}/users/adele@contoso.example/events \\
+       -H 'Authorization: Bearer dev' -H 'Content-Type: application/json' \\
+       -d '{event}'
+
+Within a second it is in the CRM:
+  curl -s {crm_url}/appointments?changed_since=0 -H 'Authorization: Bearer {values.get("CRM_API_TOKEN", "")}'
+
+Why did (or didn't) something sync? The decision log is in Azurite's SyncDecisions table.
+"""
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("azure", "httpx", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    values = load_local_settings()
+    for k, v in values.items():
+        os.environ.setdefault(k, v)
+
+    from devstack.azurite import Azurite
+    from devstack.crm_emulator import CrmEmulator
+    from devstack.graph_emulator import GraphEmulator
+    from devstack.host import DevHost
+
+    key = values.get("DEVHOST_FUNCTION_KEY", "")
+    stopping = threading.Event()
+    started: list[Any] = []
+    try:
+        azurite = Azurite(
+            data_dir=DEVSTACK_DIR / "azurite", blob_port=10000, queue_port=10001, table_port=10002
+        )
+        azurite.start()
+        started.append(azurite)
+        graph = GraphEmulator(port=GRAPH_PORT)
+        graph.start()
+        started.append(graph)
+        seed_graph(graph)
+        crm = CrmEmulator(
+            port=CRM_PORT,
+            webhook_url=f"http://127.0.0.1:{HOST_PORT}/api/crm/webhook?code={key}",
+            webhook_secret=values.get("CRM_WEBHOOK_SECRETS", "").split(",")[0],
+            token=values.get("CRM_API_TOKEN", "dev-crm-token"),
+        )
+        crm.start()
+        started.append(crm)
+        seed_crm(crm)
+
+        import function_app
+
+        host_json = json.loads((ROOT / "host.json").read_text())
+        host = DevHost(function_app.app, values, host_json, port=HOST_PORT)
+        host.start()
+        started.append(host)
+
+        from sync_core.bootstrap import configuration
+
+        _, policy = configuration()
+        mailboxes = [u.primary_mailbox or u.email for u in policy.sync_users if u.enabled]
+        asyncio.run(prepare(mailboxes))
+        print(banner(values, graph.base_url, crm.base_url))
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+        while not stopping.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for svc in reversed(started):
+            try:
+                svc.stop()
+            except Exception as exc:  # keep stopping the rest
+                print(f"while stopping {type(svc).__name__}: {exc}", file=sys.stderr)
+        print("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Builds the app's dependencies once, lazily, from validated settings: the only composition root.
+
+I/O side. Async clients belong to the event loop that made them, so there is one container per loop
+(the Functions worker has one; the development host and tests may have more).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+
+from sync_core.crm_rest import RestCrmConnector
+from sync_core.decision_log import DecisionLog
+from sync_core.errors import ConfigurationError
+from sync_core.failures import FailureLedger
+from sync_core.graph import GraphAdapter, build_client
+from sync_core.mapping_store import MappingStore
+from sync_core.messages import CrmChange, GraphChange, MailboxResync
+from sync_core.policy import Policy, load_policy
+from sync_core.reconcile import MailboxStateStore, Reconciler
+from sync_core.settings import Settings, load_settings
+from sync_core.storage import (
+    DECISIONS_TABLE,
+    FAILURES_TABLE,
+    MAILBOXES_TABLE,
+    MAPPINGS_TABLE,
+    SUBSCRIPTIONS_TABLE,
+    Storage,
+)
+from sync_core.subscriptions import SubscriptionStore
+from sync_core.worker import Worker
+
+log = logging.getLogger("sync_core.bootstrap")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def policy_from(settings: Settings) -> Policy:
+    if settings.sync_policy:
+        try:
+            return load_policy(json.loads(settings.sync_policy))
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError([f"SYNC_POLICY: not valid JSON ({exc})"]) from exc
+    if settings.sync_policy_file:
+        path = Path(settings.sync_policy_file)
+        if not path.is_file():
+            raise ConfigurationError([f"SYNC_POLICY_FILE: no such file {path}"])
+        return load_policy(path)
+    return Policy.default()
+
+
+@lru_cache(maxsize=1)
+def configuration() -> tuple[Settings, Policy]:
+    """Settings and policy, validated together so one error lists every problem of both."""
+    problems: list[str] = []
+    settings: Settings | None = None
+    policy: Policy | None = None
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        problems += exc.problems
+    if settings is not None:
+        try:
+            policy = policy_from(settings)
+        except ConfigurationError as exc:
+            problems += exc.problems
+    if problems or settings is None or policy is None:
+        raise ConfigurationError(problems)
+    return settings, policy
+
+
+class Container:
+    """Every dependency of the triggers, wired once."""
+
+    def __init__(self, settings: Settings, policy: Policy) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.storage = Storage(settings)
+        self.graph = GraphAdapter(build_client(settings), extended_property_id=policy.extended_property_id)
+        self.crm = RestCrmConnector(settings.crm_base_url or "", token=settings.crm_api_token)
+        self.mappings = MappingStore(self.storage.table(MAPPINGS_TABLE))
+        self.decisions = DecisionLog(self.storage.table(DECISIONS_TABLE))
+        self.subscriptions = SubscriptionStore(self.storage.table(SUBSCRIPTIONS_TABLE))
+        self.failures = FailureLedger(self.storage.table(FAILURES_TABLE))
+        self.worker = Worker(
+            graph=self.graph,
+            crm=self.crm,
+            mappings=self.mappings,
+            decisions=self.decisions,
+            policy=policy,
+            clock=utcnow,
+        )
+        self.mailbox_states = MailboxStateStore(self.storage.table(MAILBOXES_TABLE))
+        self.reconciler = Reconciler(
+            graph=self.graph,
+            states=self.mailbox_states,
+            policy=policy,
+            enqueue=self.storage.enqueue,
+            clock=utcnow,
+        )
+
+    async def handle(self, message: GraphChange | CrmChange | MailboxResync) -> object:
+        """Route one decoded queue message to the worker or the reconciler."""
+        if isinstance(message, MailboxResync):
+            return await self.reconciler.resync_mailbox(message)
+        return await self.worker.handle(message)
+
+    async def aclose(self) -> None:
+        await self.crm.aclose()
+        await self.storage.aclose()
+
+
+_containers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Container] = weakref.WeakKeyDictionary()
+
+
+def container() -> Container:
+    """The container of the running event loop, built on first use. ConfigurationError lists all problems."""
+    loop = asyncio.get_running_loop()
+    found = _containers.get(loop)
+    if found is None:
+        settings, policy = configuration()
+        found = _containers[loop] = Container(settings, policy)
+    return found

@@ -1,0 +1,68 @@
+"""The failures ledger: why a queue message failed, kept beside the poison queue for replay (issue: operate).
+
+I/O side. Rows are keyed by the message text, so a poison message finds its reasons whichever queue
+moved it there (the host after maxDequeueCount, or the worker for a permanent error).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.data.tables.aio import TableClient
+
+from sync_core.errors import SyncError
+from sync_core.storage import get_entity, key_of, query, upsert
+
+_RK = "failure"
+
+
+def failure_key(body: str) -> str:
+    return key_of("message", body)
+
+
+class FailureLedger:
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    async def record(
+        self,
+        *,
+        body: str,
+        message_id: str,
+        dequeue_count: int,
+        error: SyncError,
+        step: str,
+        permanent: bool,
+        at: datetime,
+    ) -> None:
+        previous = await get_entity(self._table, failure_key(body), _RK)
+        entity: dict[str, Any] = {
+            "PartitionKey": failure_key(body),
+            "RowKey": _RK,
+            "MessageId": message_id,
+            "Body": body[:30_000],
+            "DequeueCount": dequeue_count,
+            "ErrorClass": error.error_class,
+            "Error": error.message[:2000],
+            "Step": step,
+            "Side": error.side or "",
+            "Mailbox": error.mailbox or "",
+            "ItemId": (error.item_id or "")[:1024],
+            "Permanent": permanent,
+            "FirstFailedAt": (previous or {}).get("FirstFailedAt") or at.astimezone(UTC).isoformat(),
+            "LastFailedAt": at.astimezone(UTC).isoformat(),
+            "Attempts": int((previous or {}).get("Attempts", 0)) + 1,
+        }
+        await upsert(self._table, entity)
+
+    async def for_body(self, body: str) -> dict[str, Any] | None:
+        return await get_entity(self._table, failure_key(body), _RK)
+
+    async def all(self, limit: int = 1000) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        async for e in query(self._table, "RowKey eq @rk", rk=_RK):
+            out.append(e)
+            if len(out) >= limit:
+                break
+        return out

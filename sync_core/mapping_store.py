@@ -1,0 +1,79 @@
+"""Event-ID mappings in Table Storage: one row per meeting, plus index rows from each side's ids.
+
+I/O side. The meeting row is authoritative and written with ETag conditions (create = claim, I3);
+index rows are idempotent hints from a Graph copy or a CRM id to the meeting key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.data.tables.aio import TableClient
+
+from sync_core.actions import Mapping
+from sync_core.storage import create_entity, get_entity, get_json, key_of, put_json, replace_if_match, upsert
+
+_MEETING_RK = "meeting"
+_INDEX_RK = "index"
+
+
+def graph_index_key(mailbox: str, event_id: str) -> str:
+    return key_of("graph", mailbox.lower(), event_id)
+
+
+def crm_index_key(crm_id: str) -> str:
+    return key_of("crm", crm_id)
+
+
+class MappingStore:
+    """Meeting mappings keyed by meeting key (I1), found from either side's id."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    async def get(self, meeting_key: str) -> Mapping | None:
+        entity = await get_entity(self._table, key_of("meeting", meeting_key), _MEETING_RK)
+        if entity is None:
+            return None
+        data = get_json(entity, "Data")
+        return Mapping.model_validate(data | {"etag": entity["_etag"]})
+
+    async def find_by_graph(self, mailbox: str, event_id: str) -> str | None:
+        entity = await get_entity(self._table, graph_index_key(mailbox, event_id), _INDEX_RK)
+        return None if entity is None else str(entity["MeetingKey"])
+
+    async def find_by_crm(self, crm_id: str) -> str | None:
+        entity = await get_entity(self._table, crm_index_key(crm_id), _INDEX_RK)
+        return None if entity is None else str(entity["MeetingKey"])
+
+    def _entity(self, mapping: Mapping) -> dict[str, Any]:
+        entity: dict[str, Any] = {
+            "PartitionKey": key_of("meeting", mapping.meeting_key),
+            "RowKey": _MEETING_RK,
+            "MeetingKey": mapping.meeting_key,
+            "CrmId": mapping.crm_id or "",
+            "State": mapping.state,
+        }
+        put_json(entity, "Data", mapping.model_dump(mode="json", exclude={"etag"}))
+        return entity
+
+    async def save(self, mapping: Mapping) -> Mapping:
+        """Create (when `mapping.etag` is None) or replace if unchanged; ConcurrencyError on a lost race.
+
+        Index rows are written first: a crash after them leaves hints pointing at a meeting that the
+        next attempt creates, never a meeting that cannot be found.
+        """
+        await self._write_index(mapping)
+        entity = self._entity(mapping)
+        if mapping.etag is None:
+            etag = await create_entity(self._table, entity)
+        else:
+            etag = await replace_if_match(self._table, entity, mapping.etag)
+        return mapping.model_copy(update={"etag": etag})
+
+    async def _write_index(self, mapping: Mapping) -> None:
+        rows = [graph_index_key(c.mailbox, c.event_id) for c in mapping.copies]
+        if mapping.crm_id:
+            rows.append(crm_index_key(mapping.crm_id))
+        for pk in rows:
+            await upsert(self._table, {"PartitionKey": pk, "RowKey": _INDEX_RK, "MeetingKey": mapping.meeting_key})

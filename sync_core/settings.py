@@ -1,0 +1,130 @@
+"""Application settings: one validated model, loaded once from the environment (Functions app settings).
+
+Names are identical here, in local.settings.sample.json, in infra/ and in the README; a test keeps them so.
+Every problem is reported at once (ConfigurationError), never the first alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sync_core.errors import ConfigurationError
+
+GRAPH_PUBLIC_BASE_URL = "https://graph.microsoft.com/v1.0"
+
+
+def _alias(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """Every setting the app reads. Field aliases are the app-setting names."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", populate_by_name=False)
+
+    # Storage: a connection string (Azurite, local) or identity-based service URIs (Azure).
+    storage_connection_string: str | None = Field(None, validation_alias=_alias("AzureWebJobsStorage"))
+    storage_queue_uri: str | None = Field(None, validation_alias=_alias("AzureWebJobsStorage__queueServiceUri"))
+    storage_table_uri: str | None = Field(None, validation_alias=_alias("AzureWebJobsStorage__tableServiceUri"))
+    storage_credential: str | None = Field(None, validation_alias=_alias("AzureWebJobsStorage__credential"))
+    storage_client_id: str | None = Field(None, validation_alias=_alias("AzureWebJobsStorage__clientId"))
+
+    # Microsoft Graph.
+    graph_base_url: str = Field(GRAPH_PUBLIC_BASE_URL, validation_alias=_alias("GRAPH_BASE_URL"))
+    graph_auth_mode: Literal["client_secret", "certificate", "managed_identity", "emulator"] = Field(
+        "client_secret", validation_alias=_alias("GRAPH_AUTH_MODE")
+    )
+    graph_tenant_id: str | None = Field(None, validation_alias=_alias("GRAPH_TENANT_ID"))
+    graph_client_id: str | None = Field(None, validation_alias=_alias("GRAPH_CLIENT_ID"))
+    graph_client_secret: str | None = Field(None, validation_alias=_alias("GRAPH_CLIENT_SECRET"))
+    graph_certificate_path: str | None = Field(None, validation_alias=_alias("GRAPH_CERTIFICATE_PATH"))
+    graph_managed_identity_client_id: str | None = Field(
+        None, validation_alias=_alias("GRAPH_MANAGED_IDENTITY_CLIENT_ID")
+    )
+
+    # Where Graph and the CRM reach us.
+    public_base_url: str | None = Field(None, validation_alias=_alias("PUBLIC_BASE_URL"))
+    webhook_function_key: str | None = Field(None, validation_alias=_alias("WEBHOOK_FUNCTION_KEY"))
+
+    # CRM.
+    crm_base_url: str | None = Field(None, validation_alias=_alias("CRM_BASE_URL"))
+    crm_api_token: str | None = Field(None, validation_alias=_alias("CRM_API_TOKEN"))
+    crm_webhook_secrets: str | None = Field(None, validation_alias=_alias("CRM_WEBHOOK_SECRETS"))
+
+    # Sync policy: inline JSON or a file path (JSON).
+    sync_policy: str | None = Field(None, validation_alias=_alias("SYNC_POLICY"))
+    sync_policy_file: str | None = Field(None, validation_alias=_alias("SYNC_POLICY_FILE"))
+
+    @property
+    def crm_secrets(self) -> list[str]:
+        return [s.strip() for s in (self.crm_webhook_secrets or "").split(",") if s.strip()]
+
+    def notification_url(self, route: str) -> str:
+        """The public URL of one of our webhook routes, with the function key Graph will pass back."""
+        base = (self.public_base_url or "").rstrip("/")
+        url = f"{base}/api/{route}"
+        return f"{url}?code={self.webhook_function_key}" if self.webhook_function_key else url
+
+    def problems(self) -> list[str]:
+        """Cross-setting checks; each problem names the settings involved."""
+        out: list[str] = []
+        if not self.storage_connection_string and not (self.storage_queue_uri and self.storage_table_uri):
+            out.append(
+                "AzureWebJobsStorage: set a connection string, or AzureWebJobsStorage__queueServiceUri "
+                "and AzureWebJobsStorage__tableServiceUri for identity-based access"
+            )
+        if self.graph_auth_mode == "client_secret":
+            for name, value in (
+                ("GRAPH_TENANT_ID", self.graph_tenant_id),
+                ("GRAPH_CLIENT_ID", self.graph_client_id),
+                ("GRAPH_CLIENT_SECRET", self.graph_client_secret),
+            ):
+                if not value:
+                    out.append(f"{name}: required when GRAPH_AUTH_MODE=client_secret")
+        elif self.graph_auth_mode == "certificate":
+            for name, value in (
+                ("GRAPH_TENANT_ID", self.graph_tenant_id),
+                ("GRAPH_CLIENT_ID", self.graph_client_id),
+                ("GRAPH_CERTIFICATE_PATH", self.graph_certificate_path),
+            ):
+                if not value:
+                    out.append(f"{name}: required when GRAPH_AUTH_MODE=certificate")
+        elif self.graph_auth_mode == "managed_identity":
+            for name, value in (("GRAPH_TENANT_ID", self.graph_tenant_id), ("GRAPH_CLIENT_ID", self.graph_client_id)):
+                if not value:
+                    out.append(f"{name}: required when GRAPH_AUTH_MODE=managed_identity (federated credential)")
+        if not self.graph_base_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            out.append("GRAPH_BASE_URL: must be https, or http on loopback for the emulator")
+        if self.graph_auth_mode == "emulator" and self.graph_base_url == GRAPH_PUBLIC_BASE_URL:
+            out.append("GRAPH_AUTH_MODE=emulator needs GRAPH_BASE_URL pointing at the Graph emulator")
+        if not self.crm_base_url:
+            out.append("CRM_BASE_URL: required")
+        if len(self.crm_secrets) > 2:
+            out.append("CRM_WEBHOOK_SECRETS: at most two secrets (current and next) may be active")
+        if not self.crm_secrets:
+            out.append("CRM_WEBHOOK_SECRETS: at least one secret is required to accept CRM webhooks")
+        if self.sync_policy and self.sync_policy_file:
+            out.append("SYNC_POLICY and SYNC_POLICY_FILE: set one, not both")
+        if not self.public_base_url:
+            out.append("PUBLIC_BASE_URL: required, the https address Graph sends notifications to")
+        return out
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate settings; raise ConfigurationError listing every problem."""
+    env = dict(os.environ if environ is None else environ)
+    try:
+        settings = Settings.model_validate(env)
+    except ValidationError as exc:
+        raise ConfigurationError(
+            [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        ) from exc
+    problems = settings.problems()
+    if problems:
+        raise ConfigurationError(problems)
+    return settings

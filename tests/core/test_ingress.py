@@ -1,0 +1,113 @@
+"""The Graph front door: handshake, validation, clientState, one message per notification, 202."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sync_core.ingress import handle_notifications
+from sync_core.messages import GraphChange, MailboxResync, decode
+from sync_core.subscriptions import SubscriptionRow
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "graph"
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+SECRET = "s3cret-client-state"
+
+
+def _row(sub_id: str = "sub-1") -> SubscriptionRow:
+    return SubscriptionRow(sub_id, "adele@contoso.example", SECRET, datetime(2026, 11, 25, tzinfo=UTC))
+
+
+class Fakes:
+    def __init__(self, rows: dict[str, SubscriptionRow]) -> None:
+        self.rows = rows
+        self.sent: list[str] = []
+
+    async def lookup(self, sub_id: str) -> SubscriptionRow | None:
+        return self.rows.get(sub_id)
+
+    async def enqueue(self, text: str) -> None:
+        self.sent.append(text)
+
+
+def _documented_notification(client_state: str = SECRET, sub_id: str = "sub-1") -> bytes:
+    """Microsoft's documented event notification, with our subscription's id and secret filled in."""
+    payload = json.loads((FIXTURES / "graph_change_notification_event_created.json").read_text())
+    payload["value"][0]["subscriptionId"] = sub_id
+    payload["value"][0]["clientState"] = client_state
+    return json.dumps(payload).encode()
+
+
+async def test_validation_handshake_returns_the_decoded_token_as_plain_text() -> None:
+    fakes = Fakes({})
+    reply = await handle_notifications(
+        {"validationToken": "a token/with+chars"}, b"", fakes.lookup, fakes.enqueue, NOW
+    )
+    assert (reply.status, reply.body, reply.content_type) == (200, "a token/with+chars", "text/plain")
+    assert fakes.sent == []
+
+
+async def test_a_valid_notification_is_enqueued_once_and_acknowledged_with_202() -> None:
+    fakes = Fakes({"sub-1": _row()})
+    reply = await handle_notifications({}, _documented_notification(), fakes.lookup, fakes.enqueue, NOW)
+    assert reply.status == 202
+    assert len(fakes.sent) == 1
+    message = decode(fakes.sent[0])
+    assert isinstance(message, GraphChange)
+    assert (message.mailbox, message.event_id, message.change_type) == (
+        "adele@contoso.example",
+        "{long_id_string}",
+        "created",
+    )
+
+
+async def test_a_wrong_client_state_is_discarded_but_still_answered_202() -> None:
+    fakes = Fakes({"sub-1": _row()})
+    reply = await handle_notifications(
+        {}, _documented_notification("forged"), fakes.lookup, fakes.enqueue, NOW
+    )
+    assert reply.status == 202
+    assert fakes.sent == []
+    assert json.loads(reply.body) == {"accepted": 0, "discarded": 1}
+
+
+async def test_an_unknown_subscription_is_discarded_but_still_answered_202() -> None:
+    fakes = Fakes({"sub-1": _row()})
+    reply = await handle_notifications(
+        {}, _documented_notification(sub_id="other"), fakes.lookup, fakes.enqueue, NOW
+    )
+    assert reply.status == 202
+    assert fakes.sent == []
+
+
+async def test_malformed_bodies_get_400_with_a_reason_and_enqueue_nothing() -> None:
+    fakes = Fakes({"sub-1": _row()})
+    for body in (b"", b"not json", b"{}", b'{"value": []}', b'{"value": [{"clientState": "x"}]}'):
+        reply = await handle_notifications({}, body, fakes.lookup, fakes.enqueue, NOW)
+        assert reply.status == 400, body
+        assert "malformed notification" in json.loads(reply.body)["error"]
+    assert fakes.sent == []
+
+
+async def test_a_batch_mixing_subscriptions_enqueues_only_the_authentic_ones() -> None:
+    fakes = Fakes({"sub-1": _row("sub-1"), "sub-2": _row("sub-2")})
+    one = json.loads(_documented_notification(sub_id="sub-1"))["value"][0]
+    two = json.loads(_documented_notification(sub_id="sub-2"))["value"][0]
+    bad = json.loads(_documented_notification("nope", sub_id="sub-2"))["value"][0]
+    body = json.dumps({"value": [one, two, bad]}).encode()
+    reply = await handle_notifications({}, body, fakes.lookup, fakes.enqueue, NOW)
+    assert reply.status == 202
+    assert len(fakes.sent) == 2
+
+
+async def test_lifecycle_missed_becomes_a_full_mailbox_resync() -> None:
+    payload = json.loads((FIXTURES / "graph_lifecycle_missed.json").read_text())
+    payload["value"][0]["subscriptionId"] = "sub-1"
+    payload["value"][0]["clientState"] = SECRET
+    fakes = Fakes({"sub-1": _row()})
+    reply = await handle_notifications({}, json.dumps(payload).encode(), fakes.lookup, fakes.enqueue, NOW)
+    assert reply.status == 202
+    message = decode(fakes.sent[0])
+    assert isinstance(message, MailboxResync)
+    assert message.full and message.mailbox == "adele@contoso.example"

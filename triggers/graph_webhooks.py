@@ -1,0 +1,34 @@
+"""Microsoft Graph change and lifecycle notifications: validate, enqueue, 202 (facts §2-§5)."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from sync_core.bootstrap import container, utcnow
+from sync_core.errors import ConfigurationError
+from sync_core.ingress import handle_notifications
+from triggers.http import misconfigured, respond
+
+bp = func.Blueprint()
+
+
+async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
+    if "validationToken" in req.params:  # the handshake needs nothing else, not even settings
+        return func.HttpResponse(req.params["validationToken"], status_code=200, mimetype="text/plain")
+    try:
+        c = container()
+    except ConfigurationError as exc:
+        return misconfigured(exc)
+    reply = await handle_notifications(req.params, req.get_body(), c.subscriptions.get, c.storage.enqueue, utcnow())
+    return respond(reply)
+
+
+@bp.route(route="graph/notifications", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
+    return await _ingest(req)
+
+
+@bp.route(route="graph/lifecycle", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def graph_lifecycle(req: func.HttpRequest) -> func.HttpResponse:
+    """Lifecycle events arrive in the same envelope; the ingress turns them into mailbox resyncs."""
+    return await _ingest(req)

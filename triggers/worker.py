@@ -1,0 +1,25 @@
+"""The queue-triggered worker on `sync-changes`: one message, one decision, applied idempotently."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from sync_core.bootstrap import container, utcnow
+from sync_core.dispatch import process
+from sync_core.storage import CHANGES_QUEUE
+
+bp = func.Blueprint()
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=CHANGES_QUEUE, connection="AzureWebJobsStorage")
+async def sync_worker(msg: func.QueueMessage) -> None:
+    c = container()
+    await process(
+        msg.get_body().decode("utf-8", errors="replace"),
+        message_id=msg.id or "",
+        dequeue_count=int(getattr(msg, "dequeue_count", None) or 1),
+        handler=c.handle,
+        storage=c.storage,
+        failures=c.failures,
+        now=utcnow,
+    )
