@@ -1,0 +1,216 @@
+"""patternedRecurrence validation and expansion into occurrences (pure functions over SeriesShape)."""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from devstack.graph_emulator.errors import bad_request
+from devstack.graph_emulator.state import SeriesShape
+from devstack.graph_emulator.timezones import zone
+
+DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+PATTERN_TYPES = ("daily", "weekly", "absoluteMonthly", "relativeMonthly", "absoluteYearly", "relativeYearly")
+RANGE_TYPES = ("endDate", "noEnd", "numbered")
+INDEXES = ("first", "second", "third", "fourth", "last")
+# A guard against pathological series; Outlook itself caps expansions far below this.
+_MAX_STEPS = 200_000
+
+
+def _canonical(value: Any, allowed: tuple[str, ...], what: str) -> str:
+    if isinstance(value, str):
+        for option in allowed:
+            if option.lower() == value.lower():
+                return option
+    raise bad_request(f"Invalid {what} '{value}'.")
+
+
+def _parse_date(value: Any, what: str) -> date:
+    if not isinstance(value, str):
+        raise bad_request(f"The recurrence range {what} must be a date string.")
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError as exc:
+        raise bad_request(f"Invalid recurrence range {what} '{value}'.") from exc
+
+
+def normalize(recurrence: Any, event_start_local: date) -> dict[str, Any] | None:
+    """Validate a patternedRecurrence and return it in canonical Graph form (None stays None)."""
+    if recurrence is None:
+        return None
+    if not isinstance(recurrence, dict) or not isinstance(recurrence.get("pattern"), dict):
+        raise bad_request("The recurrence must have a pattern and a range.")
+    pattern_in: dict[str, Any] = recurrence["pattern"]
+    range_in: dict[str, Any] = recurrence.get("range") or {}
+    ptype = _canonical(pattern_in.get("type"), PATTERN_TYPES, "recurrence pattern type")
+    interval = pattern_in.get("interval", 1)
+    if not isinstance(interval, int) or interval < 1:
+        raise bad_request("The recurrence pattern interval must be a positive integer.")
+    days = [_canonical(d, DAYS, "day of week") for d in pattern_in.get("daysOfWeek") or []]
+    pattern: dict[str, Any] = {
+        "type": ptype,
+        "interval": interval,
+        "month": int(pattern_in.get("month") or 0),
+        "dayOfMonth": int(pattern_in.get("dayOfMonth") or 0),
+        "daysOfWeek": days,
+        "firstDayOfWeek": _canonical(pattern_in.get("firstDayOfWeek") or "sunday", DAYS, "first day of week"),
+        "index": _canonical(pattern_in.get("index") or "first", INDEXES, "week index"),
+    }
+    if ptype in ("weekly", "relativeMonthly", "relativeYearly") and not days:
+        raise bad_request(f"A {ptype} recurrence pattern needs daysOfWeek.")
+    if ptype in ("absoluteMonthly", "absoluteYearly") and not 1 <= pattern["dayOfMonth"] <= 31:
+        raise bad_request(f"A {ptype} recurrence pattern needs dayOfMonth between 1 and 31.")
+    if ptype in ("absoluteYearly", "relativeYearly") and not 1 <= pattern["month"] <= 12:
+        raise bad_request(f"A {ptype} recurrence pattern needs month between 1 and 12.")
+    rtype = _canonical(range_in.get("type") or "noEnd", RANGE_TYPES, "recurrence range type")
+    start = _parse_date(range_in.get("startDate") or event_start_local.isoformat(), "startDate")
+    rng: dict[str, Any] = {
+        "type": rtype,
+        "startDate": start.isoformat(),
+        "endDate": "0001-01-01",
+        "recurrenceTimeZone": range_in.get("recurrenceTimeZone") or None,
+        "numberOfOccurrences": 0,
+    }
+    if rtype == "endDate":
+        end = _parse_date(range_in.get("endDate"), "endDate")
+        if end < start:
+            raise bad_request("The recurrence range endDate is before its startDate.")
+        rng["endDate"] = end.isoformat()
+    if rtype == "numbered":
+        count = range_in.get("numberOfOccurrences")
+        if not isinstance(count, int) or count < 1:
+            raise bad_request("A numbered recurrence range needs numberOfOccurrences >= 1.")
+        rng["numberOfOccurrences"] = count
+    if rng["recurrenceTimeZone"] is not None:
+        zone(rng["recurrenceTimeZone"])
+    return {"pattern": pattern, "range": rng}
+
+
+def _add_months(year: int, month: int, count: int) -> tuple[int, int]:
+    index = year * 12 + (month - 1) + count
+    return index // 12, index % 12 + 1
+
+
+def _relative_day(year: int, month: int, days: list[str], index: str) -> date | None:
+    wanted = {DAYS.index(d) for d in days}
+    matches = [
+        date(year, month, day)
+        for day in range(1, calendar.monthrange(year, month)[1] + 1)
+        if date(year, month, day).weekday() in wanted
+    ]
+    if not matches:
+        return None
+    if index == "last":
+        return matches[-1]
+    position = INDEXES.index(index)
+    return matches[position] if position < len(matches) else None
+
+
+def _candidate_dates(pattern: dict[str, Any], start: date) -> Iterator[date]:
+    """Dates the pattern produces on or after `start`, ascending, without any range limit."""
+    ptype, interval = pattern["type"], pattern["interval"]
+    if ptype == "daily":
+        current = start
+        while True:
+            yield current
+            current += timedelta(days=interval)
+    elif ptype == "weekly":
+        first = DAYS.index(pattern["firstDayOfWeek"])
+        week_start = start - timedelta(days=(start.weekday() - first) % 7)
+        offsets = sorted((DAYS.index(d) - first) % 7 for d in pattern["daysOfWeek"])
+        while True:
+            for offset in offsets:
+                candidate = week_start + timedelta(days=offset)
+                if candidate >= start:
+                    yield candidate
+            week_start += timedelta(weeks=interval)
+    elif ptype in ("absoluteMonthly", "relativeMonthly"):
+        step = 0
+        while True:
+            year, month = _add_months(start.year, start.month, step)
+            if ptype == "absoluteMonthly":
+                day: date | None = date(
+                    year, month, min(pattern["dayOfMonth"], calendar.monthrange(year, month)[1])
+                )
+            else:
+                day = _relative_day(year, month, pattern["daysOfWeek"], pattern["index"])
+            if day is not None and day >= start:
+                yield day
+            step += interval
+    else:
+        year = start.year
+        while True:
+            month = pattern["month"]
+            yearly: date | None
+            if ptype == "absoluteYearly":
+                yearly = date(year, month, min(pattern["dayOfMonth"], calendar.monthrange(year, month)[1]))
+            else:
+                yearly = _relative_day(year, month, pattern["daysOfWeek"], pattern["index"])
+            if yearly is not None and yearly >= start:
+                yield yearly
+            year += interval
+
+
+def series_dates(shape: SeriesShape, until: datetime) -> Iterator[tuple[str, datetime, datetime]]:
+    """(occurrence key, start, end) for the regular occurrences starting before `until`.
+
+    Keys are the original local dates ('YYYY-MM-DD'); cancelled and modified occurrences are
+    still yielded here (callers apply exceptions and cancellations).
+    """
+    recurrence = shape.recurrence
+    if recurrence is None:
+        return
+    tz = zone(shape.tz_name)
+    local_start = shape.start.astimezone(tz)
+    duration = shape.end - shape.start
+    rng = recurrence["range"]
+    range_start = date.fromisoformat(rng["startDate"])
+    range_end = date.fromisoformat(rng["endDate"]) if rng["type"] == "endDate" else None
+    remaining = rng["numberOfOccurrences"] if rng["type"] == "numbered" else None
+    for steps, day in enumerate(_candidate_dates(recurrence["pattern"], range_start)):
+        if steps > _MAX_STEPS or (range_end is not None and day > range_end):
+            return
+        if remaining is not None:
+            if remaining <= 0:
+                return
+            remaining -= 1
+        occ_start = datetime.combine(day, local_start.timetz().replace(tzinfo=None), tzinfo=tz).astimezone(
+            UTC
+        )
+        if occ_start >= until:
+            return
+        yield day.isoformat(), occ_start, occ_start + duration
+
+
+def overlaps(start: datetime, end: datetime, window_start: datetime, window_end: datetime) -> bool:
+    if start == end:
+        return window_start <= start < window_end
+    return start < window_end and end > window_start
+
+
+def instances(
+    shape: SeriesShape, window_start: datetime, window_end: datetime
+) -> list[tuple[str, datetime, datetime, bool]]:
+    """(key, start, end, is_exception) for the series' live instances overlapping the window."""
+    found: list[tuple[str, datetime, datetime, bool]] = []
+    for key, start, end in series_dates(shape, window_end + (shape.end - shape.start) + timedelta(days=1)):
+        if key in shape.cancelled or key in shape.exceptions:
+            continue
+        if overlaps(start, end, window_start, window_end):
+            found.append((key, start, end, False))
+    for key, (start, end) in shape.exceptions.items():
+        if key not in shape.cancelled and overlaps(start, end, window_start, window_end):
+            found.append((key, start, end, True))
+    found.sort(key=lambda item: (item[1], item[0]))
+    return found
+
+
+def has_occurrence(shape: SeriesShape, key: str) -> bool:
+    """Whether the series produces an occurrence on the original date `key` (cancelled or not)."""
+    if key in shape.exceptions:
+        return True
+    target = date.fromisoformat(key)
+    horizon = datetime.combine(target + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+    return any(occ_key == key for occ_key, _, _ in series_dates(shape, horizon))
