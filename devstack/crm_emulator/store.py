@@ -1,0 +1,329 @@
+"""The CRM emulator's in-memory state: appointments with versions, idempotency keys, a change sequence
+for `changed_since` cursors, and the seeded contacts, users and spaces.
+
+No I/O. Thread-safe (one lock): the aiohttp handlers and the test thread both call it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from sync_core.model import Appointment
+
+APPOINTMENT_FIELDS = frozenset(Appointment.model_fields)
+META_FIELDS = ("id", "version", "external_ref", "created_by", "mailbox_hint", "updated_at")
+MANAGEMENT_MODES = ("outlook_auto_accept", "outlook_moderated", "crm_managed")
+MAX_CONTACT_EMAILS = 50
+MAX_PAGE = 1000
+
+
+class ApiError(Exception):
+    """An error the API answers as `{"error": {"code", "message"}}` with `status`."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    """One change to announce by webhook."""
+
+    id: str
+    type: str  # appointment.created | .updated | .cancelled | .deleted
+    appointment_id: str
+    version: str
+    occurred_at: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "appointment_id": self.appointment_id,
+            "version": self.version,
+            "occurred_at": self.occurred_at,
+        }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _clean_version(value: str) -> str:
+    """Accept `v`, `"v"` and `W/"v"` in If-Match, as HTTP clients tend to send ETags."""
+    value = value.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"')
+
+
+def _validate_appointment(data: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return Appointment.model_validate(dict(data)).model_dump(mode="json")
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_appointment", str(exc)) from exc
+
+
+class CrmStore:
+    """Appointments, tombstones and the directory of one emulated CRM."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything; cursors issued before are answered with 410 (new epoch)."""
+        with self._lock:
+            self._epoch = secrets.token_hex(3)
+            self._seq = 0
+            self._ids = 0
+            self._rows: dict[str, dict[str, Any]] = {}  # id -> wire record
+            self._row_seq: dict[str, int] = {}
+            self._tombstones: dict[str, int] = {}  # deleted id -> seq of the delete
+            self._idempotency: dict[str, str] = {}  # key -> id
+            self.users: dict[str, dict[str, Any]] = {}
+            self.contacts: dict[str, dict[str, Any]] = {}
+            self.spaces: dict[str, dict[str, Any]] = {}
+
+    # -- helpers (lock held) --------------------------------------------------------------------
+
+    def _next_id(self, prefix: str) -> str:
+        self._ids += 1
+        return f"{prefix}-{self._ids:05d}"
+
+    def _event(self, kind: str, row_id: str, version: str) -> ChangeEvent:
+        return ChangeEvent(self._next_id("evt"), f"appointment.{kind}", row_id, version, _now())
+
+    def _mailbox_hint(self, record: Mapping[str, Any]) -> str | None:
+        organizer = record.get("organizer") or {}
+        for email in (organizer.get("email"), record.get("created_by")):
+            if not email:
+                continue
+            for user in self.users.values():
+                if email.lower() in (
+                    str(user.get("email", "")).lower(),
+                    str(user.get("mailbox", "")).lower(),
+                ):
+                    return user.get("mailbox") or None
+        return None
+
+    def _commit(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Store a changed record with a new version, updated_at and change sequence."""
+        self._seq += 1
+        record["version"] = secrets.token_hex(8)
+        record["updated_at"] = _now()
+        record["mailbox_hint"] = self._mailbox_hint(record)
+        self._rows[record["id"]] = record
+        self._row_seq[record["id"]] = self._seq
+        return dict(record)
+
+    def _row(self, crm_id: str) -> dict[str, Any]:
+        row = self._rows.get(crm_id)
+        if row is None:
+            raise ApiError(404, "not_found", f"appointment {crm_id} does not exist")
+        return row
+
+    def _precondition(self, row: Mapping[str, Any], if_match: str | None) -> None:
+        if if_match is None:
+            return
+        wanted = _clean_version(if_match)
+        if wanted != "*" and wanted != row["version"]:
+            raise ApiError(412, "version_mismatch", f"version is {row['version']}, If-Match was {wanted}")
+
+    # -- appointments ---------------------------------------------------------------------------
+
+    def get(self, crm_id: str) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._row(crm_id))
+
+    def create(
+        self, body: Mapping[str, Any], *, idempotency_key: str | None, created_by: str | None = None
+    ) -> tuple[dict[str, Any], bool, list[ChangeEvent]]:
+        """(record, created?, events). A known idempotency key returns its record, created=False."""
+        unknown = set(body) - APPOINTMENT_FIELDS - {"external_ref", "created_by"}
+        if unknown:
+            raise ApiError(422, "unknown_field", f"unknown or read-only fields: {', '.join(sorted(unknown))}")
+        appointment = _validate_appointment({k: v for k, v in body.items() if k in APPOINTMENT_FIELDS})
+        with self._lock:
+            if idempotency_key is not None and idempotency_key in self._idempotency:
+                existing = self._idempotency[idempotency_key]
+                if existing not in self._rows:
+                    raise ApiError(
+                        409, "idempotency_key_reused", f"key created {existing}, which has since been deleted"
+                    )
+                return dict(self._rows[existing]), False, []
+            row_id = self._next_id("apt")
+            record: dict[str, Any] = {
+                "id": row_id,
+                "external_ref": body.get("external_ref"),
+                "created_by": body.get("created_by", created_by),
+                **appointment,
+            }
+            saved = self._commit(record)
+            if idempotency_key is not None:
+                self._idempotency[idempotency_key] = row_id
+            return saved, True, [self._event("created", row_id, saved["version"])]
+
+    def update(
+        self, crm_id: str, patch: Mapping[str, Any], *, if_match: str | None
+    ) -> tuple[dict[str, Any], list[ChangeEvent]]:
+        """Merge `patch`; a patch that changes nothing keeps the version and announces nothing."""
+        unknown = set(patch) - APPOINTMENT_FIELDS - {"external_ref"}
+        if unknown:
+            raise ApiError(422, "unknown_field", f"unknown or read-only fields: {', '.join(sorted(unknown))}")
+        with self._lock:
+            row = self._row(crm_id)
+            self._precondition(row, if_match)
+            current = {k: v for k, v in row.items() if k in APPOINTMENT_FIELDS}
+            merged = _validate_appointment(
+                current | {k: v for k, v in patch.items() if k in APPOINTMENT_FIELDS}
+            )
+            new = {**row, **merged}
+            if "external_ref" in patch:
+                new["external_ref"] = patch["external_ref"]
+            if new == row:
+                return dict(row), []
+            cancelled_now = merged["status"] == "cancelled" and row["status"] != "cancelled"
+            kind = "cancelled" if cancelled_now else "updated"
+            saved = self._commit(new)
+            return saved, [self._event(kind, crm_id, saved["version"])]
+
+    def cancel(self, crm_id: str, *, if_match: str | None) -> tuple[dict[str, Any], list[ChangeEvent]]:
+        return self.update(crm_id, {"status": "cancelled"}, if_match=if_match)
+
+    def delete(self, crm_id: str, *, if_match: str | None) -> list[ChangeEvent]:
+        with self._lock:
+            row = self._row(crm_id)
+            self._precondition(row, if_match)
+            del self._rows[crm_id]
+            del self._row_seq[crm_id]
+            self._seq += 1
+            self._tombstones[crm_id] = self._seq
+            return [self._event("deleted", crm_id, row["version"])]
+
+    def touch(self, crm_id: str) -> list[ChangeEvent]:
+        """A concurrent CRM-side write that changes only the version (fault injection)."""
+        with self._lock:
+            row = self._rows.get(crm_id)
+            if row is None:
+                return []
+            saved = self._commit(dict(row))
+            return [self._event("updated", crm_id, saved["version"])]
+
+    def changed(self, cursor: str | None, limit: int) -> dict[str, Any]:
+        """`{records, deleted_ids, cursor, more}`: the latest state of everything changed after `cursor`."""
+        with self._lock:
+            after = self._parse_cursor(cursor)
+            items = [(s, i, False) for i, s in self._row_seq.items() if s > after]
+            items += [(s, i, True) for i, s in self._tombstones.items() if s > after]
+            items.sort()
+            page, more = items[:limit], len(items) > limit
+            last = page[-1][0] if more else self._seq
+            return {
+                "records": [dict(self._rows[i]) for _, i, deleted in page if not deleted],
+                "deleted_ids": [i for _, i, deleted in page if deleted],
+                "cursor": f"{self._epoch}.{last}",
+                "more": more,
+            }
+
+    def _parse_cursor(self, cursor: str | None) -> int:
+        if cursor is None:
+            return 0
+        epoch, sep, number = cursor.partition(".")
+        if not sep or not number.isdigit():
+            raise ApiError(400, "invalid_cursor", f"{cursor!r} is not a cursor this CRM issued")
+        if epoch != self._epoch or int(number) > self._seq:
+            raise ApiError(410, "cursor_expired", "cursor no longer valid; sync again without changed_since")
+        return int(number)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "appointments": [dict(r) for r in self._rows.values()],
+                "deleted_ids": list(self._tombstones),
+            }
+
+    # -- directory ------------------------------------------------------------------------------
+
+    def seed(
+        self,
+        *,
+        users: Iterable[Mapping[str, Any]] = (),
+        contacts: Iterable[Mapping[str, Any]] = (),
+        spaces: Iterable[Mapping[str, Any]] = (),
+    ) -> None:
+        """Add or replace (by id) users, contacts and spaces; a missing id is generated."""
+        with self._lock:
+            for u in users:
+                self._put(self.users, "usr", u, required=("email",), optional={"name": "", "mailbox": None})
+            for c in contacts:
+                self._put(self.contacts, "con", c, required=("email",), optional={"name": ""})
+            for s in spaces:
+                mode = s.get("management_mode", "outlook_auto_accept")
+                if mode not in MANAGEMENT_MODES:
+                    raise ApiError(
+                        422, "invalid_space", f"management_mode {mode!r} not in {MANAGEMENT_MODES}"
+                    )
+                self._put(
+                    self.spaces,
+                    "spc",
+                    s,
+                    required=("name",),
+                    optional={"room_mailbox": None, "management_mode": "outlook_auto_accept"},
+                )
+
+    def _put(
+        self,
+        table: dict[str, dict[str, Any]],
+        prefix: str,
+        item: Mapping[str, Any],
+        *,
+        required: tuple[str, ...],
+        optional: Mapping[str, Any],
+    ) -> None:
+        missing = [k for k in required if not item.get(k)]
+        if missing:
+            raise ApiError(422, "invalid_seed", f"{prefix} item lacks {', '.join(missing)}: {dict(item)}")
+        row_id = str(item.get("id") or self._next_id(prefix))
+        row = {
+            "id": row_id,
+            **{k: item[k] for k in required},
+            **{k: item.get(k, d) for k, d in optional.items()},
+        }
+        if "email" in row:
+            row["email"] = str(row["email"]).strip().lower()
+        table[row_id] = row
+
+    def find_contacts(self, emails: list[str]) -> list[dict[str, Any]]:
+        if not emails:
+            raise ApiError(400, "email_required", "give at least one `email` parameter")
+        if len(emails) > MAX_CONTACT_EMAILS:
+            raise ApiError(400, "too_many_emails", f"at most {MAX_CONTACT_EMAILS} `email` parameters")
+        wanted = {e.strip().lower() for e in emails}
+        with self._lock:
+            out: dict[str, dict[str, Any]] = {}
+            for contact in self.contacts.values():
+                if contact["email"] in wanted:
+                    out.setdefault(contact["email"], dict(contact))
+            return list(out.values())
+
+    def page(self, table_name: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        """`{<table_name>: [...], next_cursor}` for users or spaces; the cursor is an offset."""
+        if cursor is not None and not cursor.isdigit():
+            raise ApiError(400, "invalid_cursor", f"{cursor!r} is not a cursor this CRM issued")
+        start = int(cursor or 0)
+        with self._lock:
+            table = self.users if table_name == "users" else self.spaces
+            rows = [dict(r) for r in table.values()]
+        chunk = rows[start : start + limit]
+        nxt = str(start + limit) if start + limit < len(rows) else None
+        return {table_name: chunk, "next_cursor": nxt}

@@ -1,0 +1,124 @@
+"""RestCrmConnector against the CRM emulator: what goes on the wire (batching, caching, headers,
+paging) and how injected faults surface as sync errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from devstack.crm_emulator import CrmEmulator
+from sync_core.crm_rest import RestCrmConnector
+from sync_core.errors import ConcurrencyError, NotFoundError, PermissionError_, ThrottledError, TransientError
+from sync_core.model import Appointment
+
+START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+
+
+def make_appointment(subject: str = "Review") -> Appointment:
+    return Appointment(subject=subject, start=START, end=START + timedelta(hours=1))
+
+
+def contact_requests(crm: CrmEmulator) -> list[list[str]]:
+    return [[v for k, v in r.query if k == "email"] for r in crm.requests if r.path == "/contacts"]
+
+
+async def test_find_contacts_asks_at_most_50_emails_per_request(
+    crm: CrmEmulator, connector: RestCrmConnector
+) -> None:
+    crm.seed(contacts=[{"email": f"c{i}@fabrikam.example"} for i in range(0, 120, 2)])
+    found = await connector.find_contacts(f"C{i}@Fabrikam.example" for i in range(120))
+    assert sorted(found) == sorted(f"c{i}@fabrikam.example" for i in range(0, 120, 2))
+    assert [len(batch) for batch in contact_requests(crm)] == [50, 50, 20]
+
+
+async def test_find_contacts_caches_hits_and_misses_for_the_connector_lifetime(
+    crm: CrmEmulator, connector: RestCrmConnector
+) -> None:
+    crm.seed(contacts=[{"id": "c1", "email": "known@fabrikam.example"}])
+    first = await connector.find_contacts(["known@fabrikam.example", "unknown@fabrikam.example"])
+    again = await connector.find_contacts(["KNOWN@fabrikam.example", "unknown@fabrikam.example", ""])
+    assert first == again and list(again) == ["known@fabrikam.example"]
+    assert len(contact_requests(crm)) == 1
+    await connector.find_contacts(["known@fabrikam.example", "new@fabrikam.example"])
+    assert contact_requests(crm)[-1] == ["new@fabrikam.example"]
+    async with RestCrmConnector(crm.base_url, token=crm.token) as fresh:  # a new run asks again
+        await fresh.find_contacts(["known@fabrikam.example"])
+    assert len(contact_requests(crm)) == 3
+
+
+async def test_list_users_follows_next_cursor_over_every_page(
+    crm: CrmEmulator, connector: RestCrmConnector
+) -> None:
+    crm.seed(users=[{"id": f"u{i:03d}", "email": f"user{i}@contoso.example"} for i in range(230)])
+    users = await connector.list_users()
+    assert [u.crm_id for u in users] == [f"u{i:03d}" for i in range(230)]
+    assert len([r for r in crm.requests if r.path == "/users"]) == 3
+
+
+async def test_I3_create_sends_the_idempotency_key_and_update_sends_if_match(
+    crm: CrmEmulator, connector: RestCrmConnector
+) -> None:
+    created = await connector.create_appointment(
+        make_appointment(), idempotency_key="key-42", external_ref="m"
+    )
+    await connector.update_appointment(
+        created.crm_id, make_appointment(subject="x"), fields=["subject"], expected_version=created.version
+    )
+    post, patch = crm.requests
+    assert post.headers["Idempotency-Key"] == "key-42"
+    assert post.body["external_ref"] == "m"
+    assert patch.headers["If-Match"] == created.version and patch.body == {"subject": "x"}
+
+
+async def test_I3_a_create_whose_response_was_lost_is_found_again_by_its_key(
+    crm: CrmEmulator, connector: RestCrmConnector
+) -> None:
+    crm.set_faults(error_after_write_rate=1.0, status=502)
+    with pytest.raises(TransientError):
+        await connector.create_appointment(make_appointment(), idempotency_key="lost", external_ref="m")
+    crm.set_faults()
+    retried = await connector.create_appointment(make_appointment(), idempotency_key="lost", external_ref="m")
+    assert [a["id"] for a in crm.appointments()] == [retried.crm_id]
+
+
+async def test_an_api_key_alone_authenticates_and_a_wrong_token_is_a_permission_error(
+    crm: CrmEmulator,
+) -> None:
+    async with RestCrmConnector(crm.base_url, api_key=crm.token) as by_key:
+        assert await by_key.list_spaces() == []
+    async with RestCrmConnector(crm.base_url, token="wrong") as wrong:
+        with pytest.raises(PermissionError_):
+            await wrong.list_spaces()
+
+
+async def test_a_cursor_from_before_a_reset_is_gone(crm: CrmEmulator, connector: RestCrmConnector) -> None:
+    await connector.create_appointment(make_appointment(), idempotency_key="k", external_ref="m")
+    cursor = (await connector.list_changed(None)).cursor
+    crm.reset()
+    with pytest.raises(NotFoundError, match="cursor_expired"):
+        await connector.list_changed(cursor)
+
+
+async def test_injected_throttling_is_a_throttled_error_with_retry_after(
+    crm: CrmEmulator, connector: RestCrmConnector
+) -> None:
+    crm.set_faults(error_rate=1.0, status=429)
+    with pytest.raises(ThrottledError) as caught:
+        await connector.get_appointment("apt-1")
+    assert caught.value.retry_after == 1.0
+
+
+async def test_a_concurrent_crm_write_during_a_conditional_update_is_a_concurrency_error(
+    crm: CrmEmulator, connector: RestCrmConnector
+) -> None:
+    created = await connector.create_appointment(make_appointment(), idempotency_key="k", external_ref="m")
+    crm.set_faults(version_conflict_rate=1.0)
+    with pytest.raises(ConcurrencyError):
+        await connector.update_appointment(
+            created.crm_id, make_appointment("mine"), fields=["subject"], expected_version=created.version
+        )
+    unconditional = await connector.update_appointment(
+        created.crm_id, make_appointment("mine"), fields=["subject"], expected_version=None
+    )
+    assert unconditional.appointment.subject == "mine"
