@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
+import importlib
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from devstack.graph_emulator import GraphEmulator
 
 # Test modules import `emulator_support` by name; pytest's import mode does not add this folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+support = importlib.import_module("emulator_support")
 
 
 class _Token(AccessTokenProvider):
@@ -44,23 +44,14 @@ def emulator() -> Iterator[GraphEmulator]:
 @pytest.fixture
 def emu(emulator: GraphEmulator) -> GraphEmulator:
     """The module's emulator, reset, with two users and two rooms."""
-    from emulator_support import (
-        ALICE,
-        ALICE_MAIL,
-        BOB,
-        BOB_MAIL,
-        MODERATED_ROOM,
-        MODERATED_ROOM_MAIL,
-        ROOM,
-        ROOM_MAIL,
-    )
-
     emulator.reset()
-    emulator.add_mailbox(ALICE, ALICE_MAIL, "Alice Archer")
-    emulator.add_mailbox(BOB, BOB_MAIL, "Bob Baker", time_zone="Pacific Standard Time")
-    emulator.add_mailbox(ROOM, ROOM_MAIL, "Harbour Room", kind="room", room_mode="auto_accept")
+    emulator.add_mailbox(support.ALICE, support.ALICE_MAIL, "Alice Archer")
+    emulator.add_mailbox(support.BOB, support.BOB_MAIL, "Bob Baker", time_zone="Pacific Standard Time")
     emulator.add_mailbox(
-        MODERATED_ROOM, MODERATED_ROOM_MAIL, "Board Room", kind="room", room_mode="moderated"
+        support.ROOM, support.ROOM_MAIL, "Harbour Room", kind="room", room_mode="auto_accept"
+    )
+    emulator.add_mailbox(
+        support.MODERATED_ROOM, support.MODERATED_ROOM_MAIL, "Board Room", kind="room", room_mode="moderated"
     )
     return emulator
 
@@ -81,51 +72,9 @@ async def http(emu: GraphEmulator) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@dataclass
-class Sink:
-    """A webhook endpoint in the test loop: answers the validation handshake (or not), records posts."""
-
-    mode: str = "good"
-    validations: list[dict[str, Any]] = field(default_factory=list)
-    posts: list[dict[str, Any]] = field(default_factory=list)
-    url: str = ""
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        token = request.query.get("validationToken")
-        if token is not None:
-            self.validations.append(
-                {
-                    "token": token,
-                    "content_type": request.headers.get("Content-Type"),
-                    "query": dict(request.query),
-                }
-            )
-            if self.mode == "wrong_body":
-                return web.Response(text=token + "x", content_type="text/plain")
-            if self.mode == "wrong_type":
-                return web.Response(text=token, content_type="application/json")
-            if self.mode == "error":
-                return web.Response(status=500)
-            return web.Response(text=token, content_type="text/plain")
-        self.posts.append(await request.json())
-        self.arrived.set()
-        return web.Response(status=202)
-
-    def notifications(self) -> list[dict[str, Any]]:
-        return [item for post in self.posts for item in post["value"]]
-
-    async def wait_for(self, count: int, within: float = 5.0) -> list[dict[str, Any]]:
-        async with asyncio.timeout(within):
-            while len(self.notifications()) < count:
-                self.arrived.clear()
-                await self.arrived.wait()
-        return self.notifications()
-
-
 @pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    endpoint = Sink()
+async def sink() -> AsyncIterator[Any]:
+    endpoint = support.Sink()
     app = web.Application()
     app.router.add_post("/api/notify", endpoint.handle)
     runner = web.AppRunner(app, access_log=None)

@@ -7,12 +7,14 @@ webhook payload models below mirror Graph's `changeNotificationCollection` / `ch
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from aiohttp import web
 from kiota_abstractions.serialization import Parsable, ParseNode, SerializationWriter
 from kiota_serialization_json.json_parse_node_factory import JsonParseNodeFactory
 
@@ -132,3 +134,45 @@ class ChangeNotificationCollection(Parsable):
 
     def serialize(self, writer: SerializationWriter) -> None:
         raise AssertionError("parse-only model")
+
+
+@dataclass
+class Sink:
+    """A webhook endpoint in the test loop: answers the validation handshake (or not), records posts."""
+
+    mode: str = "good"
+    validations: list[dict[str, Any]] = field(default_factory=list)
+    posts: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        token = request.query.get("validationToken")
+        if token is not None:
+            self.validations.append(
+                {
+                    "token": token,
+                    "content_type": request.headers.get("Content-Type"),
+                    "query": dict(request.query),
+                }
+            )
+            if self.mode == "wrong_body":
+                return web.Response(text=token + "x", content_type="text/plain")
+            if self.mode == "wrong_type":
+                return web.Response(text=token, content_type="application/json")
+            if self.mode == "error":
+                return web.Response(status=500)
+            return web.Response(text=token, content_type="text/plain")
+        self.posts.append(await request.json())
+        self.arrived.set()
+        return web.Response(status=202)
+
+    def notifications(self) -> list[dict[str, Any]]:
+        return [item for post in self.posts for item in post["value"]]
+
+    async def wait_for(self, count: int, within: float = 5.0) -> list[dict[str, Any]]:
+        async with asyncio.timeout(within):
+            while len(self.notifications()) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+        return self.notifications()
