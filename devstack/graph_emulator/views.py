@@ -74,7 +74,8 @@ def page_links(svc: GraphService, req: GraphRequest, overrides: dict[str, str], 
         for key, value in req.query.items():
             query[f"${key}" if key in SYSTEM_OPTIONS else key] = value
     query.update(overrides)
-    return f"{svc.base_url}{req.path}?" + urlencode(query, quote_via=quote, safe="$'(),:")
+    path = req.path.removesuffix("()")
+    return f"{svc.base_url}{path}?" + urlencode(query, quote_via=quote, safe="$'(),:")
 
 
 def _encode(payload: dict[str, Any]) -> str:
@@ -127,6 +128,7 @@ class CalendarViewApi:
         for prefix in ("/users/{user}/calendarView", "/users/{user}/calendar/calendarView"):
             svc.router.add("GET", prefix, self.view)
             svc.router.add("GET", prefix + "/delta", self.delta)
+            svc.router.add("GET", prefix + "/delta()", self.delta)  # msgraph-sdk's function-call form
 
     async def view(self, req: GraphRequest, params: dict[str, str]) -> GraphResponse:
         mailbox = self.state.mailbox(params["user"])
@@ -150,7 +152,7 @@ class CalendarViewApi:
         return GraphResponse(200, body, headers)
 
     def _gone(self, req: GraphRequest, start: str | None, end: str | None) -> GraphError:
-        location = f"{self.svc.base_url}{req.path}?"
+        location = f"{self.svc.base_url}{req.path.removesuffix('()')}?"
         if start and end:
             location += urlencode({"startDateTime": start, "endDateTime": end}, safe=":") + "&"
         return GraphError(
