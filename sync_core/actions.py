@@ -61,6 +61,7 @@ class Mapping(_Frozen):
     graph_receipt: Receipt | None = None
     crm_receipt: Receipt | None = None
     state: Literal["active", "cancelled", "unlinked"] = "active"
+    ical_uid: str | None = None  # alias: invitee and room copies are found by iCalUId (I1)
     etag: str | None = None  # storage concurrency token of the row this came from
 
 
@@ -71,6 +72,7 @@ class _Action(_Frozen):
 
 class Skip(_Action):
     kind: Literal["skip"] = "skip"
+    needs_operator: bool = False  # X1: the run stopped and waits for an operator
 
 
 class CreateCrmAppointment(_Action):
@@ -114,6 +116,15 @@ class CancelGraphEvent(_Action):
     comment: str = ""
 
 
+class CancelGraphOccurrence(_Action):
+    """R3: delete one occurrence of a series (the adapter finds the instance by its original start)."""
+
+    kind: Literal["cancel_graph_occurrence"] = "cancel_graph_occurrence"
+    mailbox: str
+    series_event_id: str
+    original_start: datetime
+
+
 class RespondGraphEvent(_Action):
     kind: Literal["respond_graph"] = "respond_graph"
     mailbox: str
@@ -150,6 +161,7 @@ Action = Annotated[
     | CreateGraphEvent
     | UpdateGraphEvent
     | CancelGraphEvent
+    | CancelGraphOccurrence
     | RespondGraphEvent
     | NotifyOrganizer
     | LinkCopy
@@ -164,5 +176,6 @@ WRITES = (
     CreateGraphEvent,
     UpdateGraphEvent,
     CancelGraphEvent,
+    CancelGraphOccurrence,
     RespondGraphEvent,
 )

@@ -152,11 +152,20 @@ class Appointment(_Frozen):
     origin: Origin = Origin.M365
     recurrence: Recurrence | None = None
     cancelled_occurrences: tuple[datetime, ...] = ()
+    # Identity and bookkeeping, not content (outside CONTENT_FIELDS, so fingerprints ignore them):
+    series_ref: str | None = None  # R3: meeting key of the series an exception belongs to
+    original_start: datetime | None = None  # R3: the occurrence's start in the series pattern
+    crm_fields: tuple[tuple[str, str], ...] = ()  # W3/M2: configured defaults for required CRM fields
 
     @field_validator("start", "end")
     @classmethod
     def _utc(cls, v: datetime) -> datetime:
         return utc(v)
+
+    @field_validator("original_start")
+    @classmethod
+    def _utc_opt(cls, v: datetime | None) -> datetime | None:
+        return None if v is None else utc(v)
 
     @field_validator("cancelled_occurrences")
     @classmethod
@@ -232,6 +241,7 @@ class GraphEvent(_Frozen):
     is_cancelled: bool = False
     response: Response = Response.NONE
     written_by_us: str | None = None  # value of our single-value extended property, if present
+    last_modified: datetime | None = None  # lastModifiedDateTime, for conflict policy newest_wins (D3)
     appointment: Appointment
 
 

@@ -1,0 +1,96 @@
+"""CRM-managed rooms (rule M4): the CRM's status decides the room's answer to its invitations. Pure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sync_core.actions import Action, Mapping, NotifyOrganizer, RespondGraphEvent
+from sync_core.model import Appointment, CrmRecord, Response, Status
+from sync_core.policy import RoomMapping
+
+if TYPE_CHECKING:
+    from sync_core.engine import Inputs
+
+
+def _overlaps(a: Appointment, start: datetime, end: datetime) -> bool:
+    return a.start < end and start < a.end
+
+
+def crm_managed_room_actions(
+    inp: Inputs, mapping: Mapping, crm: CrmRecord, room: RoomMapping, room_event_id: str, current: Response
+) -> list[Action]:
+    """M4: confirmed -> the room accepts and declines every other pending invitation for an overlapping
+    slot; cancelled -> the room declines; prospect/tentative/hold -> the invitation stays pending."""
+    status = crm.appointment.status
+    appt = crm.appointment
+    out: list[Action] = []
+    if status is Status.CONFIRMED and current is not Response.ACCEPTED:
+        out.append(
+            RespondGraphEvent(
+                rule="M4",
+                reason=f"confirmed in the CRM: room {room.display_name} accepts",
+                mailbox=room.mailbox,
+                event_id=room_event_id,
+                response="accept",
+            )
+        )
+        for other in inp.facts.room_overlaps:
+            if (
+                other.mailbox == room.mailbox
+                and other.event_id != room_event_id
+                and other.response not in (Response.DECLINED,)
+                and _overlaps(other.appointment, appt.start, appt.end)
+            ):
+                out.append(
+                    RespondGraphEvent(
+                        rule="M4",
+                        reason=f"room {room.display_name} was confirmed for another meeting in this slot",
+                        mailbox=room.mailbox,
+                        event_id=other.event_id,
+                        response="decline",
+                    )
+                )
+    elif status is Status.CANCELLED and current is not Response.DECLINED:
+        out.append(
+            RespondGraphEvent(
+                rule="M4",
+                reason=f"cancelled in the CRM: room {room.display_name} declines",
+                mailbox=room.mailbox,
+                event_id=room_event_id,
+                response="decline",
+            )
+        )
+    return out
+
+
+def hold_notices(inp: Inputs, mapping: Mapping, crm: CrmRecord) -> list[Action]:
+    """M4: tentative or hold on a CRM-managed room: the organiser is told; the invitation stays pending."""
+    before = mapping.snapshot.status if mapping.snapshot is not None else None
+    appt = crm.appointment
+    if appt.status not in (Status.TENTATIVE, Status.HOLD) or before is appt.status:
+        return []
+    rooms = [inp.policy.room(a.email) for a in appt.rooms]
+    managed = [r for r in rooms if r is not None and r.mode == "crm_managed"]
+    if not managed or appt.organizer is None:
+        return []
+    names = ", ".join(r.display_name for r in managed)
+    return [
+        NotifyOrganizer(
+            rule="M4",
+            reason=f"the events team set {appt.status.value}: the room invitation stays pending",
+            mailbox=appt.organizer.email,
+            subject=f"{appt.subject}: {appt.status.value} for {names}",
+            text=f"Your booking of {names} is on {appt.status.value}; the room has not accepted yet.",
+        )
+    ]
+
+
+def room_copies(inp: Inputs, mapping: Mapping) -> list[tuple[RoomMapping, str]]:
+    """The CRM-managed rooms whose copies are linked to the mapping, with the copy's event id."""
+    out = []
+    for copy in mapping.copies:
+        room = inp.policy.room(copy.mailbox)
+        if copy.role == "room" and room is not None and room.mode == "crm_managed":
+            out.append((room, copy.event_id))
+    return out
