@@ -181,8 +181,9 @@ class EventsApi:
     async def respond(self, req: GraphRequest, params: dict[str, str]) -> GraphResponse:
         mailbox = self.state.mailbox(params["user"])
         action = req.path.rstrip("/").rsplit("/", 1)[-1].lower()
-        body = req.body if isinstance(req.body, dict) else {}
-        send_response = body.get("sendResponse", True)
+        body = {str(k).lower(): v for k, v in (req.body if isinstance(req.body, dict) else {}).items()}
+        send_response = body.get("sendresponse")
+        send_response = True if send_response is None else send_response
         if not isinstance(send_response, bool):
             raise bad_request("The property 'sendResponse' must be a boolean.")
         with self.state.lock:

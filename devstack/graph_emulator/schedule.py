@@ -55,15 +55,16 @@ class ScheduleApi:
 
     async def get_schedule(self, req: GraphRequest, params: dict[str, str]) -> GraphResponse:
         self.state.mailbox(params["user"])
-        body = req.body if isinstance(req.body, dict) else {}
+        # Action parameters are case-insensitive; msgraph-sdk sends "Schedules", "StartTime", ...
+        body = {str(k).lower(): v for k, v in (req.body if isinstance(req.body, dict) else {}).items()}
         schedules = body.get("schedules")
         if not isinstance(schedules, list) or not schedules or not all(isinstance(s, str) for s in schedules):
             raise bad_request("schedules must be a non-empty array of SMTP addresses.")
-        start, start_tz = parse_date_time_time_zone(body.get("startTime"), "startTime")
-        end, _ = parse_date_time_time_zone(body.get("endTime"), "endTime")
+        start, start_tz = parse_date_time_time_zone(body.get("starttime"), "startTime")
+        end, _ = parse_date_time_time_zone(body.get("endtime"), "endTime")
         if end <= start:
             raise bad_request("endTime must be after startTime.")
-        interval = int(body.get("availabilityViewInterval") or 30)
+        interval = int(body.get("availabilityviewinterval") or 30)
         if not 5 <= interval <= 1440:
             raise bad_request("availabilityViewInterval must be between 5 and 1440 minutes.")
         ctx, headers = self.svc.render_context(req)
@@ -124,8 +125,8 @@ class ScheduleApi:
 
     async def send_mail(self, req: GraphRequest, params: dict[str, str]) -> GraphResponse:
         mailbox = self.state.mailbox(params["user"])
-        body = req.body if isinstance(req.body, dict) else {}
-        message = body.get("message") or body.get("Message")
+        body = {str(k).lower(): v for k, v in (req.body if isinstance(req.body, dict) else {}).items()}
+        message = body.get("message")
         if not isinstance(message, dict):
             raise bad_request("sendMail needs a message.", code="ErrorInvalidRequest")
         if (
@@ -142,7 +143,7 @@ class ScheduleApi:
                     "from": mailbox.mail,
                     "mailbox_id": mailbox.id,
                     "message": message,
-                    "saveToSentItems": body.get("saveToSentItems", True),
+                    "saveToSentItems": body.get("savetosentitems", True),
                     "time": format_instant(self.svc.clock.now()),
                 }
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 from typing import Any
 
@@ -148,3 +149,19 @@ async def test_copies_in_other_mailboxes_notify_their_subscribers(
     items = await sink.wait_for(1)
     assert items[0]["changeType"] == "created"
     assert items[0]["resource"] == f"Users/{BOB}/Events/{copy['id']}"
+
+
+async def test_tentative_accept_through_msgraph_sdk(
+    http: httpx.AsyncClient, graph: GraphServiceClient
+) -> None:
+    module = importlib.import_module(
+        "msgraph.generated.users.item.events.item.tentatively_accept.tentatively_accept_post_request_body"
+    )
+    organiser = await post(http, ALICE, meeting("Review", 9, BOB_MAIL))
+    copy = await only_event(http, BOB)
+    await (
+        graph.users.by_user_id(BOB)
+        .events.by_event_id(copy["id"])
+        .tentatively_accept.post(module.TentativelyAcceptPostRequestBody(comment="maybe", send_response=True))
+    )
+    assert (await statuses(http, organiser["id"]))[BOB_MAIL] == "tentativelyAccepted"
