@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sync_core.actions import Change, ChangeType, Mapping
@@ -15,6 +15,9 @@ from sync_core.model import (
     GraphEvent,
     Origin,
     Person,
+    Recurrence,
+    RecurrencePattern,
+    RecurrenceRange,
     Response,
     Side,
 )
@@ -89,3 +92,11 @@ def synced(g: GraphEvent, crm_id: str = "c1", **kw: Any) -> tuple[Mapping, CrmRe
 
 def kinds(d: Decision) -> list[str]:
     return [a.kind for a in d.actions]
+
+
+def weekly(start: date, *, end: date | None = None, days: tuple[str, ...] = ("monday",)) -> Recurrence:
+    """A weekly pattern; no end unless `end` is given (R2)."""
+    return Recurrence(
+        pattern=RecurrencePattern(type="weekly", days_of_week=days),
+        range=RecurrenceRange(type="endDate" if end else "noEnd", start_date=start, end_date=end),
+    )

@@ -1,0 +1,273 @@
+"""Rules R1-R4 (recurrence) and M1-M6 (rooms and resources)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sync_core.actions import Mapping
+from sync_core.engine import Facts, decide
+from sync_core.model import AttendeeType, Location, Origin, Response, Status
+from tests.engine.builders import (
+    CLIENT,
+    KNOWN,
+    NOW,
+    POLICY,
+    appt,
+    attendee,
+    crm_change,
+    gev,
+    kinds,
+    m365,
+    rec,
+    synced,
+    weekly,
+)
+
+MON = datetime(2025, 3, 10, 9, tzinfo=UTC)
+BOARD = "boardroom@contoso.com"  # Outlook-managed, auto-accept
+HALL = "hall@contoso.com"  # CRM-managed
+
+
+def _series(**kw):  # type: ignore[no-untyped-def]
+    kw.setdefault("recurrence", weekly(MON.date()))
+    return appt(start=MON, **kw)
+
+
+def test_R1_a_series_syncs_as_one_series_with_its_pattern() -> None:
+    g = gev(_series(), type="seriesMaster")
+    d = decide(m365(), None, g, None, POLICY, NOW, KNOWN)
+    assert kinds(d) == ["create_crm"] and d.rule == "R1"
+    assert d.actions[0].appointment.recurrence == g.appointment.recurrence
+    occ = gev(_series(), type="occurrence", event_id="occ", series_master_id="e-linda", original_start=MON)
+    assert decide(m365("occ"), None, occ, None, POLICY, NOW, Facts(series_key="ical:UID-1")).rule == "R1"
+
+
+def test_R2_a_series_without_end_syncs_whole() -> None:
+    g = gev(_series(), type="seriesMaster")
+    created = decide(m365(), None, g, None, POLICY, NOW, KNOWN).actions[0].appointment
+    assert created.recurrence is not None and created.recurrence.range.type == "noEnd"
+    assert created.recurrence.range.end_date is None and created.recurrence.range.number_of_occurrences == 0
+
+
+def test_R3_one_edited_occurrence_syncs_as_an_exception_of_the_series() -> None:
+    master = gev(_series(), type="seriesMaster")
+    series_mapping, _ = synced(master)
+    moved = _series().model_copy(update={"start": MON + timedelta(hours=2), "end": MON + timedelta(hours=3)})
+    exc = gev(
+        moved, type="exception", event_id="exc", ical_uid="X", series_master_id="e-linda", original_start=MON
+    )
+    facts = Facts(known_contacts=KNOWN.known_contacts, series_key="ical:UID-1", series_mapping=series_mapping)
+    d = decide(m365("exc"), None, exc, None, POLICY, NOW, facts)
+    assert d.rule == "R3" and d.meeting_key == "ical:UID-1|2025-03-10T09:00:00Z"
+    assert d.actions[0].appointment.series_ref == "ical:UID-1"
+    assert d.actions[0].appointment.original_start == MON
+
+
+def test_R3_one_occurrence_deleted_in_m365_updates_the_series_record() -> None:
+    master = gev(_series(), type="seriesMaster")
+    mapping, record = synced(master)
+    cancelled = master.model_copy(
+        update={
+            "change_key": "ck2",
+            "appointment": master.appointment.model_copy(update={"cancelled_occurrences": (MON,)}),
+        }
+    )
+    d = decide(m365(), mapping, cancelled, record, POLICY, NOW, KNOWN)
+    assert kinds(d) == ["update_crm"] and d.rule == "R3"
+    assert d.actions[0].changed_fields == ("cancelled_occurrences",)
+
+
+def test_R3_one_occurrence_cancelled_in_the_crm_is_deleted_in_m365() -> None:
+    master = gev(_series(), type="seriesMaster")
+    mapping, record = synced(master)
+    edited = record.model_copy(
+        update={
+            "version": "v2",
+            "appointment": record.appointment.model_copy(update={"cancelled_occurrences": (MON,)}),
+        }
+    )
+    d = decide(crm_change(), mapping, master, edited, POLICY, NOW, KNOWN)
+    assert kinds(d) == ["cancel_graph_occurrence"] and d.rule == "R3"
+    assert d.actions[0].original_start == MON and d.actions[0].series_event_id == "e-linda"
+
+
+def test_R3_occurrence_edited_in_the_crm_updates_that_occurrence_in_m365() -> None:
+    occ = gev(_series(recurrence=None), type="occurrence", event_id="occ", original_start=MON)
+    exception = rec(
+        appt(start=MON + timedelta(hours=1), origin=Origin.CRM, series_ref="ical:UID-1", original_start=MON),
+        crm_id="c-exc",
+    )
+    d = decide(crm_change("c-exc"), None, occ, exception, POLICY, NOW, KNOWN)
+    assert d.rule == "R3" and d.meeting_key == "ical:UID-1|2025-03-10T09:00:00Z"
+    update = next(a for a in d.actions if a.kind == "update_graph")
+    assert update.event_id == "occ" and set(update.changed_fields) == {"start", "end"}
+
+
+def test_R4_recurring_skip_and_expand_are_configurable() -> None:
+    g = gev(_series(), type="seriesMaster")
+    skip = POLICY.model_copy(update={"recurring": "skip"})
+    assert decide(m365(), None, g, None, skip, NOW, KNOWN).rule == "R4"
+    expand = POLICY.model_copy(update={"recurring": "expand"})
+    assert decide(m365(), None, g, None, expand, NOW, KNOWN).rule == "R4"
+    occ = gev(_series(recurrence=None), type="occurrence", event_id="occ", original_start=MON)
+    facts = Facts(known_contacts=KNOWN.known_contacts, series_key="ical:UID-1")
+    d = decide(m365("occ"), None, occ, None, expand, NOW, facts)
+    assert kinds(d) == ["create_crm"] and d.meeting_key == "ical:UID-1|2025-03-10T09:00:00Z"
+    assert decide(crm_change(), None, None, rec(_series(origin=Origin.CRM)), skip, NOW).rule == "R4"
+
+
+# ---- rooms -----------------------------------------------------------------------------------------
+
+
+def _room_meeting(room: str, response: Response = Response.NONE, **kw):  # type: ignore[no-untyped-def]
+    return appt(attendees=(attendee(CLIENT), attendee(room, response, AttendeeType.RESOURCE)), **kw)
+
+
+def test_M1_a_room_is_found_by_its_unique_display_name() -> None:
+    a = appt(locations=(Location(display_name="board room"),), origin=Origin.CRM)
+    d = decide(crm_change(), None, None, rec(a), POLICY, NOW, KNOWN)
+    created = d.actions[0].appointment
+    assert Location(display_name="Board Room", room_email=BOARD) in created.locations
+    assert any(x.email == BOARD and x.type is AttendeeType.RESOURCE for x in created.attendees)
+
+
+def test_M2_auto_accept_room_syncs_once_accepted_confirmed_with_defaults() -> None:
+    pending = gev(_room_meeting(BOARD))
+    assert decide(m365(), None, pending, None, POLICY, NOW, KNOWN).rule == "M2"
+    accepted = gev(_room_meeting(BOARD, Response.ACCEPTED))
+    d = decide(m365(), None, accepted, None, POLICY, NOW, KNOWN)
+    assert d.rule == "M2" and d.actions[0].kind == "create_crm"
+    assert d.actions[0].appointment.status is Status.CONFIRMED
+    assert dict(d.actions[0].appointment.crm_fields) == {"event_type": "meeting"}
+    declined = gev(_room_meeting(BOARD, Response.DECLINED))
+    d = decide(m365(), None, declined, None, POLICY, NOW, KNOWN)
+    assert d.rule == "M2" and kinds(d) == ["skip"] and "declined" in d.reason
+
+
+def test_M3_moderated_room_the_moderators_answer_is_what_syncs() -> None:
+    from sync_core.policy import RoomMapping
+
+    rooms = (
+        RoomMapping(mailbox=BOARD, crm_space_id="s", display_name="Board Room", mode="outlook_moderated"),
+    )
+    policy = POLICY.model_copy(update={"rooms": rooms})
+    assert decide(m365(), None, gev(_room_meeting(BOARD)), None, policy, NOW, KNOWN).rule == "M3"
+    d = decide(m365(), None, gev(_room_meeting(BOARD, Response.ACCEPTED)), None, policy, NOW, KNOWN)
+    assert d.rule == "M3" and d.actions[0].kind == "create_crm"
+    d = decide(m365(), None, gev(_room_meeting(BOARD, Response.DECLINED)), None, policy, NOW, KNOWN)
+    assert d.rule == "M3" and kinds(d) == ["skip"]
+
+
+def _hall_synced() -> tuple[Mapping, object]:
+    g = gev(_room_meeting(HALL))
+    d = decide(m365(), None, g, None, POLICY, NOW, KNOWN)
+    assert d.rule == "M4" and d.actions[0].appointment.status is Status.PROSPECT
+    assert d.mapping is not None
+    room_copy = gev(_room_meeting(HALL), mailbox=HALL, event_id="e-hall", is_organizer=False)
+    mapping = d.mapping.model_copy(update={"crm_id": "c1"})
+    record = rec(d.actions[0].appointment, external_ref=d.meeting_key)
+    linked = decide(m365("e-hall", HALL), mapping, room_copy, record, POLICY, NOW, KNOWN)
+    assert kinds(linked) == ["link_copy"]  # prospect: the invitation stays pending
+    assert linked.mapping is not None
+    return linked.mapping, record
+
+
+def test_M4_crm_managed_room_prospect_then_confirm_accepts_and_declines_overlaps() -> None:
+    mapping, record = _hall_synced()
+    other = gev(_room_meeting(HALL), mailbox=HALL, event_id="e-other", ical_uid="U2", is_organizer=False)
+    later = gev(
+        _room_meeting(HALL, start=NOW + timedelta(days=3)),
+        mailbox=HALL,
+        event_id="e-later",
+        is_organizer=False,
+    )
+    confirmed = record.model_copy(  # type: ignore[attr-defined]
+        update={
+            "version": "v2",
+            "appointment": record.appointment.model_copy(update={"status": Status.CONFIRMED}),
+        }  # type: ignore[attr-defined]
+    )
+    g = gev(_room_meeting(HALL))
+    d = decide(crm_change(), mapping, g, confirmed, POLICY, NOW, Facts(room_overlaps=(other, later)))
+    responses = [(a.event_id, a.response) for a in d.actions if a.kind == "respond_graph"]
+    assert responses == [("e-hall", "accept"), ("e-other", "decline")]
+    assert d.rule == "M4"
+
+
+def test_M4_crm_managed_room_hold_tells_the_organizer_and_cancel_declines() -> None:
+    mapping, record = _hall_synced()
+    hold = record.model_copy(  # type: ignore[attr-defined]
+        update={"version": "v2", "appointment": record.appointment.model_copy(update={"status": Status.HOLD})}  # type: ignore[attr-defined]
+    )
+    d = decide(crm_change(), mapping, gev(_room_meeting(HALL)), hold, POLICY, NOW, KNOWN)
+    assert kinds(d)[0] == "notify_organizer" and d.rule == "M4" and "respond_graph" not in kinds(d)
+    cancelled = record.model_copy(  # type: ignore[attr-defined]
+        update={
+            "version": "v3",
+            "appointment": record.appointment.model_copy(update={"status": Status.CANCELLED}),
+        }  # type: ignore[attr-defined]
+    )
+    d = decide(crm_change(), mapping, gev(_room_meeting(HALL)), cancelled, POLICY, NOW, KNOWN)
+    declines = [a for a in d.actions if a.kind == "respond_graph"]
+    assert [(a.event_id, a.response) for a in declines] == [("e-hall", "decline")]
+
+
+def test_M4_confirm_seen_before_the_room_copy_is_applied_when_the_copy_arrives() -> None:
+    g = gev(_room_meeting(HALL))
+    first = decide(m365(), None, g, None, POLICY, NOW, KNOWN)
+    assert first.mapping is not None
+    mapping = first.mapping.model_copy(update={"crm_id": "c1"})
+    confirmed = rec(first.actions[0].appointment.model_copy(update={"status": Status.CONFIRMED}))
+    room_copy = gev(_room_meeting(HALL), mailbox=HALL, event_id="e-hall", is_organizer=False)
+    d = decide(m365("e-hall", HALL), mapping, room_copy, confirmed, POLICY, NOW, KNOWN)
+    assert [(a.kind, getattr(a, "response", None)) for a in d.actions] == [
+        ("link_copy", None),
+        ("respond_graph", "accept"),
+    ]
+
+
+def test_M5_crm_booking_on_outlook_managed_room_goes_through_acceptance_and_creator_is_told() -> None:
+    booking = rec(_room_meeting(BOARD, origin=Origin.CRM))
+    d = decide(crm_change(), None, None, booking, POLICY, NOW, KNOWN)
+    assert d.actions[0].kind == "create_graph"
+    assert any(
+        a.email == BOARD and a.type is AttendeeType.RESOURCE for a in d.actions[0].appointment.attendees
+    )
+    assert d.mapping is not None
+    mapping = d.mapping.model_copy(update={"graph_event_id": "e-linda"})
+    declined = gev(_room_meeting(BOARD, Response.DECLINED, origin=Origin.CRM))
+    d = decide(m365(), mapping, declined, booking, POLICY, NOW, KNOWN)
+    notes = [a for a in d.actions if a.kind == "notify_organizer"]
+    assert notes and notes[0].rule == "M5" and "declined" in notes[0].reason
+    assert notes[0].mailbox == "linda@contoso.com"
+
+
+def test_M6_several_rooms_in_different_time_zones_on_one_event() -> None:
+    from sync_core.policy import RoomMapping
+
+    rooms = (
+        RoomMapping(
+            mailbox="ny@contoso.com", crm_space_id="s-ny", display_name="NY 1", time_zone="America/New_York"
+        ),
+        RoomMapping(
+            mailbox="ldn@contoso.com", crm_space_id="s-ldn", display_name="LDN 1", time_zone="Europe/London"
+        ),
+    )
+    policy = POLICY.model_copy(update={"rooms": rooms})
+    a = appt(
+        attendees=(
+            attendee(CLIENT),
+            attendee("ny@contoso.com", Response.ACCEPTED, AttendeeType.RESOURCE),
+            attendee("ldn@contoso.com", Response.ACCEPTED, AttendeeType.RESOURCE),
+        )
+    )
+    d = decide(m365(), None, gev(a), None, policy, NOW, KNOWN)
+    created = d.actions[0].appointment
+    assert d.actions[0].kind == "create_crm"
+    assert {loc.room_email for loc in created.locations} == {"ny@contoso.com", "ldn@contoso.com"}
+    one_pending = a.model_copy(
+        update={
+            "attendees": (*a.attendees[:2], attendee("ldn@contoso.com", Response.NONE, AttendeeType.RESOURCE))
+        }
+    )
+    assert decide(m365(), None, gev(one_pending), None, policy, NOW, KNOWN).rule == "M2"
