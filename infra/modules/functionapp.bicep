@@ -1,0 +1,226 @@
+// The Flex Consumption plan (FC1) and the Linux Python function app, with identity-based host storage,
+// the deployment container reached by the managed identity, and every app setting sync_core reads
+// (sync_core/settings.py). Secrets are Key Vault references resolved with the same identity.
+// Flex deprecates FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION, WEBSITE_RUN_FROM_PACKAGE and the
+// content-share settings: the runtime and its version live in functionAppConfig.runtime instead.
+
+@description('Function app name; also the first label of its default host name.')
+param name string
+
+@description('Flex Consumption plan name.')
+param planName string
+
+@description('Azure region.')
+param location string
+
+@description('Tags for every resource.')
+param tags object
+
+@description('Resource id of the user-assigned managed identity.')
+param identityId string
+
+@description('Client id of the user-assigned managed identity.')
+param identityClientId string
+
+@description('Python version of the Flex runtime.')
+@allowed([
+  '3.11'
+  '3.12'
+])
+param pythonVersion string
+
+@description('Memory of each instance, in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int
+
+@description('Upper bound on instances (Flex allows 40 to 1000).')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int
+
+@description('URL of the blob container holding deployment packages.')
+param deploymentContainerUrl string
+
+@description('Blob endpoint of the storage account (AzureWebJobsStorage__blobServiceUri).')
+param blobEndpoint string
+
+@description('Queue endpoint of the storage account (AzureWebJobsStorage__queueServiceUri).')
+param queueEndpoint string
+
+@description('Table endpoint of the storage account (AzureWebJobsStorage__tableServiceUri).')
+param tableEndpoint string
+
+@description('Application Insights connection string (no secret: local auth is disabled on the resource).')
+param appInsightsConnectionString string
+
+@description('GRAPH_BASE_URL.')
+param graphBaseUrl string
+
+@description('GRAPH_AUTH_MODE: client_secret, or managed_identity (the identity federated with the app registration).')
+@allowed([
+  'client_secret'
+  'managed_identity'
+])
+param graphAuthMode string
+
+@description('GRAPH_TENANT_ID.')
+param graphTenantId string
+
+@description('GRAPH_CLIENT_ID.')
+param graphClientId string
+
+@description('Key Vault URI of the Graph client secret; empty unless graphAuthMode is client_secret.')
+param graphClientSecretUri string
+
+@description('CRM_BASE_URL.')
+param crmBaseUrl string
+
+@description('Key Vault URI of CRM_API_TOKEN.')
+param crmApiTokenUri string
+
+@description('Key Vault URI of CRM_WEBHOOK_SECRETS.')
+param crmWebhookSecretsUri string
+
+@description('Key Vault URI of WEBHOOK_FUNCTION_KEY.')
+param webhookFunctionKeyUri string
+
+@description('Name of the host key Graph and the CRM present as ?code=.')
+param webhookKeyName string
+
+@description('Value of that host key; the same value is stored in Key Vault as WEBHOOK_FUNCTION_KEY.')
+@secure()
+param webhookFunctionKey string
+
+@description('SYNC_POLICY as JSON; empty to leave it unset (the app then uses its default policy).')
+param syncPolicyJson string
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    // Key Vault references resolve with the user-assigned identity, not a (non-existent) system one.
+    keyVaultReferenceIdentity: identityId
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: deploymentContainerUrl
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: pythonVersion
+      }
+    }
+  }
+}
+
+var publicBaseUrl = 'https://${site.properties.defaultHostName}'
+
+// Platform settings, read by the Functions host (and the first five by sync_core.settings too).
+var appSettingsPlatform = {
+  AzureWebJobsStorage__blobServiceUri: blobEndpoint
+  AzureWebJobsStorage__queueServiceUri: queueEndpoint
+  AzureWebJobsStorage__tableServiceUri: tableEndpoint
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+}
+
+// sync_core.settings.Settings, by alias.
+var appSettingsSync = {
+  GRAPH_BASE_URL: graphBaseUrl
+  GRAPH_AUTH_MODE: graphAuthMode
+  GRAPH_TENANT_ID: graphTenantId
+  GRAPH_CLIENT_ID: graphClientId
+  PUBLIC_BASE_URL: publicBaseUrl
+  WEBHOOK_FUNCTION_KEY: '@Microsoft.KeyVault(SecretUri=${webhookFunctionKeyUri})'
+  CRM_BASE_URL: crmBaseUrl
+  CRM_API_TOKEN: '@Microsoft.KeyVault(SecretUri=${crmApiTokenUri})'
+  CRM_WEBHOOK_SECRETS: '@Microsoft.KeyVault(SecretUri=${crmWebhookSecretsUri})'
+}
+
+var appSettingsGraphSecret = graphAuthMode == 'client_secret'
+  ? {
+      GRAPH_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${graphClientSecretUri})'
+    }
+  : {}
+
+var appSettingsGraphIdentity = graphAuthMode == 'managed_identity'
+  ? {
+      GRAPH_MANAGED_IDENTITY_CLIENT_ID: identityClientId
+    }
+  : {}
+
+var appSettingsPolicy = empty(syncPolicyJson)
+  ? {}
+  : {
+      SYNC_POLICY: syncPolicyJson
+    }
+
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: union(
+    appSettingsPlatform,
+    appSettingsSync,
+    appSettingsGraphSecret,
+    appSettingsGraphIdentity,
+    appSettingsPolicy
+  )
+}
+
+// A named host key with a known value, so the notification URLs given to Graph (and the CRM webhook URL)
+// carry a key the app itself knows (WEBHOOK_FUNCTION_KEY). Host keys are valid for every function.
+resource webhookHostKey 'Microsoft.Web/sites/host/functionKeys@2024-04-01' = {
+  name: '${site.name}/default/${webhookKeyName}'
+  properties: {
+    name: webhookKeyName
+    value: webhookFunctionKey
+  }
+  dependsOn: [
+    appSettings
+  ]
+}
+
+output name string = site.name
+output id string = site.id
+output defaultHostName string = site.properties.defaultHostName
+output url string = publicBaseUrl
