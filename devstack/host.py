@@ -206,10 +206,15 @@ class _Function:
 def _discover(app: func.FunctionApp) -> list[_Function]:
     supported = ("httpTrigger", "queueTrigger", "timerTrigger")
     functions = []
-    # get_functions() records names to refuse duplicates and then refuses a second call on the same app;
-    # forget that record so one app can be hosted again (tests, restarts). Duplicates are still refused.
+    # get_functions() records names to refuse duplicates, and so refuses a second call on the same app.
+    # Clear that record before and after, so the app can be hosted again and others (tests, tools) can still
+    # call get_functions(). Duplicate names are still refused.
     app.functions_bindings = None
-    for fn in app.get_functions():
+    try:
+        built = app.get_functions()
+    finally:
+        app.functions_bindings = None
+    for fn in built:
         name = fn.get_function_name() or fn.get_user_function().__name__
         bindings = [{k: _plain(v) for k, v in b.get_dict_repr().items()} for b in fn.get_bindings()]
         trigger = next((b for b in bindings if str(b["type"]).endswith("Trigger")), None)
