@@ -83,7 +83,7 @@ def seed_crm(emu: Any) -> None:
 
 
 async def prepare(mailboxes: list[str]) -> None:
-    """Create queues and tables, and a Graph subscription per sync mailbox (the emulator does the handshake)."""
+    """Create queues and tables, and a Graph subscription per sync mailbox (the emulator shakes hands)."""
     from sync_core.bootstrap import Container, configuration, utcnow
     from sync_core.subscription_manager import SubscriptionManager
 

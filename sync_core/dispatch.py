@@ -1,8 +1,8 @@
 """What happens to a queue message when processing fails: the one map from error class to retry policy.
 
-    UnprocessableError / PermanentError -> recorded, sent to `sync-changes-poison` now (no wasted retries)
-    ThrottledError                      -> re-enqueued, invisible for Retry-After; this copy completes
-    TransientError                      -> recorded, raised: the host retries, then poisons after maxDequeueCount
+UnprocessableError / PermanentError -> recorded, sent to `sync-changes-poison` now (no wasted retries)
+ThrottledError                      -> re-enqueued, invisible for Retry-After; this copy completes
+TransientError                      -> recorded, raised: the host retries, then poisons after maxDequeueCount
 """
 
 from __future__ import annotations
@@ -48,14 +48,26 @@ async def process(
         return "requeued"
     except PermanentError as exc:
         await failures.record(
-            body=body, message_id=message_id, dequeue_count=dequeue_count, error=exc, step=step, permanent=True, at=now()
+            body=body,
+            message_id=message_id,
+            dequeue_count=dequeue_count,
+            error=exc,
+            step=step,
+            permanent=True,
+            at=now(),
         )
         await storage.enqueue(body, queue=POISON_QUEUE)
         log.error("permanent failure, message %s sent to %s: %s", message_id, POISON_QUEUE, exc)
         return "poisoned"
     except SyncError as exc:
         await failures.record(
-            body=body, message_id=message_id, dequeue_count=dequeue_count, error=exc, step=step, permanent=False, at=now()
+            body=body,
+            message_id=message_id,
+            dequeue_count=dequeue_count,
+            error=exc,
+            step=step,
+            permanent=False,
+            at=now(),
         )
         log.warning("transient failure of message %s (attempt %d): %s", message_id, dequeue_count, exc)
         raise
@@ -63,6 +75,12 @@ async def process(
         # A bug, not a side's answer: record it as transient so the host retries and then poisons it.
         err = TransientError(f"unexpected {type(exc).__name__}: {exc}")
         await failures.record(
-            body=body, message_id=message_id, dequeue_count=dequeue_count, error=err, step=step, permanent=False, at=now()
+            body=body,
+            message_id=message_id,
+            dequeue_count=dequeue_count,
+            error=err,
+            step=step,
+            permanent=False,
+            at=now(),
         )
         raise

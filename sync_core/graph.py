@@ -23,7 +23,6 @@ from kiota_abstractions.authentication import (
 )
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_http.middleware.options import RetryHandlerOption
-from msgraph import GraphRequestAdapter, GraphServiceClient
 from msgraph.generated.models.subscription import Subscription
 from msgraph.generated.users.item.events.item.accept.accept_post_request_body import AcceptPostRequestBody
 from msgraph.generated.users.item.events.item.cancel.cancel_post_request_body import CancelPostRequestBody
@@ -32,6 +31,8 @@ from msgraph.generated.users.item.events.item.event_item_request_builder import 
 from msgraph.generated.users.item.events.item.tentatively_accept.tentatively_accept_post_request_body import (
     TentativelyAcceptPostRequestBody,
 )
+from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
 from sync_core.errors import (
@@ -153,7 +154,9 @@ def build_client(settings: Settings, *, timeout: float = 30.0) -> GraphServiceCl
     """A GraphServiceClient for real Graph or the emulator; kiota's own retries are off (we own them)."""
     http = GraphClientFactory.create_with_default_middleware(
         client=httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=100)),
-        options={RetryHandlerOption.RETRY_HANDLER_OPTION_KEY: RetryHandlerOption(max_retries=0, should_retry=False)},
+        options={
+            RetryHandlerOption.RETRY_HANDLER_OPTION_KEY: RetryHandlerOption(max_retries=0, should_retry=False)
+        },
     )
     adapter = GraphRequestAdapter(_auth_provider(settings), client=http)
     adapter.base_url = settings.graph_base_url.rstrip("/")
@@ -207,11 +210,11 @@ class GraphAdapter:
                     return await op()
             except Exception as exc:
                 err = translate(exc, mailbox=mailbox, item_id=item_id)
-                if isinstance(err, ThrottledError) and attempt < INLINE_RETRIES:
-                    if err.retry_after <= INLINE_RETRY_MAX_SECONDS:
-                        attempt += 1
-                        await self._sleep(err.retry_after + random.uniform(0, 0.1))
-                        continue
+                pause = err.retry_after if isinstance(err, ThrottledError) else None
+                if pause is not None and pause <= INLINE_RETRY_MAX_SECONDS and attempt < INLINE_RETRIES:
+                    attempt += 1
+                    await self._sleep(pause + random.uniform(0, 0.1))
+                    continue
                 raise err from exc
 
     def _event(self, mailbox: str, event_id: str) -> EventItemRequestBuilder:
@@ -223,18 +226,26 @@ class GraphAdapter:
             expand=[f"singleValueExtendedProperties($filter=id eq '{self._prop}')"]
         )
         try:
-            event = await self._call(mailbox, event_id, lambda: self._event(mailbox, event_id).get(_config(query)))
+            event = await self._call(
+                mailbox, event_id, lambda: self._event(mailbox, event_id).get(_config(query))
+            )
         except NotFoundError:
             return None
         if event is None:
             return None
         return event_to_graph_event(event, mailbox, extended_property_id=self._prop)
 
-    async def create_event(self, mailbox: str, appointment: Appointment, *, transaction_id: str, tag: str) -> GraphEvent:
-        """Create in the organizer's mailbox; the transactionId makes a retried POST return the first event."""
-        body = appointment_to_event(appointment, extended_property=(self._prop, tag), transaction_id=transaction_id)
+    async def create_event(
+        self, mailbox: str, appointment: Appointment, *, transaction_id: str, tag: str
+    ) -> GraphEvent:
+        """Create in the organizer's mailbox; a retried POST with the same transactionId returns the first."""
+        body = appointment_to_event(
+            appointment, extended_property=(self._prop, tag), transaction_id=transaction_id
+        )
         created = await self._call(
-            mailbox, transaction_id, lambda: self._client.users.by_user_id(mailbox).events.post(body, _config())
+            mailbox,
+            transaction_id,
+            lambda: self._client.users.by_user_id(mailbox).events.post(body, _config()),
         )
         if created is None:
             raise TransientError("Graph returned no event on create", side="graph", mailbox=mailbox)
@@ -245,15 +256,21 @@ class GraphAdapter:
     ) -> GraphEvent:
         """PATCH only the fields that differ (W4), re-tagging the item as written by us."""
         body = appointment_to_event(appointment, fields=list(fields), extended_property=(self._prop, tag))
-        updated = await self._call(mailbox, event_id, lambda: self._event(mailbox, event_id).patch(body, _config()))
+        updated = await self._call(
+            mailbox, event_id, lambda: self._event(mailbox, event_id).patch(body, _config())
+        )
         if updated is None:
-            raise TransientError("Graph returned no event on update", side="graph", mailbox=mailbox, item_id=event_id)
+            raise TransientError(
+                "Graph returned no event on update", side="graph", mailbox=mailbox, item_id=event_id
+            )
         return event_to_graph_event(updated, mailbox, extended_property_id=self._prop)
 
     async def cancel_event(self, mailbox: str, event_id: str, comment: str = "") -> None:
         """Cancel as organizer: Exchange tells the attendees (L3)."""
         body = CancelPostRequestBody(comment=comment)
-        await self._call(mailbox, event_id, lambda: self._event(mailbox, event_id).cancel.post(body, _config()))
+        await self._call(
+            mailbox, event_id, lambda: self._event(mailbox, event_id).cancel.post(body, _config())
+        )
 
     async def delete_event(self, mailbox: str, event_id: str) -> None:
         try:
@@ -291,12 +308,14 @@ class GraphAdapter:
             to_recipients=[Recipient(email_address=EmailAddress(address=mailbox))],
         )
         body = SendMailPostRequestBody(message=message, save_to_sent_items=False)
-        await self._call(mailbox, None, lambda: self._client.users.by_user_id(mailbox).send_mail.post(body, _config()))
+        await self._call(
+            mailbox, None, lambda: self._client.users.by_user_id(mailbox).send_mail.post(body, _config())
+        )
 
     async def delta_page(
         self, mailbox: str, *, link: str | None, start: datetime | None = None, end: datetime | None = None
     ) -> DeltaPage:
-        """One page of `/users/{id}/calendarView/delta`: the first with the window, then links verbatim (facts §7).
+        """One page of `/users/{id}/calendarView/delta`: first the window, then links verbatim (facts §7).
 
         A delta token Graph no longer knows (410, syncStateNotFound) raises NotFoundError: start again.
         """
@@ -314,7 +333,7 @@ class GraphAdapter:
             page = await self._call(mailbox, None, lambda: builder.get(_config(query)))
         events: list[GraphEvent] = []
         removed: list[str] = []
-        for item in (page.value if page and page.value else []):
+        for item in page.value if page and page.value else []:
             if "@removed" in (item.additional_data or {}):
                 if item.id:
                     removed.append(item.id)
@@ -336,7 +355,7 @@ class GraphAdapter:
         client_state: str,
         expires_at: datetime,
     ) -> CreatedSubscription:
-        """Subscribe to a mailbox's events, lifecycle URL included from the start (it cannot be added later)."""
+        """Subscribe to a mailbox's events, with the lifecycle URL from the start (it cannot be added later)."""
         body = Subscription(
             change_type="created,updated,deleted",
             notification_url=notification_url,

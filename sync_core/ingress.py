@@ -93,9 +93,7 @@ def parse(body: bytes) -> NotificationCollection | Reply:
         return Reply(400, _json_error(f"malformed notification: {reason}"))
 
 
-async def authenticate(
-    collection: NotificationCollection, lookup: LookupSubscription
-) -> list[Accepted]:
+async def authenticate(collection: NotificationCollection, lookup: LookupSubscription) -> list[Accepted]:
     """Keep the notifications whose clientState matches the secret stored for their subscription."""
     out: list[Accepted] = []
     for n in collection.value:
@@ -136,7 +134,10 @@ def to_messages(accepted: list[Accepted], now: datetime) -> list[str]:
             )
             continue
         if n.resource_data is None or n.change_type is None:
-            log.warning("discarded notification without resourceData/changeType (subscription %s)", row.subscription_id)
+            log.warning(
+                "discarded notification without resourceData/changeType (subscription %s)",
+                row.subscription_id,
+            )
             continue
         out.append(
             encode(

@@ -76,4 +76,6 @@ class MappingStore:
         if mapping.crm_id:
             rows.append(crm_index_key(mapping.crm_id))
         for pk in rows:
-            await upsert(self._table, {"PartitionKey": pk, "RowKey": _INDEX_RK, "MeetingKey": mapping.meeting_key})
+            await upsert(
+                self._table, {"PartitionKey": pk, "RowKey": _INDEX_RK, "MeetingKey": mapping.meeting_key}
+            )

@@ -14,7 +14,7 @@ from sync_core.model import Appointment, CrmRecord, GraphEvent, fingerprint
 
 def with_copy(mapping: Mapping, copy: GraphCopy) -> Mapping:
     """Add (or replace) one mailbox's copy; the first organizer copy becomes the authoritative one."""
-    copies = tuple(c for c in mapping.copies if c.mailbox.lower() != copy.mailbox.lower()) + (copy,)
+    copies = (*(c for c in mapping.copies if c.mailbox.lower() != copy.mailbox.lower()), copy)
     update: dict[str, object] = {"copies": copies}
     if mapping.graph_event_id is None or (
         copy.role == "organizer" and mapping.organizer_mailbox not in (None, copy.mailbox)
@@ -40,7 +40,11 @@ def after_graph_write(
     receipt = Receipt(
         target_id=event.event_id, version=event.change_key, fingerprint=fingerprint(event.appointment), at=now
     )
-    copy = GraphCopy(mailbox=event.mailbox, event_id=event.event_id, role="organizer" if role == "organizer" else "attendee")
+    copy = GraphCopy(
+        mailbox=event.mailbox,
+        event_id=event.event_id,
+        role="organizer" if role == "organizer" else "attendee",
+    )
     updated = with_copy(mapping, copy)
     return updated.model_copy(update={"graph_receipt": receipt, "snapshot": synced, "state": "active"})
 

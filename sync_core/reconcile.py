@@ -95,7 +95,9 @@ class Reconciler:
 
     def window(self, now: datetime) -> tuple[datetime, datetime]:
         day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        return day - timedelta(days=self._policy.past_days), day + timedelta(days=self._policy.future_days + 1)
+        return day - timedelta(days=self._policy.past_days), day + timedelta(
+            days=self._policy.future_days + 1
+        )
 
     async def resync_mailbox(self, message: MailboxResync) -> int:
         """One delta round (the first one over the policy window); returns how many items were enqueued."""
@@ -103,7 +105,9 @@ class Reconciler:
         state = await self._states.get(message.mailbox)
         start, end = self.window(now)
         # A delta round is bound to its window: a moved window (S6) or a full resync starts a new round.
-        fresh = message.full or state.delta_link is None or state.window_start != start or state.window_end != end
+        fresh = (
+            message.full or state.delta_link is None or state.window_start != start or state.window_end != end
+        )
         link = None if fresh else state.delta_link
         try:
             found, delta_link = await self._round(message, link, start, end)

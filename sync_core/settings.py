@@ -29,8 +29,12 @@ class Settings(BaseSettings):
 
     # Storage: a connection string (Azurite, local) or identity-based service URIs (Azure).
     storage_connection_string: str | None = Field(None, validation_alias=_alias("AzureWebJobsStorage"))
-    storage_queue_uri: str | None = Field(None, validation_alias=_alias("AzureWebJobsStorage__queueServiceUri"))
-    storage_table_uri: str | None = Field(None, validation_alias=_alias("AzureWebJobsStorage__tableServiceUri"))
+    storage_queue_uri: str | None = Field(
+        None, validation_alias=_alias("AzureWebJobsStorage__queueServiceUri")
+    )
+    storage_table_uri: str | None = Field(
+        None, validation_alias=_alias("AzureWebJobsStorage__tableServiceUri")
+    )
     storage_credential: str | None = Field(None, validation_alias=_alias("AzureWebJobsStorage__credential"))
     storage_client_id: str | None = Field(None, validation_alias=_alias("AzureWebJobsStorage__clientId"))
 
@@ -95,9 +99,14 @@ class Settings(BaseSettings):
                 if not value:
                     out.append(f"{name}: required when GRAPH_AUTH_MODE=certificate")
         elif self.graph_auth_mode == "managed_identity":
-            for name, value in (("GRAPH_TENANT_ID", self.graph_tenant_id), ("GRAPH_CLIENT_ID", self.graph_client_id)):
+            for name, value in (
+                ("GRAPH_TENANT_ID", self.graph_tenant_id),
+                ("GRAPH_CLIENT_ID", self.graph_client_id),
+            ):
                 if not value:
-                    out.append(f"{name}: required when GRAPH_AUTH_MODE=managed_identity (federated credential)")
+                    out.append(
+                        f"{name}: required when GRAPH_AUTH_MODE=managed_identity (federated credential)"
+                    )
         if not self.graph_base_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
             out.append("GRAPH_BASE_URL: must be https, or http on loopback for the emulator")
         if self.graph_auth_mode == "emulator" and self.graph_base_url == GRAPH_PUBLIC_BASE_URL:

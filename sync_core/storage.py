@@ -134,8 +134,12 @@ class Storage:
             else:
                 self._credential = DefaultAzureCredential()
             assert settings.storage_table_uri and settings.storage_queue_uri  # checked by Settings.problems
-            self._tables = TableServiceClient(endpoint=settings.storage_table_uri, credential=self._credential)
-            self._queues = QueueServiceClient(account_url=settings.storage_queue_uri, credential=self._credential)
+            self._tables = TableServiceClient(
+                endpoint=settings.storage_table_uri, credential=self._credential
+            )
+            self._queues = QueueServiceClient(
+                account_url=settings.storage_queue_uri, credential=self._credential
+            )
         self._table_clients: dict[str, TableClient] = {}
         self._queue_clients: dict[str, QueueClient] = {}
 
@@ -169,7 +173,9 @@ class Storage:
             except Exception as exc:
                 raise translate(exc, item_id=qname) from exc
 
-    async def enqueue(self, text: str, *, queue: str = CHANGES_QUEUE, visibility_timeout: int | None = None) -> None:
+    async def enqueue(
+        self, text: str, *, queue: str = CHANGES_QUEUE, visibility_timeout: int | None = None
+    ) -> None:
         client = self.queue(queue)
         await call(lambda: client.send_message(text, visibility_timeout=visibility_timeout), item_id=queue)
 
@@ -189,7 +195,9 @@ class Storage:
 
 
 async def upsert(table: TableClient, entity: dict[str, Any]) -> None:
-    await call(lambda: table.upsert_entity(entity, mode=UpdateMode.REPLACE), item_id=str(entity.get("RowKey")))
+    await call(
+        lambda: table.upsert_entity(entity, mode=UpdateMode.REPLACE), item_id=str(entity.get("RowKey"))
+    )
 
 
 async def get_entity(table: TableClient, pk: str, rk: str) -> dict[str, Any] | None:

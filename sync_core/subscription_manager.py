@@ -71,7 +71,9 @@ class SubscriptionManager:
             last_renewal=now,
         )
         await self._store.save(row)
-        log.info("subscribed to %s (%s, expires %s)", mailbox, row.subscription_id, row.expires_at.isoformat())
+        log.info(
+            "subscribed to %s (%s, expires %s)", mailbox, row.subscription_id, row.expires_at.isoformat()
+        )
         return row
 
     async def renew_due(self, *, margin: timedelta = RENEW_MARGIN) -> RenewalReport:
@@ -84,7 +86,9 @@ class SubscriptionManager:
             try:
                 if row.expires_at <= now:
                     raise NotFoundError("expired", side="graph", item_id=row.subscription_id)
-                expires = await self._graph.renew_subscription(row.subscription_id, row.mailbox, now + REQUESTED_LIFETIME)
+                expires = await self._graph.renew_subscription(
+                    row.subscription_id, row.mailbox, now + REQUESTED_LIFETIME
+                )
                 await self._store.save(replace(row, expires_at=expires, last_renewal=now))
                 report.renewed += 1
             except NotFoundError:

@@ -66,7 +66,9 @@ class SubscriptionRow:
 class SubscriptionStore:
     """Subscription rows, with a read-through cache for the ingress's clientState checks."""
 
-    def __init__(self, table: TableClient, *, ttl_seconds: float = 300.0, negative_ttl_seconds: float = 10.0) -> None:
+    def __init__(
+        self, table: TableClient, *, ttl_seconds: float = 300.0, negative_ttl_seconds: float = 10.0
+    ) -> None:
         self._table = table
         self._ttl = ttl_seconds
         self._negative_ttl = negative_ttl_seconds
@@ -89,7 +91,9 @@ class SubscriptionStore:
         self._cache[row.subscription_id] = (time.monotonic() + self._ttl, row)
 
     async def all(self) -> list[SubscriptionRow]:
-        return [SubscriptionRow.from_entity(e) async for e in query(self._table, "PartitionKey eq @pk", pk=_PK)]
+        return [
+            SubscriptionRow.from_entity(e) async for e in query(self._table, "PartitionKey eq @pk", pk=_PK)
+        ]
 
     async def for_mailbox(self, mailbox: str) -> list[SubscriptionRow]:
         return [r for r in await self.all() if r.mailbox.lower() == mailbox.lower()]

@@ -88,7 +88,9 @@ class Worker:
         for attempt in range(MAX_RACE_RETRIES):
             try:
                 gathered = await (
-                    self._gather_graph(message) if isinstance(message, GraphChange) else self._gather_crm(message)
+                    self._gather_graph(message)
+                    if isinstance(message, GraphChange)
+                    else self._gather_crm(message)
                 )
                 return await self._decide_and_apply(gathered, message.correlation_id)
             except ConcurrencyError:
@@ -101,7 +103,10 @@ class Worker:
 
     async def _gather_graph(self, msg: GraphChange) -> Gathered:
         change = Change(
-            source=Side.M365, change_type=ChangeType(msg.change_type), item_id=msg.event_id, mailbox=msg.mailbox
+            source=Side.M365,
+            change_type=ChangeType(msg.change_type),
+            item_id=msg.event_id,
+            mailbox=msg.mailbox,
         )
         event = await self.graph.get_event(msg.mailbox, msg.event_id)
         key = await self._graph_meeting_key(msg.mailbox, msg.event_id, event)
@@ -179,12 +184,14 @@ class Worker:
         return outcome
 
     async def _claim(self, mapping: Mapping) -> Mapping:
-        """Insert the mapping row before an external create: a concurrent worker loses here, not later (I3)."""
+        """Insert the mapping row before an external create: a concurrent worker loses here (I3)."""
         if mapping.etag is not None:
             return mapping
         return await self.mappings.save(mapping)
 
-    async def _apply(self, decision: Decision, mapping: Mapping, g: Gathered, out: Outcome, now: datetime) -> Mapping:
+    async def _apply(
+        self, decision: Decision, mapping: Mapping, g: Gathered, out: Outcome, now: datetime
+    ) -> Mapping:
         original = mapping
         for action in decision.actions:
             if isinstance(action, Skip):
@@ -198,7 +205,9 @@ class Worker:
                     mapping = with_copy(mapping, _copy_of(g.graph))
                 mapping = await self._claim(mapping)
                 record = await self.crm.create_appointment(
-                    action.appointment, idempotency_key=action.idempotency_key, external_ref=mapping.meeting_key
+                    action.appointment,
+                    idempotency_key=action.idempotency_key,
+                    external_ref=mapping.meeting_key,
                 )
                 mapping = after_crm_write(mapping, record, action.appointment, now)
             elif isinstance(action, UpdateCrmAppointment):
@@ -215,7 +224,10 @@ class Worker:
             elif isinstance(action, CreateGraphEvent):
                 mapping = await self._claim(mapping)
                 event = await self.graph.create_event(
-                    action.mailbox, action.appointment, transaction_id=action.transaction_id, tag=mapping.meeting_key
+                    action.mailbox,
+                    action.appointment,
+                    transaction_id=action.transaction_id,
+                    tag=mapping.meeting_key,
                 )
                 mapping = after_graph_write(mapping, event, action.appointment, now)
                 if g.crm is not None and mapping.crm_id is None:

@@ -1,1 +1,1 @@
-"""Azure Functions triggers, one blueprint per family. Each decodes its input, calls sync_core, maps the result."""
+"""Azure Functions triggers, one blueprint per family: decode the input, call sync_core, map the result."""

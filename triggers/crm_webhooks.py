@@ -19,6 +19,10 @@ async def crm_webhook(req: func.HttpRequest) -> func.HttpResponse:
     except ConfigurationError as exc:
         return misconfigured(exc)
     reply = await handle_crm_webhook(
-        dict(req.headers), req.get_body(), secrets=c.settings.crm_secrets, enqueue=c.storage.enqueue, now=utcnow()
+        dict(req.headers),
+        req.get_body(),
+        secrets=c.settings.crm_secrets,
+        enqueue=c.storage.enqueue,
+        now=utcnow(),
     )
     return respond(reply)

@@ -19,7 +19,9 @@ async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
         c = container()
     except ConfigurationError as exc:
         return misconfigured(exc)
-    reply = await handle_notifications(req.params, req.get_body(), c.subscriptions.get, c.storage.enqueue, utcnow())
+    reply = await handle_notifications(
+        req.params, req.get_body(), c.subscriptions.get, c.storage.enqueue, utcnow()
+    )
     return respond(reply)
 
 

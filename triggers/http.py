@@ -21,5 +21,7 @@ def misconfigured(exc: ConfigurationError) -> func.HttpResponse:
     """503 with every problem: the app cannot work until an admin fixes its settings."""
     log.error("%s", exc)
     return func.HttpResponse(
-        json.dumps({"error": "configuration", "problems": exc.problems}), status_code=503, mimetype="application/json"
+        json.dumps({"error": "configuration", "problems": exc.problems}),
+        status_code=503,
+        mimetype="application/json",
     )

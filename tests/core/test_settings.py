@@ -26,7 +26,13 @@ def test_an_empty_environment_reports_every_problem_at_once() -> None:
     with pytest.raises(ConfigurationError) as info:
         load_settings({})
     text = str(info.value)
-    for name in ("AzureWebJobsStorage", "GRAPH_CLIENT_SECRET", "CRM_BASE_URL", "CRM_WEBHOOK_SECRETS", "PUBLIC_BASE_URL"):
+    for name in (
+        "AzureWebJobsStorage",
+        "GRAPH_CLIENT_SECRET",
+        "CRM_BASE_URL",
+        "CRM_WEBHOOK_SECRETS",
+        "PUBLIC_BASE_URL",
+    ):
         assert name in text
     assert len(info.value.problems) >= 5
 

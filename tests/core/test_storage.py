@@ -67,7 +67,9 @@ async def test_mappings_are_found_from_either_side_and_survive_ids_with_key_forb
     saved = await store.save(_mapping().model_copy(update={"crm_id": "crm/7#?"}))
     assert await store.find_by_graph("ADELE@contoso.example", "AAMk/odd+id==") == "ical:ABC"
     assert await store.find_by_crm("crm/7#?") == "ical:ABC"
-    assert await store.find_by_graph("adele@contoso.example", "aamk/odd+id==") is None  # ids are case-sensitive
+    assert (
+        await store.find_by_graph("adele@contoso.example", "aamk/odd+id==") is None
+    )  # ids are case-sensitive
     assert (await store.get("ical:ABC")) == saved
 
 
