@@ -355,7 +355,7 @@ class GraphAdapter:
         client_state: str,
         expires_at: datetime,
     ) -> CreatedSubscription:
-        """Subscribe to a mailbox's events, with the lifecycle URL from the start (it cannot be added later)."""
+        """Subscribe to a mailbox's events, lifecycle URL set at creation (it cannot be added later)."""
         body = Subscription(
             change_type="created,updated,deleted",
             notification_url=notification_url,
