@@ -1,0 +1,128 @@
+"""The operator endpoints through the decorated functions, with real func.HttpRequest objects and Azurite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import weakref
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import azure.functions as func
+import pytest
+
+import function_app
+from sync_core import bootstrap
+from sync_core.bootstrap import configuration
+from sync_core.errors import PolicyError
+from sync_core.failures import FailureLedger
+from sync_core.messages import CrmChange, encode
+from sync_core.reconcile import MailboxState, MailboxStateStore
+from sync_core.storage import CHANGES_QUEUE, FAILURES_TABLE, MAILBOXES_TABLE, POISON_QUEUE, Storage
+from tests.ops.conftest import MAILBOX_A, MAILBOX_B
+from triggers import admin
+
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+async def app_env(
+    app_settings: dict[str, str], storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Storage]:
+    """The app's settings in the environment and a fresh container cache; yields the test's own Storage."""
+    for name, value in app_settings.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SYNC_POLICY_FILE", raising=False)
+    monkeypatch.setattr(bootstrap, "_containers", weakref.WeakKeyDictionary())
+    configuration.cache_clear()
+    yield storage
+    built = bootstrap._containers.get(asyncio.get_running_loop())
+    if built is not None:
+        await built.aclose()
+    configuration.cache_clear()
+
+
+def request(method: str, route: str, body: object = None) -> func.HttpRequest:
+    data = b"" if body is None else json.dumps(body).encode()
+    return func.HttpRequest(
+        method=method, url=f"http://localhost/api/{route}?code=k", params={"code": "k"}, body=data
+    )
+
+
+async def poison_one(storage: Storage, crm_id: str = "crm-9", reason: str | None = None) -> str:
+    body = encode(CrmChange(correlation_id="c1", received_at=NOW, crm_id=crm_id, change_type="updated"))
+    if reason:
+        await FailureLedger(storage.table(FAILURES_TABLE)).record(
+            body=body,
+            message_id="m",
+            dequeue_count=1,
+            error=PolicyError(reason),
+            step="crm_change",
+            permanent=True,
+            at=NOW,
+        )
+    await storage.enqueue(body, queue=POISON_QUEUE)
+    return body
+
+
+def test_the_operator_routes_are_registered_with_their_auth_levels_and_avoid_the_reserved_admin_prefix() -> (
+    None
+):
+    routes = {}
+    for fn in function_app.app.get_functions():
+        for binding in fn.get_bindings():
+            spec = binding.get_dict_repr()
+            if spec.get("type") == "httpTrigger":
+                routes[spec["route"]] = (spec["authLevel"], tuple(str(m.value) for m in spec["methods"]))
+    assert routes["health"] == (func.AuthLevel.FUNCTION, ("GET",))
+    assert routes["ops/replay"] == (func.AuthLevel.ADMIN, ("POST",))
+    assert routes["ops/status"] == (func.AuthLevel.ADMIN, ("GET",))
+    assert not [r for r in routes if r.lower().startswith(("admin", "runtime"))]
+
+
+async def test_health_answers_503_with_the_reasons_when_a_mailbox_is_stale(app_env: Storage) -> None:
+    states = MailboxStateStore(app_env.table(MAILBOXES_TABLE))
+    await states.save(MailboxState(mailbox=MAILBOX_A, last_confirmed=NOW - timedelta(hours=3)))
+
+    response = await admin.health(request("GET", "health"))
+
+    body = json.loads(response.get_body())
+    assert response.status_code == 503 and response.mimetype == "application/json"
+    assert any(r.startswith(f"{MAILBOX_A}: last confirmed in sync 108") for r in body["reasons"])
+    assert f"{MAILBOX_B}: never confirmed in sync" in body["reasons"]
+
+
+async def test_replay_over_http_dry_runs_then_moves_and_rejects_bad_bodies(app_env: Storage) -> None:
+    body = await poison_one(app_env, reason="needs an operator")
+
+    dry = await admin.ops_replay(
+        request("POST", "ops/replay", {"dry_run": True, "error_class": "PolicyError"})
+    )
+    assert dry.status_code == 200
+    report = json.loads(dry.get_body())
+    assert report["moved"] == [] and [c["reason"] for c in report["chosen"]] == ["needs an operator"]
+
+    moved = await admin.ops_replay(request("POST", "ops/replay", {"older_than": "0s", "limit": 5}))
+    assert moved.status_code == 200 and len(json.loads(moved.get_body())["moved"]) == 1
+    assert [m.content for m in await app_env.queue(CHANGES_QUEUE).peek_messages()] == [body]
+
+    for bad in ({"limit": 0}, {"older_than": "soon"}, {"mailbx": "typo"}, [1]):
+        response = await admin.ops_replay(request("POST", "ops/replay", bad))
+        assert response.status_code == 400, bad
+        assert "error" in json.loads(response.get_body())
+
+
+async def test_the_status_page_shows_mailboxes_poison_reasons_escaped_and_a_replay_button(
+    app_env: Storage,
+) -> None:
+    await poison_one(app_env, reason="<script>alert(1)</script> is not a room")
+
+    response = await admin.ops_status(request("GET", "ops/status"))
+
+    page = response.get_body().decode()
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    assert MAILBOX_A in page and MAILBOX_B in page and "never" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; is not a room" in page and "<script>alert" not in page
+    assert "<button data-id=" in page and "fetch('replay?code='" in page
+    assert "http://" not in page and "https://" not in page, "self-contained: no external assets"
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
