@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +102,12 @@ async def prepare(mailboxes: list[str]) -> None:
 
 def banner(values: dict[str, str], graph_url: str, crm_url: str) -> str:
     key = values.get("DEVHOST_FUNCTION_KEY", "")
+    day = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()  # inside the policy's window (S6)
     event = json.dumps(
         {
             "subject": "Quarterly review with Fabrikam",
-            "start": {"dateTime": "2030-03-04T10:00:00", "timeZone": "UTC"},
-            "end": {"dateTime": "2030-03-04T11:00:00", "timeZone": "UTC"},
+            "start": {"dateTime": f"{day}T10:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": f"{day}T11:00:00", "timeZone": "UTC"},
             "attendees": [
                 {
                     "emailAddress": {"address": "megan@fabrikam.example", "name": "Megan Bowen"},
@@ -126,7 +128,10 @@ Create an event in Adele's mailbox through the emulator's Graph API:
        -d '{event}'
 
 Within a second it is in the CRM:
-  curl -s {crm_url}/appointments?changed_since=0 -H 'Authorization: Bearer {values.get("CRM_API_TOKEN", "")}'
+  curl -s {crm_url}/appointments -H 'Authorization: Bearer {values.get("CRM_API_TOKEN", "")}'
+
+Repeat the notification Graph sent (the emulator keeps it) and nothing new is created:
+  curl -s {graph_url.removesuffix("/v1.0")}/_emulator/notifications
 
 Why did (or didn't) something sync? The decision log is in Azurite's SyncDecisions table.
 """

@@ -369,6 +369,15 @@ class GraphAdapter:
             raise TransientError("Graph returned no subscription", side="graph", mailbox=mailbox)
         return CreatedSubscription(sub.id, sub.expiration_date_time)
 
+    async def subscription_exists(self, subscription_id: str, mailbox: str) -> bool:
+        """Whether Graph still has the subscription (it deletes expired or removed ones without a word)."""
+        builder = self._client.subscriptions.by_subscription_id(subscription_id)
+        try:
+            await self._call(mailbox, subscription_id, lambda: builder.get(_config()))
+        except NotFoundError:
+            return False
+        return True
+
     async def renew_subscription(self, subscription_id: str, mailbox: str, expires_at: datetime) -> datetime:
         body = Subscription(expiration_date_time=expires_at)
         sub = await self._call(

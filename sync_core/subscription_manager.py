@@ -46,11 +46,14 @@ class SubscriptionManager:
         self._clock = clock
 
     async def ensure(self, mailbox: str) -> SubscriptionRow:
-        """The mailbox's live subscription, created if it has none."""
+        """The mailbox's live subscription, created if it has none that Graph still knows."""
         now = self._clock()
         for row in await self._store.for_mailbox(mailbox):
-            if row.status == "active" and row.expires_at > now:
+            if row.status != "active":
+                continue
+            if row.expires_at > now and await self._graph.subscription_exists(row.subscription_id, mailbox):
                 return row
+            await self._store.save(replace(row, status="removed"))
         return await self._create(mailbox)
 
     async def _create(self, mailbox: str) -> SubscriptionRow:
