@@ -18,7 +18,9 @@ def test_S1_ensure_recreates_a_subscription_graph_no_longer_has(stack: Stack) ->
     async def run() -> tuple[str, str, str, bool]:
         c = Container(*configuration())
         try:
-            manager = SubscriptionManager(graph=c.graph, store=c.subscriptions, settings=c.settings, clock=utcnow)
+            manager = SubscriptionManager(
+                graph=c.graph, store=c.subscriptions, settings=c.settings, clock=utcnow
+            )
             first = await manager.ensure("adele@contoso.example")
             again = await manager.ensure("adele@contoso.example")
             await c.graph.delete_subscription(first.subscription_id, "adele@contoso.example")
