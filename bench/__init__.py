@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its numbers; docs/benchmarks.md records them with the machine they ran on."""
