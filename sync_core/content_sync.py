@@ -42,7 +42,8 @@ _RESPOND = {
 def receipt_fingerprint(appt: Appointment) -> str:
     """The fingerprint to record in a Receipt after a write (D4): the compared form of every synced
     field, so a side's harmless rewrites (whitespace, order, names) still read as our echo."""
-    data = {f: crm_view(appt, f) for f in SYNC_FIELDS}
+    data: dict[str, object] = {f: crm_view(appt, f) for f in SYNC_FIELDS}
+    data |= {"status": appt.status.value, "kind": appt.kind.value}  # a status change is never an echo
     canon = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:32]
 

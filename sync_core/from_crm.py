@@ -60,6 +60,9 @@ def crm_flow(inp: Inputs) -> Result:
             return _new(inp, key, crm, mapping.model_copy(update={"graph_event_id": None, "copies": ()}))
         actions, new = cancel_crm(inp, key, mapping, crm, "deleted in M365")
         return actions, key, new
+    if g.is_cancelled and inp.policy.direction == "two_way":
+        actions, new = cancel_crm(inp, key, mapping, crm, "cancelled in M365")
+        return actions, key, new
     return _update(inp, key, mapping, crm, g)
 
 
@@ -150,7 +153,7 @@ def _new(inp: Inputs, key: str, crm: CrmRecord, mapping: Mapping | None = None) 
         return _skip("S3", "private event and policy private_events=skip", key, mapping)
     if g is not None:
         return _link(
-            inp, key, crm, g, appt, "I3", "our earlier create is already in M365: linked, not created again"
+            inp, key, crm, g, None, "I3", "our earlier create is already in M365: linked, not created again"
         )
 
     mailbox, rule, why = _target_mailbox(inp, crm)

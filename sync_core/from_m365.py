@@ -257,7 +257,7 @@ def _adopt(inp: Inputs, key: str, g: GraphEvent, crm: CrmRecord, copy: GraphCopy
         organizer_mailbox=g.mailbox if copy.role == "organizer" else None,
         graph_event_id=g.event_id,
         copies=(copy,),
-        snapshot=crm.appointment if g.written_by_us else None,
+        snapshot=None,  # no common base is known: differences follow the conflict policy (D3)
         ical_uid=g.ical_uid or None,
     )
     writes, merged = sync_content(inp, key, base, g, crm)
@@ -352,6 +352,10 @@ def _update(inp: Inputs, key: str, mapping: Mapping, g: GraphEvent, role: Role) 
                 result[2],
             )
         actions, new = cancel_graph(inp, key, mapping, g, "deleted in the CRM")
+        return actions, key, new
+    if crm.appointment.status is Status.CANCELLED and inp.policy.direction == "two_way":
+        # The CRM cancellation may not have been processed yet: it wins over an edit (L3).
+        actions, new = cancel_graph(inp, key, mapping, g, "cancelled in the CRM")
         return actions, key, new
     appt = g.appointment
     if scope.is_private(appt) and inp.policy.private_events == "skip":

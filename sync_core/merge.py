@@ -51,6 +51,8 @@ def norm(appt: Appointment, field: str) -> Any:
         return appt.organizer.email if appt.organizer else None
     if field == "attachments":
         return tuple(sorted((a.name, a.size, a.content_type) for a in appt.attachments))
+    if field == "cancelled_occurrences":
+        return tuple(sorted(set(appt.cancelled_occurrences)))
     if field == "recurrence":
         return appt.recurrence.model_dump(mode="json") if appt.recurrence else None
     return getattr(appt, field)
