@@ -314,7 +314,7 @@ class RestCrmConnector:
         if limit < 1:
             raise UnprocessableError(f"limit must be at least 1, got {limit}", side=SIDE)
         params = [("limit", str(limit))]
-        if cursor is not None:
+        if cursor:  # None (or an empty stored cursor): from the beginning
             params.append(("changed_since", cursor))
         response = await self._request("GET", "appointments", item_id=None, params=params)
         data = self._body(response, None)

@@ -127,6 +127,7 @@ def verify_signature(
     Order: size (413), headers present (401) and well formed (400), signature (401), then the
     replay window (401). The window is checked after the signature, so a "stale"/"future" reason
     always means an authentic request from a sender whose clock is off, which is worth telling apart.
+    No usable secret at all is a ConfigurationError: refusing every webhook with 401 would hide it.
     """
     active = [s for s in secrets if s]
     if not active:

@@ -78,6 +78,10 @@ class CrmStore:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        # Ids are never reused, not even across resets: a mapping store that outlives a reset (Azurite in
+        # the e2e stack) must not meet an old id for a new record, nor a receiver an old event id.
+        self._id_prefix = secrets.token_hex(3)
+        self._ids = 0
         self.reset()
 
     def reset(self) -> None:
@@ -85,7 +89,6 @@ class CrmStore:
         with self._lock:
             self._epoch = secrets.token_hex(3)
             self._seq = 0
-            self._ids = 0
             self._rows: dict[str, dict[str, Any]] = {}  # id -> wire record
             self._row_seq: dict[str, int] = {}
             self._tombstones: dict[str, int] = {}  # deleted id -> seq of the delete
@@ -98,7 +101,7 @@ class CrmStore:
 
     def _next_id(self, prefix: str) -> str:
         self._ids += 1
-        return f"{prefix}-{self._ids:05d}"
+        return f"{prefix}-{self._id_prefix}-{self._ids:05d}"
 
     def _event(self, kind: str, row_id: str, version: str) -> ChangeEvent:
         return ChangeEvent(self._next_id("evt"), f"appointment.{kind}", row_id, version, _now())

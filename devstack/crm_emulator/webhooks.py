@@ -63,6 +63,7 @@ class WebhookSender:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._cond = threading.Condition()
+        self._generation = 0  # bumped by clear(): older deliveries stop and are not logged
         self._pending = 0
         self._deliveries: list[Delivery] = []
 
@@ -86,7 +87,9 @@ class WebhookSender:
             return list(self._deliveries)
 
     def clear(self) -> None:
+        """Forget the delivery log and abandon deliveries still retrying (emulator reset)."""
         with self._cond:
+            self._generation += 1
             self._deliveries.clear()
 
     def submit(
@@ -99,11 +102,12 @@ class WebhookSender:
         jobs = [e for e in events for _ in range(2 if rng.random() < duplicate_rate else 1)]
         with self._cond:
             self._pending += len(jobs)
+            generation = self._generation
         for event in jobs:
-            loop.call_soon_threadsafe(self._start, event, url)
+            loop.call_soon_threadsafe(self._start, event, url, generation)
 
-    def _start(self, event: ChangeEvent, url: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(event, url))
+    def _start(self, event: ChangeEvent, url: str, generation: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._deliver(event, url, generation))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -112,11 +116,13 @@ class WebhookSender:
         with self._cond:
             return self._cond.wait_for(lambda: self._pending == 0, timeout)
 
-    async def _deliver(self, event: ChangeEvent, url: str) -> None:
+    async def _deliver(self, event: ChangeEvent, url: str, generation: int) -> None:
         body = json.dumps({"events": [event.to_json()]}, separators=(",", ":")).encode()
         try:
             for attempt in range(1, self.attempts + 1):
-                if await self._post(event, url, body, attempt):
+                if generation != self._generation:
+                    return
+                if await self._post(event, url, body, attempt, generation):
                     log.info("webhook %s %s delivered (attempt %d)", event.id, event.type, attempt)
                     return
                 if attempt < self.attempts:
@@ -127,7 +133,7 @@ class WebhookSender:
                 self._pending -= 1
                 self._cond.notify_all()
 
-    async def _post(self, event: ChangeEvent, url: str, body: bytes, attempt: int) -> bool:
+    async def _post(self, event: ChangeEvent, url: str, body: bytes, attempt: int, generation: int) -> bool:
         assert self._session is not None
         headers = {"Content-Type": "application/json", **sign(body, self.secrets, int(time.time()))}
         status: int | None = None
@@ -140,5 +146,6 @@ class WebhookSender:
             error = f"{type(exc).__name__}: {exc}"
         delivery = Delivery(event.id, event.type, url, attempt, status, error)
         with self._cond:
-            self._deliveries.append(delivery)
+            if generation == self._generation:
+                self._deliveries.append(delivery)
         return delivery.ok

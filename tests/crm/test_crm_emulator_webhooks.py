@@ -127,6 +127,8 @@ async def test_a_failed_delivery_is_retried_with_the_same_event_id_and_a_fresh_s
     receiver.script = [500, 503]
     record = crm.user_create(APPT)
     [event] = await receiver.wait_for(1)
+    # The emulator logs the third attempt once the 202 is back: wait for it (off the loop, it blocks).
+    assert await asyncio.to_thread(crm.wait_for_webhooks, 5.0)
     assert event.appointment_id == record["id"] and receiver.hits == 3
     attempts = [d for d in crm.webhook_deliveries if d.event_id == event.id]
     assert [(d.attempt, d.status) for d in attempts] == [(1, 500), (2, 503), (3, 202)]
@@ -135,11 +137,10 @@ async def test_a_failed_delivery_is_retried_with_the_same_event_id_and_a_fresh_s
 async def test_webhook_delivery_never_delays_the_api_response(
     receiver: Receiver, connector: RestCrmConnector
 ) -> None:
-    receiver.delay_s = 1.0
+    receiver.delay_s = 3.0  # the receiver holds the webhook; teardown cuts it short
     began = time.monotonic()
     await connector.create_appointment(APPT, idempotency_key="k", external_ref="m")
-    assert time.monotonic() - began < 0.5
-    await receiver.wait_for(1)
+    assert time.monotonic() - began < 1.0
 
 
 async def test_rotation_a_receiver_holding_only_the_new_secret_accepts_a_sender_signing_with_both(
