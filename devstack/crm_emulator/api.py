@@ -121,9 +121,10 @@ class CrmApi:
         return app
 
     def _authorised(self, request: web.Request) -> bool:
-        bearer = request.headers.get("Authorization", "")
-        api_key = request.headers.get("X-Api-Key", "")
-        return hmac.compare_digest(bearer, f"Bearer {self.token}") or hmac.compare_digest(api_key, self.token)
+        bearer = request.headers.get("Authorization", "").encode()
+        api_key = request.headers.get("X-Api-Key", "").encode()
+        token = self.token.encode()
+        return hmac.compare_digest(bearer, b"Bearer " + token) or hmac.compare_digest(api_key, token)
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
