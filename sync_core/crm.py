@@ -34,7 +34,9 @@ class Space(_Frozen):
     crm_id: str
     name: str
     room_mailbox: str | None = None
-    management_mode: Literal["outlook_auto_accept", "outlook_moderated", "crm_managed"] = "outlook_auto_accept"
+    management_mode: Literal["outlook_auto_accept", "outlook_moderated", "crm_managed"] = (
+        "outlook_auto_accept"
+    )
 
 
 class ChangedPage(_Frozen):

@@ -43,7 +43,9 @@ class SyncError(Exception):
         return out
 
     def __str__(self) -> str:
-        where = ", ".join(f"{k}={v}" for k, v in self.context().items() if k not in ("error_class", "message"))
+        where = ", ".join(
+            f"{k}={v}" for k, v in self.context().items() if k not in ("error_class", "message")
+        )
         return f"{self.message} ({where})" if where else self.message
 
 
@@ -75,7 +77,7 @@ class ConflictError(PermanentError):
     """The side refused the write because of its own state."""
 
 
-class PermissionError_(PermanentError):  # noqa: N801 - avoid shadowing the builtin PermissionError
+class PermissionError_(PermanentError):
     """The side refused our credentials or permissions."""
 
 
