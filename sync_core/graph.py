@@ -10,7 +10,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -277,6 +277,24 @@ class GraphAdapter:
             await self._call(mailbox, event_id, lambda: self._event(mailbox, event_id).delete(_config()))
         except NotFoundError:
             return
+
+    async def cancel_occurrence(self, mailbox: str, series_event_id: str, original_start: datetime) -> None:
+        """Delete one occurrence of a series (R3): the instance whose original start matches."""
+        from msgraph.generated.users.item.events.item.instances.instances_request_builder import (
+            InstancesRequestBuilder,
+        )
+
+        query = InstancesRequestBuilder.InstancesRequestBuilderGetQueryParameters(
+            start_date_time=_graph_time(original_start - timedelta(days=1)),
+            end_date_time=_graph_time(original_start + timedelta(days=2)),
+        )
+        series = self._event(mailbox, series_event_id)
+        page = await self._call(mailbox, series_event_id, lambda: series.instances.get(_config(query)))
+        for item in page.value if page and page.value else []:
+            seen = item.original_start
+            if item.id and seen is not None and seen.astimezone(UTC) == original_start.astimezone(UTC):
+                await self.delete_event(mailbox, item.id)
+                return
 
     async def respond(self, mailbox: str, event_id: str, response: str, comment: str = "") -> None:
         """Accept, tentatively accept or decline this mailbox's copy (rooms: M4, attendees: L3)."""

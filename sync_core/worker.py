@@ -17,6 +17,7 @@ from sync_core import identity
 from sync_core.actions import (
     CancelCrmAppointment,
     CancelGraphEvent,
+    CancelGraphOccurrence,
     Change,
     ChangeType,
     CreateCrmAppointment,
@@ -244,6 +245,10 @@ class Worker:
             elif isinstance(action, CancelGraphEvent):
                 await self.graph.cancel_event(action.mailbox, action.event_id, action.comment)
                 mapping = cancelled(mapping, None, now)
+            elif isinstance(action, CancelGraphOccurrence):
+                await self.graph.cancel_occurrence(
+                    action.mailbox, action.series_event_id, action.original_start
+                )
             elif isinstance(action, RespondGraphEvent):
                 await self.graph.respond(action.mailbox, action.event_id, action.response, action.comment)
             elif isinstance(action, NotifyOrganizer):

@@ -7,6 +7,7 @@ import string
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,3 +49,18 @@ def unique_name() -> str:
     """
     alphabet = string.ascii_lowercase + string.digits
     return secrets.choice(string.ascii_lowercase) + "".join(secrets.choice(alphabet) for _ in range(9))
+
+
+def app_functions() -> list[Any]:
+    """The product's functions, as the Functions host indexes them.
+
+    azure-functions refuses a second `get_functions()` on one app (it records names to refuse duplicates),
+    so the record is cleared around each call; duplicate names within one call are still refused.
+    """
+    import function_app
+
+    function_app.app.functions_bindings = None
+    try:
+        return list(function_app.app.get_functions())
+    finally:
+        function_app.app.functions_bindings = None

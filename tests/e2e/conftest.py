@@ -1,4 +1,7 @@
-"""The local stack for end-to-end tests (devstack.stack), started once per session on the shared Azurite."""
+"""The local stack for end-to-end tests (devstack.stack), once per module on the shared Azurite.
+
+Module scope: the stack sets the app's settings in os.environ, which must not leak into other suites.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, interval: f
     raise AssertionError(f"condition not met within {timeout} s (last value: {last!r})")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(azurite: Azurite) -> Iterator[LocalStack]:
     running = LocalStack(azurite=azurite).start()
     try:

@@ -12,9 +12,9 @@ from sync_core.storage import CHANGES_QUEUE, POISON_QUEUE, QUEUES, TABLES
 
 @pytest.fixture(scope="module")
 def functions() -> list[Function]:
-    import function_app  # nothing is built at import (function_app.py)
+    from tests.conftest import app_functions  # nothing is built at import (function_app.py)
 
-    return function_app.app.get_functions()
+    return app_functions()
 
 
 def _queue_triggers(functions: list[Function]) -> list[Binding]:

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 import azure.functions as func
 import pytest
 
-import function_app
 from sync_core import bootstrap
 from sync_core.bootstrap import configuration
 from sync_core.errors import PolicyError
@@ -69,7 +68,9 @@ def test_the_operator_routes_are_registered_with_their_auth_levels_and_avoid_the
     None
 ):
     routes = {}
-    for fn in function_app.app.get_functions():
+    from tests.conftest import app_functions
+
+    for fn in app_functions():
         for binding in fn.get_bindings():
             spec = binding.get_dict_repr()
             if spec.get("type") == "httpTrigger":
