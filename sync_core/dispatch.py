@@ -36,6 +36,18 @@ async def process(
 ) -> str:
     """Run one queue message through `handler`; returns how it ended (for logs and tests)."""
     step = "decode"
+
+    async def record(error: SyncError, *, permanent: bool) -> None:
+        await failures.record(
+            body=body,
+            message_id=message_id,
+            dequeue_count=dequeue_count,
+            error=error,
+            step=step,
+            permanent=permanent,
+            at=now(),
+        )
+
     try:
         message = decode(body)
         step = message.type
@@ -47,40 +59,15 @@ async def process(
         log.warning("throttled (%s); message %s requeued for %d s", exc, message_id, delay)
         return "requeued"
     except PermanentError as exc:
-        await failures.record(
-            body=body,
-            message_id=message_id,
-            dequeue_count=dequeue_count,
-            error=exc,
-            step=step,
-            permanent=True,
-            at=now(),
-        )
+        await record(exc, permanent=True)
         await storage.enqueue(body, queue=POISON_QUEUE)
         log.error("permanent failure, message %s sent to %s: %s", message_id, POISON_QUEUE, exc)
         return "poisoned"
     except SyncError as exc:
-        await failures.record(
-            body=body,
-            message_id=message_id,
-            dequeue_count=dequeue_count,
-            error=exc,
-            step=step,
-            permanent=False,
-            at=now(),
-        )
+        await record(exc, permanent=False)
         log.warning("transient failure of message %s (attempt %d): %s", message_id, dequeue_count, exc)
         raise
     except Exception as exc:
         # A bug, not a side's answer: record it as transient so the host retries and then poisons it.
-        err = TransientError(f"unexpected {type(exc).__name__}: {exc}")
-        await failures.record(
-            body=body,
-            message_id=message_id,
-            dequeue_count=dequeue_count,
-            error=err,
-            step=step,
-            permanent=False,
-            at=now(),
-        )
+        await record(TransientError(f"unexpected {type(exc).__name__}: {exc}"), permanent=False)
         raise
