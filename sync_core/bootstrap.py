@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import weakref
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -34,8 +33,6 @@ from sync_core.storage import (
 )
 from sync_core.subscriptions import SubscriptionStore
 from sync_core.worker import Worker
-
-log = logging.getLogger("sync_core.bootstrap")
 
 
 def utcnow() -> datetime:

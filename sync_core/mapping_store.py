@@ -57,13 +57,13 @@ class MappingStore:
         put_json(entity, "Data", mapping.model_dump(mode="json", exclude={"etag"}))
         return entity
 
-    async def save(self, mapping: Mapping) -> Mapping:
+    async def save(self, mapping: Mapping, *, previous: Mapping | None = None) -> Mapping:
         """Create (when `mapping.etag` is None) or replace if unchanged; ConcurrencyError on a lost race.
 
-        Index rows are written first: a crash after them leaves hints pointing at a meeting that the
-        next attempt creates, never a meeting that cannot be found.
+        Index rows are written first, and only those `previous` (the row as stored) lacks: a crash after
+        them leaves hints pointing at a meeting the next attempt creates, never one that cannot be found.
         """
-        await self._write_index(mapping)
+        await self._write_index(mapping, previous)
         entity = self._entity(mapping)
         if mapping.etag is None:
             etag = await create_entity(self._table, entity)
@@ -71,11 +71,15 @@ class MappingStore:
             etag = await replace_if_match(self._table, entity, mapping.etag)
         return mapping.model_copy(update={"etag": etag})
 
-    async def _write_index(self, mapping: Mapping) -> None:
-        rows = [graph_index_key(c.mailbox, c.event_id) for c in mapping.copies]
-        if mapping.crm_id:
-            rows.append(crm_index_key(mapping.crm_id))
-        for pk in rows:
+    async def _write_index(self, mapping: Mapping, previous: Mapping | None) -> None:
+        for pk in _index_keys(mapping) - (_index_keys(previous) if previous else set()):
             await upsert(
                 self._table, {"PartitionKey": pk, "RowKey": _INDEX_RK, "MeetingKey": mapping.meeting_key}
             )
+
+
+def _index_keys(mapping: Mapping) -> set[str]:
+    keys = {graph_index_key(c.mailbox, c.event_id) for c in mapping.copies}
+    if mapping.crm_id:
+        keys.add(crm_index_key(mapping.crm_id))
+    return keys

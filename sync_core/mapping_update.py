@@ -49,9 +49,8 @@ def after_graph_write(
     return updated.model_copy(update={"graph_receipt": receipt, "snapshot": synced, "state": "active"})
 
 
-def cancelled(mapping: Mapping, synced: Appointment | None, now: datetime) -> Mapping:
-    del now
-    return mapping.model_copy(update={"state": "cancelled", "snapshot": synced or mapping.snapshot})
+def cancelled(mapping: Mapping) -> Mapping:
+    return mapping.model_copy(update={"state": "cancelled"})
 
 
 def unlinked(mapping: Mapping) -> Mapping:

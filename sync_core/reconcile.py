@@ -15,7 +15,7 @@ from typing import Any
 
 from azure.data.tables.aio import TableClient
 
-from sync_core.errors import NotFoundError
+from sync_core.errors import NotFoundError, PermanentError
 from sync_core.graph import GraphAdapter
 from sync_core.messages import GraphChange, MailboxResync, encode
 from sync_core.policy import Policy
@@ -137,7 +137,10 @@ class Reconciler:
                 link = page.next_link
                 continue
             return found, page.delta_link
-        raise NotFoundError("delta did not end within the page limit", side="graph", mailbox=message.mailbox)
+        # Not a lost delta token (NotFoundError would restart the round forever): give up with the reason.
+        raise PermanentError(
+            f"delta did not end within {MAX_PAGES} pages", side="graph", mailbox=message.mailbox
+        )
 
     def _change(self, message: MailboxResync, event_id: str, change_type: str) -> str:
         return encode(

@@ -164,7 +164,10 @@ class Storage:
     async def ensure(self) -> None:
         """Create every queue and table the app uses (idempotent; infra/ creates them in Azure)."""
         for name in TABLES:
-            await call(lambda n=name: self._tables.create_table_if_not_exists(n))  # type: ignore[misc]
+            try:
+                await self._tables.create_table_if_not_exists(name)
+            except Exception as exc:
+                raise translate(exc, item_id=name) from exc
         for qname in QUEUES:
             try:
                 await self._queues.create_queue(qname)

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sync_core import identity
 from sync_core.actions import (
@@ -184,16 +183,11 @@ class Worker:
         )
         return outcome
 
-    async def _claim(self, mapping: Mapping) -> Mapping:
-        """Insert the mapping row before an external create: a concurrent worker loses here (I3)."""
-        if mapping.etag is not None:
-            return mapping
-        return await self.mappings.save(mapping)
-
     async def _apply(
         self, decision: Decision, mapping: Mapping, g: Gathered, out: Outcome, now: datetime
     ) -> Mapping:
         original = mapping
+        stored = g.mapping  # the row as it stands in storage, so a save writes only new index rows
         for action in decision.actions:
             if isinstance(action, Skip):
                 continue
@@ -204,7 +198,8 @@ class Worker:
             elif isinstance(action, CreateCrmAppointment):
                 if g.graph is not None:
                     mapping = with_copy(mapping, _copy_of(g.graph))
-                mapping = await self._claim(mapping)
+                if mapping.etag is None:  # claim the row before the external create (I3)
+                    mapping = stored = await self.mappings.save(mapping)
                 record = await self.crm.create_appointment(
                     action.appointment,
                     idempotency_key=action.idempotency_key,
@@ -221,9 +216,10 @@ class Worker:
                 mapping = after_crm_write(mapping, record, action.appointment, now)
             elif isinstance(action, CancelCrmAppointment):
                 record = await self.crm.cancel_appointment(action.crm_id)
-                mapping = cancelled(after_crm_write(mapping, record, record.appointment, now), None, now)
+                mapping = cancelled(after_crm_write(mapping, record, record.appointment, now))
             elif isinstance(action, CreateGraphEvent):
-                mapping = await self._claim(mapping)
+                if mapping.etag is None:  # claim the row before the external create (I3)
+                    mapping = stored = await self.mappings.save(mapping)
                 event = await self.graph.create_event(
                     action.mailbox,
                     action.appointment,
@@ -244,7 +240,7 @@ class Worker:
                 mapping = after_graph_write(mapping, event, action.appointment, now)
             elif isinstance(action, CancelGraphEvent):
                 await self.graph.cancel_event(action.mailbox, action.event_id, action.comment)
-                mapping = cancelled(mapping, None, now)
+                mapping = cancelled(mapping)
             elif isinstance(action, CancelGraphOccurrence):
                 await self.graph.cancel_occurrence(
                     action.mailbox, action.series_event_id, action.original_start
@@ -257,7 +253,7 @@ class Worker:
                 raise AssertionError(f"unhandled action {action!r}")
             out.writes.append(f"{action.kind}:{action.rule}")
         if mapping != original or (mapping.etag is None and out.writes):
-            mapping = await self.mappings.save(mapping)
+            mapping = await self.mappings.save(mapping, previous=stored)
         return mapping
 
 
@@ -287,7 +283,3 @@ def _versions(g: Gathered) -> dict[str, str]:
     if g.mapping is not None and g.mapping.etag:
         out["mapping_etag"] = g.mapping.etag
     return out
-
-
-def summary(outcome: Outcome) -> dict[str, Any]:
-    return {"rule": outcome.decision.rule, "reason": outcome.decision.reason, "writes": outcome.writes}

@@ -6,15 +6,16 @@ import azure.functions as func
 
 from sync_core.bootstrap import container, utcnow
 from sync_core.errors import ConfigurationError
-from sync_core.ingress import handle_notifications
+from sync_core.ingress import handle_notifications, validation_reply
 from triggers.http import misconfigured, respond
 
 bp = func.Blueprint()
 
 
 async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
-    if "validationToken" in req.params:  # the handshake needs nothing else, not even settings
-        return func.HttpResponse(req.params["validationToken"], status_code=200, mimetype="text/plain")
+    handshake = validation_reply(req.params)  # needs nothing else, not even valid settings
+    if handshake is not None:
+        return respond(handshake)
     try:
         c = container()
     except ConfigurationError as exc:

@@ -114,3 +114,16 @@ async def test_the_failures_ledger_counts_attempts_per_message(tables: dict[str,
     row = await ledger.for_body('{"x":1}')
     assert row is not None
     assert (row["Attempts"], row["ErrorClass"], row["Mailbox"]) == (2, "UnprocessableError", "m")
+
+
+async def test_a_save_with_the_stored_row_indexes_only_what_is_new_and_still_finds_it(
+    tables: dict[str, object],
+) -> None:
+    store = MappingStore(tables["Mappings"])  # type: ignore[arg-type]
+    stored = await store.save(_mapping())
+    room = GraphCopy(mailbox="harbour-room@contoso.example", event_id="ROOM/id", role="room")
+    grown = stored.model_copy(update={"copies": (*stored.copies, room), "crm_id": "crm-9"})
+    await store.save(grown, previous=stored)
+    assert await store.find_by_graph("harbour-room@contoso.example", "ROOM/id") == "ical:ABC"
+    assert await store.find_by_crm("crm-9") == "ical:ABC"
+    assert await store.find_by_graph("adele@contoso.example", "AAMk/odd+id==") == "ical:ABC"
