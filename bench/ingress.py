@@ -1,0 +1,148 @@
+"""Ingress: Graph notifications per second through the real HTTP path, beside raw Azurite enqueues.
+
+The development host runs in its own process serving only the webhook functions (no worker draining the
+queue), on the stack's Azurite. Each request is one valid notification (a known subscription and its
+clientState) and enqueues one message. The raw rate is `Storage.enqueue` from this process at the same
+concurrency, in the same run. Then a paced run at a fixed rate gives the acknowledgement latencies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+from bench.common import latency_summary, subprocess_host
+from devstack.stack import FUNCTION_KEY, LocalStack, free_port
+
+
+async def _subscriptions() -> list[Any]:
+    from sync_core.bootstrap import Container, configuration
+
+    c = Container(*configuration())
+    try:
+        return [r for r in await c.subscriptions.all() if r.status == "active"]
+    finally:
+        await c.aclose()
+
+
+def _payload(row: Any, i: int) -> bytes:
+    event_id = f"AAMk-bench-{i}-{uuid.uuid4().hex[:8]}"
+    return json.dumps(
+        {
+            "value": [
+                {
+                    "subscriptionId": row.subscription_id,
+                    "clientState": row.client_state,
+                    "changeType": "updated",
+                    "resource": f"Users/{row.mailbox}/Events/{event_id}",
+                    "resourceData": {"@odata.type": "#Microsoft.Graph.Event", "id": event_id},
+                }
+            ]
+        }
+    ).encode()
+
+
+async def _burst(url: str, rows: list[Any], count: int, concurrency: int) -> tuple[float, int]:
+    """`count` requests with `concurrency` in flight; (seconds, accepted)."""
+    accepted = 0
+    queue = list(range(count))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def one_worker() -> None:
+            nonlocal accepted
+            while queue:
+                i = queue.pop()
+                r = await client.post(url, content=_payload(rows[i % len(rows)], i))
+                accepted += r.status_code == 202 and r.json().get("accepted") == 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one_worker() for _ in range(concurrency)))
+        return time.perf_counter() - start, accepted
+
+
+async def _raw(count: int, concurrency: int) -> float:
+    from sync_core.bootstrap import configuration
+    from sync_core.messages import GraphChange, encode
+    from sync_core.storage import Storage
+
+    storage = Storage(configuration()[0])
+    body = encode(
+        GraphChange(
+            correlation_id=uuid.uuid4().hex,
+            received_at=time.time(),  # type: ignore[arg-type]
+            mailbox="adele@contoso.example",
+            event_id="AAMk-raw",
+            change_type="updated",
+        )
+    )
+    queue = list(range(count))
+    try:
+
+        async def one_worker() -> None:
+            while queue:
+                queue.pop()
+                await storage.enqueue(body)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one_worker() for _ in range(concurrency)))
+        return time.perf_counter() - start
+    finally:
+        await storage.aclose()
+
+
+async def _paced(url: str, rows: list[Any], rate: float, count: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def one(i: int) -> None:
+            body = _payload(rows[i % len(rows)], i)
+            t0 = time.perf_counter()
+            r = await client.post(url, content=body)
+            latencies.append(time.perf_counter() - t0)
+            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+
+        start = time.perf_counter()
+        tasks = []
+        for i in range(count):
+            wait = start + i / rate - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return {"sent": count, "achieved_per_s": count / elapsed, "statuses": statuses, **latency_summary(latencies)}
+
+
+def run(count: int, concurrency: int = 16, paced_rate: float = 200.0, paced_count: int = 1000) -> dict[str, Any]:
+    stack = LocalStack().start()
+    try:
+        stack.host.stop()  # no in-process worker: the ingress host below is the only consumer of cores
+        rows = asyncio.run(_subscriptions())
+        port = free_port()
+        with subprocess_host("bench.host_process", stack.settings, port, "--ingress-only"):
+            url = f"http://127.0.0.1:{port}/api/graph/notifications?code={FUNCTION_KEY}"
+            asyncio.run(_burst(url, rows, min(100, count), concurrency))  # warm up (caches, connections)
+            http_s, accepted = asyncio.run(_burst(url, rows, count, concurrency))
+            raw_s = asyncio.run(_raw(count, concurrency))
+            paced = asyncio.run(_paced(url, rows, paced_rate, paced_count))
+        http_rate, raw_rate = count / http_s, count / raw_s
+        return {
+            "requests": count,
+            "concurrency": concurrency,
+            "accepted": accepted,
+            "ingress_per_s": http_rate,
+            "raw_enqueue_per_s": raw_rate,
+            "ratio": http_rate / raw_rate,
+            "paced_rate": paced_rate,
+            "paced": paced,
+        }
+    finally:
+        stack.stop()
