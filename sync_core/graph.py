@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import random
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
-from kiota_abstractions.api_error import APIError
 from kiota_abstractions.authentication import (
     AccessTokenProvider,
     AllowedHostsValidator,
@@ -38,26 +37,26 @@ from msgraph_core import GraphClientFactory
 
 from sync_core.errors import (
     ConcurrencyError,
-    ConflictError,
     NotFoundError,
-    PermanentError,
-    PermissionError_,
     SyncError,
     ThrottledError,
     TransientError,
     UnprocessableError,
 )
 from sync_core.graph_convert import appointment_to_event, event_to_graph_event
-from sync_core.graph_limits import MailboxLimiter
+from sync_core.graph_errors import server_retry_after, translate
+from sync_core.graph_limits import Backoff, MailboxLimiter, deadline, shared_limiter
 from sync_core.model import Appointment, GraphEvent
 from sync_core.settings import Settings
 
 T = TypeVar("T")
 
 PREFER_HEADERS = ('IdType="ImmutableId"', 'outlook.timezone="UTC"')
-# Retry inline only when Graph asks for a short pause; longer ones go back to the queue (issue: throttling).
+# Retry inline only when Graph asks for a short pause; longer ones go back to the queue with a visibility
+# delay equal to Retry-After (sync_core.dispatch), which does not spend the message's dequeue count.
 INLINE_RETRY_MAX_SECONDS = 2.0
-INLINE_RETRIES = 2
+INLINE_RETRIES = 3
+REQUEST_TIMEOUT_SECONDS = 30.0
 CALENDAR_VIEW_PAGE = 100  # $top per calendarView page; the rest comes through @odata.nextLink
 
 
@@ -66,44 +65,6 @@ def _config(query: Any = None) -> RequestConfiguration[Any]:
     for value in PREFER_HEADERS:
         cfg.headers.add("Prefer", value)
     return cfg
-
-
-def translate(exc: BaseException, *, mailbox: str | None = None, item_id: str | None = None) -> SyncError:
-    """Map a kiota/msgraph/httpx exception to the sync error tree. The only place that knows them."""
-    kw: dict[str, str | None] = {"side": "graph", "mailbox": mailbox, "item_id": item_id}
-    if isinstance(exc, SyncError):
-        return exc
-    if isinstance(exc, APIError):
-        status = exc.response_status_code or 0
-        headers = {k.lower(): v for k, v in (exc.response_headers or {}).items()}
-        message = exc.primary_message or type(exc).__name__
-        if status in (429, 503, 509):
-            return ThrottledError(
-                f"Graph throttled ({status}): {message}", retry_after=_retry_after(headers), **kw
-            )
-        if status in (404, 410):
-            return NotFoundError(f"Graph item not found ({status}): {message}", **kw)
-        if status == 412:
-            return ConcurrencyError(f"Graph precondition failed: {message}", **kw)
-        if status == 409:
-            return ConflictError(f"Graph conflict: {message}", **kw)
-        if status in (401, 403):
-            return PermissionError_(f"Graph refused access ({status}): {message}", **kw)
-        if status in (400, 422):
-            return UnprocessableError(f"Graph rejected the request ({status}): {message}", **kw)
-        if status >= 500 or status in (0, 408):
-            return TransientError(f"Graph error {status}: {message}", **kw)
-        return PermanentError(f"Graph rejected the request ({status}): {message}", **kw)
-    if isinstance(exc, httpx.TimeoutException | httpx.TransportError | OSError | asyncio.TimeoutError):
-        return TransientError(f"Graph unreachable: {type(exc).__name__}: {exc}", **kw)
-    return TransientError(f"unexpected Graph failure: {exc!r}", **kw)
-
-
-def _retry_after(headers: dict[str, str]) -> float:
-    try:
-        return max(float(headers.get("retry-after", "")), 0.0)
-    except ValueError:
-        return 5.0
 
 
 def _graph_time(value: datetime) -> str:
@@ -191,33 +152,72 @@ class GraphAdapter:
         extended_property_id: str,
         limiter: MailboxLimiter | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._prop = extended_property_id
-        self._limiter = limiter or MailboxLimiter()
+        self._limiter = limiter or shared_limiter()
         self._sleep = sleep
+        self._backoff = backoff or Backoff()
+        self._clock = clock
         self.requests = 0  # Graph requests sent by this adapter (economy benchmarks)
 
     @property
     def limiter(self) -> MailboxLimiter:
         return self._limiter
 
-    async def _call(self, mailbox: str, item_id: str | None, op: Callable[[], Awaitable[T]]) -> T:
-        """One request: limiter slot, short inline retries on throttling, errors translated."""
+    async def _call(
+        self,
+        mailbox: str,
+        item_id: str | None,
+        op: Callable[[], Awaitable[T]],
+        *,
+        slots: int = 1,
+        idempotent: bool = True,
+    ) -> T:
+        """One request: a limiter slot, errors translated, retried inline while the time limit allows.
+
+        Throttling (429/503/509 with Retry-After) is retried after Retry-After when that is short, else
+        raised for the queue to delay the message. Other transient failures back off exponentially with
+        jitter. A request that is not idempotent (sendMail) is retried only when Graph refused it unread
+        (throttled). Nothing waits past `graph_limits.deadline()`.
+        """
+        until = deadline(clock=self._clock)
         attempt = 0
         while True:
+            attempt += 1
             try:
-                async with self._limiter.slot(mailbox):
-                    self.requests += 1
-                    return await op()
+                async with self._limiter.slot(mailbox, slots, until=until):
+                    self.requests += slots
+                    remaining = until - self._clock()
+                    if remaining <= 0:
+                        raise TimeoutError("the function's time limit is reached")
+                    async with asyncio.timeout(min(remaining, REQUEST_TIMEOUT_SECONDS)):
+                        return await op()
             except Exception as exc:
                 err = translate(exc, mailbox=mailbox, item_id=item_id)
-                pause = err.retry_after if isinstance(err, ThrottledError) else None
-                if pause is not None and pause <= INLINE_RETRY_MAX_SECONDS and attempt < INLINE_RETRIES:
-                    attempt += 1
-                    await self._sleep(pause + random.uniform(0, 0.1))
-                    continue
-                raise err from exc
+                pause = self._retry_pause(err, exc, attempt, idempotent)
+                if pause is None or self._clock() + pause >= until:
+                    raise err from exc
+                await self._sleep(pause)
+
+    def _retry_pause(
+        self, err: SyncError, exc: BaseException, attempt: int, idempotent: bool
+    ) -> float | None:
+        """Seconds to wait before trying again inline, or None to give up (raise `err`)."""
+        if attempt >= max(INLINE_RETRIES, self._backoff.attempts):
+            return None
+        if isinstance(err, ThrottledError):
+            told = err.retry_after if isinstance(exc, SyncError) else server_retry_after(exc)
+            if told is None:
+                return self._backoff.delay(attempt)
+            if told > INLINE_RETRY_MAX_SECONDS or attempt >= INLINE_RETRIES:
+                return None  # the queue waits instead (visibility delay = Retry-After)
+            return told + self._backoff.rng.uniform(0, 0.1)
+        if isinstance(err, TransientError) and not isinstance(err, ConcurrencyError) and idempotent:
+            return self._backoff.delay(attempt)
+        return None
 
     def _event(self, mailbox: str, event_id: str) -> EventItemRequestBuilder:
         return self._client.users.by_user_id(mailbox).events.by_event_id(event_id)
@@ -328,9 +328,8 @@ class GraphAdapter:
             to_recipients=[Recipient(email_address=EmailAddress(address=mailbox))],
         )
         body = SendMailPostRequestBody(message=message, save_to_sent_items=False)
-        await self._call(
-            mailbox, None, lambda: self._client.users.by_user_id(mailbox).send_mail.post(body, _config())
-        )
+        send = self._client.users.by_user_id(mailbox).send_mail
+        await self._call(mailbox, None, lambda: send.post(body, _config()), idempotent=False)
 
     async def calendar_view(self, mailbox: str, start: datetime, end: datetime) -> list[GraphEvent]:
         """Every event instance in [start, end) of the primary calendar, series expanded into occurrences.
