@@ -1,28 +1,20 @@
 """The Microsoft Graph adapter: every call we make to Graph, on msgraph-sdk, with errors translated once.
 
 I/O side. Every request carries `Prefer: IdType="ImmutableId"` and `Prefer: outlook.timezone="UTC"` (I4, F4),
-goes through the per-mailbox limiter, and raises only sync_core.errors.
+goes through the per-mailbox limiter, and raises only sync_core.errors. The client, the guarded call and
+its retries live in sync_core.graph_base; `$batch` in sync_core.graph_batch; free/busy in
+sync_core.graph_schedule; the error mapping in sync_core.graph_errors.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
 
-import httpx
-from kiota_abstractions.authentication import (
-    AccessTokenProvider,
-    AllowedHostsValidator,
-    AuthenticationProvider,
-    BaseBearerTokenAuthenticationProvider,
-)
-from kiota_abstractions.base_request_configuration import RequestConfiguration
-from kiota_http.middleware.options import RetryHandlerOption
+from kiota_abstractions.request_information import RequestInformation
+from msgraph.generated.models.event import Event
 from msgraph.generated.models.subscription import Subscription
 from msgraph.generated.users.item.events.item.accept.accept_post_request_body import AcceptPostRequestBody
 from msgraph.generated.users.item.events.item.cancel.cancel_post_request_body import CancelPostRequestBody
@@ -31,99 +23,40 @@ from msgraph.generated.users.item.events.item.event_item_request_builder import 
 from msgraph.generated.users.item.events.item.tentatively_accept.tentatively_accept_post_request_body import (
     TentativelyAcceptPostRequestBody,
 )
-from msgraph.graph_request_adapter import GraphRequestAdapter
-from msgraph.graph_service_client import GraphServiceClient
-from msgraph_core import GraphClientFactory
 
-from sync_core.errors import (
-    ConcurrencyError,
-    NotFoundError,
-    SyncError,
-    ThrottledError,
-    TransientError,
-    UnprocessableError,
+from sync_core.errors import NotFoundError, TransientError, UnprocessableError
+from sync_core.graph_base import (
+    INLINE_RETRIES,
+    INLINE_RETRY_MAX_SECONDS,
+    PREFER_HEADERS,
+    REQUEST_TIMEOUT_SECONDS,
+    GraphBase,
+    build_client,
 )
+from sync_core.graph_base import config as _config
+from sync_core.graph_base import graph_time as _graph_time
+from sync_core.graph_batch import MAX_BATCH, BatchRequest, BatchResult, from_request_information, run_batch
 from sync_core.graph_convert import appointment_to_event, event_to_graph_event
-from sync_core.graph_errors import server_retry_after, translate
-from sync_core.graph_limits import Backoff, MailboxLimiter, deadline, shared_limiter
+from sync_core.graph_errors import translate
+from sync_core.graph_schedule import Schedule, get_schedule, room_conflicts
 from sync_core.model import Appointment, GraphEvent
-from sync_core.settings import Settings
 
-T = TypeVar("T")
+__all__ = [
+    "INLINE_RETRIES",
+    "INLINE_RETRY_MAX_SECONDS",
+    "PREFER_HEADERS",
+    "REQUEST_TIMEOUT_SECONDS",
+    "BatchRequest",
+    "BatchResult",
+    "CreatedSubscription",
+    "DeltaPage",
+    "GraphAdapter",
+    "Schedule",
+    "build_client",
+    "translate",
+]
 
-PREFER_HEADERS = ('IdType="ImmutableId"', 'outlook.timezone="UTC"')
-# Retry inline only when Graph asks for a short pause; longer ones go back to the queue with a visibility
-# delay equal to Retry-After (sync_core.dispatch), which does not spend the message's dequeue count.
-INLINE_RETRY_MAX_SECONDS = 2.0
-INLINE_RETRIES = 3
-REQUEST_TIMEOUT_SECONDS = 30.0
 CALENDAR_VIEW_PAGE = 100  # $top per calendarView page; the rest comes through @odata.nextLink
-
-
-def _config(query: Any = None) -> RequestConfiguration[Any]:
-    cfg: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
-    for value in PREFER_HEADERS:
-        cfg.headers.add("Prefer", value)
-    return cfg
-
-
-def _graph_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class _StaticToken(AccessTokenProvider):
-    """For the local Graph emulator only: it accepts any bearer token."""
-
-    async def get_authorization_token(
-        self, uri: str, additional_authentication_context: dict[str, Any] | None = None
-    ) -> str:
-        return "emulator-token"
-
-    def get_allowed_hosts_validator(self) -> AllowedHostsValidator:
-        return AllowedHostsValidator([])
-
-
-def _auth_provider(settings: Settings) -> AuthenticationProvider:
-    if settings.graph_auth_mode == "emulator":
-        return BaseBearerTokenAuthenticationProvider(_StaticToken())
-    from azure.identity.aio import (
-        CertificateCredential,
-        ClientAssertionCredential,
-        ClientSecretCredential,
-    )
-    from kiota_authentication_azure.azure_identity_authentication_provider import (
-        AzureIdentityAuthenticationProvider,
-    )
-
-    tenant, client = settings.graph_tenant_id or "", settings.graph_client_id or ""
-    credential: Any
-    if settings.graph_auth_mode == "client_secret":
-        credential = ClientSecretCredential(tenant, client, settings.graph_client_secret or "")
-    elif settings.graph_auth_mode == "certificate":
-        credential = CertificateCredential(tenant, client, certificate_path=settings.graph_certificate_path)
-    else:
-        # Managed identity as a federated credential of the app registration (no secret anywhere).
-        # The assertion callback is synchronous; the sync credential caches its token for about an hour.
-        from azure.identity import ManagedIdentityCredential as SyncManagedIdentityCredential
-
-        mi = SyncManagedIdentityCredential(client_id=settings.graph_managed_identity_client_id)
-        credential = ClientAssertionCredential(
-            tenant, client, lambda: mi.get_token("api://AzureADTokenExchange/.default").token
-        )
-    return AzureIdentityAuthenticationProvider(credential, scopes=["https://graph.microsoft.com/.default"])
-
-
-def build_client(settings: Settings, *, timeout: float = 30.0) -> GraphServiceClient:
-    """A GraphServiceClient for real Graph or the emulator; kiota's own retries are off (we own them)."""
-    http = GraphClientFactory.create_with_default_middleware(
-        client=httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=100)),
-        options={
-            RetryHandlerOption.RETRY_HANDLER_OPTION_KEY: RetryHandlerOption(max_retries=0, should_retry=False)
-        },
-    )
-    adapter = GraphRequestAdapter(_auth_provider(settings), client=http)
-    adapter.base_url = settings.graph_base_url.rstrip("/")
-    return GraphServiceClient(request_adapter=adapter)
 
 
 @dataclass(frozen=True)
@@ -142,82 +75,8 @@ class CreatedSubscription:
     expires_at: datetime
 
 
-class GraphAdapter:
+class GraphAdapter(GraphBase):
     """Calendar operations on mailboxes, translated to and from the neutral model."""
-
-    def __init__(
-        self,
-        client: GraphServiceClient,
-        *,
-        extended_property_id: str,
-        limiter: MailboxLimiter | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        backoff: Backoff | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._client = client
-        self._prop = extended_property_id
-        self._limiter = limiter or shared_limiter()
-        self._sleep = sleep
-        self._backoff = backoff or Backoff()
-        self._clock = clock
-        self.requests = 0  # Graph requests sent by this adapter (economy benchmarks)
-
-    @property
-    def limiter(self) -> MailboxLimiter:
-        return self._limiter
-
-    async def _call(
-        self,
-        mailbox: str,
-        item_id: str | None,
-        op: Callable[[], Awaitable[T]],
-        *,
-        slots: int = 1,
-        idempotent: bool = True,
-    ) -> T:
-        """One request: a limiter slot, errors translated, retried inline while the time limit allows.
-
-        Throttling (429/503/509 with Retry-After) is retried after Retry-After when that is short, else
-        raised for the queue to delay the message. Other transient failures back off exponentially with
-        jitter. A request that is not idempotent (sendMail) is retried only when Graph refused it unread
-        (throttled). Nothing waits past `graph_limits.deadline()`.
-        """
-        until = deadline(clock=self._clock)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with self._limiter.slot(mailbox, slots, until=until):
-                    self.requests += slots
-                    remaining = until - self._clock()
-                    if remaining <= 0:
-                        raise TimeoutError("the function's time limit is reached")
-                    async with asyncio.timeout(min(remaining, REQUEST_TIMEOUT_SECONDS)):
-                        return await op()
-            except Exception as exc:
-                err = translate(exc, mailbox=mailbox, item_id=item_id)
-                pause = self._retry_pause(err, exc, attempt, idempotent)
-                if pause is None or self._clock() + pause >= until:
-                    raise err from exc
-                await self._sleep(pause)
-
-    def _retry_pause(
-        self, err: SyncError, exc: BaseException, attempt: int, idempotent: bool
-    ) -> float | None:
-        """Seconds to wait before trying again inline, or None to give up (raise `err`)."""
-        if attempt >= max(INLINE_RETRIES, self._backoff.attempts):
-            return None
-        if isinstance(err, ThrottledError):
-            told = err.retry_after if isinstance(exc, SyncError) else server_retry_after(exc)
-            if told is None:
-                return self._backoff.delay(attempt)
-            if told > INLINE_RETRY_MAX_SECONDS or attempt >= INLINE_RETRIES:
-                return None  # the queue waits instead (visibility delay = Retry-After)
-            return told + self._backoff.rng.uniform(0, 0.1)
-        if isinstance(err, TransientError) and not isinstance(err, ConcurrencyError) and idempotent:
-            return self._backoff.delay(attempt)
-        return None
 
     def _event(self, mailbox: str, event_id: str) -> EventItemRequestBuilder:
         return self._client.users.by_user_id(mailbox).events.by_event_id(event_id)
@@ -394,6 +253,89 @@ class GraphAdapter:
             next_link=page.odata_next_link if page else None,
             delta_link=page.odata_delta_link if page else None,
         )
+
+    async def batch(self, requests: Sequence[BatchRequest]) -> dict[str, BatchResult]:
+        """One `$batch` of up to 20 requests; results by request id, failures translated per request.
+
+        Build items with `batch_request(...)` from any msgraph request builder. `dependsOn` makes the batch
+        sequential (a failed dependency answers 424 for its dependents).
+        """
+        return await run_batch(
+            self,
+            requests,
+            prefer=PREFER_HEADERS,
+            call=lambda slots, op: self._guarded(slots, op, mailbox=None, item_id=None),
+            sleep=self._sleep,
+            time_left=self.time_left,
+            attempts=INLINE_RETRIES,
+        )
+
+    def batch_request(
+        self,
+        info: RequestInformation,
+        *,
+        id: str,
+        mailbox: str,
+        item_id: str | None = None,
+        depends_on: Sequence[str] = (),
+        idempotent: bool | None = None,
+    ) -> BatchRequest:
+        """A batch item from `builder.to_get_request_information(config())` and the like."""
+        return from_request_information(
+            info,
+            self._client.request_adapter.base_url,
+            id=id,
+            mailbox=mailbox,
+            item_id=item_id,
+            depends_on=depends_on,
+            idempotent=idempotent,
+        )
+
+    async def get_events(self, mailbox: str, event_ids: Sequence[str]) -> dict[str, GraphEvent | None]:
+        """Several events of one mailbox in as few `$batch` calls as possible; None for the ones gone."""
+        query = EventItemRequestBuilder.EventItemRequestBuilderGetQueryParameters(
+            expand=[f"singleValueExtendedProperties($filter=id eq '{self._prop}')"]
+        )
+        out: dict[str, GraphEvent | None] = {}
+        unique = list(dict.fromkeys(event_ids))
+        for chunk_start in range(0, len(unique), MAX_BATCH):
+            chunk = unique[chunk_start : chunk_start + MAX_BATCH]
+            requests = [
+                self.batch_request(
+                    self._event(mailbox, event_id).to_get_request_information(_config(query)),
+                    id=str(n),
+                    mailbox=mailbox,
+                    item_id=event_id,
+                )
+                for n, event_id in enumerate(chunk)
+            ]
+            results = await self.batch(requests)
+            for n, event_id in enumerate(chunk):
+                result = results[str(n)]
+                if isinstance(result.error, NotFoundError):
+                    out[event_id] = None
+                elif result.error is not None:
+                    raise result.error
+                else:
+                    event = result.parse(Event)
+                    out[event_id] = (
+                        event_to_graph_event(event, mailbox, extended_property_id=self._prop)
+                        if event
+                        else None
+                    )
+        return out
+
+    async def get_schedule(
+        self, mailbox: str, addresses: Sequence[str], start: datetime, end: datetime, *, interval: int = 30
+    ) -> list[Schedule]:
+        """Free/busy of `addresses` (rooms, people) seen from `mailbox`: `calendar/getSchedule`."""
+        return await get_schedule(self, mailbox, addresses, start, end, interval_minutes=interval)
+
+    async def room_conflicts(
+        self, room: str, start: datetime, end: datetime, *, ignore_ical_uid: str | None = None
+    ) -> list[GraphEvent]:
+        """Bookings in a room's calendar overlapping [start, end), our own meeting left out (M4)."""
+        return await room_conflicts(self, room, start, end, ignore_ical_uid=ignore_ical_uid)
 
     async def create_subscription(
         self,

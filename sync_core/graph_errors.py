@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 from kiota_abstractions.api_error import APIError
 
+from sync_core import telemetry
 from sync_core.errors import (
     ConcurrencyError,
     ConflictError,
@@ -199,6 +200,8 @@ def from_status(
 ) -> SyncError:
     """One Graph answer (a whole response or a `$batch` item) as a sync error."""
     wait = retry_after_seconds(headers)
+    if status in (429, 503, 509):
+        telemetry.graph_throttled(status)  # seen, whether or not it is retried
     target = status_class(status, code, has_retry_after=wait is not None)
     kw: dict[str, Any] = {"side": "graph", "mailbox": mailbox, "item_id": item_id}
     text = f"Graph {status}{f' {code}' if code else ''}: {message}"

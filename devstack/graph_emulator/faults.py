@@ -21,6 +21,8 @@ class FaultSpec:
     notify_drop_rate / notify_duplicate_rate: per change notification.
     notify_delay_ms: wait before each notification POST.
     notify_reorder_window_ms: buffer notifications this long and deliver each buffer newest-first.
+    lose_response_*: run a write (POST/PATCH/DELETE) to the end, then answer 500 instead of its result, as
+    when a gateway loses the answer after the mailbox committed (a retried create must not duplicate).
     """
 
     throttle_rate: float = 0.0
@@ -33,6 +35,8 @@ class FaultSpec:
     notify_duplicate_rate: float = 0.0
     notify_delay_ms: float = 0.0
     notify_reorder_window_ms: float = 0.0
+    lose_response_rate: float = 0.0
+    lose_response_count: int = 0
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FaultSpec:
@@ -112,6 +116,17 @@ class Faults:
                 if spec.unavailable_rate and self._random.random() < spec.unavailable_rate:
                     return Verdict(503, spec.retry_after, latency)
             return Verdict(None, 0.0, latency)
+
+    def lose_response(self, mailbox_id: str | None) -> bool:
+        """Whether to drop the answer of a write that has been committed (consumes counts)."""
+        with self._lock:
+            for spec in self._scopes(mailbox_id):
+                if spec.lose_response_count > 0:
+                    spec.lose_response_count -= 1
+                    return True
+                if spec.lose_response_rate and self._random.random() < spec.lose_response_rate:
+                    return True
+            return False
 
     def for_notification(self, mailbox_id: str | None) -> tuple[int, float, float]:
         """(copies to send: 0 = drop, 1, or 2; delay seconds; reorder window seconds)."""

@@ -15,6 +15,8 @@ from devstack.graph_emulator.query import parse_expansion
 from devstack.graph_emulator.state import EmulatorState
 from devstack.graph_emulator.timezones import format_instant, is_known_zone
 
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
 
 class GraphService:
     """Shared by the Graph route modules: state, clock, faults, links, and the dispatch pipeline."""
@@ -128,6 +130,15 @@ class GraphService:
                     {"Retry-After": f"{verdict.retry_after:g}"},
                 )
             response: GraphResponse = await handler(req, params)
+            if (
+                req.method in WRITE_METHODS
+                and response.status < 400
+                and self.faults.lose_response(mailbox_id)
+            ):
+                # The write is committed; its answer is lost on the way back.
+                raise GraphError(
+                    500, "InternalServerError", "The response was lost after the write committed."
+                )
             return response
         finally:
             with self.log_lock:
