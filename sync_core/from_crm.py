@@ -19,6 +19,7 @@ from sync_core.actions import (
 )
 from sync_core.content_sync import cancel_crm, cancel_graph, is_echo, sync_content, with_copy
 from sync_core.model import Appointment, CrmRecord, GraphEvent, Status
+from sync_core.policy import Policy
 from sync_core.rooms import crm_managed_room_actions, hold_notices, room_copies
 
 if TYPE_CHECKING:
@@ -50,6 +51,20 @@ def crm_flow(inp: Inputs) -> Result:
     if mapping.state == "cancelled":
         return _skip("L3", "the meeting was cancelled; it stays cancelled", key, mapping)
     g = inp.graph
+    if g is not None and mapping.graph_event_id is None and g.written_by_us == key:
+        # I3: the row was claimed, our create reached M365, the save after it was lost (a crash).
+        mapping = _linked(key, crm, g, mapping)
+        link = LinkCopy(
+            rule="I3",
+            reason="our earlier create is already in M365 (found by its tag): linked, not created again",
+            graph_copy=_copy(g),
+        )
+        actions, new_key, new = _mapped(inp, key, mapping, crm, g)
+        return [link, *(a for a in actions if not isinstance(a, Skip) or a.needs_operator)], new_key, new
+    return _mapped(inp, key, mapping, crm, g)
+
+
+def _mapped(inp: Inputs, key: str, mapping: Mapping, crm: CrmRecord, g: GraphEvent | None) -> Result:
     if crm.appointment.status is Status.CANCELLED:
         actions, new = cancel_graph(inp, key, mapping, g, "cancelled in the CRM")
         return actions, key, new
@@ -81,21 +96,25 @@ def _gone(inp: Inputs) -> Result:
     return actions, key, new
 
 
+def _linked(key: str, crm: CrmRecord, g: GraphEvent, mapping: Mapping | None) -> Mapping:
+    """The mapping of a CRM record and the M365 copy found for it (`mapping`: a row claimed earlier)."""
+    copy = _copy(g)
+    return (mapping or Mapping(meeting_key=key)).model_copy(
+        update={
+            "crm_id": crm.crm_id,
+            "organizer_mailbox": g.mailbox if g.is_organizer else None,
+            "graph_event_id": g.event_id,
+            "copies": (*(c for c in (mapping.copies if mapping else ()) if c.event_id != g.event_id), copy),
+            "ical_uid": g.ical_uid or None,
+        }
+    )
+
+
 def _link(
     inp: Inputs, key: str, crm: CrmRecord, g: GraphEvent, base: Appointment | None, rule: str, why: str
 ) -> Result:
-    copy = GraphCopy(
-        mailbox=g.mailbox, event_id=g.event_id, role="organizer" if g.is_organizer else "attendee"
-    )
-    mapping = Mapping(
-        meeting_key=key,
-        crm_id=crm.crm_id,
-        organizer_mailbox=g.mailbox if g.is_organizer else None,
-        graph_event_id=g.event_id,
-        copies=(copy,),
-        snapshot=base,
-        ical_uid=g.ical_uid or None,
-    )
+    mapping = _linked(key, crm, g, None).model_copy(update={"snapshot": base})
+    copy = mapping.copies[-1]
     writes, merged = sync_content(inp, key, mapping, g, crm)
     return (
         [LinkCopy(rule=rule, reason=why, graph_copy=copy), *writes],
@@ -137,6 +156,10 @@ def _new(inp: Inputs, key: str, crm: CrmRecord, mapping: Mapping | None = None) 
             "S7", "created by a bulk import: never pushed, pushing would send invitations", key, mapping
         )
     if appt.status is Status.CANCELLED:
+        if g is not None:  # our create reached M365 but its mapping was never saved (crash, I3)
+            found = _linked(key, crm, g, mapping)
+            actions, gone = cancel_graph(inp, key, found, g, "cancelled in the CRM")
+            return actions, key, gone
         return _skip("L3", "cancelled before it was ever synced", key, mapping)
     if appt.status not in policy.push_statuses:
         pushed = ", ".join(s.value for s in policy.push_statuses)
@@ -156,7 +179,7 @@ def _new(inp: Inputs, key: str, crm: CrmRecord, mapping: Mapping | None = None) 
             inp, key, crm, g, None, "I3", "our earlier create is already in M365: linked, not created again"
         )
 
-    mailbox, rule, why = _target_mailbox(inp, crm)
+    mailbox, rule, why = target_mailbox(inp.policy, crm)
     if mailbox is None:
         return _skip("W2", why, key, mapping)
     content = _with_defaults(scope.shape(appt, policy), inp)
@@ -173,9 +196,11 @@ def _new(inp: Inputs, key: str, crm: CrmRecord, mapping: Mapping | None = None) 
     return [action], key, new
 
 
-def _target_mailbox(inp: Inputs, crm: CrmRecord) -> tuple[str | None, str, str]:
-    """W1: the organizer's own primary mailbox; W2: else the default calendar, else the room calendar."""
-    policy, appt = inp.policy, crm.appointment
+def target_mailbox(policy: Policy, crm: CrmRecord) -> tuple[str | None, str, str]:
+    """W1: the organizer's own primary mailbox; W2: else the default calendar, else the room calendar.
+
+    Also used by the worker to look for our own earlier create after a crash (I3)."""
+    appt = crm.appointment
     user = policy.user_for_email(appt.organizer.email if appt.organizer else None)
     if user is None and crm.mailbox_hint:
         user = policy.user_for_mailbox(crm.mailbox_hint)

@@ -260,6 +260,10 @@ def _adopt(inp: Inputs, key: str, g: GraphEvent, crm: CrmRecord, copy: GraphCopy
         snapshot=None,  # no common base is known: differences follow the conflict policy (D3)
         ical_uid=g.ical_uid or None,
     )
+    if crm.appointment.status is Status.CANCELLED and inp.policy.direction != "m365_to_crm":
+        # Our create for a CRM record that was cancelled before its mapping was saved (I3, L3).
+        actions, gone = cancel_graph(inp, key, base, g, "cancelled in the CRM")
+        return actions, key, gone
     writes, merged = sync_content(inp, key, base, g, crm)
     link = LinkCopy(
         rule="I5", reason=f"adopted existing CRM record {crm.crm_id} instead of creating one", graph_copy=copy

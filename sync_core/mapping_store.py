@@ -25,6 +25,10 @@ def crm_index_key(crm_id: str) -> str:
     return key_of("crm", crm_id)
 
 
+def ical_index_key(ical_uid: str) -> str:
+    return key_of("ical", ical_uid)
+
+
 class MappingStore:
     """Meeting mappings keyed by meeting key (I1), found from either side's id."""
 
@@ -44,6 +48,14 @@ class MappingStore:
 
     async def find_by_crm(self, crm_id: str) -> str | None:
         entity = await get_entity(self._table, crm_index_key(crm_id), _INDEX_RK)
+        return None if entity is None else str(entity["MeetingKey"])
+
+    async def find_by_ical(self, ical_uid: str) -> str | None:
+        """I1: the meeting whose copy carries this iCalUId (attendee and room copies of a meeting we wrote
+        carry no tag of ours, only the organizer's iCalUId)."""
+        if not ical_uid:
+            return None
+        entity = await get_entity(self._table, ical_index_key(ical_uid), _INDEX_RK)
         return None if entity is None else str(entity["MeetingKey"])
 
     def _entity(self, mapping: Mapping) -> dict[str, Any]:
@@ -82,4 +94,6 @@ def _index_keys(mapping: Mapping) -> set[str]:
     keys = {graph_index_key(c.mailbox, c.event_id) for c in mapping.copies}
     if mapping.crm_id:
         keys.add(crm_index_key(mapping.crm_id))
+    if mapping.ical_uid:
+        keys.add(ical_index_key(mapping.ical_uid))
     return keys

@@ -13,6 +13,11 @@ if TYPE_CHECKING:
     from sync_core.engine import Inputs
 
 
+# An invitation the room has not answered yet: only these are declined when another booking is confirmed;
+# a booking the room already accepted was decided by the events team and is never overridden.
+_PENDING = (Response.NONE, Response.NOT_RESPONDED, Response.TENTATIVE)
+
+
 def _overlaps(a: Appointment, start: datetime, end: datetime) -> bool:
     return a.start < end and start < a.end
 
@@ -39,7 +44,8 @@ def crm_managed_room_actions(
             if (
                 other.mailbox == room.mailbox
                 and other.event_id != room_event_id
-                and other.response not in (Response.DECLINED,)
+                and other.response in _PENDING
+                and not other.is_cancelled
                 and _overlaps(other.appointment, appt.start, appt.end)
             ):
                 out.append(
