@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import economy, e2e_latency, footprint, ingress, scale
+from bench import e2e_latency, economy, footprint, ingress, scale
 from bench.common import print_table
 from bench.report import Section, machine, write
 
@@ -120,7 +120,9 @@ def main(argv: list[str]) -> int:
         elapsed = time.perf_counter() - t0
         print_table(f"{title} [{elapsed:.0f} s]", rows)
         print(f"  {target}")
-        sections.append(Section(name, title, target, f"python -m bench {args.size} --only {name}", rows, elapsed))
+        sections.append(
+            Section(name, title, target, f"python -m bench {args.size} --only {name}", rows, elapsed)
+        )
     info["load after"] = machine()["load"]
     if not args.no_write:
         path = write(info, args.size, command, args.note, sections)

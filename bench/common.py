@@ -134,7 +134,9 @@ def wait_idle(connection_string: str, timeout: float = 60.0, settle: int = 3) ->
 
 
 @contextlib.contextmanager
-def subprocess_host(module: str, settings: dict[str, str], port: int, *extra: str) -> Iterator[subprocess.Popen[str]]:
+def subprocess_host(
+    module: str, settings: dict[str, str], port: int, *extra: str
+) -> Iterator[subprocess.Popen[str]]:
     """A host in its own process (`python -m <module> --port P`), with `settings` in its environment."""
     env = {**os.environ, **settings, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(

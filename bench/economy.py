@@ -47,7 +47,9 @@ class _Meter:
         t1 = self.counter.snapshot()
         table = sum(v - t0[k] for k, v in t1.items() if k[0] == self.ports["table"])
         table_writes = sum(
-            v - t0[k] for k, v in t1.items() if k[0] == self.ports["table"] and k[1] in ("POST", "PUT", "PATCH", "MERGE", "DELETE")
+            v - t0[k]
+            for k, v in t1.items()
+            if k[0] == self.ports["table"] and k[1] in ("POST", "PUT", "PATCH", "MERGE", "DELETE")
         )
         graph_reads = sum(1 for r in graph if r["method"] == "GET")
         crm_reads = sum(1 for r in crm if r.method == "GET")
@@ -85,7 +87,7 @@ def run(count: int) -> list[dict[str, Any]]:
     try:
         wait_idle(stack.settings["AzureWebJobsStorage"])
         g = stack.graph_http()
-        webhook_url = stack.crm._sender.url  # noqa: SLF001  the emulator keeps no public getter
+        webhook_url = stack.crm._sender.url  # the emulator keeps no public getter
         stack.crm.set_webhook_url(None)
         n0 = len(stack.graph.notifications_sent)
 

@@ -118,10 +118,17 @@ async def _paced(url: str, rows: list[Any], rate: float, count: int) -> dict[str
             tasks.append(asyncio.create_task(one(i)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
-    return {"sent": count, "achieved_per_s": count / elapsed, "statuses": statuses, **latency_summary(latencies)}
+    return {
+        "sent": count,
+        "achieved_per_s": count / elapsed,
+        "statuses": statuses,
+        **latency_summary(latencies),
+    }
 
 
-def run(count: int, concurrency: int = 16, paced_rate: float = 200.0, paced_count: int = 1000) -> dict[str, Any]:
+def run(
+    count: int, concurrency: int = 16, paced_rate: float = 200.0, paced_count: int = 1000
+) -> dict[str, Any]:
     stack = LocalStack().start()
     try:
         stack.host.stop()  # no in-process worker: the ingress host below is the only consumer of cores

@@ -16,8 +16,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-
 from bench.common import subprocess_host
 from devstack.stack import LocalStack
 
@@ -120,7 +118,7 @@ async def _phases(stack: LocalStack, mailboxes: list[str]) -> list[dict[str, Any
         rows.append(_row("onboarding: run(enabled)", len(mailboxes), stack, g0, t0, clock, v0, result))
         # 4.5 days later every subscription is within the renewal margin.
         clock.shift(SHIFT.total_seconds())
-        httpx.post(f"{stack.graph.admin_url}/clock", json={"advance_seconds": SHIFT.total_seconds()}, timeout=10)
+        stack.graph.advance_clock(SHIFT.total_seconds())
         g0, t0, v0 = len(stack.graph.requests), time.perf_counter(), clock.now()
         result = await runs(None)
         rows.append(_row("renewal: renew_due()", len(mailboxes), stack, g0, t0, clock, v0, result))
@@ -132,7 +130,11 @@ async def _phases(stack: LocalStack, mailboxes: list[str]) -> list[dict[str, Any
             async def resync(m: str, full: bool = full) -> None:
                 nonlocal found
                 message = MailboxResync(
-                    correlation_id=uuid.uuid4().hex, received_at=clock.now(), mailbox=m, reason="bench", full=full
+                    correlation_id=uuid.uuid4().hex,
+                    received_at=clock.now(),
+                    mailbox=m,
+                    reason="bench",
+                    full=full,
                 )
                 found += int(await c.reconciler.resync_mailbox(message) or 0)
 
