@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from devstack.crm_emulator.contract import check_body
 from devstack.crm_emulator.store import MAX_PAGE, ApiError, ChangeEvent, CrmStore
 
 ADMIN_PREFIX = "/_emulator"
@@ -76,7 +77,7 @@ async def json_object(request: web.Request) -> dict[str, Any]:
 
 def _limit(request: web.Request, default: int = 100) -> int:
     raw = request.query.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
         raise ApiError(400, "invalid_limit", f"limit must be an integer in 1..{MAX_PAGE}")
     return int(raw)
 
@@ -165,8 +166,9 @@ class CrmApi:
             return response
         except ApiError as exc:
             return _error(exc.status, exc.code, exc.message)
-        except web.HTTPException as exc:
-            return _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        except web.HTTPException as exc:  # 404/405 from routing; keep its headers (405 needs Allow)
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            return _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason, allow)
 
     @staticmethod
     def _fault_response(faults: Faults) -> web.Response:
@@ -186,12 +188,15 @@ class CrmApi:
         key = request.headers.get("Idempotency-Key", "").strip()
         if not key or len(key) > 255:
             raise ApiError(400, "idempotency_key_required", "send an Idempotency-Key header (1-255 chars)")
-        record, created, events = self.store.create(await json_object(request), idempotency_key=key)
+        body = await json_object(request)
+        check_body("AppointmentCreate", body)
+        record, created, events = self.store.create(body, idempotency_key=key)
         self.emit(events)
         return web.json_response(record, status=201 if created else 200)
 
     async def update(self, request: web.Request) -> web.Response:
         patch = await json_object(request)
+        check_body("AppointmentPatch", patch)
         self._maybe_conflict(request)
         record, events = self.store.update(
             request.match_info["id"], patch, if_match=request.headers.get("If-Match")

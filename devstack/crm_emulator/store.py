@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from sync_core.model import Appointment
 
@@ -67,8 +68,10 @@ def _clean_version(value: str) -> str:
 
 
 def _validate_appointment(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate as the contract's JSON: strict, so `0` is no date-time and `true` no integer."""
     try:
-        return Appointment.model_validate(dict(data)).model_dump(mode="json")
+        # to_json: the "CRM user" helpers may pass datetimes, which become RFC 3339 strings first.
+        return Appointment.model_validate_json(to_json(dict(data)), strict=True).model_dump(mode="json")
     except ValidationError as exc:
         raise ApiError(422, "invalid_appointment", str(exc)) from exc
 
@@ -239,13 +242,18 @@ class CrmStore:
             }
 
     def _parse_cursor(self, cursor: str | None) -> int:
-        if cursor is None:
+        if not cursor:  # absent or empty: from the beginning
             return 0
+        # Anything but a cursor of this epoch is 410, never 400: the client then sweeps from the beginning,
+        # where a 400 would leave it stuck on a cursor it cannot repair.
         epoch, sep, number = cursor.partition(".")
-        if not sep or not number.isdigit():
-            raise ApiError(400, "invalid_cursor", f"{cursor!r} is not a cursor this CRM issued")
-        if epoch != self._epoch or int(number) > self._seq:
-            raise ApiError(410, "cursor_expired", "cursor no longer valid; sync again without changed_since")
+        if (
+            not sep
+            or epoch != self._epoch
+            or not (number.isascii() and number.isdigit())
+            or int(number) > self._seq
+        ):
+            raise ApiError(410, "cursor_expired", f"cannot serve cursor {cursor!r}; sync again without it")
         return int(number)
 
     def snapshot(self) -> dict[str, Any]:
@@ -321,7 +329,7 @@ class CrmStore:
 
     def page(self, table_name: str, cursor: str | None, limit: int) -> dict[str, Any]:
         """`{<table_name>: [...], next_cursor}` for users or spaces; the cursor is an offset."""
-        if cursor is not None and not cursor.isdigit():
+        if cursor and not (cursor.isascii() and cursor.isdigit()):
             raise ApiError(400, "invalid_cursor", f"{cursor!r} is not a cursor this CRM issued")
         start = int(cursor or 0)
         with self._lock:
