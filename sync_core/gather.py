@@ -22,7 +22,6 @@ from sync_core.errors import ConcurrencyError
 from sync_core.from_crm import target_mailbox
 from sync_core.graph import GraphAdapter
 from sync_core.mapping_store import MappingStore
-from sync_core.mapping_update import with_copy
 from sync_core.messages import CrmChange, GraphChange
 from sync_core.model import Appointment, CrmRecord, GraphEvent, Side
 from sync_core.policy import Policy
@@ -184,9 +183,7 @@ class Gatherer:
                 event = await self._occurrence(appt.series_ref, appt.original_start)
                 occurrence_id = event.event_id if event else None
             else:
-                event = await self._our_lost_create(key, record, mapping)
-                if event is not None and mapping is not None:
-                    mapping = with_copy(mapping, _copy(event))
+                event = await self._our_lost_create(key, record, mapping)  # the engine links it (I3)
         facts_overlaps: list[GraphEvent] = []
         if record is not None and mapping is not None:
             mapping, facts_overlaps = await self._room_copies(record, mapping, event)
