@@ -52,9 +52,12 @@ class BatchRequest:
     def retryable(self) -> bool:
         return self.idempotent if self.idempotent is not None else self.method.upper() in IDEMPOTENT_METHODS
 
-    def to_json(self, depends_on: Sequence[str]) -> dict[str, Any]:
+    def to_json(self, depends_on: Sequence[str], prefer: Sequence[str] = ()) -> dict[str, Any]:
+        """The item as Graph reads it; `prefer` is added when the item has no Prefer of its own."""
         item: dict[str, Any] = {"id": self.id, "method": self.method.upper(), "url": self.url}
         headers = dict(self.headers)
+        if prefer and not any(k.lower() == "prefer" for k in headers):
+            headers["Prefer"] = ", ".join(prefer)
         if self.body is not None:
             item["body"] = self.body
             if not any(k.lower() == "content-type" for k in headers):
@@ -177,7 +180,9 @@ async def _send(adapter: GraphAdapter, requests: Sequence[BatchRequest], prefer:
     info = RequestInformation(Method.POST, "{+baseurl}/$batch")
     info.path_parameters["baseurl"] = request_adapter.base_url
     ids = {r.id.lower() for r in requests}
-    payload = {"requests": [r.to_json([d for d in r.depends_on if d.lower() in ids]) for r in requests]}
+    payload = {
+        "requests": [r.to_json([d for d in r.depends_on if d.lower() in ids], prefer) for r in requests]
+    }
     info.content = json.dumps(payload).encode()
     info.headers.try_add("Content-Type", "application/json")
     info.headers.try_add("Accept", "application/json")
@@ -193,8 +198,8 @@ def _pause(result: BatchResult, request: BatchRequest, attempt: int, adapter: Gr
     from sync_core.graph_base import INLINE_RETRY_MAX_SECONDS
 
     error = result.error
-    if error is None:
-        return None
+    if error is None or result.status == 424:
+        return None  # a failed dependency is sent again only with the request it depends on
     if isinstance(error, ThrottledError):
         told = retry_after_seconds(result.headers)
         if told is None:
