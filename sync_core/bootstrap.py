@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
+from sync_core import telemetry
 from sync_core.crm_rest import RestCrmConnector
 from sync_core.decision_log import DecisionLog
 from sync_core.errors import ConfigurationError
 from sync_core.failures import FailureLedger
-from sync_core.gather import DeleteBudget
 from sync_core.graph import GraphAdapter, build_client
 from sync_core.mapping_store import MappingStore
 from sync_core.messages import CrmChange, GraphChange, MailboxResync
@@ -94,7 +94,6 @@ class Container:
             decisions=self.decisions,
             policy=policy,
             clock=utcnow,
-            deletes=DeleteBudget(self.storage.table(MAILBOXES_TABLE)),
         )
         self.mailbox_states = MailboxStateStore(self.storage.table(MAILBOXES_TABLE))
         self.reconciler = Reconciler(
@@ -125,5 +124,6 @@ def container() -> Container:
     found = _containers.get(loop)
     if found is None:
         settings, policy = configuration()
+        telemetry.configure()  # once per process: Application Insights when its connection string is set
         found = _containers[loop] = Container(settings, policy)
     return found

@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 
+from sync_core import telemetry
 from sync_core.crm_webhook import WebhookRejected, parse_events, verify_signature
 from sync_core.ingress import Reply
 from sync_core.messages import CrmChange, encode
@@ -44,7 +44,7 @@ async def handle_crm_webhook(
     messages = [
         encode(
             CrmChange(
-                correlation_id=uuid.uuid4().hex,
+                correlation_id=telemetry.new_correlation_id(),
                 received_at=now,
                 crm_id=e.appointment_id,
                 change_type=_CHANGE_TYPES[e.type],  # type: ignore[arg-type]
@@ -53,5 +53,6 @@ async def handle_crm_webhook(
         )
         for e in events
     ]
+    telemetry.notifications_received("crm", accepted=len(messages))
     await asyncio.gather(*(enqueue(m) for m in messages))
     return Reply(202, json.dumps({"accepted": len(messages)}))

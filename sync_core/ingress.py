@@ -10,7 +10,6 @@ import asyncio
 import hmac
 import json
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sync_core import telemetry
 from sync_core.messages import GraphChange, MailboxResync, encode
 from sync_core.subscriptions import SubscriptionRow
 
@@ -119,7 +119,7 @@ def to_messages(accepted: list[Accepted], now: datetime) -> list[str]:
     out: list[str] = []
     for a in accepted:
         n, row = a.notification, a.subscription
-        correlation_id = uuid.uuid4().hex
+        correlation_id = telemetry.new_correlation_id()  # on this change's log records from here on
         if n.lifecycle_event is not None:
             out.append(
                 encode(
@@ -166,6 +166,9 @@ async def handle_notifications(
         return parsed
     accepted = await authenticate(parsed, lookup)
     messages = to_messages(accepted, now)
+    telemetry.notifications_received(
+        "graph", accepted=len(messages), discarded=len(parsed.value) - len(messages)
+    )
     await asyncio.gather(*(enqueue(m) for m in messages))
     return Reply(202, f'{{"accepted":{len(messages)},"discarded":{len(parsed.value) - len(accepted)}}}')
 

@@ -1,7 +1,8 @@
-"""Operator endpoints: health (function key), poison replay and a status page (master key).
+"""Operator endpoints: health (function key), poison replay and a status page (master key); the gauges timer.
 
 Routes live under `ops/`, not `admin/`: the Functions host reserves every route starting with "admin"
-(even behind the `api` prefix) and refuses such a function at startup ("conflicts with built in routes").
+(even behind the `api` prefix) and refuses such a function at startup with "The specified route conflicts
+with one or more built in routes" (azure-functions-host issue #1781).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import azure.functions as func
 
 from sync_core import operations as ops
+from sync_core import telemetry
 from sync_core.bootstrap import container, utcnow
 from sync_core.errors import ConfigurationError, SyncError, UnprocessableError
 from triggers.http import misconfigured
@@ -73,6 +75,15 @@ async def ops_status(req: func.HttpRequest) -> func.HttpResponse:
             "Referrer-Policy": "no-referrer",  # the key is in the query string
         },
     )
+
+
+@bp.timer_trigger(schedule="0 */5 * * * *", arg_name="timer", run_on_startup=False, use_monitor=False)
+async def ops_gauges(timer: func.TimerRequest) -> None:
+    """Every 5 minutes, when metrics go to Application Insights: read the status so the freshness, expiry
+    and queue-depth gauges (sync.mailbox_freshness_seconds, ...) report current values."""
+    c = container()
+    if telemetry.configure():
+        await ops.status(c.storage, c.subscriptions, c.mailbox_states, c.policy, utcnow())
 
 
 # -- the page --------------------------------------------------------------------------------------
