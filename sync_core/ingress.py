@@ -12,18 +12,19 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sync_core import telemetry
-from sync_core.messages import GraphChange, MailboxResync, encode
+from sync_core.messages import GraphChange, MailboxResync, SubscriptionLifecycle, encode
 from sync_core.subscriptions import SubscriptionRow
 
 log = logging.getLogger("sync_core.ingress")
 
 MAX_NOTIFICATION_BODY = 1024 * 1024  # Graph batches are small; anything larger is not Graph
+NOTIFICATION_TOUCH_INTERVAL = timedelta(seconds=60)  # how often a mailbox's last notification is recorded
 
 
 class _Lenient(BaseModel):
@@ -71,6 +72,7 @@ class Accepted:
 
 LookupSubscription = Callable[[str], Awaitable[SubscriptionRow | None]]
 Enqueue = Callable[[str], Awaitable[None]]
+Touch = Callable[[str, datetime], Awaitable[None]]  # record a mailbox's last notification (X2)
 
 
 def validation_reply(params: Mapping[str, str]) -> Reply | None:
@@ -115,20 +117,34 @@ async def authenticate(collection: NotificationCollection, lookup: LookupSubscri
 
 
 def to_messages(accepted: list[Accepted], now: datetime) -> list[str]:
-    """One queue message per change notification; lifecycle events become mailbox resyncs."""
+    """One queue message per change notification. Lifecycle events (facts §5): `missed` becomes a full
+    mailbox resync; `reauthorizationRequired` and `subscriptionRemoved` become subscription work."""
     out: list[str] = []
     for a in accepted:
         n, row = a.notification, a.subscription
         correlation_id = telemetry.new_correlation_id()  # on this change's log records from here on
-        if n.lifecycle_event is not None:
+        if n.lifecycle_event == "missed":
             out.append(
                 encode(
                     MailboxResync(
                         correlation_id=correlation_id,
                         received_at=now,
                         mailbox=row.mailbox,
-                        reason=f"lifecycle:{n.lifecycle_event}:{row.subscription_id}",
-                        full=n.lifecycle_event != "reauthorizationRequired",
+                        reason=f"lifecycle:missed:{row.subscription_id}",
+                        full=True,
+                    )
+                )
+            )
+            continue
+        if n.lifecycle_event is not None:
+            out.append(
+                encode(
+                    SubscriptionLifecycle(
+                        correlation_id=correlation_id,
+                        received_at=now,
+                        mailbox=row.mailbox,
+                        subscription_id=row.subscription_id,
+                        event=n.lifecycle_event,
                     )
                 )
             )
@@ -154,8 +170,38 @@ def to_messages(accepted: list[Accepted], now: datetime) -> list[str]:
     return out
 
 
+class NotificationClock:
+    """Records when each mailbox last heard from Graph (X2), at most once a minute per mailbox and process,
+    so the front door stays fast. A failed write is logged, never fails the request: it only risks a
+    needless X2 subscription check."""
+
+    def __init__(self, touch: Touch, interval: timedelta = NOTIFICATION_TOUCH_INTERVAL) -> None:
+        self._touch = touch
+        self._interval = interval
+        self._last: dict[str, datetime] = {}
+
+    async def heard(self, accepted: list[Accepted], now: datetime) -> None:
+        for mailbox in {a.subscription.mailbox for a in accepted if a.notification.lifecycle_event is None}:
+            last = self._last.get(mailbox.lower())
+            if last is not None and now - last < self._interval:
+                continue
+            self._last[mailbox.lower()] = now
+            if len(self._last) > 100_000:
+                self._last.clear()
+            try:
+                await self._touch(mailbox, now)
+            except Exception as exc:  # never fail the 202 for a bookkeeping write
+                log.warning("could not record the last notification of %s: %s", mailbox, exc)
+
+
 async def handle_notifications(
-    params: Mapping[str, str], body: bytes, lookup: LookupSubscription, enqueue: Enqueue, now: datetime
+    params: Mapping[str, str],
+    body: bytes,
+    lookup: LookupSubscription,
+    enqueue: Enqueue,
+    now: datetime,
+    *,
+    heard: NotificationClock | None = None,
 ) -> Reply:
     """The whole front door: handshake, or validate + authenticate + enqueue, then 202."""
     handshake = validation_reply(params)
@@ -169,7 +215,8 @@ async def handle_notifications(
     telemetry.notifications_received(
         "graph", accepted=len(messages), discarded=len(parsed.value) - len(messages)
     )
-    await asyncio.gather(*(enqueue(m) for m in messages))
+    bookkeeping = [heard.heard(accepted, now)] if heard is not None and accepted else []
+    await asyncio.gather(*(enqueue(m) for m in messages), *bookkeeping)
     return Reply(202, f'{{"accepted":{len(messages)},"discarded":{len(parsed.value) - len(accepted)}}}')
 
 

@@ -51,18 +51,29 @@ class MailboxResync(_Message):
     full: bool = False
 
 
-SyncMessage = Annotated[GraphChange | CrmChange | MailboxResync, Field(discriminator="type")]
-_adapter: TypeAdapter[GraphChange | CrmChange | MailboxResync] = TypeAdapter(SyncMessage)
+class SubscriptionLifecycle(_Message):
+    """Work on one Graph subscription: a lifecycle event (facts §5), or notifications silent while delta
+    shows changes (X2, `silent`). `missed` needs no subscription work and travels as a MailboxResync."""
+
+    type: Literal["subscription_lifecycle"] = "subscription_lifecycle"
+    mailbox: str = Field(min_length=1, max_length=320)
+    subscription_id: str | None = Field(None, max_length=255)  # None: the mailbox's, whichever it is
+    event: Literal["reauthorizationRequired", "subscriptionRemoved", "silent"]
 
 
-def encode(message: GraphChange | CrmChange | MailboxResync) -> str:
+AnyMessage = GraphChange | CrmChange | MailboxResync | SubscriptionLifecycle
+SyncMessage = Annotated[AnyMessage, Field(discriminator="type")]
+_adapter: TypeAdapter[AnyMessage] = TypeAdapter(SyncMessage)
+
+
+def encode(message: AnyMessage) -> str:
     text = message.model_dump_json()
     if len(text.encode()) > MAX_MESSAGE_BYTES:
         raise UnprocessableError(f"queue message too large ({len(text)} bytes)")
     return text
 
 
-def decode(body: bytes | str) -> GraphChange | CrmChange | MailboxResync:
+def decode(body: bytes | str) -> AnyMessage:
     """Parse a queue message; UnprocessableError (a permanent failure) with the reason if it is not ours."""
     try:
         raw = json.loads(body)

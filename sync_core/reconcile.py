@@ -1,7 +1,13 @@
-"""Reconciliation: find every change the notifications missed, through calendarView/delta (X2, I5, S6).
+"""Reconciliation: find every change the notifications missed, through calendarView/delta (X2, X3, I5, S6).
 
 I/O side. Each item found goes through the same queue and worker as a notification would; the delta
-link and the mailbox's "last confirmed in sync" time are kept in Table Storage.
+link, the window it is bound to and the mailbox's "last confirmed in sync" time are kept in Table
+Storage (SyncMailboxes). The initial backfill of a mailbox is a first round of the same code (I5).
+
+Windows (S6): a delta round is bound to the window it started with. The round's window reaches
+`ROLL` beyond the policy's, so it is kept for weeks and each sweep is incremental; as the policy window
+advances day by day, the slice entering it is read once by a separate one-off round, because events
+that are already in the delta window but did not change would otherwise never be looked at again.
 """
 
 from __future__ import annotations
@@ -11,33 +17,58 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
+from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from sync_core.errors import NotFoundError, PermanentError
-from sync_core.graph import GraphAdapter
-from sync_core.messages import GraphChange, MailboxResync, encode
+from sync_core.graph import DeltaPage
+from sync_core.ingress import NOTIFICATION_TOUCH_INTERVAL
+from sync_core.messages import GraphChange, MailboxResync, SubscriptionLifecycle, encode
 from sync_core.policy import Policy
-from sync_core.storage import get_entity, key_of, upsert
+from sync_core.storage import call, get_entity, key_of
 
 log = logging.getLogger("sync_core.reconcile")
 
 _MAILBOX_PK = "mailbox"
 MAX_PAGES = 10_000
+ROLL = timedelta(days=30)  # how far the delta window reaches beyond the policy window
+SWEEP_REASON = "sweep"
+SUBSCRIBED, POLLING = "subscribed", "polling"
 
 
 @dataclass
 class MailboxState:
     mailbox: str
     delta_link: str | None = None
-    window_start: datetime | None = None
+    window_start: datetime | None = None  # the window the delta link is bound to
     window_end: datetime | None = None
-    last_confirmed: datetime | None = None
+    last_confirmed: datetime | None = None  # freshness: when a delta round last completed (X2)
     etag: str | None = None
+    scanned_end: datetime | None = None  # the policy window's end the last round covered (S6)
+    last_sweep: datetime | None = None
+    last_notification: datetime | None = None  # written by the ingress only
+    status: str = SUBSCRIBED  # subscribed | polling (X3), written by the subscription manager only
+    status_reason: str = ""
+    silent_since: datetime | None = None  # X2: a sweep found changes no notification announced
+    silent_sweeps: int = 0
+    last_found: int = 0
+
+
+def _iso(v: datetime | None) -> str:
+    return v.astimezone(UTC).isoformat() if v else ""
+
+
+def _dt(e: dict[str, Any], name: str) -> datetime | None:
+    v = e.get(name)
+    return datetime.fromisoformat(v) if v else None
 
 
 class MailboxStateStore:
+    """SyncMailboxes: one row per mailbox. Each writer merges only the columns it owns, so the ingress's
+    notification times, the manager's polling status and the reconciler's delta state never clobber."""
+
     def __init__(self, table: TableClient) -> None:
         self._table = table
 
@@ -45,34 +76,93 @@ class MailboxStateStore:
         e = await get_entity(self._table, _MAILBOX_PK, key_of(mailbox.lower()))
         if e is None:
             return MailboxState(mailbox=mailbox)
-
-        def dt(name: str) -> datetime | None:
-            v = e.get(name)
-            return datetime.fromisoformat(v) if v else None
-
         return MailboxState(
-            mailbox=str(e["Mailbox"]),
+            mailbox=str(e.get("Mailbox") or mailbox),
             delta_link=str(e.get("DeltaLink") or "") or None,
-            window_start=dt("WindowStart"),
-            window_end=dt("WindowEnd"),
-            last_confirmed=dt("LastConfirmed"),
+            window_start=_dt(e, "WindowStart"),
+            window_end=_dt(e, "WindowEnd"),
+            last_confirmed=_dt(e, "LastConfirmed"),
             etag=e["_etag"],
+            scanned_end=_dt(e, "ScannedEnd"),
+            last_sweep=_dt(e, "LastSweep"),
+            last_notification=_dt(e, "LastNotification"),
+            status=str(e.get("Status") or SUBSCRIBED),
+            status_reason=str(e.get("StatusReason") or ""),
+            silent_since=_dt(e, "SilentSince"),
+            silent_sweeps=int(e.get("SilentSweeps") or 0),
+            last_found=int(e.get("LastFound") or 0),
         )
 
-    async def save(self, state: MailboxState) -> None:
-        def iso(v: datetime | None) -> str:
-            return v.astimezone(UTC).isoformat() if v else ""
+    async def _merge(self, mailbox: str, fields: dict[str, Any]) -> None:
+        entity = {"PartitionKey": _MAILBOX_PK, "RowKey": key_of(mailbox.lower()), "Mailbox": mailbox} | fields
+        await call(lambda: self._table.upsert_entity(entity, mode=UpdateMode.MERGE), item_id=mailbox)
 
-        entity: dict[str, Any] = {
-            "PartitionKey": _MAILBOX_PK,
-            "RowKey": key_of(state.mailbox.lower()),
-            "Mailbox": state.mailbox,
-            "DeltaLink": state.delta_link or "",
-            "WindowStart": iso(state.window_start),
-            "WindowEnd": iso(state.window_end),
-            "LastConfirmed": iso(state.last_confirmed),
-        }
-        await upsert(self._table, entity)
+    async def save(self, state: MailboxState) -> None:
+        """The reconciler's columns: delta state, freshness, X2 flags."""
+        await self._merge(
+            state.mailbox,
+            {
+                "DeltaLink": state.delta_link or "",
+                "WindowStart": _iso(state.window_start),
+                "WindowEnd": _iso(state.window_end),
+                "ScannedEnd": _iso(state.scanned_end),
+                "LastConfirmed": _iso(state.last_confirmed),
+                "LastSweep": _iso(state.last_sweep),
+                "SilentSince": _iso(state.silent_since),
+                "SilentSweeps": state.silent_sweeps,
+                "LastFound": state.last_found,
+            },
+        )
+
+    async def set_status(self, mailbox: str, status: str, reason: str = "") -> None:
+        """X3: `polling` when Graph refuses the mailbox a subscription, `subscribed` once it has one."""
+        await self._merge(mailbox, {"Status": status, "StatusReason": reason[:1000]})
+
+    async def touch_notification(self, mailbox: str, at: datetime) -> None:
+        await self._merge(mailbox, {"LastNotification": _iso(at)})
+
+
+class MailboxStates(Protocol):
+    async def get(self, mailbox: str) -> MailboxState: ...
+    async def save(self, state: MailboxState) -> None: ...
+
+
+class DeltaSource(Protocol):
+    async def delta_page(
+        self, mailbox: str, *, link: str | None, start: datetime | None = None, end: datetime | None = None
+    ) -> DeltaPage: ...
+
+
+def policy_window(policy: Policy, now: datetime) -> tuple[datetime, datetime]:
+    """The days the policy syncs (S6), whole UTC days, a superset of the engine's own check."""
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=policy.past_days), day + timedelta(days=policy.future_days + 1)
+
+
+def delta_window(
+    state: MailboxState, wanted: tuple[datetime, datetime], full: bool
+) -> tuple[datetime, datetime, bool]:
+    """(start, end, fresh): keep the stored round while its window covers the policy's, else start anew."""
+    start, end = wanted
+    covered = (
+        state.delta_link is not None
+        and state.window_start is not None
+        and state.window_end is not None
+        and state.window_start <= start
+        and state.window_end >= end
+    )
+    if covered and not full:
+        assert state.window_start is not None and state.window_end is not None
+        return state.window_start, state.window_end, False
+    return start, end + ROLL, True
+
+
+def silent(state: MailboxState, found: int, fresh: bool) -> bool:
+    """X2: an incremental round found changes, yet no notification arrived since the previous round."""
+    if fresh or found == 0 or state.status == POLLING or state.last_confirmed is None:
+        return False
+    heard = state.last_notification
+    return heard is None or heard < state.last_confirmed - NOTIFICATION_TOUCH_INTERVAL
 
 
 class Reconciler:
@@ -81,8 +171,8 @@ class Reconciler:
     def __init__(
         self,
         *,
-        graph: GraphAdapter,
-        states: MailboxStateStore,
+        graph: DeltaSource,
+        states: MailboxStates,
         policy: Policy,
         enqueue: Callable[[str], Awaitable[None]],
         clock: Callable[[], datetime],
@@ -94,35 +184,57 @@ class Reconciler:
         self._clock = clock
 
     def window(self, now: datetime) -> tuple[datetime, datetime]:
-        day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        return day - timedelta(days=self._policy.past_days), day + timedelta(
-            days=self._policy.future_days + 1
-        )
+        return policy_window(self._policy, now)
 
     async def resync_mailbox(self, message: MailboxResync) -> int:
-        """One delta round (the first one over the policy window); returns how many items were enqueued."""
+        """One delta round of the mailbox (and the slice entering its window); returns items enqueued."""
         now = self._clock()
         state = await self._states.get(message.mailbox)
-        start, end = self.window(now)
-        # A delta round is bound to its window: a moved window (S6) or a full resync starts a new round.
-        fresh = (
-            message.full or state.delta_link is None or state.window_start != start or state.window_end != end
-        )
-        link = None if fresh else state.delta_link
+        wanted = self.window(now)
+        start, end, fresh = delta_window(state, wanted, message.full)
         try:
-            found, delta_link = await self._round(message, link, start, end)
+            found, delta_link = await self._round(message, None if fresh else state.delta_link, start, end)
         except NotFoundError:
             log.warning("delta state for %s is gone (410/syncStateNotFound); full resync", message.mailbox)
+            start, end, fresh = delta_window(state, wanted, True)
             found, delta_link = await self._round(message, None, start, end)
+        if not fresh and state.scanned_end is not None and state.scanned_end < wanted[1]:
+            # S6: events entering the policy window, changed or not (the delta round only shows changes).
+            found += (await self._round(message, None, state.scanned_end, wanted[1], entering=True))[0]
+        was_silent = message.reason.startswith(SWEEP_REASON) and silent(state, found, fresh)
+        if was_silent:
+            state.silent_since = state.silent_since or state.last_confirmed
+            state.silent_sweeps += 1
+            log.warning(
+                "X2: %s had %d change(s) since %s that no notification announced; checking its subscription",
+                message.mailbox,
+                found,
+                _iso(state.last_confirmed),
+            )
+            await self._enqueue(encode(self._silent(message)))
+        elif found and not fresh and message.reason.startswith(SWEEP_REASON):
+            state.silent_since, state.silent_sweeps = None, 0
         state.delta_link = delta_link
         state.window_start, state.window_end = start, end
+        state.scanned_end = wanted[1]
         state.last_confirmed = now
+        state.last_found = found
+        if message.reason.startswith(SWEEP_REASON):
+            state.last_sweep = now
         await self._states.save(state)
-        log.info("resync of %s (%s): %d items enqueued", message.mailbox, message.reason, found)
+        log.info(
+            "resync of %s (%s, fresh=%s): %d items enqueued", message.mailbox, message.reason, fresh, found
+        )
         return found
 
     async def _round(
-        self, message: MailboxResync, link: str | None, start: datetime, end: datetime
+        self,
+        message: MailboxResync,
+        link: str | None,
+        start: datetime,
+        end: datetime,
+        *,
+        entering: bool = False,
     ) -> tuple[int, str | None]:
         found = 0
         for _ in range(MAX_PAGES):
@@ -130,7 +242,7 @@ class Reconciler:
             for event in page.events:
                 found += 1
                 await self._enqueue(self._change(message, event.event_id, "updated"))
-            for removed in page.removed_ids:
+            for removed in [] if entering else page.removed_ids:
                 found += 1
                 await self._enqueue(self._change(message, removed, "deleted"))
             if page.next_link:
@@ -153,4 +265,13 @@ class Reconciler:
                     "change_type": change_type,
                 }
             )
+        )
+
+    def _silent(self, message: MailboxResync) -> SubscriptionLifecycle:
+        return SubscriptionLifecycle(
+            correlation_id=f"x2-{uuid.uuid4().hex[:16]}",
+            received_at=self._clock(),
+            mailbox=message.mailbox,
+            subscription_id=None,
+            event="silent",
         )

@@ -6,15 +6,19 @@ ingress to milliseconds, with a short negative cache so forged ids cannot hammer
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from azure.core import MatchConditions
+from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from sync_core.storage import get_entity, query, upsert
+from sync_core.errors import ConcurrencyError, NotFoundError
+from sync_core.storage import call, create_entity, get_entity, key_of, query, replace_if_match
 
 _PK = "subscription"
 CLIENT_STATE_BYTES = 48  # 64 url-safe characters: within Graph's 128-character limit
@@ -30,11 +34,18 @@ class SubscriptionRow:
     mailbox: str
     client_state: str
     expires_at: datetime
-    status: str = "active"  # active | removed | polling
+    status: str = "active"  # active | removed | deleted | polling (X3: Graph refused; delta polls instead)
     last_renewal: datetime | None = None
-    last_notification: datetime | None = None
+    last_notification: datetime | None = None  # per mailbox, kept on the SyncMailboxes row (ingress)
+    last_reauthorization: datetime | None = None
+    next_attempt: datetime | None = None  # polling: when to ask Graph for a subscription again
+    reason: str = ""  # polling: why Graph refused
+    etag: str | None = field(default=None, compare=False)
 
     def entity(self) -> dict[str, Any]:
+        def iso(v: datetime | None) -> str:
+            return v.astimezone(UTC).isoformat() if v else ""
+
         return {
             "PartitionKey": _PK,
             "RowKey": self.subscription_id,
@@ -42,8 +53,10 @@ class SubscriptionRow:
             "ClientState": self.client_state,
             "ExpiresAt": self.expires_at.astimezone(UTC).isoformat(),
             "Status": self.status,
-            "LastRenewal": self.last_renewal.isoformat() if self.last_renewal else "",
-            "LastNotification": self.last_notification.isoformat() if self.last_notification else "",
+            "LastRenewal": iso(self.last_renewal),
+            "LastReauthorization": iso(self.last_reauthorization),
+            "NextAttempt": iso(self.next_attempt),
+            "Reason": self.reason[:1000],
         }
 
     @classmethod
@@ -60,7 +73,16 @@ class SubscriptionRow:
             status=str(e.get("Status") or "active"),
             last_renewal=dt(e.get("LastRenewal")),
             last_notification=dt(e.get("LastNotification")),
+            last_reauthorization=dt(e.get("LastReauthorization")),
+            next_attempt=dt(e.get("NextAttempt")),
+            reason=str(e.get("Reason") or ""),
+            etag=e.get("_etag"),
         )
+
+
+def polling_id(mailbox: str) -> str:
+    """The row id of a mailbox's polling placeholder (X3): never a Graph subscription id."""
+    return f"polling-{key_of(mailbox.lower())}"
 
 
 class SubscriptionStore:
@@ -74,10 +96,11 @@ class SubscriptionStore:
         self._negative_ttl = negative_ttl_seconds
         self._cache: dict[str, tuple[float, SubscriptionRow | None]] = {}
 
-    async def get(self, subscription_id: str) -> SubscriptionRow | None:
+    async def get(self, subscription_id: str, *, fresh: bool = False) -> SubscriptionRow | None:
+        """The row (cached for the ingress); `fresh` reads the table, for decisions that need its ETag."""
         now = time.monotonic()
         hit = self._cache.get(subscription_id)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > now and not fresh:
             return hit[1]
         entity = await get_entity(self._table, _PK, subscription_id) if _key_safe(subscription_id) else None
         row = SubscriptionRow.from_entity(entity) if entity else None
@@ -87,8 +110,29 @@ class SubscriptionStore:
         return row
 
     async def save(self, row: SubscriptionRow) -> None:
-        await upsert(self._table, row.entity())
+        entity = row.entity()
+        await call(
+            lambda: self._table.upsert_entity(entity, mode=UpdateMode.MERGE), item_id=row.subscription_id
+        )
         self._cache[row.subscription_id] = (time.monotonic() + self._ttl, row)
+
+    async def claim(self, row: SubscriptionRow) -> SubscriptionRow:
+        """Save only if the row is unchanged since it was read (its ETag): ConcurrencyError otherwise.
+
+        Two workers handling copies of one lifecycle event both read the row; one claim wins, so Graph
+        sees one reauthorize or one PATCH, never both within 10 minutes (facts §5)."""
+        if row.etag is None:
+            raise ConcurrencyError("claim needs a row read with its ETag", side="storage")
+        entity, etag = row.entity(), row.etag
+        meta = await call(
+            lambda: self._table.update_entity(
+                entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
+            ),
+            item_id=row.subscription_id,
+        )
+        claimed = replace(row, etag=str(meta.get("etag")))
+        self._cache[row.subscription_id] = (time.monotonic() + self._ttl, claimed)
+        return claimed
 
     async def all(self) -> list[SubscriptionRow]:
         return [
@@ -97,6 +141,47 @@ class SubscriptionStore:
 
     async def for_mailbox(self, mailbox: str) -> list[SubscriptionRow]:
         return [r for r in await self.all() if r.mailbox.lower() == mailbox.lower()]
+
+
+class RunLease:
+    """A row claimed with its ETag so a timer run never overlaps another; a crashed run's claim lapses.
+
+    Timers are singletons only per schedule occurrence; a run that outlasts its period, a manual run and
+    a scale-out can still overlap. The claim holds until `until`, which outlives the run's own deadline."""
+
+    def __init__(self, table: TableClient, name: str) -> None:
+        self._table = table
+        self._name = name
+        self._etag: str | None = None
+        self._owner = secrets.token_hex(8)
+
+    async def acquire(self, now: datetime, hold: timedelta) -> bool:
+        entity = {
+            "PartitionKey": "lease",
+            "RowKey": self._name,
+            "Owner": self._owner,
+            "Until": (now + hold).astimezone(UTC).isoformat(),
+        }
+        current = await get_entity(self._table, "lease", self._name)
+        try:
+            if current is None:
+                self._etag = await create_entity(self._table, entity)
+                return True
+            until = datetime.fromisoformat(str(current.get("Until") or "1970-01-01T00:00:00+00:00"))
+            if until > now and current.get("Owner") != self._owner:
+                return False
+            self._etag = await replace_if_match(self._table, entity, str(current["_etag"]))
+            return True
+        except ConcurrencyError:
+            return False  # another run claimed it between our read and write
+
+    async def release(self) -> None:
+        if self._etag is None:
+            return
+        entity = {"PartitionKey": "lease", "RowKey": self._name, "Owner": "", "Until": ""}
+        with contextlib.suppress(ConcurrencyError, NotFoundError):  # lapsed and taken: theirs now
+            await replace_if_match(self._table, entity, self._etag)
+        self._etag = None
 
 
 def _key_safe(value: str) -> bool:

@@ -1,15 +1,29 @@
-"""Microsoft Graph change and lifecycle notifications: validate, enqueue, 202 (facts §2-§5)."""
+"""Microsoft Graph change and lifecycle notifications: validate, enqueue, 202 (facts §2-§5).
+
+Lifecycle work (reauthorize, re-create, resync) is never done here: it is queued for the worker.
+"""
 
 from __future__ import annotations
 
+import weakref
+
 import azure.functions as func
 
-from sync_core.bootstrap import container, utcnow
+from sync_core.bootstrap import Container, container, utcnow
 from sync_core.errors import ConfigurationError
-from sync_core.ingress import handle_notifications, validation_reply
+from sync_core.ingress import NotificationClock, handle_notifications, validation_reply
 from triggers.http import misconfigured, respond
 
 bp = func.Blueprint()
+
+_clocks: weakref.WeakKeyDictionary[Container, NotificationClock] = weakref.WeakKeyDictionary()
+
+
+def _heard(c: Container) -> NotificationClock:
+    found = _clocks.get(c)
+    if found is None:
+        found = _clocks[c] = NotificationClock(c.mailbox_states.touch_notification)
+    return found
 
 
 async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
@@ -21,7 +35,7 @@ async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
     except ConfigurationError as exc:
         return misconfigured(exc)
     reply = await handle_notifications(
-        req.params, req.get_body(), c.subscriptions.get, c.storage.enqueue, utcnow()
+        req.params, req.get_body(), c.subscriptions.get, c.storage.enqueue, utcnow(), heard=_heard(c)
     )
     return respond(reply)
 
@@ -33,5 +47,5 @@ async def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="graph/lifecycle", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def graph_lifecycle(req: func.HttpRequest) -> func.HttpResponse:
-    """Lifecycle events arrive in the same envelope; the ingress turns them into mailbox resyncs."""
+    """Lifecycle events arrive in the same envelope; the ingress queues them as subscription work."""
     return await _ingest(req)
