@@ -20,7 +20,7 @@ from sync_core.errors import ConfigurationError
 from sync_core.failures import FailureLedger
 from sync_core.graph import GraphAdapter, build_client
 from sync_core.mapping_store import MappingStore
-from sync_core.messages import CrmChange, GraphChange, MailboxResync
+from sync_core.messages import AnyMessage, MailboxResync, SubscriptionLifecycle
 from sync_core.policy import Policy, load_policy
 from sync_core.reconcile import MailboxStateStore, Reconciler
 from sync_core.settings import Settings, load_settings
@@ -104,10 +104,14 @@ class Container:
             clock=utcnow,
         )
 
-    async def handle(self, message: GraphChange | CrmChange | MailboxResync) -> object:
-        """Route one decoded queue message to the worker or the reconciler."""
+    async def handle(self, message: AnyMessage) -> object:
+        """Route one decoded queue message to the worker, the reconciler or the lifecycle handler."""
         if isinstance(message, MailboxResync):
             return await self.reconciler.resync_mailbox(message)
+        if isinstance(message, SubscriptionLifecycle):
+            from sync_core.sweeps import lifecycle
+
+            return await lifecycle(self, utcnow).handle(message)
         return await self.worker.handle(message)
 
     async def aclose(self) -> None:

@@ -19,7 +19,7 @@ from datetime import datetime
 from sync_core import telemetry
 from sync_core.errors import PermanentError, SyncError, ThrottledError, TransientError
 from sync_core.failures import FailureLedger
-from sync_core.messages import CrmChange, GraphChange, MailboxResync, decode
+from sync_core.messages import AnyMessage, decode
 from sync_core.storage import POISON_QUEUE, Storage
 from sync_core.worker import Outcome
 
@@ -27,7 +27,6 @@ log = logging.getLogger("sync_core.dispatch")
 
 MAX_THROTTLE_DELAY_SECONDS = 15 * 60
 
-AnyMessage = GraphChange | CrmChange | MailboxResync
 Handler = Callable[[AnyMessage], Awaitable[object]]
 SIDES = {"graph_change": "m365", "crm_change": "crm"}
 
