@@ -133,6 +133,10 @@ def admin_routes(emu: GraphEmulator) -> list[web.RouteDef]:
     async def concurrency(_: web.Request) -> web.Response:
         return _json(emu.max_concurrency_seen)
 
+    async def reset_concurrency(_: web.Request) -> web.Response:
+        emu.reset_concurrency()
+        return web.Response(status=204)
+
     async def events(request: web.Request) -> web.Response:
         try:
             return _json(emu.dump_events(request.query.get("mailbox")))
@@ -157,5 +161,6 @@ def admin_routes(emu: GraphEmulator) -> list[web.RouteDef]:
         web.post("/_emulator/delta/invalidate", invalidate_delta),
         web.get("/_emulator/mail", mail),
         web.get("/_emulator/concurrency", concurrency),
+        web.delete("/_emulator/concurrency", reset_concurrency),
         web.get("/_emulator/events", events),
     ]

@@ -232,6 +232,11 @@ class GraphEmulator:
         with self.service.log_lock:
             self.service.request_log.clear()
 
+    def reset_concurrency(self) -> None:
+        """Start measuring peak in-flight requests per mailbox afresh (max_concurrency_seen)."""
+        with self.service.log_lock:
+            self.service.max_concurrency.clear()
+
     @property
     def notifications_sent(self) -> list[dict[str, Any]]:
         """Each notification POST attempt: kind, url, payload, status (None on error), error, attempt."""
