@@ -41,6 +41,7 @@ class LocalStack:
 
     azurite: Azurite | None = None
     polling_interval: str = "00:00:00.100"
+    policy_file: Path = ROOT / "devstack" / "demo-policy.json"
     graph: GraphEmulator = field(init=False)
     crm: CrmEmulator = field(init=False)
     host: DevHost = field(init=False)
@@ -75,7 +76,7 @@ class LocalStack:
             "CRM_BASE_URL": self.crm.base_url,
             "CRM_API_TOKEN": CRM_TOKEN,
             "CRM_WEBHOOK_SECRETS": CRM_SECRET,
-            "SYNC_POLICY_FILE": str(ROOT / "devstack" / "demo-policy.json"),
+            "SYNC_POLICY_FILE": str(self.policy_file),
             "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
             "DEVHOST_MASTER_KEY": MASTER_KEY,
         }

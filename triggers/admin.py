@@ -130,7 +130,7 @@ _STYLE = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top;max-width:40em;
 overflow-wrap:anywhere}th{background:#f3f3f3}.bad{background:#fde8e8}.ok{color:#17602b}
-.problem{color:#a40000}pre{background:#f6f6f6;padding:.5em}"""
+.problem{color:#a40000}pre{background:#f6f6f6;padding:.5em}th,button{white-space:nowrap}"""
 
 
 def status_page(
