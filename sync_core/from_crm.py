@@ -20,7 +20,7 @@ from sync_core.actions import (
 from sync_core.content_sync import cancel_crm, cancel_graph, is_echo, sync_content, with_copy
 from sync_core.model import Appointment, CrmRecord, GraphEvent, Status
 from sync_core.policy import Policy
-from sync_core.rooms import crm_managed_room_actions, hold_notices, room_copies
+from sync_core.rooms import crm_managed_room_actions, hold_notices, room_copies, room_outcomes
 
 if TYPE_CHECKING:
     from sync_core.engine import Inputs
@@ -257,6 +257,7 @@ def _update(inp: Inputs, key: str, mapping: Mapping, crm: CrmRecord, g: GraphEve
             continue
         actions += crm_managed_room_actions(inp, mapping, crm, room, event_id, current)
     writes, merged = sync_content(inp, key, with_copy(mapping, _copy(g)), g, crm)
+    actions += room_outcomes(inp, mapping, merged)
     actions += writes
     new = with_copy(mapping, _copy(g)).model_copy(update={"snapshot": merged})
     before = mapping.snapshot.status if mapping.snapshot is not None else None

@@ -16,7 +16,6 @@ from sync_core.actions import (
     GraphCopy,
     LinkCopy,
     Mapping,
-    NotifyOrganizer,
     Skip,
     Unlink,
     UpdateCrmAppointment,
@@ -33,7 +32,7 @@ from sync_core.model import (
     Status,
 )
 from sync_core.policy import RoomMapping
-from sync_core.rooms import crm_managed_room_actions
+from sync_core.rooms import crm_managed_room_actions, room_outcomes
 
 if TYPE_CHECKING:
     from sync_core.engine import Inputs
@@ -376,34 +375,8 @@ def _update(inp: Inputs, key: str, mapping: Mapping, g: GraphEvent, role: Role) 
         )
     new = with_copy(mapping, GraphCopy(mailbox=g.mailbox, event_id=g.event_id, role=role))
     actions, merged = sync_content(inp, key, new, g, crm)
-    actions = _room_outcomes(inp, new, merged) + actions
+    actions = room_outcomes(inp, new, merged) + actions
     new = new.model_copy(update={"snapshot": merged})
     if not actions:
         return _skip("W4", "nothing differs between M365 and the CRM: no write", key, new)
     return actions, key, new
-
-
-def _room_outcomes(inp: Inputs, mapping: Mapping, merged: Appointment) -> list[Action]:
-    """M5: a CRM booking of an Outlook-managed room: tell the CRM creator how the room answered."""
-    snap = mapping.snapshot
-    if snap is None or snap.origin is not Origin.CRM or merged.status is Status.CANCELLED:
-        return []
-    before = {a.email: a.response for a in snap.attendees}
-    out: list[Action] = []
-    for a in merged.rooms:
-        room = inp.policy.room(a.email)
-        if room is None or room.mode == "crm_managed" or before.get(a.email) is a.response:
-            continue
-        if a.response in (Response.ACCEPTED, Response.DECLINED):
-            verb = "accepted" if a.response is Response.ACCEPTED else "declined: choose another space"
-            out.append(
-                NotifyOrganizer(
-                    rule="M5",
-                    reason=f"room {room.display_name} {verb}",
-                    mailbox=snap.organizer.email if snap.organizer else (mapping.organizer_mailbox or ""),
-                    subject=f"{merged.subject}: room {room.display_name} {a.response.value}",
-                    text=f"The room {room.display_name} {verb} for '{merged.subject}' "
-                    f"at {merged.start.isoformat()}.",
-                )
-            )
-    return out

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sync_core.actions import Action, Mapping, NotifyOrganizer, RespondGraphEvent
-from sync_core.model import Appointment, CrmRecord, Response, Status
+from sync_core.model import Appointment, CrmRecord, Origin, Response, Status
 from sync_core.policy import RoomMapping
 
 if TYPE_CHECKING:
@@ -99,4 +99,31 @@ def room_copies(inp: Inputs, mapping: Mapping) -> list[tuple[RoomMapping, str]]:
         room = inp.policy.room(copy.mailbox)
         if copy.role == "room" and room is not None and room.mode == "crm_managed":
             out.append((room, copy.event_id))
+    return out
+
+
+def room_outcomes(inp: Inputs, mapping: Mapping, merged: Appointment) -> list[Action]:
+    """M5: a CRM booking of an Outlook-managed room: tell the CRM creator how the room answered, whichever
+    side notices the answer first (the organizer's event changing, or the worker's look after its create)."""
+    snap = mapping.snapshot
+    if snap is None or snap.origin is not Origin.CRM or merged.status is Status.CANCELLED:
+        return []
+    before = {a.email: a.response for a in snap.attendees}
+    out: list[Action] = []
+    for a in merged.rooms:
+        room = inp.policy.room(a.email)
+        if room is None or room.mode == "crm_managed" or before.get(a.email) is a.response:
+            continue
+        if a.response in (Response.ACCEPTED, Response.DECLINED):
+            verb = "accepted" if a.response is Response.ACCEPTED else "declined: choose another space"
+            out.append(
+                NotifyOrganizer(
+                    rule="M5",
+                    reason=f"room {room.display_name} {verb}",
+                    mailbox=snap.organizer.email if snap.organizer else (mapping.organizer_mailbox or ""),
+                    subject=f"{merged.subject}: room {room.display_name} {a.response.value}",
+                    text=f"The room {room.display_name} {verb} for '{merged.subject}' "
+                    f"at {merged.start.isoformat()}.",
+                )
+            )
     return out

@@ -83,17 +83,18 @@ class Worker:
 
     async def handle(self, message: GraphChange | CrmChange) -> Outcome:
         """Process one change message. A CRM booking we just wrote to Outlook gets a second look, because
-        Exchange has only now made the room copies that M4 answers (a subscribed room would also tell us)."""
+        Exchange has only now made the room copies M4 answers, and auto-accept rooms may already have answered
+        (M5); a subscribed room mailbox, or the organizer's next notification, would tell us too."""
         outcome = await self._once(message)
-        if isinstance(message, CrmChange) and self._rooms_to_answer(outcome.decision):
+        if isinstance(message, CrmChange) and self._rooms_booked(outcome.decision):
             outcome.then = await self._once(message)
         return outcome
 
-    def _rooms_to_answer(self, decision: Decision) -> bool:
+    def _rooms_booked(self, decision: Decision) -> bool:
+        """A create that invited mapped rooms: M4 answers for CRM-managed ones, M5 reports the others'."""
         for action in decision.actions:
             if isinstance(action, CreateGraphEvent):
-                rooms = (self.policy.room(a.email) for a in action.appointment.rooms)
-                return any(r is not None and r.mode == "crm_managed" for r in rooms)
+                return any(self.policy.room(a.email) is not None for a in action.appointment.rooms)
         return False
 
     async def _once(self, message: GraphChange | CrmChange) -> Outcome:

@@ -1,0 +1,229 @@
+"""CRM -> Microsoft 365 end to end (issue 6, item 4), through the real stack: a change made "as a CRM user" in
+the CRM emulator -> signed webhook -> ingress -> Azurite queue -> worker and engine -> Graph emulator, whose
+Exchange behaviour makes the attendee and room copies. Each test names the rule it proves.
+
+Demo policy (devstack/demo-policy.json): adele, bruno, chen are sync users; Harbour Room is Outlook-managed
+(auto-accept), Summit Hall is CRM-managed (a moderated room in Exchange: nobody but us answers for it).
+Each test books its own day so the rooms' calendars do not interfere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from azure.data.tables.aio import TableClient
+
+from sync_core.decision_log import DecisionLog
+from sync_core.model import Appointment, Attendee, AttendeeType, Origin, Person, Status
+from sync_core.storage import DECISIONS_TABLE
+from tests.e2e.conftest import Stack, wait_for
+
+pytestmark = pytest.mark.e2e
+
+ADELE = "adele@contoso.example"
+BRUNO = "bruno@contoso.example"
+MEGAN = "megan@fabrikam.example"
+HARBOUR = "harbour-room@contoso.example"
+HALL = "summit-hall@contoso.example"
+BASE = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=40)
+WAIT = 20.0
+
+
+def _at(day: int, hour: float) -> datetime:
+    return BASE + timedelta(days=day, hours=hour)
+
+
+def _booking(
+    subject: str,
+    day: int,
+    start: float,
+    end: float,
+    *,
+    organizer: str = ADELE,
+    rooms: tuple[str, ...] = (),
+    people: tuple[str, ...] = (MEGAN,),
+    status: Status = Status.CONFIRMED,
+    origin: Origin = Origin.CRM,
+    time_zone: str = "UTC",
+) -> Appointment:
+    return Appointment(
+        subject=subject,
+        start=_at(day, start),
+        end=_at(day, end),
+        time_zone=time_zone,
+        organizer=Person(email=organizer),
+        attendees=(
+            *(Attendee(email=p) for p in people),
+            *(Attendee(email=r, type=AttendeeType.RESOURCE) for r in rooms),
+        ),
+        status=status,
+        origin=origin,
+    )
+
+
+def _outlook_event(
+    subject: str, day: int, start: float, end: float, rooms: tuple[str, ...]
+) -> dict[str, Any]:
+    def when(h: float) -> dict[str, str]:
+        return {"dateTime": _at(day, h).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
+
+    return {
+        "subject": subject,
+        "start": when(start),
+        "end": when(end),
+        "attendees": [
+            {"emailAddress": {"address": MEGAN}, "type": "required"},
+            *({"emailAddress": {"address": r}, "type": "resource"} for r in rooms),
+        ],
+    }
+
+
+def _events(stack: Stack, mailbox: str, subject: str) -> list[dict[str, Any]]:
+    return [
+        e for events in stack.graph.dump_events(mailbox).values() for e in events if e["subject"] == subject
+    ]
+
+
+def _answered(stack: Stack, mailbox: str, subject: str, response: str) -> list[dict[str, Any]]:
+    return [e for e in _events(stack, mailbox, subject) if e["responseStatus"]["response"] == response]
+
+
+def _mail(stack: Stack, sender: str, words: str) -> list[dict[str, Any]]:
+    return [m for m in stack.graph.sent_mail if m["from"] == sender and words in m["message"]["subject"]]
+
+
+def _decisions(stack: Stack, crm_id: str) -> list[dict[str, Any]]:
+    async def read() -> list[dict[str, Any]]:
+        assert stack.azurite is not None
+        async with TableClient.from_connection_string(
+            stack.azurite.connection_string, table_name=DECISIONS_TABLE
+        ) as table:
+            return await DecisionLog(table).for_item("crm", crm_id)
+
+    return asyncio.run(read())
+
+
+def _decided(stack: Stack, crm_id: str, rule: str) -> list[dict[str, Any]]:
+    return [d for d in _decisions(stack, crm_id) if d["rule"] == rule]
+
+
+def test_W1_M4_a_confirmed_crm_booking_reaches_organizer_and_room_and_overlapping_requests_are_declined(
+    stack: Stack,
+) -> None:
+    with stack.graph_http() as g:  # a pending request for the hall, made in Outlook, overlapping the booking
+        g.post(
+            f"/users/{BRUNO}/events", json=_outlook_event("Hall request", 1, 10, 12, (HALL,))
+        ).raise_for_status()
+    assert wait_for(lambda: _answered(stack, HALL, "Hall request", "notResponded"), timeout=WAIT)
+    stack.graph.clear_requests()
+
+    stack.crm.user_create(_booking("Gala dinner", 1, 11, 13, rooms=(HALL,)), created_by=ADELE)
+
+    organizer = wait_for(lambda: _events(stack, ADELE, "Gala dinner"), timeout=WAIT)
+    assert organizer[0]["isOrganizer"] and organizer[0]["start"]["dateTime"].startswith(
+        _at(1, 11).strftime("%Y-%m-%dT%H:%M")
+    )
+    assert wait_for(lambda: _answered(stack, HALL, "Gala dinner", "accepted"), timeout=WAIT)
+    assert wait_for(lambda: _answered(stack, HALL, "Hall request", "declined"), timeout=WAIT)
+    # W1: the one event written is the organizer's; Exchange made the room's copy.
+    creates = [r for r in stack.graph.requests if r["method"] == "POST" and r["path"].endswith("/events")]
+    assert len(creates) == 1 and ADELE in creates[0]["path"].lower()
+
+
+def test_L1_a_prospect_is_not_pushed_until_it_is_confirmed(stack: Stack) -> None:
+    record = stack.crm.user_create(_booking("Site visit", 2, 9, 10, status=Status.PROSPECT), created_by=ADELE)
+    assert wait_for(lambda: _decided(stack, record["id"], "L1"), timeout=WAIT)
+    assert _events(stack, ADELE, "Site visit") == []
+    stack.crm.user_update(record["id"], status="confirmed")
+    assert wait_for(lambda: _events(stack, ADELE, "Site visit"), timeout=WAIT)
+
+
+def test_L2_a_confirmed_booking_moved_back_to_tentative_stays_in_outlook(stack: Stack) -> None:
+    record = stack.crm.user_create(_booking("Board dinner", 3, 18, 20), created_by=ADELE)
+    wait_for(lambda: _events(stack, ADELE, "Board dinner"), timeout=WAIT)
+    stack.crm.user_update(record["id"], status="tentative")
+    assert wait_for(lambda: _decided(stack, record["id"], "L2"), timeout=WAIT)
+    kept = _events(stack, ADELE, "Board dinner")
+    assert len(kept) == 1 and not kept[0]["isCancelled"]
+
+
+def test_L3_cancelled_in_the_crm_is_cancelled_in_m365_and_the_attendees_are_told(stack: Stack) -> None:
+    record = stack.crm.user_create(_booking("Tasting", 4, 12, 13, people=(MEGAN, BRUNO)), created_by=ADELE)
+    wait_for(lambda: _events(stack, ADELE, "Tasting"), timeout=WAIT)
+    assert wait_for(lambda: _events(stack, BRUNO, "Tasting"), timeout=WAIT)  # Exchange invited bruno
+    stack.crm.user_cancel(record["id"])
+    assert wait_for(lambda: _events(stack, ADELE, "Tasting") == [], timeout=WAIT)
+    told = wait_for(
+        lambda: [e for e in _events(stack, BRUNO, "Canceled: Tasting") if e["isCancelled"]], timeout=WAIT
+    )
+    assert len(told) == 1
+
+
+def test_M4_hold_tells_the_organizer_the_invitation_stays_pending_and_confirm_accepts(stack: Stack) -> None:
+    with stack.graph_http() as g:  # the MOM flow: booked in Outlook, decided by the events team in the CRM
+        g.post(
+            f"/users/{ADELE}/events", json=_outlook_event("Product launch", 5, 14, 16, (HALL,))
+        ).raise_for_status()
+    record = wait_for(
+        lambda: [a for a in stack.crm_appointments() if a["subject"] == "Product launch"], timeout=WAIT
+    )[0]
+    assert record["status"] == "prospect"
+    stack.crm.user_update(record["id"], status="hold")
+    assert wait_for(lambda: _mail(stack, ADELE, "Product launch: hold"), timeout=WAIT)
+    assert _answered(stack, HALL, "Product launch", "notResponded")
+    stack.crm.user_update(record["id"], status="confirmed")
+    assert wait_for(lambda: _answered(stack, HALL, "Product launch", "accepted"), timeout=WAIT)
+
+
+def test_M5_a_crm_booking_on_an_outlook_managed_room_goes_through_its_acceptance_and_the_creator_is_told(
+    stack: Stack,
+) -> None:
+    stack.crm.user_create(_booking("Workshop", 6, 9, 11, rooms=(HARBOUR,)), created_by=ADELE)
+    assert wait_for(lambda: _answered(stack, HARBOUR, "Workshop", "accepted"), timeout=WAIT)
+    assert wait_for(lambda: _mail(stack, ADELE, "Workshop: room Harbour Room accepted"), timeout=WAIT)
+    stack.crm.user_create(_booking("Clashing workshop", 6, 10, 12, rooms=(HARBOUR,)), created_by=ADELE)
+    assert wait_for(lambda: _answered(stack, HARBOUR, "Clashing workshop", "declined"), timeout=WAIT)
+    assert wait_for(
+        lambda: _mail(stack, ADELE, "Clashing workshop: room Harbour Room declined"), timeout=WAIT
+    )
+
+
+def test_S7_items_imported_in_bulk_are_never_pushed(stack: Stack) -> None:
+    record = stack.crm.user_create(
+        _booking("Imported call", 7, 9, 10, origin=Origin.IMPORT), created_by=ADELE
+    )
+    assert wait_for(lambda: _decided(stack, record["id"], "S7"), timeout=WAIT)
+    assert _events(stack, ADELE, "Imported call") == []
+
+
+def test_W2_an_organizer_without_a_mailbox_is_booked_on_the_room_calendar_alone(stack: Stack) -> None:
+    record = stack.crm.user_create(
+        _booking("Partner briefing", 8, 9, 10, organizer="dana@fabrikam.example", rooms=(HARBOUR,))
+    )
+    booked = wait_for(lambda: _events(stack, HARBOUR, "Partner briefing"), timeout=WAIT)
+    assert booked[0]["isOrganizer"]
+    assert wait_for(lambda: _decided(stack, record["id"], "W2"), timeout=WAIT)  # recorded after the write
+    assert _events(stack, ADELE, "Partner briefing") == []
+
+
+def test_M6_several_rooms_in_different_time_zones_on_one_event(stack: Stack) -> None:
+    booking = _booking("Two-site town hall", 9, 15, 16, rooms=(HARBOUR, HALL), time_zone="America/New_York")
+    stack.crm.user_create(booking, created_by=ADELE)
+    organizer = wait_for(lambda: _events(stack, ADELE, "Two-site town hall"), timeout=WAIT)[0]
+    assert {a["emailAddress"]["address"] for a in organizer["attendees"]} >= {HARBOUR, HALL}
+    assert wait_for(lambda: _answered(stack, HARBOUR, "Two-site town hall", "accepted"), timeout=WAIT)
+    assert wait_for(lambda: _answered(stack, HALL, "Two-site town hall", "accepted"), timeout=WAIT)
+    # Each room reads the booking in its own zone; every reading is the same instant.
+    with stack.graph_http() as g:
+        for room, zone in ((HARBOUR, "Europe/London"), (HALL, "Asia/Tokyo"), (ADELE, "America/New_York")):
+            copy = _events(stack, room, "Two-site town hall")[0]
+            seen = g.get(
+                f"/users/{room}/events/{copy['id']}", headers={"Prefer": f'outlook.timezone="{zone}"'}
+            )
+            start = seen.raise_for_status().json()["start"]
+            local = datetime.fromisoformat(start["dateTime"][:19]).replace(tzinfo=ZoneInfo(zone))
+            assert local == booking.start, (room, start)
