@@ -252,7 +252,7 @@ class RestCrmConnector:
         data = self._body(response, item_id)
         try:
             return record_from_wire(data)
-        except ValidationError as exc:
+        except (ValidationError, OverflowError) as exc:  # Overflow: a date-time near year 1 moved to UTC
             raise UnprocessableError(
                 f"CRM appointment does not match the contract: {exc}", side=SIDE, item_id=item_id
             ) from exc
@@ -321,7 +321,7 @@ class RestCrmConnector:
         try:
             page = _WirePage.model_validate(data)
             records = tuple(record_from_wire(r) for r in page.records)
-        except ValidationError as exc:
+        except (ValidationError, OverflowError) as exc:
             raise UnprocessableError(
                 f"CRM change page does not match the contract: {exc}", side=SIDE
             ) from exc

@@ -121,8 +121,9 @@ def verify_signature(
     secrets: Sequence[str],
     now: float,
     window_seconds: int = DEFAULT_WINDOW_SECONDS,
-) -> None:
-    """Accept the request or raise WebhookRejected. Any configured secret may match (rotation).
+) -> int:
+    """Accept the request (returning its signed timestamp) or raise WebhookRejected. Any configured
+    secret may match (rotation).
 
     Order: size (413), headers present (401) and well formed (400), signature (401), then the
     replay window (401). The window is checked after the signature, so a "stale"/"future" reason
@@ -155,6 +156,7 @@ def verify_signature(
         raise WebhookRejected(401, f"stale timestamp: {int(age)} s old, window is {window_seconds} s")
     if age < -window_seconds:
         raise WebhookRejected(401, f"future timestamp: {int(-age)} s ahead, window is {window_seconds} s")
+    return int(ts)
 
 
 def parse_events(body: bytes) -> list[CrmWebhookEvent]:

@@ -6,7 +6,9 @@ import azure.functions as func
 
 from sync_core.bootstrap import container, utcnow
 from sync_core.crm_ingress import handle_crm_webhook
+from sync_core.crm_replay import ReplayGuard
 from sync_core.errors import ConfigurationError
+from sync_core.storage import SUBSCRIPTIONS_TABLE
 from triggers.http import misconfigured, respond
 
 bp = func.Blueprint()
@@ -23,6 +25,8 @@ async def crm_webhook(req: func.HttpRequest) -> func.HttpResponse:
         req.get_body(),
         secrets=c.settings.crm_secrets,
         enqueue=c.storage.enqueue,
+        # Webhook plumbing shares the subscriptions table, in partitions of its own (crm_replay).
+        replays=ReplayGuard(c.storage.table(SUBSCRIPTIONS_TABLE)),
         now=utcnow(),
     )
     return respond(reply)

@@ -72,7 +72,7 @@ def _validate_appointment(data: Mapping[str, Any]) -> dict[str, Any]:
     try:
         # to_json: the "CRM user" helpers may pass datetimes, which become RFC 3339 strings first.
         return Appointment.model_validate_json(to_json(dict(data)), strict=True).model_dump(mode="json")
-    except ValidationError as exc:
+    except (ValidationError, OverflowError) as exc:  # OverflowError: 0001-01-01T00:00+01:00 in UTC
         raise ApiError(422, "invalid_appointment", str(exc)) from exc
 
 

@@ -185,8 +185,22 @@ async def test_get_appointment_is_none_on_404_but_other_methods_raise_not_found(
             await conn.cancel_appointment("apt-1")
 
 
+# The last two: a start that cannot be expressed in UTC (year 0) raises OverflowError, not a ValidationError.
+OUT_OF_RANGE = (
+    b'{"id": "x", "version": "1", "start": "0001-01-01T00:00:00+01:00", "end": "2000-01-01T00:00:00Z"}'
+)
+
+
 @pytest.mark.parametrize(
-    "body", [b"<html>proxy error</html>", b"[1, 2]", b'{"id": "x"}', b'{"records": "nope", "cursor": "c"}']
+    "body",
+    [
+        b"<html>proxy error</html>",
+        b"[1, 2]",
+        b'{"id": "x"}',
+        b'{"records": "nope", "cursor": "c"}',
+        OUT_OF_RANGE,
+        b'{"records": [' + OUT_OF_RANGE + b'], "cursor": "c"}',
+    ],
 )
 async def test_a_2xx_body_that_breaks_the_contract_is_unprocessable(body: bytes) -> None:
     async with connector_with(lambda request: httpx.Response(200, content=body)) as conn:
