@@ -147,7 +147,7 @@ class Worker:
         )
         if held is not None:
             # X1: the change waits for an operator in the poison queue, its reason in the failures ledger;
-            # replaying it (python -m sync_core poison replay) decides again once the operator agrees.
+            # replaying it (python -m sync_core replay) decides again once the operator agrees.
             raise PolicyError(
                 f"{held.rule}: {held.reason}",
                 side=g.change.source.value,
