@@ -278,3 +278,54 @@ async def test_X1_a_second_cancel_in_a_run_waits_for_an_operator_in_the_poison_q
                 await poison.delete_message(m)
     finally:
         await storage.aclose()
+
+
+async def test_R3_I1_an_occurrence_edited_in_outlook_reaches_the_crm_as_an_exception_of_its_series(
+    parts: Parts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
+) -> None:
+    start = START + timedelta(days=3)
+    body = {
+        "subject": "Weekly stand-up",
+        "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+        "end": {"dateTime": (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+        "attendees": [{"emailAddress": {"address": "megan@fabrikam.example"}, "type": "required"}],
+        "recurrence": {
+            "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": [start.strftime("%A").lower()]},
+            "range": {"type": "numbered", "startDate": start.date().isoformat(), "numberOfOccurrences": 3},
+        },
+    }
+    window = {
+        "startDateTime": (start - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "endDateTime": (start + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    async with httpx.AsyncClient(base_url=graph_emu.base_url, headers={"Authorization": "Bearer t"}) as g:
+        master = (await g.post(f"/users/{ADELE}/events", json=body)).raise_for_status().json()
+        worker = parts.worker()
+        await worker.handle(_graph_msg(master["id"]))
+        instances = (
+            (await g.get(f"/users/{ADELE}/events/{master['id']}/instances", params=window))
+            .raise_for_status()
+            .json()["value"]
+        )
+        second = instances[1]
+        patch = {"subject": "Weekly stand-up (moved room)"}
+        await g.patch(f"/users/{ADELE}/events/{second['id']}", json=patch)
+    outcome = await worker.handle(_graph_msg(second["id"]))
+    assert outcome.decision.rule == "R3", outcome.decision.explain()
+    store = MappingStore(parts.tables["Map"])
+    series_key = await store.find_by_graph(ADELE, master["id"])
+    records = {a["subject"]: a for a in crm_emu.appointments() if a["subject"].startswith("Weekly stand-up")}
+    exception = records["Weekly stand-up (moved room)"]
+    assert exception["series_ref"] == series_key
+    assert datetime.fromisoformat(exception["original_start"]) == start + timedelta(days=7)
+    assert records["Weekly stand-up"]["recurrence"] is not None  # the series itself is one record (R1)
+
+
+def _graph_msg(event_id: str) -> GraphChange:
+    return GraphChange(
+        correlation_id=uuid.uuid4().hex,
+        received_at=datetime.now(UTC),
+        mailbox=ADELE,
+        event_id=event_id,
+        change_type="updated",
+    )
