@@ -18,6 +18,7 @@ from sync_core.crm_rest import RestCrmConnector
 from sync_core.decision_log import DecisionLog
 from sync_core.errors import ConfigurationError
 from sync_core.failures import FailureLedger
+from sync_core.gather import DeleteBudget
 from sync_core.graph import GraphAdapter, build_client
 from sync_core.mapping_store import MappingStore
 from sync_core.messages import AnyMessage, MailboxResync, SubscriptionLifecycle
@@ -94,6 +95,7 @@ class Container:
             decisions=self.decisions,
             policy=policy,
             clock=utcnow,
+            deletes=DeleteBudget(self.storage.table(MAILBOXES_TABLE)),
         )
         self.mailbox_states = MailboxStateStore(self.storage.table(MAILBOXES_TABLE))
         self.reconciler = Reconciler(
