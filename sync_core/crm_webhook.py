@@ -173,7 +173,8 @@ def parse_events(body: bytes) -> list[CrmWebhookEvent]:
     if isinstance(events, list) and len(events) > MAX_EVENTS:
         raise WebhookRejected(400, f"too many events: {len(events)} > {MAX_EVENTS}")
     try:
-        return _Payload.model_validate(data).events
+        # Strict, from the JSON itself: the contract's types exactly (`0` is not a date-time, `1` no string).
+        return _Payload.model_validate_json(body, strict=True).events
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

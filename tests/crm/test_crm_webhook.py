@@ -205,6 +205,9 @@ def test_parse_events_ignores_unknown_fields_for_forward_compatibility() -> None
             "invalid payload: events.0.occ",
         ),
         (json.dumps({"events": [event(version=None)]}).encode(), "invalid payload: events.0.version"),
+        # Found by schemathesis: lax parsing took a number for a date-time (seconds since 1970).
+        (json.dumps({"events": [event(occurred_at=0)]}).encode(), "invalid payload: events.0.occurred_at"),
+        (json.dumps({"events": [event(version=2)]}).encode(), "invalid payload: events.0.version"),
         (json.dumps({"events": [event()] * (MAX_EVENTS + 1)}).encode(), f"too many events: {MAX_EVENTS + 1}"),
     ],
 )
