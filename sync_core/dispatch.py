@@ -2,7 +2,11 @@
 
 UnprocessableError / PermanentError -> recorded, sent to `sync-changes-poison` now (no wasted retries)
 ThrottledError                      -> re-enqueued, invisible for Retry-After; this copy completes
-TransientError                      -> recorded, raised: the host retries, then poisons after maxDequeueCount
+TransientError (and bugs)           -> recorded, re-enqueued invisible for an exponential backoff with jitter;
+                                       the TRANSIENT_ATTEMPTS-th failure in a row sends it to poison instead
+If recording or re-enqueueing itself fails, the error is raised and the host's own retry takes over
+(visibilityTimeout, then the poison queue after maxDequeueCount). The whole invocation is bounded by the
+function's time limit (`graph_limits.time_limit`).
 
 Every log record while a message is handled carries its correlation id (`telemetry.correlation`), and the
 outcome feeds the metrics: actions by rule, end-to-end latency of writes, failures by error class.
@@ -13,10 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from sync_core import telemetry
+from sync_core import graph_limits, telemetry
 from sync_core.errors import PermanentError, SyncError, ThrottledError, TransientError
 from sync_core.failures import FailureLedger
 from sync_core.messages import AnyMessage, decode
@@ -26,6 +31,18 @@ from sync_core.worker import Outcome
 log = logging.getLogger("sync_core.dispatch")
 
 MAX_THROTTLE_DELAY_SECONDS = 15 * 60
+TRANSIENT_ATTEMPTS = 5  # as host.json maxDequeueCount (tests/core/test_dispatch_retry.py checks they agree)
+BACKOFF_BASE_SECONDS = 2.0
+BACKOFF_CAP_SECONDS = 120.0
+INVOCATION_SECONDS = graph_limits.FUNCTION_TIMEOUT_SECONDS - graph_limits.DEADLINE_MARGIN_SECONDS
+
+
+def backoff_seconds(attempt: int, rng: random.Random | None = None) -> int:
+    """Delay before retry `attempt` (1-based): base * 2^(attempt-1), capped, with jitter in [half, full]."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (attempt - 1))
+    draw = rng.random() if rng is not None else random.random()
+    return max(1, math.ceil(ceiling * (0.5 + 0.5 * draw)))
+
 
 Handler = Callable[[AnyMessage], Awaitable[object]]
 SIDES = {"graph_change": "m365", "crm_change": "crm"}
@@ -77,8 +94,8 @@ async def _process(
 ) -> str:
     step = "decode"
 
-    async def record(error: SyncError, *, permanent: bool) -> None:
-        await failures.record(
+    async def record(error: SyncError, *, permanent: bool) -> int:
+        attempt = await failures.record(
             body=body,
             message_id=message_id,
             dequeue_count=dequeue_count,
@@ -88,12 +105,31 @@ async def _process(
             at=now(),
         )
         telemetry.failure(error.error_class, step=step, permanent=permanent)
+        return attempt
+
+    async def retry_later(error: SyncError) -> str:
+        attempt = await record(error, permanent=False)
+        if attempt >= TRANSIENT_ATTEMPTS:
+            await storage.enqueue(body, queue=POISON_QUEUE)
+            log.error("message %s failed %d times, sent to %s: %s", message_id, attempt, POISON_QUEUE, error)
+            return "poisoned"
+        delay = backoff_seconds(attempt)
+        await storage.enqueue(body, visibility_timeout=delay)
+        log.warning(
+            "transient failure of message %s (attempt %d), retry in %d s: %s",
+            message_id,
+            attempt,
+            delay,
+            error,
+        )
+        return "retrying"
 
     try:
         message = decode(body)
         step = message.type
         log.info("handling %s (attempt %d, message %s)", step, dequeue_count, message_id)
-        result = await handler(message)
+        with graph_limits.time_limit(INVOCATION_SECONDS):
+            result = await handler(message)
         observe(message, result, now())
         return "done"
     except ThrottledError as exc:
@@ -108,10 +144,8 @@ async def _process(
         log.error("permanent failure, message %s sent to %s: %s", message_id, POISON_QUEUE, exc)
         return "poisoned"
     except SyncError as exc:
-        await record(exc, permanent=False)
-        log.warning("transient failure of message %s (attempt %d): %s", message_id, dequeue_count, exc)
-        raise
+        return await retry_later(exc)
     except Exception as exc:
-        # A bug, not a side's answer: record it as transient so the host retries and then poisons it.
-        await record(TransientError(f"unexpected {type(exc).__name__}: {exc}"), permanent=False)
-        raise
+        # A bug, not a side's answer: retried like a transient failure, so it reaches poison with its reason.
+        log.exception("unexpected error handling message %s", message_id)
+        return await retry_later(TransientError(f"unexpected {type(exc).__name__}: {exc}"))

@@ -35,8 +35,10 @@ class FailureLedger:
         step: str,
         permanent: bool,
         at: datetime,
-    ) -> None:
+    ) -> int:
+        """Record one failure; returns the failures since the message was last replayed (its retry round)."""
         previous = await get_entity(self._table, failure_key(body), _RK)
+        round_ = int((previous or {}).get("RetryAttempts", 0)) + 1
         entity: dict[str, Any] = {
             "PartitionKey": failure_key(body),
             "RowKey": _RK,
@@ -53,8 +55,16 @@ class FailureLedger:
             "FirstFailedAt": (previous or {}).get("FirstFailedAt") or at.astimezone(UTC).isoformat(),
             "LastFailedAt": at.astimezone(UTC).isoformat(),
             "Attempts": int((previous or {}).get("Attempts", 0)) + 1,
+            "RetryAttempts": round_,
         }
         await upsert(self._table, entity)
+        return round_
+
+    async def reset_retries(self, body: str) -> None:
+        """A replayed message starts a new retry round; its history (Attempts, times, reason) stays."""
+        row = await get_entity(self._table, failure_key(body), _RK)
+        if row is not None and row.get("RetryAttempts"):
+            await upsert(self._table, {**row, "RetryAttempts": 0})
 
     async def for_body(self, body: str) -> dict[str, Any] | None:
         return await get_entity(self._table, failure_key(body), _RK)

@@ -266,6 +266,7 @@ async def replay(
         return report
     for done, (message, item) in enumerate(scan.chosen, start=1):
         try:
+            await failures.reset_retries(item.body)  # before the send, so the worker never sees the old round
             await storage.enqueue(item.body, queue=CHANGES_QUEUE)
         except SyncError as exc:
             report.failed[item.message_id] = f"not sent to {CHANGES_QUEUE}, left in poison: {exc}"
