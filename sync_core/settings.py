@@ -113,6 +113,8 @@ class Settings(BaseSettings):
             out.append("GRAPH_AUTH_MODE=emulator needs GRAPH_BASE_URL pointing at the Graph emulator")
         if not self.crm_base_url:
             out.append("CRM_BASE_URL: required")
+        elif not self.crm_api_token:
+            out.append("CRM_API_TOKEN: required with CRM_BASE_URL (the CRM refuses requests without it)")
         if len(self.crm_secrets) > 2:
             out.append("CRM_WEBHOOK_SECRETS: at most two secrets (current and next) may be active")
         if not self.crm_secrets:

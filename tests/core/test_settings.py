@@ -64,3 +64,13 @@ def test_queue_messages_that_are_not_ours_are_refused_with_a_reason() -> None:
         with pytest.raises(UnprocessableError) as info:
             decode(body)
         assert "not a sync message" in str(info.value)
+
+
+def test_a_crm_base_url_without_a_crm_api_token_is_a_problem() -> None:
+    values = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    assert load_settings(values).crm_api_token
+    without = {k: v for k, v in values.items() if k != "CRM_API_TOKEN"}
+    for missing in (without, values | {"CRM_API_TOKEN": ""}):
+        with pytest.raises(ConfigurationError) as info:
+            load_settings(missing)
+        assert [p for p in info.value.problems if p.startswith("CRM_API_TOKEN")], info.value.problems
