@@ -7,7 +7,7 @@ Changes are made while the emulator drops the mailbox's notifications, so only t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -20,6 +20,20 @@ from sync_core.subscriptions import SubscriptionRow
 from tests.e2e.conftest import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_delta_links(stack: Stack) -> Iterator[None]:
+    """Delta links name this module's emulator port; the next module's stack shares Azurite's tables."""
+    yield
+    from sync_core.reconcile import MailboxState
+
+    async def forget(c: Any) -> None:
+        for user in c.policy.sync_users:
+            await c.mailbox_states.save(MailboxState(mailbox=user.primary_mailbox or user.email))
+
+    _on_container(forget)
+
 
 T = TypeVar("T")
 

@@ -1,0 +1,151 @@
+"""Reconciliation end to end: the hourly sweep (the real timer function, fired on demand) finds what the
+notifications missed (X2), a mailbox Graph refuses a subscription is polled instead and says so (X3), and the
+initial backfill is the reconciliation path and adopts instead of duplicating (I5)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from sync_core.storage import CHANGES_QUEUE
+from tests.e2e.conftest import Stack, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_delta_links(stack: Stack) -> Iterator[None]:
+    """Delta links name this module's emulator port; the next module's stack shares Azurite's tables."""
+    yield
+    from sync_core.reconcile import MailboxState
+
+    async def forget(c: Any) -> None:
+        for user in c.policy.sync_users:
+            await c.mailbox_states.save(MailboxState(mailbox=user.primary_mailbox or user.email))
+
+    _on_container(forget)
+
+
+T = TypeVar("T")
+
+
+def _on_container(work: Callable[[Any], Awaitable[T]]) -> T:
+    from sync_core.bootstrap import Container, configuration
+
+    async def run() -> T:
+        c = Container(*configuration())
+        try:
+            return await work(c)
+        finally:
+            await c.aclose()
+
+    return asyncio.run(run())
+
+
+def _event(subject: str, day: int) -> dict[str, Any]:
+    return {
+        "subject": subject,
+        "start": {"dateTime": f"2026-12-{day:02d}T09:00:00", "timeZone": "UTC"},
+        "end": {"dateTime": f"2026-12-{day:02d}T10:00:00", "timeZone": "UTC"},
+        "attendees": [{"emailAddress": {"address": "megan@fabrikam.example"}, "type": "required"}],
+    }
+
+
+def _records(stack: Stack, subject: str) -> list[dict[str, Any]]:
+    return [a for a in stack.crm_appointments() if a.get("subject") == subject]
+
+
+def _sweep(stack: Stack) -> None:
+    stack.host.invoke_timer("reconcile_sweep").result(timeout=60)
+
+
+def _drained() -> bool:
+    return int(_on_container(lambda c: c.storage.queue_depth(CHANGES_QUEUE))) == 0
+
+
+def _state(mailbox: str) -> Any:
+    return _on_container(lambda c: c.mailbox_states.get(mailbox))
+
+
+def test_X2_every_notification_dropped_still_in_sync_after_one_sweep(stack: Stack) -> None:
+    mailbox = "bruno@contoso.example"
+    _sweep(stack)  # the baseline round of every mailbox
+    wait_for(lambda: _state(mailbox).last_sweep is not None and _drained(), timeout=30)
+    admin = stack.graph.admin_url
+    httpx.post(
+        f"{admin}/faults", json={"mailbox": mailbox, "notify_drop_rate": 1.0}, timeout=10
+    ).raise_for_status()
+    try:
+        with stack.graph_http() as g:
+            created = g.post(f"/users/{mailbox}/events", json=_event("Dropped notification", 9)).json()
+            g.patch(f"/users/{mailbox}/events/{created['id']}", json={"subject": "Dropped, then edited"})
+        dropped = wait_for(
+            lambda: [
+                n
+                for n in stack.graph.notifications_sent
+                if created["id"] in str(n["payload"]) and n.get("error") == "dropped by fault"
+            ]
+        )
+        assert len(dropped) == 2 and _drained() and _records(stack, "Dropped, then edited") == []
+
+        _sweep(stack)
+
+        record = wait_for(lambda: _records(stack, "Dropped, then edited"), timeout=30)
+        assert len(record) == 1 and _records(stack, "Dropped notification") == []
+        state = wait_for(lambda: (s := _state(mailbox)).silent_sweeps and s)
+        assert state.silent_since is not None  # flagged: delta showed changes no notification announced
+        assert state.last_confirmed is not None and state.last_confirmed >= state.last_sweep
+    finally:
+        httpx.delete(f"{admin}/faults", params={"mailbox": mailbox}, timeout=10).raise_for_status()
+
+
+def test_X3_a_mailbox_graph_refuses_a_subscription_is_polled_by_delta_and_reported(stack: Stack) -> None:
+    from sync_core import sweeps
+    from sync_core.bootstrap import utcnow
+
+    mailbox = "chen@contoso.example"
+
+    async def refuse(c: Any) -> Any:
+        for row in await c.subscriptions.for_mailbox(mailbox):  # an operator removes the working one
+            await c.graph.delete_subscription(row.subscription_id, mailbox)
+            await c.subscriptions.save(replace(row, status="removed"))
+        # Graph cannot validate this notification URL, so it refuses the subscription (400).
+        dead = "http://127.0.0.1:9"
+        c.settings = c.settings.model_copy(update={"public_base_url": dead})
+        manager = sweeps.manager(c, utcnow)
+        return await manager.ensure(mailbox)
+
+    row = _on_container(refuse)
+    assert row.status == "polling" and "Graph" in row.reason
+    state = _state(mailbox)
+    assert state.status == "polling" and "refused" in state.status_reason  # reported as such
+
+    with stack.graph_http() as g:
+        g.post(f"/users/{mailbox}/events", json=_event("Polled, not notified", 10))
+    assert not [s for s in stack.graph.subscriptions if mailbox in s["resource"]]
+    stack.host.invoke_timer("poll_unsubscribed").result(timeout=60)
+    assert len(wait_for(lambda: _records(stack, "Polled, not notified"), timeout=30)) == 1
+
+
+def test_I5_initial_backfill_is_the_reconciliation_path_and_adopts_instead_of_duplicating(
+    stack: Stack,
+) -> None:
+    from sync_core.bootstrap import utcnow
+    from sync_core.messages import MailboxResync, encode
+
+    mailbox = "adele@contoso.example"
+    with stack.graph_http() as g:
+        g.post(f"/users/{mailbox}/events", json=_event("Before onboarding", 11))
+    wait_for(lambda: _records(stack, "Before onboarding"))
+    backfill = MailboxResync(
+        correlation_id="onboard-adele", received_at=utcnow(), mailbox=mailbox, reason="backfill", full=True
+    )  # what the renewal run enqueues when it subscribes a newly enabled mailbox
+    _on_container(lambda c: c.storage.enqueue(encode(backfill)))
+    wait_for(lambda: (s := _state(mailbox)).last_confirmed and s.last_confirmed >= backfill.received_at)
+    wait_for(_drained, timeout=30)
+    assert len(_records(stack, "Before onboarding")) == 1

@@ -1,0 +1,82 @@
+"""S6: as the policy window advances, the events entering it are read once more, changed or not, while the
+delta round itself stays incremental. Real Graph emulator (calendarView/delta), SyncMailboxes on Azurite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from devstack.azurite import Azurite
+from devstack.graph_emulator import GraphEmulator
+from sync_core.graph import GraphAdapter, build_client
+from sync_core.messages import GraphChange, MailboxResync, decode
+from sync_core.policy import DEFAULT_EXTENDED_PROPERTY_ID, Policy
+from sync_core.reconcile import MailboxStateStore, Reconciler
+from sync_core.settings import Settings
+
+MAILBOX = "dana@contoso.example"
+T0 = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[GraphEmulator]:
+    with GraphEmulator() as emulator:
+        emulator.add_mailbox("d1", MAILBOX, "Dana")
+        yield emulator
+
+
+def _create(emu: GraphEmulator, subject: str, start: datetime) -> str:
+    body = {
+        "subject": subject,
+        "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+        "end": {"dateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+    }
+    r = httpx.post(f"{emu.base_url}/users/{MAILBOX}/events", json=body, headers={"Authorization": "Bearer t"})
+    r.raise_for_status()
+    return str(r.json()["id"])
+
+
+async def test_S6_window_advance_picks_up_events_entering_the_window_without_a_full_round(
+    emu: GraphEmulator, azurite: Azurite, unique_name: str
+) -> None:
+    from azure.data.tables.aio import TableServiceClient
+
+    policy = Policy.default().model_copy(update={"past_days": 1, "future_days": 10})
+    graph = GraphAdapter(
+        build_client(
+            Settings.model_validate({"GRAPH_BASE_URL": emu.base_url, "GRAPH_AUTH_MODE": "emulator"})
+        ),
+        extended_property_id=DEFAULT_EXTENDED_PROPERTY_ID,
+    )
+    inside = _create(emu, "Inside from the start", T0 + timedelta(days=3))
+    entering = _create(emu, "Enters on day 5", T0 + timedelta(days=14))
+    beyond = _create(emu, "Beyond every window", T0 + timedelta(days=60))
+    now = [T0]
+    queued: list[str] = []
+
+    async def enqueue(text: str) -> None:
+        queued.append(text)
+
+    async with TableServiceClient.from_connection_string(azurite.connection_string) as service:
+        table = await service.create_table(f"Mailboxes{unique_name}")
+        reconciler = Reconciler(
+            graph=graph, states=MailboxStateStore(table), policy=policy, enqueue=enqueue, clock=lambda: now[0]
+        )
+
+        async def sweep() -> set[str]:
+            queued.clear()
+            message = MailboxResync(correlation_id="s", received_at=now[0], mailbox=MAILBOX, reason="sweep")
+            await reconciler.resync_mailbox(message)
+            return {m.event_id for m in map(decode, queued) if isinstance(m, GraphChange)}
+
+        first = await sweep()  # the initial backfill: the whole delta window (policy window + 30 days)
+        assert {inside, entering} <= first and beyond not in first
+        assert await sweep() == set()  # nothing changed, nothing entered
+        now[0] = T0 + timedelta(days=5)  # the policy window's end passes day 14
+        assert await sweep() == {entering}  # read again as it enters; the round stayed incremental
+        state = await MailboxStateStore(table).get(MAILBOX)
+        assert state.window_start == reconciler.window(T0)[0]  # same delta round, not a new one
+        assert state.last_confirmed == now[0]
