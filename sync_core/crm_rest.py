@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -36,6 +36,9 @@ from sync_core.model import Appointment, CrmRecord
 SIDE = "crm"
 CONTACT_BATCH_SIZE = 50  # the contract's maximum number of `email` parameters per request
 DEFAULT_RETRY_AFTER_S = 5.0  # a 429 without a usable Retry-After still means "slow down"
+# The container keeps one connector for the process: contact answers (hits and misses) are reused for
+# this long, so a contact created in the CRM is found within five minutes without a lookup per message.
+DEFAULT_CONTACT_TTL_S = 300.0
 _MAX_PAGES = 10_000  # guards list_users/list_spaces against a CRM that never ends its paging
 APPOINTMENT_FIELDS: frozenset[str] = frozenset(Appointment.model_fields)
 
@@ -179,7 +182,7 @@ def record_from_wire(data: Mapping[str, Any]) -> CrmRecord:
 
 
 class RestCrmConnector:
-    """CrmConnector over HTTP. One instance per run or invocation batch: `find_contacts` caches for life."""
+    """CrmConnector over HTTP, one per process; `find_contacts` answers are cached for `contact_ttl_s`."""
 
     def __init__(
         self,
@@ -189,6 +192,8 @@ class RestCrmConnector:
         api_key: str | None = None,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        contact_ttl_s: float = DEFAULT_CONTACT_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         problems = []
         if not base_url.startswith(("https://", "http://")):
@@ -205,7 +210,10 @@ class RestCrmConnector:
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout, transport=transport
         )
-        self._contacts: dict[str, Contact | None] = {}  # lower-case email -> contact, None = known absent
+        # lower-case email -> (contact, or None when known absent; clock() after which to ask again)
+        self._contacts: dict[str, tuple[Contact | None, float]] = {}
+        self._contact_ttl = contact_ttl_s
+        self._clock = clock
         self._contacts_lock = asyncio.Lock()
 
     async def __aenter__(self) -> Self:
@@ -330,10 +338,14 @@ class RestCrmConnector:
         )
 
     async def find_contacts(self, emails: Iterable[str]) -> dict[str, Contact]:
-        """Contacts by lower-case email. Up to 50 emails per request; hits and misses cached for life."""
+        """Contacts by lower-case email. Up to 50 emails per request; hits and misses cached for the TTL."""
         wanted = list(dict.fromkeys(e.strip().lower() for e in emails if e and e.strip()))
         async with self._contacts_lock:
+            now = self._clock()
+            for email in [e for e, (_, until) in self._contacts.items() if until <= now]:
+                del self._contacts[email]  # expired, and the cache does not grow without bound
             missing = [e for e in wanted if e not in self._contacts]
+            until = now + self._contact_ttl
             for start in range(0, len(missing), CONTACT_BATCH_SIZE):
                 batch = missing[start : start + CONTACT_BATCH_SIZE]
                 items, _ = await self._collection("contacts", "contacts", [("email", e) for e in batch])
@@ -344,8 +356,8 @@ class RestCrmConnector:
                     # One contact per email in the contract; should a CRM send duplicates, the first wins.
                     found.setdefault(email, Contact(crm_id=wire.id, email=email, name=wire.name))
                 for email in batch:
-                    self._contacts[email] = found.get(email)
-        return {e: c for e in wanted if (c := self._contacts.get(e)) is not None}
+                    self._contacts[email] = (found.get(email), until)
+            return {e: c for e in wanted if (c := self._contacts[e][0]) is not None}
 
     async def list_users(self) -> list[CrmUser]:
         """Every CRM user with the mailbox used for events created from the CRM (S1)."""

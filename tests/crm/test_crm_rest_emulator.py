@@ -32,19 +32,28 @@ async def test_find_contacts_asks_at_most_50_emails_per_request(
     assert [len(batch) for batch in contact_requests(crm)] == [50, 50, 20]
 
 
-async def test_find_contacts_caches_hits_and_misses_for_the_connector_lifetime(
-    crm: CrmEmulator, connector: RestCrmConnector
-) -> None:
+async def test_find_contacts_caches_hits_and_misses_until_the_ttl_expires(crm: CrmEmulator) -> None:
+    now = [1000.0]
     crm.seed(contacts=[{"id": "c1", "email": "known@fabrikam.example"}])
-    first = await connector.find_contacts(["known@fabrikam.example", "unknown@fabrikam.example"])
-    again = await connector.find_contacts(["KNOWN@fabrikam.example", "unknown@fabrikam.example", ""])
-    assert first == again and list(again) == ["known@fabrikam.example"]
-    assert len(contact_requests(crm)) == 1
-    await connector.find_contacts(["known@fabrikam.example", "new@fabrikam.example"])
-    assert contact_requests(crm)[-1] == ["new@fabrikam.example"]
-    async with RestCrmConnector(crm.base_url, token=crm.token) as fresh:  # a new run asks again
-        await fresh.find_contacts(["known@fabrikam.example"])
-    assert len(contact_requests(crm)) == 3
+    async with RestCrmConnector(
+        crm.base_url, token=crm.token, contact_ttl_s=300, clock=lambda: now[0]
+    ) as connector:
+        first = await connector.find_contacts(["known@fabrikam.example", "unknown@fabrikam.example"])
+        again = await connector.find_contacts(["KNOWN@fabrikam.example", "unknown@fabrikam.example", ""])
+        assert first == again and list(again) == ["known@fabrikam.example"]
+        assert len(contact_requests(crm)) == 1
+        await connector.find_contacts(["known@fabrikam.example", "new@fabrikam.example"])
+        assert contact_requests(crm)[-1] == ["new@fabrikam.example"]
+        # A contact created in the CRM meanwhile is found once the cached miss has expired.
+        crm.seed(contacts=[{"id": "c2", "email": "unknown@fabrikam.example"}])
+        now[0] += 299
+        assert list(await connector.find_contacts(["unknown@fabrikam.example"])) == []
+        assert len(contact_requests(crm)) == 2
+        now[0] += 1
+        found = await connector.find_contacts(["unknown@fabrikam.example", "known@fabrikam.example"])
+        assert sorted(found) == ["known@fabrikam.example", "unknown@fabrikam.example"]
+        assert found["unknown@fabrikam.example"].crm_id == "c2"
+        assert sorted(contact_requests(crm)[-1]) == ["known@fabrikam.example", "unknown@fabrikam.example"]
 
 
 async def test_list_users_follows_next_cursor_over_every_page(
