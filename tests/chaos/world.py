@@ -42,7 +42,7 @@ def policy_json(mailboxes: list[str]) -> str:
 
 
 class ChaosStack(LocalStack):
-    """LocalStack with M sync mailboxes (its policy written to `policy_file`) and a host that can be killed."""
+    """LocalStack with M sync mailboxes (policy written to `policy_file`) and a host that can be killed."""
 
     mailboxes: list[str]
     policy_file: Path
