@@ -219,3 +219,34 @@ def test_the_connector_needs_an_absolute_url_and_credentials() -> None:
     with pytest.raises(ConfigurationError) as caught:
         RestCrmConnector("", token=None, api_key=None)
     assert len(caught.value.problems) == 2
+
+
+def _concrete_transport_errors() -> list[type[httpx.HTTPError]]:
+    """Every httpx.HTTPError subclass a transport can raise (HTTPStatusError comes from raise_for_status)."""
+    found: list[type[httpx.HTTPError]] = []
+    todo: list[type[httpx.HTTPError]] = [httpx.HTTPError]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls is not httpx.HTTPStatusError and cls.__module__.startswith("httpx"):
+            found.append(cls)
+    return sorted(found, key=lambda c: c.__name__)
+
+
+@pytest.mark.parametrize("exc_type", _concrete_transport_errors(), ids=lambda c: c.__name__)
+def test_every_httpx_exception_type_is_translated_to_transient_or_permanent(
+    exc_type: type[httpx.HTTPError],
+) -> None:
+    err = translate_error(exc_type("boom"), item_id="apt-1")
+    assert isinstance(err, TransientError | PermanentError)
+    assert (err.side, err.item_id) == ("crm", "apt-1")
+    # Only what can never succeed when sent again is permanent.
+    permanent = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.TooManyRedirects)
+    assert isinstance(err, PermanentError) == issubclass(exc_type, permanent), type(err).__name__
+
+
+def test_an_http_status_error_is_translated_by_its_response() -> None:
+    request = httpx.Request("PATCH", f"{BASE}/appointments/apt-1")
+    response = httpx.Response(412, request=request)
+    err = translate_error(httpx.HTTPStatusError("412", request=request, response=response), item_id="apt-1")
+    assert type(err) is ConcurrencyError

@@ -9,7 +9,14 @@ import pytest
 
 from devstack.crm_emulator import CrmEmulator
 from sync_core.crm_rest import RestCrmConnector
-from sync_core.errors import ConcurrencyError, NotFoundError, PermissionError_, ThrottledError, TransientError
+from sync_core.errors import (
+    ConcurrencyError,
+    ConflictError,
+    NotFoundError,
+    PermissionError_,
+    ThrottledError,
+    TransientError,
+)
 from sync_core.model import Appointment
 
 START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -131,3 +138,41 @@ async def test_a_concurrent_crm_write_during_a_conditional_update_is_a_concurren
         created.crm_id, make_appointment("mine"), fields=["subject"], expected_version=None
     )
     assert unconditional.appointment.subject == "mine"
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(500, TransientError), (503, ThrottledError), (409, ConflictError), (412, ConcurrencyError)],
+)
+async def test_an_injected_error_is_answered_before_anything_is_written(
+    crm: CrmEmulator, connector: RestCrmConnector, status: int, error: type[Exception]
+) -> None:
+    crm.set_faults(error_rate=1.0, status=status)
+    with pytest.raises(error):
+        await connector.create_appointment(make_appointment(), idempotency_key="k", external_ref="m")
+    assert crm.appointments() == []
+    assert [r.status for r in crm.requests] == [status]
+
+
+async def test_injected_latency_longer_than_the_client_timeout_is_a_transient_error(crm: CrmEmulator) -> None:
+    crm.set_faults(latency_ms=500)
+    async with RestCrmConnector(crm.base_url, token=crm.token, timeout=0.05) as impatient:
+        with pytest.raises(TransientError, match="timed out"):
+            await impatient.list_spaces()
+    crm.set_faults()
+    async with RestCrmConnector(crm.base_url, token=crm.token) as patient:
+        assert await patient.list_spaces() == []
+
+
+async def test_a_version_conflict_fault_applies_only_to_conditional_writes(
+    crm: CrmEmulator, connector: RestCrmConnector
+) -> None:
+    created = await connector.create_appointment(make_appointment(), idempotency_key="k", external_ref="m")
+    crm.set_faults(version_conflict_rate=1.0)
+    with pytest.raises(ConcurrencyError):
+        await connector.update_appointment(
+            created.crm_id, make_appointment("mine"), fields=["subject"], expected_version=created.version
+        )
+    moved = await connector.get_appointment(created.crm_id)
+    assert moved is not None and moved.version != created.version  # the "concurrent" CRM edit happened
+    assert moved.appointment.subject == "Review"
