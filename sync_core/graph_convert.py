@@ -3,8 +3,11 @@
 Pure translation, no I/O. Reads assume `Prefer: outlook.timezone="UTC"` but honour any zone Graph names.
 Writes put start/end in the event's own zone (its Windows name when one exists), so recurring series keep
 their wall-clock time across daylight-saving changes and Outlook shows the organiser's zone; the instant
-is the same UTC time the model holds. Bodies are kept as plain text (HTML from Exchange is reduced to
-text), so a body we wrote reads back unchanged and does not look like an edit (D4, W4).
+is the same UTC time the model holds. A start or end whose wall time is ambiguous in that zone (it falls in
+the hour a clock is set back) is written in UTC instead, so every instant round-trips (the zone is then
+read from the other end); a series' start stays a wall time, since Exchange lays out the occurrences in
+the start's zone. Bodies are kept as plain text (HTML from Exchange is reduced to text), so a body we
+wrote reads back unchanged and does not look like an edit (D4, W4).
 """
 
 from __future__ import annotations
@@ -204,6 +207,9 @@ def event_to_graph_event(event: Event, mailbox: str, *, extended_property_id: st
         what="originalStartTimeZone",
         item=item,
     )
+    if tz_name == "UTC" and timezones.to_iana(event.original_end_time_zone) not in (None, "UTC"):
+        # A start written in UTC because its wall time was ambiguous (see _write_time): the zone is the end's.
+        tz_name = _zone_name(event.original_end_time_zone, what="originalEndTimeZone", item=item)
     if is_all_day:
         # All-day events are floating dates: keep the wall date, at midnight UTC.
         start = (
@@ -302,7 +308,7 @@ def event_to_graph_event(event: Event, mailbox: str, *, extended_property_id: st
     )
 
 
-def _write_time(value: datetime, appt: Appointment) -> DateTimeTimeZone:
+def _write_time(value: datetime, appt: Appointment, *, anchors_series: bool = False) -> DateTimeTimeZone:
     windows = timezones.to_windows(appt.time_zone)
     iana = timezones.to_iana(appt.time_zone)
     if appt.is_all_day:
@@ -311,6 +317,12 @@ def _write_time(value: datetime, appt: Appointment) -> DateTimeTimeZone:
     if iana is None or iana == "UTC":
         return DateTimeTimeZone(date_time=utc(value).strftime("%Y-%m-%dT%H:%M:%S"), time_zone="UTC")
     local = value.astimezone(timezones.zone(iana))
+    if not timezones.is_exact_wall_time(local) and not anchors_series:
+        # A wall time that happens twice in this zone (the hour a clock is set back) cannot say which of
+        # the two instants it means; UTC can (F4). Graph keeps start and end zones apart, so only this end
+        # loses the event's zone. Not a series' start: Exchange lays the occurrences out in the start's
+        # zone, and a series in UTC would move an hour at every clock change.
+        return DateTimeTimeZone(date_time=utc(value).strftime("%Y-%m-%dT%H:%M:%S"), time_zone="UTC")
     return DateTimeTimeZone(date_time=local.strftime("%Y-%m-%dT%H:%M:%S"), time_zone=windows or iana)
 
 
@@ -359,7 +371,7 @@ def appointment_to_event(
         end = appt.end
         if appt.is_all_day and end <= appt.start:
             end = appt.start + timedelta(days=1)
-        event.start = _write_time(appt.start, appt)
+        event.start = _write_time(appt.start, appt, anchors_series=appt.recurrence is not None)
         event.end = _write_time(end, appt)
         event.is_all_day = appt.is_all_day
     if "locations" in wanted:

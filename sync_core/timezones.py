@@ -5,6 +5,7 @@ Pure lookup tables. Unknown names are reported to the caller (None), never raise
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -297,3 +298,15 @@ def zone(name: str) -> ZoneInfo:
     if iana == "UTC":
         iana = "Etc/UTC"
     return ZoneInfo(iana)
+
+
+def is_exact_wall_time(local: datetime) -> bool:
+    """True when the wall time of aware `local` names exactly one instant in its zone.
+
+    False for a wall time that is ambiguous (a clock set back: it happens twice) or nonexistent (a clock
+    set forward: it never happens): written as a bare wall time plus a zone name, such a time cannot say
+    which instant it means (PEP 495 `fold` does not travel), so a reader may land an hour away.
+    """
+    if local.tzinfo is None:
+        raise ValueError("is_exact_wall_time needs an aware datetime")
+    return local.replace(fold=0).utcoffset() == local.replace(fold=1).utcoffset()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from kiota_serialization_json.json_parse_node_factory import JsonParseNodeFactory
 from kiota_serialization_json.json_serialization_writer_factory import JsonSerializationWriterFactory
@@ -74,7 +75,7 @@ def parse(data: bytes) -> Event:
     return event
 
 
-def serialize(event: Event) -> dict[str, object]:
+def serialize(event: Event) -> dict[str, Any]:
     writer = JsonSerializationWriterFactory().get_serialization_writer("application/json")
     writer.write_object_value(None, event)
     return json.loads(writer.get_serialized_content())  # type: ignore[no-any-return]
@@ -158,7 +159,7 @@ def _round_trip(a: Appointment) -> Appointment:
         "iCalUId": "U",
         "originalStartTimeZone": wire["start"]["timeZone"],
         "isOrganizer": True,
-    }  # type: ignore[index]
+    }
     wire["singleValueExtendedProperties"] = [{"id": PROP, "value": "crm:1"}]
     return event_to_graph_event(
         parse(json.dumps(wire).encode()), "linda@contoso.com", extended_property_id=PROP
@@ -253,25 +254,77 @@ def test_F4_windows_and_iana_names_map_both_ways() -> None:
     assert timezones.to_iana("UTC") == "UTC"
 
 
+def _through_graph(a: Appointment, windows: str | None = None) -> tuple[dict[str, Any], Appointment]:
+    """Write `a` as Graph would store it (zones of start and end kept apart), read it back."""
+    wire = serialize(appointment_to_event(a))
+    start, end = wire["start"], wire["end"]
+    wire |= {
+        "id": "E",
+        "originalStartTimeZone": windows if start["timeZone"] != "UTC" and windows else start["timeZone"],
+        "originalEndTimeZone": windows if end["timeZone"] != "UTC" and windows else end["timeZone"],
+    }
+    back = event_to_graph_event(parse(json.dumps(wire).encode()), "x@y.com", extended_property_id=PROP)
+    return wire, back.appointment
+
+
 @given(
     st.sampled_from(sorted(timezones.WINDOWS_TO_IANA)),
     st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2040, 1, 1)),
 )
+# Windhoek set its clock back at 2016-04-03 02:00 local: 23:00 and 00:00 UTC are both 01:00 local.
+@example(windows="Namibia Standard Time", when=datetime(2016, 4, 2, 23, 0))
+@example(windows="Namibia Standard Time", when=datetime(2016, 4, 2, 22, 30))
+@example(windows="W. Europe Standard Time", when=datetime(2021, 10, 31, 0, 30))
+@example(windows="Lord Howe Standard Time", when=datetime(2021, 4, 3, 14, 45))
 def test_F4_any_known_zone_round_trips_an_instant(windows: str, when: datetime) -> None:
     start = when.replace(second=0, microsecond=0, tzinfo=UTC)
     a = Appointment(
-        start=start,
-        end=start.replace(minute=0)
-        + (start - start.replace(minute=0))
-        + __import__("datetime").timedelta(hours=1),
-        time_zone=timezones.to_iana(windows) or "UTC",
+        start=start, end=start + timedelta(hours=1), time_zone=timezones.to_iana(windows) or "UTC"
     )
-    wire = serialize(appointment_to_event(a))
-    wire |= {"id": "E", "originalStartTimeZone": windows}
-    back = event_to_graph_event(
-        parse(json.dumps(wire).encode()), "x@y.com", extended_property_id=PROP
-    ).appointment
+    wire, back = _through_graph(a, windows)
     assert back.start == a.start and back.end == a.end
+    written = {wire["start"]["timeZone"], wire["end"]["timeZone"]}
+    if written != {"UTC"}:
+        # At most one end was ambiguous and written in UTC: the event's zone comes back from the other.
+        assert timezones.to_iana(back.time_zone) == timezones.to_iana(a.time_zone)
+
+
+def test_F4_an_ambiguous_wall_time_is_written_in_utc_and_the_rest_in_the_events_zone() -> None:
+    berlin = "Europe/Berlin"  # 2021-10-31 03:00 CEST -> 02:00 CET: 02:00-03:00 local happens twice
+    before = Appointment(
+        start=datetime(2021, 10, 30, 23, 0, tzinfo=UTC),
+        end=datetime(2021, 10, 31, 0, 30, tzinfo=UTC),
+        time_zone=berlin,
+    )
+    wire, back = _through_graph(before, "W. Europe Standard Time")
+    assert wire["start"] == {"dateTime": "2021-10-31T01:00:00", "timeZone": "W. Europe Standard Time"}
+    assert wire["end"] == {"dateTime": "2021-10-31T00:30:00", "timeZone": "UTC"}  # 02:30 local: which one?
+    assert (back.start, back.end, back.time_zone) == (before.start, before.end, berlin)
+    inside = before.model_copy(update={"start": before.end, "end": before.end + timedelta(hours=2)})
+    wire, back = _through_graph(inside, "W. Europe Standard Time")
+    assert wire["start"] == {"dateTime": "2021-10-31T00:30:00", "timeZone": "UTC"}
+    assert wire["end"] == {"dateTime": "2021-10-31T03:30:00", "timeZone": "W. Europe Standard Time"}
+    # The start's zone is UTC in Graph now: the event's own zone is read from the end (F4 keeps it).
+    assert (back.start, back.end, back.time_zone) == (inside.start, inside.end, berlin)
+    assert timezones.is_exact_wall_time(datetime(2021, 10, 31, 3, 30, tzinfo=timezones.zone(berlin)))
+    assert not timezones.is_exact_wall_time(datetime(2021, 10, 31, 2, 30, tzinfo=timezones.zone(berlin)))
+    assert not timezones.is_exact_wall_time(datetime(2021, 3, 28, 2, 30, tzinfo=timezones.zone(berlin)))
+
+
+def test_F4_a_series_start_stays_a_wall_time_in_its_zone_even_when_ambiguous() -> None:
+    # Exchange lays out occurrences in the start's zone: a series written in UTC would drift at each change.
+    series = Appointment(
+        start=datetime(2021, 10, 31, 0, 30, tzinfo=UTC),
+        end=datetime(2021, 10, 31, 2, 0, tzinfo=UTC),
+        time_zone="Europe/Berlin",
+        recurrence=Recurrence(
+            pattern=RecurrencePattern(type="weekly", days_of_week=("sunday",)),
+            range=RecurrenceRange(type="noEnd", start_date=date(2021, 10, 31), time_zone="Europe/Berlin"),
+        ),
+    )
+    wire = serialize(appointment_to_event(series))
+    assert wire["start"] == {"dateTime": "2021-10-31T02:30:00", "timeZone": "W. Europe Standard Time"}
+    assert wire["end"] == {"dateTime": "2021-10-31T03:00:00", "timeZone": "W. Europe Standard Time"}
 
 
 def test_F1_html_bodies_are_reduced_to_text() -> None:
