@@ -31,11 +31,13 @@ typecheck: bootstrap
 test: bootstrap lint typecheck
 	$(PY) -m pytest
 
+# make bench [SIZE=large]: every benchmark prints its table; docs/benchmarks.md records the run.
 bench: bootstrap
 	$(PY) -m bench $(SIZE)
 
+# The chaos run and the fuzzers at full size (5,000 examples each); -s shows the chaos run's counts.
 chaos: bootstrap
-	$(PY) -m pytest -m chaos --chaos-size=large
+	$(PY) -m pytest -m chaos --chaos-size=large -s tests/chaos tests/fuzz
 
 clean:
 	rm -rf $(VENV) node_modules .devstack .pytest_cache .mypy_cache .ruff_cache

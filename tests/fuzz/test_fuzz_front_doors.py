@@ -22,7 +22,7 @@ from sync_core.errors import UnprocessableError
 from sync_core.messages import CrmChange, GraphChange, decode, encode
 from tests.fuzz.conftest import CRM_SECRET, FrontDoor
 
-pytestmark = [pytest.mark.chaos, pytest.mark.fuzz]
+pytestmark = [pytest.mark.chaos, pytest.mark.fuzz, pytest.mark.timeout(3600)]
 
 CHANGE_TYPES = ["created", "updated", "deleted"]
 LIFECYCLE = ["reauthorizationRequired", "subscriptionRemoved", "missed"]
