@@ -22,6 +22,7 @@ from sync_core.gather import DeleteBudget
 from sync_core.graph import GraphAdapter, build_client
 from sync_core.mapping_store import MappingStore
 from sync_core.messages import AnyMessage, MailboxResync, SubscriptionLifecycle
+from sync_core.notices import NoticeLedger
 from sync_core.policy import Policy, load_policy
 from sync_core.reconcile import MailboxStateStore, Reconciler
 from sync_core.settings import Settings, load_settings
@@ -95,6 +96,7 @@ class Container:
             decisions=self.decisions,
             policy=policy,
             clock=utcnow,
+            notices=NoticeLedger(self.storage.table(MAPPINGS_TABLE)),
             deletes=DeleteBudget(self.storage.table(MAILBOXES_TABLE)),
         )
         self.mailbox_states = MailboxStateStore(self.storage.table(MAILBOXES_TABLE))

@@ -84,7 +84,8 @@ def hold_notices(inp: Inputs, mapping: Mapping, crm: CrmRecord) -> list[Action]:
     return [
         NotifyOrganizer(
             rule="M4",
-            reason=f"the events team set {appt.status.value}: the room invitation stays pending",
+            reason=f"the events team set {appt.status.value} (was {before.value if before else 'none'}): "
+            "the room invitation stays pending",
             mailbox=appt.organizer.email,
             subject=f"{appt.subject}: {appt.status.value} for {names}",
             text=f"Your booking of {names} is on {appt.status.value}; the room has not accepted yet.",
@@ -119,7 +120,8 @@ def room_outcomes(inp: Inputs, mapping: Mapping, merged: Appointment) -> list[Ac
             out.append(
                 NotifyOrganizer(
                     rule="M5",
-                    reason=f"room {room.display_name} {verb}",
+                    # The answer before is named: the same outcome again after another is news (notices).
+                    reason=f"room {room.display_name} {verb} (was {_was(before.get(a.email))})",
                     mailbox=snap.organizer.email if snap.organizer else (mapping.organizer_mailbox or ""),
                     subject=f"{merged.subject}: room {room.display_name} {a.response.value}",
                     text=f"The room {room.display_name} {verb} for '{merged.subject}' "
@@ -127,3 +129,9 @@ def room_outcomes(inp: Inputs, mapping: Mapping, merged: Appointment) -> list[Ac
                 )
             )
     return out
+
+
+def _was(response: Response | None) -> str:
+    if response is None or response in (Response.NONE, Response.NOT_RESPONDED):
+        return "not answered"
+    return response.value

@@ -2,8 +2,8 @@
 
 I/O side (the imperative shell around `engine.decide`; the reads are in `gather`). Processing a message
 twice, or two messages in either order, ends in the same state: reads are of current state, creates are
-claimed and idempotent (and a create whose mapping save was lost is found again by its tag, I3), and the
-mapping is saved with an ETag condition.
+claimed and idempotent (and a create whose mapping save was lost is found again by its tag, I3), notices
+to organisers are claimed before they are sent (`notices`), and the mapping is saved with an ETag condition.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from sync_core.graph import GraphAdapter
 from sync_core.mapping_store import MappingStore
 from sync_core.mapping_update import after_crm_write, after_graph_write, unlinked
 from sync_core.messages import CrmChange, GraphChange
+from sync_core.notices import NoticeLedger
 from sync_core.policy import Policy
 
 log = logging.getLogger("sync_core.worker")
@@ -68,6 +69,7 @@ class Worker:
         decisions: DecisionLog,
         policy: Policy,
         clock: Callable[[], datetime],
+        notices: NoticeLedger,
         deletes: DeleteBudget | None = None,
     ) -> None:
         self.graph = graph
@@ -76,6 +78,7 @@ class Worker:
         self.decisions = decisions
         self.policy = policy
         self.clock = clock
+        self.notices = notices
         self.deletes = deletes
         self.gatherer = Gatherer(
             graph=graph, crm=crm, mappings=mappings, policy=policy, budget=deletes, clock=clock
@@ -233,13 +236,33 @@ class Worker:
             elif isinstance(action, RespondGraphEvent):
                 await self.graph.respond(action.mailbox, action.event_id, action.response, action.comment)
             elif isinstance(action, NotifyOrganizer):
-                await self.graph.send_mail(action.mailbox, action.subject, action.text)
+                key = mapping.meeting_key if mapping else (decision.meeting_key or g.meeting_key or "")
+                if not await self._notify(key, action, now):
+                    continue
             else:
                 raise AssertionError(f"unhandled action {action!r}")
             if isinstance(action, _DELETES) and self.deletes is not None and g.run_mailbox:
                 await self.deletes.spend(g.run_mailbox, now)
             out.writes.append(f"{action.kind}:{action.rule}")
         return mapping, stored
+
+    async def _notify(self, meeting_key: str, notice: NotifyOrganizer, now: datetime) -> bool:
+        """Send a notice once (M4, M5): claimed first, released if the send fails; False if already sent."""
+        if not await self.notices.claim(meeting_key, notice, now):
+            log.info(
+                "%s notice to %s for %s already sent: %s",
+                notice.rule,
+                notice.mailbox,
+                meeting_key,
+                notice.reason,
+            )
+            return False
+        try:
+            await self.graph.send_mail(notice.mailbox, notice.subject, notice.text)
+        except BaseException:
+            await self.notices.release(meeting_key, notice)
+            raise
+        return True
 
 
 def _content(mapping: Mapping | None) -> object:

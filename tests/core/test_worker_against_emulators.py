@@ -32,6 +32,7 @@ from sync_core.graph import GraphAdapter, build_client
 from sync_core.mapping_store import MappingStore
 from sync_core.messages import CrmChange, GraphChange, encode
 from sync_core.model import Appointment, Attendee, Origin, Person, Status
+from sync_core.notices import NoticeLedger
 from sync_core.policy import Policy, load_policy
 from sync_core.settings import load_settings
 from sync_core.storage import POISON_QUEUE, Storage
@@ -127,6 +128,7 @@ class Parts:
             decisions=self.decisions,
             policy=self.policy,
             clock=lambda: datetime.now(UTC),
+            notices=NoticeLedger(self.tables["Map"]),
             deletes=self.budget,
         )
 
