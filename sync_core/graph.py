@@ -24,7 +24,7 @@ from msgraph.generated.users.item.events.item.tentatively_accept.tentatively_acc
     TentativelyAcceptPostRequestBody,
 )
 
-from sync_core.errors import NotFoundError, TransientError, UnprocessableError
+from sync_core.errors import ConflictError, NotFoundError, TransientError, UnprocessableError
 from sync_core.graph_base import (
     INLINE_RETRIES,
     INLINE_RETRY_MAX_SECONDS,
@@ -37,6 +37,7 @@ from sync_core.graph_base import config as _config
 from sync_core.graph_base import graph_time as _graph_time
 from sync_core.graph_batch import MAX_BATCH, BatchRequest, BatchResult, from_request_information, run_batch
 from sync_core.graph_convert import appointment_to_event, event_to_graph_event
+from sync_core.graph_create import find_created
 from sync_core.graph_errors import translate
 from sync_core.graph_schedule import Schedule, get_schedule, room_conflicts
 from sync_core.model import Appointment, GraphEvent
@@ -99,18 +100,34 @@ class GraphAdapter(GraphBase):
     async def create_event(
         self, mailbox: str, appointment: Appointment, *, transaction_id: str, tag: str
     ) -> GraphEvent:
-        """Create in the organizer's mailbox; a retried POST with the same transactionId returns the first."""
+        """Create in the organizer's mailbox, at most once per `transaction_id` (I3).
+
+        Graph documents that a retried POST with the same transactionId is not duplicated, not what the
+        retry answers: the first event (201), or an error naming the duplicate (`ErrorDuplicateTransactionId`,
+        seen as 400 and as 409; both ConflictError). On a conflict the event is looked up by our tag and
+        returned; if no event of ours is found the conflict is raised for the operator.
+        """
         body = appointment_to_event(
             appointment, extended_property=(self._prop, tag), transaction_id=transaction_id
         )
-        created = await self._call(
-            mailbox,
-            transaction_id,
-            lambda: self._client.users.by_user_id(mailbox).events.post(body, _config()),
-        )
+        try:
+            created = await self._call(
+                mailbox,
+                transaction_id,
+                lambda: self._client.users.by_user_id(mailbox).events.post(body, _config()),
+            )
+        except ConflictError:
+            found = await self.find_created(mailbox, tag=tag, transaction_id=transaction_id)
+            if found is None:
+                raise
+            return found
         if created is None:
             raise TransientError("Graph returned no event on create", side="graph", mailbox=mailbox)
         return event_to_graph_event(created, mailbox, extended_property_id=self._prop)
+
+    async def find_created(self, mailbox: str, *, tag: str, transaction_id: str) -> GraphEvent | None:
+        """The event we created in `mailbox` under `tag` (our extended property), or None."""
+        return await find_created(self, mailbox, tag=tag, transaction_id=transaction_id)
 
     async def update_event(
         self, mailbox: str, event_id: str, appointment: Appointment, *, fields: Iterable[str], tag: str

@@ -141,6 +141,17 @@ class GraphBase:
     def backoff(self) -> Backoff:
         return self._backoff
 
+    @property
+    def extended_property_id(self) -> str:
+        """The id of the single-value extended property that tags our writes."""
+        return self._prop
+
+    async def aclose(self) -> None:
+        """Close the HTTP client's pooled connections; call it before the event loop that used them ends."""
+        http = getattr(self._client.request_adapter, "_http_client", None)  # kiota's HttpxRequestAdapter
+        if isinstance(http, httpx.AsyncClient):
+            await http.aclose()
+
     async def _call(
         self,
         mailbox: str,

@@ -40,6 +40,10 @@ CODE_CLASSES: dict[str, type[SyncError]] = {
     "erroritemnotfound": NotFoundError,
     "itemnotfound": NotFoundError,
     "errorirresolvableconflict": ConcurrencyError,  # changeKey mismatch on a write
+    # A create whose transactionId was already used (Graph has answered it 400 and 409 in the field): the
+    # event exists; GraphAdapter.create_event finds it by our tag instead of failing.
+    "errorduplicatetransactionid": ConflictError,
+    "erroritemalreadyexists": ConflictError,
     "resourcemodified": ConcurrencyError,
     "erroraccessdenied": PermissionError_,
     "mailboxconcurrency": ThrottledError,

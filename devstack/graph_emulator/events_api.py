@@ -78,9 +78,18 @@ class EventsApi:
         with self.state.lock:
             record = build_event(self.state, mailbox, req.body)
             if record.transaction_id is not None:
-                # Documented: transactionId lets a retried POST return the event instead of a duplicate.
+                # Documented: a retried POST with the same transactionId makes no duplicate. What it answers
+                # is not: the existing event by default, or the error Graph has been seen to return.
                 for existing in self.state.events[mailbox.id].values():
                     if existing.transaction_id == record.transaction_id:
+                        status = self.svc.faults.duplicate_transaction_status(mailbox.id)
+                        if status:
+                            raise GraphError(
+                                status,
+                                "ErrorDuplicateTransactionId",
+                                "Your request can't be completed. The TransactionId specified in the "
+                                "request has already been used to create a different event.",
+                            )
                         return self._render_one(req, existing, None, 201)
             self.state.store(record)
             self.state.touch(record, new_change_key=False)

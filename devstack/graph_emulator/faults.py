@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 GLOBAL = "*"
+DUPLICATE_TRANSACTION_STATUSES = (0, 400, 409)
 
 
 @dataclass
@@ -23,6 +24,9 @@ class FaultSpec:
     notify_reorder_window_ms: buffer notifications this long and deliver each buffer newest-first.
     lose_response_*: run a write (POST/PATCH/DELETE) to the end, then answer 500 instead of its result, as
     when a gateway loses the answer after the mailbox committed (a retried create must not duplicate).
+    duplicate_transaction_status: how a POST answers when its transactionId was already used in the mailbox.
+    0 (default): 201 with the existing event. 400 or 409: that status with `ErrorDuplicateTransactionId`,
+    as Graph has been seen to answer; the event is not created again either way.
     """
 
     throttle_rate: float = 0.0
@@ -37,6 +41,7 @@ class FaultSpec:
     notify_reorder_window_ms: float = 0.0
     lose_response_rate: float = 0.0
     lose_response_count: int = 0
+    duplicate_transaction_status: int = 0
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FaultSpec:
@@ -51,6 +56,8 @@ class FaultSpec:
                 raise ValueError(f"{f.name} must be a non-negative number")
             if f.name.endswith("_rate") and value > 1:
                 raise ValueError(f"{f.name} must be between 0 and 1")
+        if spec.duplicate_transaction_status not in DUPLICATE_TRANSACTION_STATUSES:
+            raise ValueError(f"duplicate_transaction_status must be one of {DUPLICATE_TRANSACTION_STATUSES}")
         return spec
 
     def to_json(self) -> dict[str, Any]:
@@ -127,6 +134,14 @@ class Faults:
                 if spec.lose_response_rate and self._random.random() < spec.lose_response_rate:
                     return True
             return False
+
+    def duplicate_transaction_status(self, mailbox_id: str | None) -> int:
+        """0 to answer a duplicate-transactionId create with the existing event, else the error status."""
+        with self._lock:
+            for spec in self._scopes(mailbox_id):
+                if spec.duplicate_transaction_status:
+                    return spec.duplicate_transaction_status
+            return 0
 
     def for_notification(self, mailbox_id: str | None) -> tuple[int, float, float]:
         """(copies to send: 0 = drop, 1, or 2; delay seconds; reorder window seconds)."""

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from emulator_support import ALICE, ALICE_MAIL, BOB, Sink
 from msgraph import GraphServiceClient
 
@@ -106,3 +107,45 @@ async def test_notifications_can_be_duplicated_dropped_and_reordered(
     ids = [(await create(http, f"burst {n}"))["id"] for n in range(3)]
     items = await sink.wait_for(5)
     assert [i["resourceData"]["id"] for i in items[2:]] == list(reversed(ids))
+
+
+async def create_once(http: httpx.AsyncClient, user: str, transaction_id: str) -> httpx.Response:
+    return await http.post(
+        f"/users/{user}/events",
+        json={
+            "subject": "Once",
+            "transactionId": transaction_id,
+            "start": {"dateTime": "2030-05-02T10:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": "2030-05-02T11:00:00", "timeZone": "UTC"},
+        },
+    )
+
+
+@pytest.mark.parametrize("status", [400, 409])
+async def test_duplicate_transaction_status_refuses_a_reused_transaction_id_without_a_second_event(
+    http: httpx.AsyncClient, emu: GraphEmulator, status: int
+) -> None:
+    first = await create_once(http, ALICE, "tx-dup")
+    assert first.status_code == 201
+    emu.set_faults(mailbox=ALICE_MAIL, duplicate_transaction_status=status)
+    again = await create_once(http, ALICE, "tx-dup")
+    assert again.status_code == status
+    assert again.json()["error"]["code"] == "ErrorDuplicateTransactionId"
+    assert (await create_once(http, ALICE, "tx-new")).status_code == 201  # a new transactionId is created
+    assert (await create_once(http, BOB, "tx-dup")).status_code == 201  # another mailbox is not affected
+    assert sorted(e["transactionId"] for e in emu.dump_events(ALICE)[ALICE]) == ["tx-dup", "tx-new"]
+    emu.clear_faults()
+    returned = await create_once(http, ALICE, "tx-dup")
+    assert returned.status_code == 201 and returned.json()["id"] == first.json()["id"]
+
+
+async def test_duplicate_transaction_status_accepts_only_the_statuses_graph_answers(
+    http: httpx.AsyncClient, emu: GraphEmulator
+) -> None:
+    refused = await http.post(f"{emu.admin_url}/faults", json={"duplicate_transaction_status": 500})
+    assert refused.status_code == 400 and "duplicate_transaction_status" in refused.text
+    accepted = await http.post(
+        f"{emu.admin_url}/faults", json={"mailbox": ALICE_MAIL, "duplicate_transaction_status": 409}
+    )
+    assert accepted.status_code == 200
+    assert accepted.json()[ALICE]["duplicate_transaction_status"] == 409

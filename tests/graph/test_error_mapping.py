@@ -167,6 +167,9 @@ def test_graph_error_codes_win_over_the_status() -> None:
     assert isinstance(translate(odata(400, "syncStateNotFound")), NotFoundError)
     assert isinstance(translate(odata(409, "ErrorIrresolvableConflict")), ConcurrencyError)
     assert isinstance(translate(odata(404, "ErrorItemNotFound")), NotFoundError)
+    # A reused transactionId has been answered both ways; either is a conflict the create resolves.
+    assert type(translate(odata(400, "ErrorDuplicateTransactionId"))) is ConflictError
+    assert type(translate(odata(409, "ErrorDuplicateTransactionId"))) is ConflictError
 
 
 def test_transport_and_status_errors_of_other_layers() -> None:
