@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from sync_core.actions import Action, Mapping, NotifyOrganizer, RespondGraphEvent
 from sync_core.model import Appointment, CrmRecord, Origin, Response, Status
-from sync_core.policy import RoomMapping
+from sync_core.policy import Policy, RoomMapping
 
 if TYPE_CHECKING:
     from sync_core.engine import Inputs
@@ -78,7 +78,8 @@ def hold_notices(inp: Inputs, mapping: Mapping, crm: CrmRecord) -> list[Action]:
         return []
     rooms = [inp.policy.room(a.email) for a in appt.rooms]
     managed = [r for r in rooms if r is not None and r.mode == "crm_managed"]
-    if not managed or appt.organizer is None:
+    told = notice_mailbox(inp.policy, mapping, appt.organizer.email if appt.organizer else None)
+    if not managed or told is None:
         return []
     names = ", ".join(r.display_name for r in managed)
     return [
@@ -86,11 +87,23 @@ def hold_notices(inp: Inputs, mapping: Mapping, crm: CrmRecord) -> list[Action]:
             rule="M4",
             reason=f"the events team set {appt.status.value} (was {before.value if before else 'none'}): "
             "the room invitation stays pending",
-            mailbox=appt.organizer.email,
+            mailbox=told,
             subject=f"{appt.subject}: {appt.status.value} for {names}",
             text=f"Your booking of {names} is on {appt.status.value}; the room has not accepted yet.",
         )
     ]
+
+
+def notice_mailbox(policy: Policy, mapping: Mapping, organizer: str | None) -> str | None:
+    """Who is told (M4, M5): the organiser's own mailbox; for an organiser without one (W2), the default
+    calendar the booking was written to; None when there is nobody to tell (a booking on a room's calendar
+    alone). A notice is a mail from a mailbox to itself, so it must be a synced user's mailbox."""
+    user = policy.user_for_mailbox(organizer)
+    if user is not None:
+        return user.primary
+    if mapping.organizer_mailbox and policy.user_for_mailbox(mapping.organizer_mailbox) is not None:
+        return mapping.organizer_mailbox
+    return None
 
 
 def room_copies(inp: Inputs, mapping: Mapping) -> list[tuple[RoomMapping, str]]:
@@ -109,6 +122,9 @@ def room_outcomes(inp: Inputs, mapping: Mapping, merged: Appointment) -> list[Ac
     snap = mapping.snapshot
     if snap is None or snap.origin is not Origin.CRM or merged.status is Status.CANCELLED:
         return []
+    told = notice_mailbox(inp.policy, mapping, snap.organizer.email if snap.organizer else None)
+    if told is None:
+        return []
     before = {a.email: a.response for a in snap.attendees}
     out: list[Action] = []
     for a in merged.rooms:
@@ -122,7 +138,7 @@ def room_outcomes(inp: Inputs, mapping: Mapping, merged: Appointment) -> list[Ac
                     rule="M5",
                     # The answer before is named: the same outcome again after another is news (notices).
                     reason=f"room {room.display_name} {verb} (was {_was(before.get(a.email))})",
-                    mailbox=snap.organizer.email if snap.organizer else (mapping.organizer_mailbox or ""),
+                    mailbox=told,
                     subject=f"{merged.subject}: room {room.display_name} {a.response.value}",
                     text=f"The room {room.display_name} {verb} for '{merged.subject}' "
                     f"at {merged.start.isoformat()}.",

@@ -4,12 +4,15 @@ Exchange behaviour makes the attendee and room copies. Each test names the rule 
 
 Demo policy (devstack/demo-policy.json): adele, bruno, chen are sync users; Harbour Room is Outlook-managed
 (auto-accept), Summit Hall is CRM-managed (a moderated room in Exchange: nobody but us answers for it).
-Each test books its own day so the rooms' calendars do not interfere.
+Each test books its own day so the rooms' calendars do not interfere. A test parametrized with a policy
+override (`stack` below, indirect) gets a stack of its own with that policy, started after the demo one stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,6 +20,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from azure.data.tables.aio import TableClient
 
+from devstack.azurite import Azurite
+from devstack.stack import LocalStack
 from sync_core.decision_log import DecisionLog
 from sync_core.model import Appointment, Attendee, AttendeeType, Origin, Person, Status
 from sync_core.storage import DECISIONS_TABLE
@@ -26,11 +31,32 @@ pytestmark = pytest.mark.e2e
 
 ADELE = "adele@contoso.example"
 BRUNO = "bruno@contoso.example"
+CHEN = "chen@contoso.example"
 MEGAN = "megan@fabrikam.example"
 HARBOUR = "harbour-room@contoso.example"
 HALL = "summit-hall@contoso.example"
 BASE = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=40)
 WAIT = 20.0
+# Policy overrides a test may ask for with @pytest.mark.parametrize("stack", [name], indirect=True).
+POLICIES: dict[str, dict[str, Any]] = {"default_calendar": {"default_calendar": CHEN}}
+
+
+@pytest.fixture(scope="module")
+def stack(
+    request: pytest.FixtureRequest, azurite: Azurite, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The demo stack, or (indirect parameter) one whose policy is the demo's with POLICIES[name] applied.
+    pytest stops a module fixture before it starts it again with another parameter: one stack at a time."""
+    name = getattr(request, "param", None)
+    policy_file = LocalStack.policy_file
+    if name is not None:
+        policy_file = tmp_path_factory.mktemp("policy") / f"{name}.json"
+        policy_file.write_text(json.dumps(json.loads(LocalStack.policy_file.read_text()) | POLICIES[name]))
+    running = LocalStack(azurite=azurite, policy_file=policy_file).start()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 def _at(day: int, hour: float) -> datetime:
@@ -208,6 +234,27 @@ def test_W2_an_organizer_without_a_mailbox_is_booked_on_the_room_calendar_alone(
     assert booked[0]["isOrganizer"]
     assert wait_for(lambda: _decided(stack, record["id"], "W2"), timeout=WAIT)  # recorded after the write
     assert _events(stack, ADELE, "Partner briefing") == []
+
+
+@pytest.mark.parametrize("stack", ["default_calendar"], indirect=True)
+def test_W2_an_organizer_without_a_mailbox_is_booked_on_the_default_calendar(stack: Stack) -> None:
+    record = stack.crm.user_create(
+        _booking("Supplier review", 10, 9, 10, organizer="dana@fabrikam.example", rooms=(HARBOUR,))
+    )
+    booked = wait_for(lambda: _events(stack, CHEN, "Supplier review"), timeout=WAIT)
+    assert len(booked) == 1 and booked[0]["isOrganizer"]
+    assert {a["emailAddress"]["address"] for a in booked[0]["attendees"]} >= {MEGAN, HARBOUR}
+    w2 = wait_for(lambda: _decided(stack, record["id"], "W2"), timeout=WAIT)  # recorded after the write
+    assert "default calendar" in w2[0]["reason"]
+    # The room is invited from the default calendar (Exchange's copy, answered), not booked on its own.
+    room = wait_for(lambda: _answered(stack, HARBOUR, "Supplier review", "accepted"), timeout=WAIT)
+    assert not room[0]["isOrganizer"]
+    assert _events(stack, ADELE, "Supplier review") == []
+    # M5: the room's answer goes to the default calendar's mailbox (the organiser has none to mail from).
+    assert wait_for(lambda: _mail(stack, CHEN, "Supplier review: room Harbour Room accepted"), timeout=WAIT)
+    assert [m["from"] for m in stack.graph.sent_mail if "Supplier review" in m["message"]["subject"]] == [
+        CHEN
+    ]
 
 
 def test_M6_several_rooms_in_different_time_zones_on_one_event(stack: Stack) -> None:

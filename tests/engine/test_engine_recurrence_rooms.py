@@ -242,6 +242,25 @@ def test_M5_crm_booking_on_outlook_managed_room_goes_through_acceptance_and_crea
     assert notes[0].mailbox == "linda@contoso.com"
 
 
+def test_M5_W2_an_organizer_without_a_mailbox_is_told_through_the_default_calendar_or_not_at_all() -> None:
+    booking = rec(_room_meeting(BOARD, origin=Origin.CRM, organizer="dana@partner.example"))
+    for policy, written_to, told in (
+        (POLICY.model_copy(update={"default_calendar": "julie@contoso.com"}), "julie@contoso.com", True),
+        (POLICY, BOARD, False),  # booked on the room's calendar alone: no mailbox of ours to mail from
+    ):
+        d = decide(crm_change(), None, None, booking, policy, NOW, KNOWN)
+        assert d.rule == "W2" and d.actions[0].mailbox == written_to and d.mapping is not None
+        mapping = d.mapping.model_copy(update={"graph_event_id": "e-1", "organizer_mailbox": written_to})
+        answered = gev(
+            _room_meeting(BOARD, Response.ACCEPTED, origin=Origin.CRM, organizer="dana@partner.example"),
+            mailbox=written_to,
+            event_id="e-1",
+        )
+        d = decide(m365("e-1", written_to), mapping, answered, booking, policy, NOW, KNOWN)
+        notes = [a for a in d.actions if a.kind == "notify_organizer"]
+        assert [(n.rule, n.mailbox) for n in notes] == ([("M5", written_to)] if told else []), d.explain()
+
+
 def test_M6_several_rooms_in_different_time_zones_on_one_event() -> None:
     from sync_core.policy import RoomMapping
 
