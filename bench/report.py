@@ -64,7 +64,13 @@ def render(info: dict[str, str], size: str, command: str, note: str, sections: l
     if note:
         out.append(f"- Note: {note}")
     for s in sections:
-        out += ["", f"#### {s.title}", "", f"`{s.command}` ({s.seconds:.0f} s). {s.target.capitalize()}.", ""]
+        out += [
+            "",
+            f"#### {s.title}",
+            "",
+            f"`{s.command}` ({s.seconds:.0f} s). {s.target[:1].upper() + s.target[1:]}.",
+            "",
+        ]
         out.append(markdown_table(s.rows))
     return "\n".join(out) + "\n"
 
