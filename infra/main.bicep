@@ -65,10 +65,20 @@ param graphClientSecret string
 @description('CRM_BASE_URL: base URL of the CRM API (docs/crm-contract.openapi.yaml).')
 param crmBaseUrl string
 
-@description('CRM_API_TOKEN: bearer token for the CRM API, stored in Key Vault.')
+@description('CRM_API_TOKEN: the CRM API\'s bearer token, or its API key with crmAuthScheme=api_key, stored in Key Vault.')
 @secure()
 @minLength(1)
 param crmApiToken string
+
+@description('CRM_AUTH_SCHEME: bearer (Authorization: Bearer <token>) or api_key (the token in crmApiKeyHeader).')
+@allowed([
+  'bearer'
+  'api_key'
+])
+param crmAuthScheme string = 'bearer'
+
+@description('CRM_API_KEY_HEADER: the header that carries the API key when crmAuthScheme is api_key.')
+param crmApiKeyHeader string = 'X-Api-Key'
 
 @description('CRM_WEBHOOK_SECRETS: HMAC secrets of CRM webhooks, comma separated (current,next), stored in Key Vault.')
 @secure()
@@ -218,6 +228,8 @@ module app 'modules/functionapp.bicep' = {
     graphClientSecretUri: vault.outputs.graphClientSecretUri
     crmBaseUrl: crmBaseUrl
     crmApiTokenUri: vault.outputs.crmApiTokenUri
+    crmAuthScheme: crmAuthScheme
+    crmApiKeyHeader: crmApiKeyHeader
     crmWebhookSecretsUri: vault.outputs.crmWebhookSecretsUri
     webhookFunctionKeyUri: vault.outputs.webhookFunctionKeyUri
     webhookKeyName: webhookKeyName

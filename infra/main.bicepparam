@@ -17,6 +17,10 @@ param graphClientId = '11111111-2222-3333-4444-555555555555'
 
 param crmBaseUrl = 'https://crm.contoso.example/api'
 
+// How crmApiToken is sent: 'bearer' (Authorization: Bearer) or 'api_key' (in the header crmApiKeyHeader).
+param crmAuthScheme = readEnvironmentVariable('CRM_AUTH_SCHEME', 'bearer')
+param crmApiKeyHeader = readEnvironmentVariable('CRM_API_KEY_HEADER', 'X-Api-Key')
+
 param alertEmail = 'calendar-sync-ops@contoso.example'
 
 param mailboxFreshnessThresholdSeconds = 900

@@ -53,6 +53,11 @@ class CrmConnector(Protocol):
         """The current record, or None when it does not exist."""
         ...
 
+    async def find_by_external_ref(self, external_ref: str) -> CrmRecord | None:
+        """I5: the record whose `external_ref` is this meeting key (linked before onboarding, by a CRM user
+        or an import that wrote `ical:<iCalUId>`), or None. Where the CRM holds several, the one to link."""
+        ...
+
     async def create_appointment(
         self, appointment: Appointment, *, idempotency_key: str, external_ref: str
     ) -> CrmRecord:

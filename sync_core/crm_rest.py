@@ -32,6 +32,7 @@ from sync_core.errors import (
     UnprocessableError,
 )
 from sync_core.model import Appointment, CrmRecord
+from sync_core.settings import Settings, is_header_name
 
 SIDE = "crm"
 CONTACT_BATCH_SIZE = 50  # the contract's maximum number of `email` parameters per request
@@ -39,6 +40,7 @@ DEFAULT_RETRY_AFTER_S = 5.0  # a 429 without a usable Retry-After still means "s
 # The container keeps one connector for the process: contact answers (hits and misses) are reused for
 # this long, so a contact created in the CRM is found within five minutes without a lookup per message.
 DEFAULT_CONTACT_TTL_S = 300.0
+DEFAULT_API_KEY_HEADER = "X-Api-Key"  # the contract's apiKeyAuth scheme; CRM_API_KEY_HEADER changes it
 _MAX_PAGES = 10_000  # guards list_users/list_spaces against a CRM that never ends its paging
 APPOINTMENT_FIELDS: frozenset[str] = frozenset(Appointment.model_fields)
 
@@ -138,6 +140,10 @@ class _WireRecordMeta(_Wire):
     updated_at: datetime | None = None
 
 
+class _WireMatches(_Wire):
+    records: list[dict[str, Any]]
+
+
 class _WirePage(_Wire):
     records: list[dict[str, Any]]
     deleted_ids: list[str] = []
@@ -182,7 +188,10 @@ def record_from_wire(data: Mapping[str, Any]) -> CrmRecord:
 
 
 class RestCrmConnector:
-    """CrmConnector over HTTP, one per process; `find_contacts` answers are cached for `contact_ttl_s`."""
+    """CrmConnector over HTTP, one per process; `find_contacts` answers are cached for `contact_ttl_s`.
+
+    Credentials: `token` is sent as `Authorization: Bearer`, `api_key` in the `api_key_header` header
+    (`Settings.crm_credentials()` picks one by CRM_AUTH_SCHEME)."""
 
     def __init__(
         self,
@@ -190,6 +199,7 @@ class RestCrmConnector:
         *,
         token: str | None = None,
         api_key: str | None = None,
+        api_key_header: str = DEFAULT_API_KEY_HEADER,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         contact_ttl_s: float = DEFAULT_CONTACT_TTL_S,
@@ -200,13 +210,15 @@ class RestCrmConnector:
             problems.append(f"CRM base URL must be an absolute http(s) URL, got {base_url!r}")
         if not token and not api_key:
             problems.append("the CRM connector needs a bearer token or an API key")
+        if api_key and not is_header_name(api_key_header):
+            problems.append(f"the CRM API key header {api_key_header!r} is not an HTTP header name")
         if problems:
             raise ConfigurationError(problems)
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if api_key:
-            headers["X-Api-Key"] = api_key
+            headers[api_key_header] = api_key
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout, transport=transport
         )
@@ -215,6 +227,15 @@ class RestCrmConnector:
         self._contact_ttl = contact_ttl_s
         self._clock = clock
         self._contacts_lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RestCrmConnector:
+        """CRM_BASE_URL, with CRM_API_TOKEN sent as CRM_AUTH_SCHEME says (bearer, or api_key in the header
+        CRM_API_KEY_HEADER)."""
+        base_url, secret = settings.crm_base_url or "", settings.crm_api_token
+        if settings.crm_uses_api_key:
+            return cls(base_url, api_key=secret, api_key_header=settings.crm_api_key_header.strip())
+        return cls(base_url, token=secret)
 
     async def __aenter__(self) -> Self:
         return self
@@ -260,7 +281,7 @@ class RestCrmConnector:
         data = self._body(response, item_id)
         try:
             return record_from_wire(data)
-        except (ValidationError, OverflowError) as exc:  # Overflow: a date-time near year 1 moved to UTC
+        except ValidationError as exc:
             raise UnprocessableError(
                 f"CRM appointment does not match the contract: {exc}", side=SIDE, item_id=item_id
             ) from exc
@@ -276,6 +297,26 @@ class RestCrmConnector:
         except NotFoundError:
             return None
         return self._record(response, crm_id)
+
+    async def find_by_external_ref(self, external_ref: str) -> CrmRecord | None:
+        """I5: GET /appointments?external_ref=...; the first record carrying exactly that reference, or None.
+
+        Only exact matches count: a CRM that ignores the parameter answers its change feed instead, and
+        none of those records is taken for the meeting unless it names it."""
+        response = await self._request(
+            "GET", "appointments", item_id=external_ref, params=[("external_ref", external_ref)]
+        )
+        data = self._body(response, external_ref)
+        try:
+            page = _WireMatches.model_validate(data)
+            records = [record_from_wire(r) for r in page.records]
+        except ValidationError as exc:
+            raise UnprocessableError(
+                f"CRM appointments by external_ref do not match the contract: {exc}",
+                side=SIDE,
+                item_id=external_ref,
+            ) from exc
+        return next((r for r in records if r.external_ref == external_ref), None)
 
     async def create_appointment(
         self, appointment: Appointment, *, idempotency_key: str, external_ref: str
@@ -329,7 +370,7 @@ class RestCrmConnector:
         try:
             page = _WirePage.model_validate(data)
             records = tuple(record_from_wire(r) for r in page.records)
-        except (ValidationError, OverflowError) as exc:
+        except ValidationError as exc:
             raise UnprocessableError(
                 f"CRM change page does not match the contract: {exc}", side=SIDE
             ) from exc

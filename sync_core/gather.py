@@ -122,6 +122,9 @@ class Gatherer:
         crm_id = stored.crm_id if stored else (identity.crm_id_from_key(key) if key else None)
         # A tagged event whose mapping save was lost names its CRM record in the tag: adopt it (I3).
         crm = await self.crm.get_appointment(crm_id) if crm_id else None
+        if crm_id is None and stored is None and key and event and event.type not in identity.SERIES_TYPES:
+            # I5: an unmapped meeting may have a CRM record linked to it before onboarding: adopt it.
+            crm = await self.crm.find_by_external_ref(key)
         overlaps: tuple[GraphEvent, ...] = ()
         room = self.policy.room(msg.mailbox)
         if event is not None and room is not None and room.mode == "crm_managed":

@@ -74,10 +74,16 @@ class _Frozen(BaseModel):
 
 
 def utc(value: datetime) -> datetime:
-    """Normalise a datetime to aware UTC; naive values are taken as UTC (Graph with outlook.timezone=UTC)."""
+    """Normalise a datetime to aware UTC; naive values are taken as UTC (Graph with outlook.timezone=UTC).
+
+    A value with no UTC equivalent (0001-01-01T00:00+01:00, 9999-12-31T23:00-05:00) raises ValueError,
+    which pydantic reports as a validation error of the field (Python raises OverflowError)."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(f"{value.isoformat()} cannot be expressed in UTC (out of range)") from exc
 
 
 class Person(_Frozen):

@@ -7,6 +7,7 @@ Every problem is reported at once (ConfigurationError), never the first alone.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Literal
 
@@ -16,6 +17,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sync_core.errors import ConfigurationError
 
 GRAPH_PUBLIC_BASE_URL = "https://graph.microsoft.com/v1.0"
+CRM_AUTH_SCHEMES = ("bearer", "api_key")
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
+
+
+def is_header_name(name: str) -> bool:
+    """True for a valid HTTP field name (RFC 9110 5.1: a token)."""
+    return bool(_HEADER_NAME.fullmatch(name))
 
 
 def _alias(name: str) -> AliasChoices:
@@ -58,6 +66,10 @@ class Settings(BaseSettings):
     # CRM.
     crm_base_url: str | None = Field(None, validation_alias=_alias("CRM_BASE_URL"))
     crm_api_token: str | None = Field(None, validation_alias=_alias("CRM_API_TOKEN"))
+    # How CRM_API_TOKEN is sent: `bearer` (Authorization: Bearer) or `api_key` (in CRM_API_KEY_HEADER).
+    # Plain strings, checked in problems(), so a wrong value is listed with every other problem.
+    crm_auth_scheme: str = Field("bearer", validation_alias=_alias("CRM_AUTH_SCHEME"))
+    crm_api_key_header: str = Field("X-Api-Key", validation_alias=_alias("CRM_API_KEY_HEADER"))
     crm_webhook_secrets: str | None = Field(None, validation_alias=_alias("CRM_WEBHOOK_SECRETS"))
 
     # Sync policy: inline JSON or a file path (JSON).
@@ -67,6 +79,11 @@ class Settings(BaseSettings):
     @property
     def crm_secrets(self) -> list[str]:
         return [s.strip() for s in (self.crm_webhook_secrets or "").split(",") if s.strip()]
+
+    @property
+    def crm_uses_api_key(self) -> bool:
+        """CRM_AUTH_SCHEME=api_key: CRM_API_TOKEN goes in the CRM_API_KEY_HEADER header, not as a bearer."""
+        return self.crm_auth_scheme.strip().lower() == "api_key"
 
     def notification_url(self, route: str) -> str:
         """The public URL of one of our webhook routes, with the function key Graph will pass back."""
@@ -115,6 +132,16 @@ class Settings(BaseSettings):
             out.append("CRM_BASE_URL: required")
         elif not self.crm_api_token:
             out.append("CRM_API_TOKEN: required with CRM_BASE_URL (the CRM refuses requests without it)")
+        scheme = self.crm_auth_scheme.strip().lower()
+        if scheme not in CRM_AUTH_SCHEMES:
+            out.append(
+                f"CRM_AUTH_SCHEME: {self.crm_auth_scheme!r} is not one of {', '.join(CRM_AUTH_SCHEMES)}"
+            )
+        elif self.crm_uses_api_key and not is_header_name(self.crm_api_key_header.strip()):
+            out.append(
+                f"CRM_API_KEY_HEADER: {self.crm_api_key_header!r} is not an HTTP header name "
+                "(letters, digits and !#$%&'*+-.^_`|~, e.g. X-Api-Key)"
+            )
         if len(self.crm_secrets) > 2:
             out.append("CRM_WEBHOOK_SECRETS: at most two secrets (current and next) may be active")
         if not self.crm_secrets:

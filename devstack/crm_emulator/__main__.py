@@ -25,13 +25,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--token", default=DEFAULT_TOKEN, help="bearer token / API key the API accepts")
     parser.add_argument(
+        "--api-key-header", default="X-Api-Key", help="header that carries the token as an API key"
+    )
+    parser.add_argument(
         "--seed-file", type=Path, default=None, help="JSON file {users, contacts, spaces} loaded at start"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     secrets = args.secret or [DEFAULT_WEBHOOK_SECRET]
-    emulator = CrmEmulator(args.host, args.port, args.webhook_url, secrets[0], args.token)
+    emulator = CrmEmulator(
+        args.host, args.port, args.webhook_url, secrets[0], args.token, api_key_header=args.api_key_header
+    )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

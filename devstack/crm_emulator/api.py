@@ -85,9 +85,17 @@ def _limit(request: web.Request, default: int = 100) -> int:
 class CrmApi:
     """Handlers and middleware; `emit` receives the change events of every write."""
 
-    def __init__(self, store: CrmStore, *, token: str, emit: Callable[[Sequence[ChangeEvent]], None]) -> None:
+    def __init__(
+        self,
+        store: CrmStore,
+        *,
+        token: str,
+        emit: Callable[[Sequence[ChangeEvent]], None],
+        api_key_header: str = "X-Api-Key",
+    ) -> None:
         self.store = store
         self.token = token
+        self.api_key_header = api_key_header
         self.emit = emit
         self.faults = Faults()
         self.rng = random.Random()
@@ -123,7 +131,7 @@ class CrmApi:
 
     def _authorised(self, request: web.Request) -> bool:
         bearer = request.headers.get("Authorization", "").encode()
-        api_key = request.headers.get("X-Api-Key", "").encode()
+        api_key = request.headers.get(self.api_key_header, "").encode()
         token = self.token.encode()
         return hmac.compare_digest(bearer, b"Bearer " + token) or hmac.compare_digest(api_key, token)
 
@@ -154,7 +162,9 @@ class CrmApi:
         try:
             if not admin:
                 if not self._authorised(request):
-                    return _error(401, "unauthorized", "send Authorization: Bearer <token> or X-Api-Key")
+                    return _error(
+                        401, "unauthorized", f"send Authorization: Bearer <token> or {self.api_key_header}"
+                    )
                 if faults.latency_ms:
                     await asyncio.sleep(faults.latency_ms / 1000)
                 if self.rng.random() < faults.error_rate:
@@ -216,8 +226,13 @@ class CrmApi:
         return web.Response(status=204)
 
     async def list_changed(self, request: web.Request) -> web.Response:
-        page = self.store.changed(request.query.get("changed_since"), _limit(request))
-        return web.json_response(page)
+        limit = _limit(request)
+        if "external_ref" in request.query:  # the I5 lookup; changed_since is then ignored
+            ref = request.query["external_ref"]
+            if not ref:
+                raise ApiError(400, "invalid_external_ref", "external_ref must not be empty")
+            return web.json_response(self.store.by_external_ref(ref))
+        return web.json_response(self.store.changed(request.query.get("changed_since"), limit))
 
     async def contacts(self, request: web.Request) -> web.Response:
         return web.json_response({"contacts": self.store.find_contacts(request.query.getall("email", []))})

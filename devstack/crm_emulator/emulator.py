@@ -28,7 +28,8 @@ _START_TIMEOUT_S = 10.0
 class CrmEmulator:
     """A CRM implementing docs/crm-contract.openapi.yaml in memory. Thread-safe; use as a context manager.
 
-    Contract requests need `Authorization: Bearer <token>` or `X-Api-Key: <token>`; `/_emulator/*`
+    Contract requests need `Authorization: Bearer <token>` or `<api_key_header>: <token>` (default
+    `X-Api-Key`, as CRM_AUTH_SCHEME=api_key with CRM_API_KEY_HEADER sends it); `/_emulator/*`
     (seed, faults, reset, snapshots, "CRM user" edits) needs nothing: it is a loopback test tool.
     """
 
@@ -42,6 +43,7 @@ class CrmEmulator:
         *,
         webhook_attempts: int = 4,
         webhook_backoff_s: float = 0.5,
+        api_key_header: str = "X-Api-Key",
     ) -> None:
         self.host = host
         self.port = port
@@ -50,7 +52,7 @@ class CrmEmulator:
         self._sender = WebhookSender(
             [webhook_secret], url=webhook_url, attempts=webhook_attempts, backoff_s=webhook_backoff_s
         )
-        self._api = CrmApi(self.store, token=token, emit=self._emit)
+        self._api = CrmApi(self.store, token=token, emit=self._emit, api_key_header=api_key_header)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None

@@ -72,7 +72,7 @@ def _validate_appointment(data: Mapping[str, Any]) -> dict[str, Any]:
     try:
         # to_json: the "CRM user" helpers may pass datetimes, which become RFC 3339 strings first.
         return Appointment.model_validate_json(to_json(dict(data)), strict=True).model_dump(mode="json")
-    except (ValidationError, OverflowError) as exc:  # OverflowError: 0001-01-01T00:00+01:00 in UTC
+    except ValidationError as exc:  # also a date-time with no UTC equivalent (model.utc)
         raise ApiError(422, "invalid_appointment", str(exc)) from exc
 
 
@@ -150,6 +150,14 @@ class CrmStore:
     def get(self, crm_id: str) -> dict[str, Any]:
         with self._lock:
             return dict(self._row(crm_id))
+
+    def by_external_ref(self, external_ref: str) -> dict[str, Any]:
+        """`{records}`: the records carrying exactly this external_ref (I5), the oldest first, so the one to
+        link comes first; a deleted record is not among them."""
+        with self._lock:
+            return {
+                "records": [dict(r) for r in self._rows.values() if r.get("external_ref") == external_ref]
+            }
 
     def create(
         self, body: Mapping[str, Any], *, idempotency_key: str | None, created_by: str | None = None

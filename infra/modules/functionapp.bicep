@@ -82,6 +82,16 @@ param crmBaseUrl string
 @description('Key Vault URI of CRM_API_TOKEN.')
 param crmApiTokenUri string
 
+@description('CRM_AUTH_SCHEME: how CRM_API_TOKEN is sent, as a bearer token or as an API key.')
+@allowed([
+  'bearer'
+  'api_key'
+])
+param crmAuthScheme string = 'bearer'
+
+@description('CRM_API_KEY_HEADER: the header that carries the API key when crmAuthScheme is api_key.')
+param crmApiKeyHeader string = 'X-Api-Key'
+
 @description('Key Vault URI of CRM_WEBHOOK_SECRETS.')
 param crmWebhookSecretsUri string
 
@@ -174,6 +184,8 @@ var appSettingsSync = {
   WEBHOOK_FUNCTION_KEY: '@Microsoft.KeyVault(SecretUri=${webhookFunctionKeyUri})'
   CRM_BASE_URL: crmBaseUrl
   CRM_API_TOKEN: '@Microsoft.KeyVault(SecretUri=${crmApiTokenUri})'
+  CRM_AUTH_SCHEME: crmAuthScheme
+  CRM_API_KEY_HEADER: crmApiKeyHeader
   CRM_WEBHOOK_SECRETS: '@Microsoft.KeyVault(SecretUri=${crmWebhookSecretsUri})'
 }
 

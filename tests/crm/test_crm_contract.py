@@ -39,6 +39,10 @@ class CrmBackend(Protocol):
 
     def seed(self, *, users: Any = (), contacts: Any = (), spaces: Any = ()) -> None: ...
 
+    def user_create(
+        self, appointment: Any, *, created_by: str | None = None, external_ref: str | None = None
+    ) -> dict[str, Any]: ...
+
     def user_update(self, crm_id: str, **fields: Any) -> dict[str, Any]: ...
 
     def user_delete(self, crm_id: str) -> None: ...
@@ -57,6 +61,34 @@ class CrmConnectorContract:
 
     async def test_get_of_an_unknown_id_is_none(self, connector: CrmConnector) -> None:
         assert await connector.get_appointment("no-such-id") is None
+
+    async def test_I5_find_by_external_ref_gives_the_record_linked_to_a_meeting_key(
+        self, connector: CrmConnector, backend: CrmBackend
+    ) -> None:
+        key = "ical:040000008200E00074C5B7101A82E0080000000010ABCDEF"
+        linked = backend.user_create(make_appointment(subject="Linked by a CRM user"), external_ref=key)
+        backend.user_create(make_appointment(subject="Other"), external_ref=key + "-other")
+        backend.user_create(make_appointment(subject="Unlinked"))
+        found = await connector.find_by_external_ref(key)
+        assert found is not None and found.crm_id == linked["id"]
+        assert found.external_ref == key and found.appointment.subject == "Linked by a CRM user"
+        assert found == await connector.get_appointment(linked["id"])
+        assert await connector.find_by_external_ref("ical:040000008200E00074C5B7101A82E00800") is None
+        assert await connector.find_by_external_ref(key.lower()) is None  # exact, not case-folded
+
+    async def test_I5_find_by_external_ref_gives_the_oldest_of_several_and_never_a_deleted_one(
+        self, connector: CrmConnector, backend: CrmBackend
+    ) -> None:
+        key = "ical:shared|with a bar & an ampersand"
+        first = await connector.create_appointment(make_appointment(), idempotency_key="k1", external_ref=key)
+        second = await connector.create_appointment(
+            make_appointment(), idempotency_key="k2", external_ref=key
+        )
+        assert await connector.find_by_external_ref(key) == first
+        backend.user_delete(first.crm_id)
+        assert await connector.find_by_external_ref(key) == second
+        backend.user_delete(second.crm_id)
+        assert await connector.find_by_external_ref(key) is None
 
     async def test_I3_the_same_idempotency_key_returns_the_first_record_and_creates_no_second(
         self, connector: CrmConnector

@@ -35,6 +35,7 @@ def test_the_appointment_schema_lists_exactly_the_model_fields() -> None:
         ("Space", set(Space.model_fields) - {"crm_id"} | {"id"}),
         ("WebhookEvent", set(CrmWebhookEvent.model_fields)),
         ("ChangedPage", {"records", "deleted_ids", "cursor", "more"}),
+        ("AppointmentsByExternalRef", {"records"}),
     ],
 )
 def test_directory_page_and_webhook_schemas_match_the_code(schema: str, fields: set[str]) -> None:
@@ -58,5 +59,7 @@ def test_every_path_the_connector_calls_is_in_the_spec() -> None:
         "X-Crm-Timestamp",
         "300 seconds",
         "Rotation",
+        "external_ref=<meeting key>",
+        "ical:<iCalUId>",
     ):
         assert text in SPEC

@@ -6,11 +6,12 @@ httpx.MockTransport fakes the socket, so the whole connector stack runs.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from sync_core.crm_rest import DEFAULT_RETRY_AFTER_S, RestCrmConnector, translate_error
 from sync_core.errors import (
@@ -25,7 +26,7 @@ from sync_core.errors import (
     TransientError,
     UnprocessableError,
 )
-from sync_core.model import Appointment
+from sync_core.model import Appointment, utc
 
 BASE = "https://crm.test/api"
 APPT = Appointment(start=datetime(2026, 1, 5, 9, tzinfo=UTC), end=datetime(2026, 1, 5, 10, tzinfo=UTC))
@@ -149,6 +150,7 @@ async def test_transport_exceptions_become_sync_errors(
 
 CALLS: dict[str, Callable[[RestCrmConnector], Awaitable[object]]] = {
     "get_appointment": lambda c: c.get_appointment("apt-1"),
+    "find_by_external_ref": lambda c: c.find_by_external_ref("apt-1"),
     "create_appointment": lambda c: c.create_appointment(APPT, idempotency_key="k", external_ref="apt-1"),
     "update_appointment": lambda c: c.update_appointment(
         "apt-1", APPT, fields=["subject"], expected_version="v"
@@ -162,6 +164,7 @@ CALLS: dict[str, Callable[[RestCrmConnector], Awaitable[object]]] = {
 }
 ITEM_CALLS = {
     "get_appointment",
+    "find_by_external_ref",
     "create_appointment",
     "update_appointment",
     "cancel_appointment",
@@ -185,7 +188,7 @@ async def test_get_appointment_is_none_on_404_but_other_methods_raise_not_found(
             await conn.cancel_appointment("apt-1")
 
 
-# The last two: a start that cannot be expressed in UTC (year 0) raises OverflowError, not a ValidationError.
+# The last three: a start that cannot be expressed in UTC (before year 1) fails validation (model.utc).
 OUT_OF_RANGE = (
     b'{"id": "x", "version": "1", "start": "0001-01-01T00:00:00+01:00", "end": "2000-01-01T00:00:00Z"}'
 )
@@ -200,13 +203,61 @@ OUT_OF_RANGE = (
         b'{"records": "nope", "cursor": "c"}',
         OUT_OF_RANGE,
         b'{"records": [' + OUT_OF_RANGE + b'], "cursor": "c"}',
+        b'{"records": [' + OUT_OF_RANGE.replace(b'"x"', b'"x", "external_ref": "k"', 1) + b"]}",
+        b'{"records": {"k": 1}}',
     ],
 )
 async def test_a_2xx_body_that_breaks_the_contract_is_unprocessable(body: bytes) -> None:
     async with connector_with(lambda request: httpx.Response(200, content=body)) as conn:
         with pytest.raises(UnprocessableError) as caught:
-            await (conn.get_appointment("x") if b"records" not in body else conn.list_changed(None))
+            if b"records" not in body:
+                await conn.get_appointment("x")
+            elif b"cursor" in body:
+                await conn.list_changed(None)
+            else:
+                await conn.find_by_external_ref("k")
     assert caught.value.side == "crm"
+
+
+async def test_I5_a_crm_answering_its_change_feed_to_a_lookup_yields_no_wrong_record() -> None:
+    def record(crm_id: str, ref: str | None) -> dict[str, object]:
+        return {"id": crm_id, "version": "1", "external_ref": ref} | APPT.model_dump(mode="json")
+
+    records = [record("a", None), record("b", "ical:other")]
+    feed = {"records": records, "deleted_ids": [], "cursor": "c"}
+    async with connector_with(lambda request: httpx.Response(200, json=feed)) as conn:
+        assert await conn.find_by_external_ref("ical:mine") is None
+        records.append(record("c", "ical:mine"))
+        found = await conn.find_by_external_ref("ical:mine")
+    assert found is not None and found.crm_id == "c"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"start": "0001-01-01T00:00:00+01:00"},
+        {"end": "9999-12-31T23:30:00-01:00"},
+        {"original_start": "0001-01-01T00:30:00+01:00"},
+        {"cancelled_occurrences": ["2026-01-05T09:00:00Z", "0001-01-01T00:00:00+00:01"]},
+    ],
+)
+def test_a_date_time_with_no_utc_equivalent_is_a_validation_error_not_an_overflow(
+    changes: dict[str, object],
+) -> None:
+    data = {"start": "2000-01-01T00:00:00Z", "end": "2000-01-01T01:00:00Z"} | changes
+    with pytest.raises(ValidationError) as caught:
+        Appointment.model_validate(data)
+    assert isinstance(caught.value, ValueError)
+    assert [e["loc"][0] for e in caught.value.errors()] == list(changes)
+    assert "cannot be expressed in UTC" in str(caught.value)
+
+
+def test_utc_itself_raises_value_error_and_keeps_every_representable_instant() -> None:
+    with pytest.raises(ValueError, match="cannot be expressed in UTC"):
+        utc(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))))
+    edge = datetime(1, 1, 1, 1, tzinfo=timezone(timedelta(hours=1)))
+    assert utc(edge) == datetime(1, 1, 1, tzinfo=UTC)
+    assert utc(datetime(2026, 1, 5, 9)) == datetime(2026, 1, 5, 9, tzinfo=UTC)  # naive: taken as UTC
 
 
 async def test_update_refuses_field_names_that_are_not_appointment_fields() -> None:

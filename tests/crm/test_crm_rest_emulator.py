@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from devstack.crm_emulator import CrmEmulator
@@ -176,3 +177,37 @@ async def test_a_version_conflict_fault_applies_only_to_conditional_writes(
     moved = await connector.get_appointment(created.crm_id)
     assert moved is not None and moved.version != created.version  # the "concurrent" CRM edit happened
     assert moved.appointment.subject == "Review"
+
+
+async def test_I5_the_lookup_by_external_ref_is_one_get_with_only_that_parameter(
+    crm: CrmEmulator, connector: RestCrmConnector
+) -> None:
+    key = "ical:040000008200E00074C5B7101A82E008|2026-03-02T09:30:00Z"
+    linked = crm.user_create(make_appointment("Linked"), external_ref=key)
+    crm.clear_requests()
+    found = await connector.find_by_external_ref(key)
+    assert found is not None and found.crm_id == linked["id"]
+    assert [(r.method, r.path, r.query, r.status) for r in crm.requests] == [
+        ("GET", "/appointments", (("external_ref", key),), 200)
+    ]
+
+
+async def test_I5_the_emulator_refuses_an_empty_external_ref_and_ignores_changed_since_with_one(
+    crm: CrmEmulator,
+) -> None:
+    crm.user_create(make_appointment("Linked"), external_ref="ical:abc")
+    async with httpx.AsyncClient(base_url=crm.base_url, headers={"X-Api-Key": crm.token}) as http:
+        empty = await http.get("/appointments", params={"external_ref": ""})
+        assert (empty.status_code, empty.json()["error"]["code"]) == (400, "invalid_external_ref")
+        both = await http.get("/appointments", params={"external_ref": "ical:abc", "changed_since": "x"})
+        assert both.status_code == 200 and [r["external_ref"] for r in both.json()["records"]] == ["ical:abc"]
+        assert "cursor" not in both.json()
+
+
+async def test_a_create_with_a_date_time_that_has_no_utc_equivalent_is_422_not_500(crm: CrmEmulator) -> None:
+    body = {"start": "0001-01-01T00:00:00+01:00", "end": "2000-01-01T00:00:00Z"}
+    async with httpx.AsyncClient(base_url=crm.base_url, headers={"X-Api-Key": crm.token}) as http:
+        answer = await http.post("/appointments", json=body, headers={"Idempotency-Key": "k"})
+    assert (answer.status_code, answer.json()["error"]["code"]) == (422, "invalid_appointment")
+    assert "cannot be expressed in UTC" in answer.json()["error"]["message"]
+    assert crm.appointments() == []

@@ -1,0 +1,120 @@
+"""Onboarding a mailbox adopts what already matches (I5) end to end: a CRM record linked to an Outlook meeting
+before the mailbox was synced (its `external_ref` names the meeting key, `ical:<iCalUId>`) is found by the
+backfill through `GET /appointments?external_ref=...` and linked, never created a second time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from sync_core.storage import CHANGES_QUEUE
+from tests.e2e.conftest import Stack, wait_for
+
+pytestmark = pytest.mark.e2e
+
+MAILBOX = "chen@contoso.example"
+T = TypeVar("T")
+
+
+def _on_container(work: Callable[[Any], Awaitable[T]]) -> T:
+    from sync_core.bootstrap import Container, configuration
+
+    async def run() -> T:
+        c = Container(*configuration())
+        try:
+            return await work(c)
+        finally:
+            await c.aclose()
+
+    return asyncio.run(run())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_mailbox_state(stack: Stack) -> Iterator[None]:
+    """The backfill writes this mailbox's delta link (naming this module's emulator port) to SyncMailboxes,
+    which the next module's stack shares on the same Azurite: reset the row on teardown."""
+    yield
+    from sync_core.reconcile import MailboxState
+
+    async def forget(c: Any) -> None:
+        await c.mailbox_states.save(MailboxState(mailbox=MAILBOX))
+
+    _on_container(forget)
+
+
+def _drained() -> bool:
+    return int(_on_container(lambda c: c.storage.queue_depth(CHANGES_QUEUE))) == 0
+
+
+def _outlook_event_no_notification_announced(stack: Stack, subject: str) -> dict[str, Any]:
+    """An event that was in the mailbox before the sync knew of it: every notification for it dropped."""
+    admin = stack.graph.admin_url
+    faults = {"mailbox": MAILBOX, "notify_drop_rate": 1.0}
+    httpx.post(f"{admin}/faults", json=faults, timeout=10).raise_for_status()
+    try:
+        with stack.graph_http() as g:
+            created: dict[str, Any] = g.post(
+                f"/users/{MAILBOX}/events",
+                json={
+                    "subject": subject,
+                    "start": {"dateTime": "2026-12-14T09:00:00", "timeZone": "UTC"},
+                    "end": {"dateTime": "2026-12-14T10:00:00", "timeZone": "UTC"},
+                    "attendees": [
+                        {"emailAddress": {"address": "megan@fabrikam.example"}, "type": "required"}
+                    ],
+                },
+            ).json()
+        wait_for(
+            lambda: [
+                n
+                for n in stack.graph.notifications_sent
+                if created["id"] in str(n["payload"]) and n.get("error") == "dropped by fault"
+            ]
+        )
+    finally:
+        httpx.delete(f"{admin}/faults", params={"mailbox": MAILBOX}, timeout=10).raise_for_status()
+    return created
+
+
+def test_I5_backfill_adopts_an_unlinked_crm_record_whose_external_ref_names_the_meeting(stack: Stack) -> None:
+    from sync_core import cli
+
+    subject = "Onboarding: linked in the CRM beforehand"
+    event = _outlook_event_no_notification_announced(stack, subject)
+    key = "ical:" + event["iCalUId"]
+    # A CRM user (or an import) linked a record to the Outlook meeting before the mailbox was onboarded.
+    record = stack.crm.user_create(
+        {
+            "subject": subject,
+            "start": "2026-12-14T09:00:00Z",
+            "end": "2026-12-14T10:00:00Z",
+            "organizer": {"email": MAILBOX},
+        },
+        external_ref=key,
+    )
+    assert stack.crm.wait_for_webhooks(10)  # the CRM's own webhook: skipped, the M365 side links (I3)
+    wait_for(_drained, timeout=30)
+    assert _on_container(lambda c: c.mappings.get(key)) is None  # nothing links it yet
+    stack.crm.clear_requests()
+
+    assert cli.main(["backfill", "--mailbox", MAILBOX, "--wait-seconds", "60"]) == 0
+    mapping = wait_for(lambda: _on_container(lambda c: c.mappings.get(key)), timeout=30)
+    wait_for(_drained, timeout=30)
+
+    assert (mapping.crm_id, mapping.graph_event_id) == (record["id"], event["id"])
+    assert [a["id"] for a in stack.crm_appointments() if a.get("external_ref") == key] == [record["id"]]
+    assert [a["id"] for a in stack.crm_appointments() if a.get("subject") == subject] == [record["id"]]
+    creates = [r for r in stack.crm.requests if r.method == "POST" and r.path == "/appointments"]
+    assert [r for r in creates if isinstance(r.body, dict) and r.body.get("external_ref") == key] == []
+    lookups = [r.query for r in stack.crm.requests if r.method == "GET" and r.path == "/appointments"]
+    assert (("external_ref", key),) in lookups
+    with stack.graph_http() as g:  # and no second event on the Outlook side either
+        view = g.get(
+            f"/users/{MAILBOX}/calendarView",
+            params={"startDateTime": "2026-12-14T00:00:00Z", "endDateTime": "2026-12-15T00:00:00Z"},
+        ).json()["value"]
+    assert [e["id"] for e in view if e["subject"] == subject] == [event["id"]]
