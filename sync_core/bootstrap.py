@@ -84,7 +84,7 @@ class Container:
         self.policy = policy
         self.storage = Storage(settings)
         self.graph = GraphAdapter(build_client(settings), extended_property_id=policy.extended_property_id)
-        self.crm = RestCrmConnector(settings.crm_base_url or "", token=settings.crm_api_token)
+        self.crm = RestCrmConnector.from_settings(settings)  # CRM_AUTH_SCHEME: bearer or api_key
         self.mappings = MappingStore(self.storage.table(MAPPINGS_TABLE))
         self.decisions = DecisionLog(self.storage.table(DECISIONS_TABLE))
         self.subscriptions = SubscriptionStore(self.storage.table(SUBSCRIPTIONS_TABLE))
