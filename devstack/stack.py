@@ -7,6 +7,7 @@ serving function_app with settings that point at them. `make run` is the same on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -50,7 +51,7 @@ class LocalStack:
     _saved_env: dict[str, str] = field(init=False, default_factory=dict)
 
     def start(self) -> LocalStack:
-        from sync_core.bootstrap import configuration
+        from sync_core.bootstrap import close_container, configuration
 
         if self.azurite is None:
             self.azurite = Azurite()
@@ -86,12 +87,34 @@ class LocalStack:
         host_json = json.loads((ROOT / "host.json").read_text())
         host_json["extensions"]["queues"]["maxPollingInterval"] = self.polling_interval
 
+        asyncio.run(self._reset_storage())
+
         import function_app
 
-        self.host = DevHost(function_app.app, self.settings, host_json, port=host_port)
+        self.host = DevHost(
+            function_app.app, self.settings, host_json, port=host_port, on_stop=(close_container,)
+        )
         self.host.start()
         asyncio.run(self._prepare())
         return self
+
+    async def _reset_storage(self) -> None:
+        """Empty the app's queues and tables before the host starts polling: a stack on a shared Azurite
+        must not inherit another stack's messages, mappings or delta links (which name that stack's ports)."""
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.data.tables.aio import TableServiceClient
+        from azure.storage.queue.aio import QueueServiceClient
+
+        from sync_core.storage import QUEUES, TABLES
+
+        connection = self.settings["AzureWebJobsStorage"]
+        async with QueueServiceClient.from_connection_string(connection) as queues:
+            for name in QUEUES:
+                with contextlib.suppress(ResourceNotFoundError):
+                    await queues.get_queue_client(name).clear_messages()
+        async with TableServiceClient.from_connection_string(connection) as tables:
+            for name in TABLES:
+                await tables.delete_table(name)  # no error when absent; the host and _prepare re-create it
 
     async def _prepare(self) -> None:
         from sync_core.bootstrap import Container, configuration, utcnow
