@@ -121,6 +121,7 @@ class Container:
     async def aclose(self) -> None:
         await self.crm.aclose()
         await self.storage.aclose()
+        await self.graph.aclose()
 
 
 _containers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Container] = weakref.WeakKeyDictionary()
@@ -135,3 +136,11 @@ def container() -> Container:
         telemetry.configure()  # once per process: Application Insights when its connection string is set
         found = _containers[loop] = Container(settings, policy)
     return found
+
+
+async def close_container() -> None:
+    """Close the running loop's container, if it made one: the shutdown hook of a host whose event loop
+    ends before the process does (devstack's DevHost `on_stop`), so no client is left open."""
+    found = _containers.pop(asyncio.get_running_loop(), None)
+    if found is not None:
+        await found.aclose()

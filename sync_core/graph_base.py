@@ -149,8 +149,17 @@ class GraphBase:
     async def aclose(self) -> None:
         """Close the HTTP client's pooled connections; call it before the event loop that used them ends."""
         http = getattr(self._client.request_adapter, "_http_client", None)  # kiota's HttpxRequestAdapter
-        if isinstance(http, httpx.AsyncClient):
-            await http.aclose()
+        if not isinstance(http, httpx.AsyncClient):
+            return
+        transport = getattr(http, "_transport", None)
+        await http.aclose()
+        # msgraph-core's AsyncGraphTransport inherits a no-op aclose and never closes the transport it wraps
+        # (the bug kiota-python#494 fixed in kiota's own wrapper): close the chain down to httpx's pool.
+        while transport is not None:
+            inner = getattr(transport, "transport", None)
+            if isinstance(inner, httpx.AsyncBaseTransport):
+                await inner.aclose()
+            transport = inner
 
     async def _call(
         self,

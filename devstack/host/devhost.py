@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -55,8 +55,14 @@ class DevHost:
         port: int = 7071,
         bind: str = "127.0.0.1",
         drain_seconds: float = DEFAULT_DRAIN_SECONDS,
+        on_stop: Sequence[Callable[[], Awaitable[object]]] = (),
     ) -> None:
+        """`on_stop`: coroutine functions awaited in the host's event loop once invocations have drained,
+        before the loop ends: the place to close async clients the app made in that loop (sync_core's
+        is `bootstrap.close_container`). The Functions host has no such hook; its loop lives as long as
+        the worker process."""
         self._settings = dict(settings)
+        self._on_stop = tuple(on_stop)
         self._bind, self._port, self._drain = bind, port, drain_seconds
         self.functions = {fn.name: fn for fn in discover(app)}
         self.queue_options = QueueOptions.from_host_json(host_json)
@@ -269,6 +275,11 @@ class DevHost:
         await self._close()
 
     async def _close(self) -> None:
+        for hook in self._on_stop:
+            try:
+                await hook()
+            except Exception:
+                log.exception("DevHost stop: on_stop hook %r failed", hook)
         for listener in self._listeners:
             await listener.close()
         for client in self._out_clients.values():
