@@ -176,11 +176,11 @@ def main() -> int:
         import function_app
 
         host_json = json.loads((ROOT / "host.json").read_text())
-        host = DevHost(function_app.app, values, host_json, port=HOST_PORT)
+        from sync_core.bootstrap import close_container, configuration
+
+        host = DevHost(function_app.app, values, host_json, port=HOST_PORT, on_stop=(close_container,))
         host.start()
         started.append(host)
-
-        from sync_core.bootstrap import configuration
 
         _, policy = configuration()
         mailboxes = [u.primary_mailbox or u.email for u in policy.sync_users if u.enabled]
