@@ -22,6 +22,7 @@ from devstack.stack import LocalStack
 SUBSCRIPTION_WRITE_LIMIT = 500  # per 20 s per app per tenant (Graph subscription service)
 CONCURRENCY = 16  # the host's queue batch size: resyncs run at most this many at a time
 SHIFT = timedelta(days=4, hours=12)  # inside RENEW_MARGIN (3 days) of the ~7-day expiry
+SEED_EVERY = 20  # every 20th mailbox has one event for the full delta round to find
 
 
 def _seconds(text: str) -> float:
@@ -90,6 +91,12 @@ async def _phases(stack: LocalStack, mailboxes: list[str]) -> list[dict[str, Any
     c = Container(*configuration())
     clock = VirtualTime(datetime.now(UTC))
     rows: list[dict[str, Any]] = []
+    seeded = len(mailboxes[::SEED_EVERY])
+    backfills: list[str] = []  # what the manager enqueues (I5 backfills); no worker runs them here
+
+    async def enqueue(text: str) -> None:
+        backfills.append(text)
+
     try:
         manager = SubscriptionManager(
             graph=c.graph,
@@ -98,10 +105,12 @@ async def _phases(stack: LocalStack, mailboxes: list[str]) -> list[dict[str, Any
             clock=clock.now,
             sleep=clock.sleep,
             statuses=c.mailbox_states,
+            enqueue=enqueue,
         )
 
         async def runs(enabled: list[str] | None) -> str:
             done: list[str] = []
+            backfills.clear()
             for _ in range(10):  # a run stops after its time budget; the next one continues
                 report = await manager.run(enabled)
                 done.append(
@@ -111,7 +120,7 @@ async def _phases(stack: LocalStack, mailboxes: list[str]) -> list[dict[str, Any
                 if not report.deferred:
                     break
                 clock.shift(60)
-            return f"{len(done)} run(s); " + " | ".join(done)
+            return f"{len(done)} run(s); " + " | ".join(done) + f"; {len(backfills)} resyncs queued"
 
         g0, t0, v0 = len(stack.graph.requests), time.perf_counter(), clock.now()
         result = await runs(mailboxes)
@@ -136,10 +145,14 @@ async def _phases(stack: LocalStack, mailboxes: list[str]) -> list[dict[str, Any
                     reason="bench",
                     full=full,
                 )
-                found += int(await c.reconciler.resync_mailbox(message) or 0)
+                # Await first, then add: `found += await ...` reads `found` before the await, so
+                # concurrent resyncs would overwrite each other's counts (the last to finish wins).
+                enqueued = int(await c.reconciler.resync_mailbox(message) or 0)
+                found += enqueued
 
             await _gather_bounded(mailboxes, resync)
-            rows.append(_row(name, len(mailboxes), stack, g0, t0, clock, v0, f"{found} items enqueued"))
+            result = f"{found} items enqueued" + (f" ({seeded} events seeded)" if full else "")
+            rows.append(_row(name, len(mailboxes), stack, g0, t0, clock, v0, result))
         return rows
     finally:
         await c.aclose()
@@ -185,7 +198,7 @@ def run(mailbox_count: int) -> list[dict[str, Any]]:
                 stack.graph.add_mailbox(str(uuid.uuid5(uuid.NAMESPACE_DNS, m)), m, f"Scale {i}")
             day = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
             with stack.graph_http() as g:
-                for m in mailboxes[::20]:  # every 20th mailbox has one event for the sweep to find
+                for m in mailboxes[::SEED_EVERY]:
                     g.post(
                         f"/users/{m}/events",
                         json={

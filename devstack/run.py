@@ -92,7 +92,9 @@ async def prepare(mailboxes: list[str]) -> None:
     c = Container(settings, policy)
     try:
         await c.storage.ensure()
-        manager = SubscriptionManager(graph=c.graph, store=c.subscriptions, settings=settings, clock=utcnow)
+        manager = SubscriptionManager(
+            graph=c.graph, store=c.subscriptions, settings=settings, clock=utcnow, enqueue=c.storage.enqueue
+        )  # a newly subscribed mailbox gets its backfill (I5)
         for mailbox in mailboxes:
             row = await manager.ensure(mailbox)
             print(f"  subscribed {mailbox}: subscription {row.subscription_id}")

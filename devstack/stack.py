@@ -124,8 +124,12 @@ class LocalStack:
         try:
             await c.storage.ensure()
             manager = SubscriptionManager(
-                graph=c.graph, store=c.subscriptions, settings=c.settings, clock=utcnow
-            )
+                graph=c.graph,
+                store=c.subscriptions,
+                settings=c.settings,
+                clock=utcnow,
+                enqueue=c.storage.enqueue,
+            )  # a newly subscribed mailbox gets its backfill (I5), run by the host's worker
             for user in c.policy.sync_users:
                 await manager.ensure(user.primary_mailbox or user.email)
         finally:

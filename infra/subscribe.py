@@ -61,7 +61,11 @@ async def subscribe(mailboxes: Sequence[str]) -> None:
     container = Container(settings, policy)
     try:
         manager = SubscriptionManager(
-            graph=container.graph, store=container.subscriptions, settings=settings, clock=utcnow
+            graph=container.graph,
+            store=container.subscriptions,
+            settings=settings,
+            clock=utcnow,
+            enqueue=container.storage.enqueue,  # a newly subscribed mailbox gets its backfill (I5)
         )
         for mailbox in wanted:
             row = await manager.ensure(mailbox)

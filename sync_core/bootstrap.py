@@ -106,6 +106,7 @@ class Container:
             policy=policy,
             enqueue=self.storage.enqueue,
             clock=utcnow,
+            mappings=self.mappings,
         )
 
     async def handle(self, message: AnyMessage) -> object:

@@ -121,7 +121,12 @@ async def _backfill_inline(c: Container, mailbox: str) -> int:
             status.update(f"reading {mailbox} through delta: {found} change(s) enqueued")
 
         reconciler = Reconciler(
-            graph=c.graph, states=c.mailbox_states, policy=c.policy, enqueue=enqueue, clock=utcnow
+            graph=c.graph,
+            states=c.mailbox_states,
+            policy=c.policy,
+            enqueue=enqueue,
+            clock=utcnow,
+            mappings=c.mappings,
         )
         message = MailboxResync(
             correlation_id=f"ops-inline-{int(utcnow().timestamp())}",

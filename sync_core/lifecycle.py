@@ -62,9 +62,8 @@ class LifecycleHandler:
         """What was done, for logs and tests."""
         if message.event == "silent" or message.subscription_id is None:
             before = {r.subscription_id for r in await self._store.for_mailbox(message.mailbox)}
-            checked = await self._manager.ensure(message.mailbox)
+            checked = await self._manager.ensure(message.mailbox)  # re-created: ensure resyncs the gap
             if checked.subscription_id not in before and checked.status == "active":
-                await self._manager.resync(message.mailbox, "X2: silent subscription re-created")
                 return f"re-created as {checked.subscription_id}"
             return f"checked: {checked.subscription_id} ({checked.status})"
         row = await self._store.get(message.subscription_id, fresh=True)
@@ -75,7 +74,7 @@ class LifecycleHandler:
         now = self._clock()
         if message.event == "subscriptionRemoved":
             try:
-                row = await self._store.claim(replace(row, status="removed"))
+                row = await self._store.claim(row.retired("removed", now))
             except ConcurrencyError:
                 return "another worker is handling it"
             created = await self._manager.recreate(

@@ -11,7 +11,16 @@ from typing import Any
 from azure.data.tables.aio import TableClient
 
 from sync_core.actions import Mapping
-from sync_core.storage import create_entity, get_entity, get_json, key_of, put_json, replace_if_match, upsert
+from sync_core.storage import (
+    create_entity,
+    get_entity,
+    get_json,
+    key_of,
+    put_json,
+    query,
+    replace_if_match,
+    upsert,
+)
 
 _MEETING_RK = "meeting"
 _INDEX_RK = "index"
@@ -19,6 +28,11 @@ _INDEX_RK = "index"
 
 def graph_index_key(mailbox: str, event_id: str) -> str:
     return key_of("graph", mailbox.lower(), event_id)
+
+
+def mailbox_copies_key(mailbox: str) -> str:
+    """The partition listing every copy mapped in one mailbox (one row per event id)."""
+    return key_of("copies", mailbox.lower())
 
 
 def crm_index_key(crm_id: str) -> str:
@@ -58,6 +72,15 @@ class MappingStore:
         entity = await get_entity(self._table, ical_index_key(ical_uid), _INDEX_RK)
         return None if entity is None else str(entity["MeetingKey"])
 
+    async def copies_in(self, mailbox: str) -> list[tuple[str, str]]:
+        """(event id, meeting key) of every copy ever mapped in this mailbox: one partition query. Hints
+        only: the meeting row says whether the copy is still part of a live meeting."""
+        pk = mailbox_copies_key(mailbox)
+        return [
+            (str(e["EventId"]), str(e["MeetingKey"]))
+            async for e in query(self._table, "PartitionKey eq @pk", pk=pk)
+        ]
+
     def _entity(self, mapping: Mapping) -> dict[str, Any]:
         entity: dict[str, Any] = {
             "PartitionKey": key_of("meeting", mapping.meeting_key),
@@ -88,6 +111,11 @@ class MappingStore:
             await upsert(
                 self._table, {"PartitionKey": pk, "RowKey": _INDEX_RK, "MeetingKey": mapping.meeting_key}
             )
+        known = {(c.mailbox.lower(), c.event_id) for c in previous.copies} if previous else set()
+        for c in mapping.copies:  # the mailbox's list of mapped copies (reconciliation, copies_in)
+            if (c.mailbox.lower(), c.event_id) not in known:
+                row = {"PartitionKey": mailbox_copies_key(c.mailbox), "RowKey": key_of(c.event_id)}
+                await upsert(self._table, row | {"EventId": c.event_id, "MeetingKey": mapping.meeting_key})
 
 
 def _index_keys(mapping: Mapping) -> set[str]:

@@ -90,13 +90,18 @@ class _MailboxScope(SubscriptionStore):
     async def save(self, row: SubscriptionRow) -> None:
         await self._inner.save(row)
 
+    async def delete(self, row: SubscriptionRow) -> None:
+        await self._inner.delete(row)
+
 
 async def renew_subscriptions(
     c: Container, clock: Callable[[], datetime], mailbox: str | None = None
 ) -> RenewalReport:
     """Renew every active subscription now (of one mailbox, or all); re-create those Graph lost."""
     store = _MailboxScope(c.subscriptions, mailbox)
-    manager = SubscriptionManager(graph=c.graph, store=store, settings=c.settings, clock=clock)
+    manager = SubscriptionManager(
+        graph=c.graph, store=store, settings=c.settings, clock=clock, enqueue=c.storage.enqueue
+    )  # a re-created subscription is followed by a resync of the gap
     return await manager.renew_due(margin=MAX_LIFETIME)
 
 
@@ -108,10 +113,10 @@ async def recreate_subscription(c: Container, clock: Callable[[], datetime], mai
         with contextlib.suppress(NotFoundError):  # already gone on Graph's side
             await c.graph.delete_subscription(row.subscription_id, row.mailbox)
         await c.subscriptions.save(replace(row, status="removed"))
-    manager = SubscriptionManager(graph=c.graph, store=c.subscriptions, settings=c.settings, clock=clock)
-    created = await manager.ensure(mailbox)
-    await backfill(c.storage, mailbox, clock(), full=False, reason="subscription re-created by an operator")
-    return created
+    manager = SubscriptionManager(
+        graph=c.graph, store=c.subscriptions, settings=c.settings, clock=clock, enqueue=c.storage.enqueue
+    )
+    return await manager.ensure(mailbox)  # enqueues the resync: of the gap, or the backfill of a new mailbox
 
 
 async def backfill(

@@ -4,6 +4,12 @@ I/O side. Each item found goes through the same queue and worker as a notificati
 link, the window it is bound to and the mailbox's "last confirmed in sync" time are kept in Table
 Storage (SyncMailboxes). The initial backfill of a mailbox is a first round of the same code (I5).
 
+Deletions a first round cannot show (X2): a delta round started without a token lists only what is live,
+so an event we mapped that was deleted while its notification was lost is in no round's answer. When such a
+full round completes, every copy mapped in the mailbox whose meeting lies in the round's window and that the
+round did not return is enqueued as a `deleted` hint; the worker reads its current state as for any
+notification (gone: the deletion rules apply; moved out of the window: an ordinary update).
+
 Windows (S6): a delta round is bound to the window it started with. The round's window reaches
 `ROLL` beyond the policy's, so it is kept for weeks and each sweep is incremental; as the policy window
 advances day by day, the slice entering it is read once by a separate one-off round, because events
@@ -22,6 +28,7 @@ from typing import Any, Protocol
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
+from sync_core.actions import Mapping
 from sync_core.errors import NotFoundError, PermanentError
 from sync_core.graph import DeltaPage
 from sync_core.ingress import NOTIFICATION_TOUCH_INTERVAL
@@ -127,6 +134,13 @@ class MailboxStates(Protocol):
     async def save(self, state: MailboxState) -> None: ...
 
 
+class MappedCopies(Protocol):
+    """What the reconciler reads of the mappings (MappingStore): a mailbox's mapped copies, a meeting."""
+
+    async def copies_in(self, mailbox: str) -> list[tuple[str, str]]: ...
+    async def get(self, meeting_key: str) -> Mapping | None: ...
+
+
 class DeltaSource(Protocol):
     async def delta_page(
         self, mailbox: str, *, link: str | None, start: datetime | None = None, end: datetime | None = None
@@ -157,6 +171,20 @@ def delta_window(
     return start, end + ROLL, True
 
 
+def in_window(mapping: Mapping, start: datetime, end: datetime) -> bool:
+    """Whether the meeting as last synced has an instance in [start, end) (a series: any occurrence may).
+
+    Pure. Without a snapshot nothing is known: True (the check is a read, never a write)."""
+    appt = mapping.snapshot
+    if appt is None:
+        return True
+    if appt.recurrence is None:
+        return appt.start < end and appt.end > start
+    rng = appt.recurrence.range
+    last = rng.end_date if rng.type == "endDate" else None  # numbered: its end is not worked out here
+    return appt.start < end and (last is None or last >= (start - timedelta(days=1)).date())
+
+
 def silent(state: MailboxState, found: int, fresh: bool) -> bool:
     """X2: an incremental round found changes, yet no notification arrived since the previous round."""
     if fresh or found == 0 or state.status == POLLING or state.last_confirmed is None:
@@ -176,12 +204,14 @@ class Reconciler:
         policy: Policy,
         enqueue: Callable[[str], Awaitable[None]],
         clock: Callable[[], datetime],
+        mappings: MappedCopies,
     ) -> None:
         self._graph = graph
         self._states = states
         self._policy = policy
         self._enqueue = enqueue
         self._clock = clock
+        self._mappings = mappings
 
     def window(self, now: datetime) -> tuple[datetime, datetime]:
         return policy_window(self._policy, now)
@@ -192,12 +222,18 @@ class Reconciler:
         state = await self._states.get(message.mailbox)
         wanted = self.window(now)
         start, end, fresh = delta_window(state, wanted, message.full)
+        seen: set[str] = set()
         try:
-            found, delta_link = await self._round(message, None if fresh else state.delta_link, start, end)
+            found, delta_link = await self._round(
+                message, None if fresh else state.delta_link, start, end, seen=seen
+            )
         except NotFoundError:
             log.warning("delta state for %s is gone (410/syncStateNotFound); full resync", message.mailbox)
             start, end, fresh = delta_window(state, wanted, True)
-            found, delta_link = await self._round(message, None, start, end)
+            seen.clear()
+            found, delta_link = await self._round(message, None, start, end, seen=seen)
+        if fresh:
+            found += await self._check_unseen(message, seen, start, end)
         if not fresh and state.scanned_end is not None and state.scanned_end < wanted[1]:
             # S6: events entering the policy window, changed or not (the delta round only shows changes).
             found += (await self._round(message, None, state.scanned_end, wanted[1], entering=True))[0]
@@ -235,15 +271,21 @@ class Reconciler:
         end: datetime,
         *,
         entering: bool = False,
+        seen: set[str] | None = None,
     ) -> tuple[int, str | None]:
         found = 0
+        seen = set() if seen is None else seen
         for _ in range(MAX_PAGES):
             page = await self._graph.delta_page(message.mailbox, link=link, start=start, end=end)
             for event in page.events:
                 found += 1
+                seen.add(event.event_id)
+                if event.series_master_id:  # an occurrence shows its series is still there
+                    seen.add(event.series_master_id)
                 await self._enqueue(self._change(message, event.event_id, "updated"))
             for removed in [] if entering else page.removed_ids:
                 found += 1
+                seen.add(removed)
                 await self._enqueue(self._change(message, removed, "deleted"))
             if page.next_link:
                 link = page.next_link
@@ -253,6 +295,31 @@ class Reconciler:
         raise PermanentError(
             f"delta did not end within {MAX_PAGES} pages", side="graph", mailbox=message.mailbox
         )
+
+    async def _check_unseen(
+        self, message: MailboxResync, seen: set[str], start: datetime, end: datetime
+    ) -> int:
+        """After a full round: each live mapped copy of the mailbox inside the window that the round did not
+        return (deleted while its notification was lost) goes to the worker as a `deleted` hint."""
+        checked = 0
+        for event_id, meeting_key in await self._mappings.copies_in(message.mailbox):
+            if event_id in seen:
+                continue
+            mapping = await self._mappings.get(meeting_key)
+            if mapping is None or mapping.state != "active" or not in_window(mapping, start, end):
+                continue
+            mailbox = message.mailbox.lower()
+            if not any(c.event_id == event_id and c.mailbox.lower() == mailbox for c in mapping.copies):
+                continue  # no longer a copy of this meeting (I2 removed it)
+            checked += 1
+            await self._enqueue(self._change(message, event_id, "deleted"))
+        if checked:
+            log.warning(
+                "%s: %d mapped event(s) in the window missing from a full delta round; checking them",
+                message.mailbox,
+                checked,
+            )
+        return checked
 
     def _change(self, message: MailboxResync, event_id: str, change_type: str) -> str:
         return encode(

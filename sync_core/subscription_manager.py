@@ -28,6 +28,7 @@ from sync_core.subscription_plan import (
     Limits,
     Step,
     plan,
+    purgeable,
 )
 from sync_core.subscriptions import SubscriptionRow, new_client_state, polling_id
 
@@ -36,6 +37,7 @@ log = logging.getLogger("sync_core.subscriptions")
 __all__ = ["MAX_LIFETIME", "RENEW_MARGIN", "REQUESTED_LIFETIME", "RenewalReport", "SubscriptionManager"]
 
 LEASE_SLACK = timedelta(minutes=2)
+BACKFILL_REASON = "backfill: mailbox enabled"
 
 
 class SubscriptionGraph(Protocol):
@@ -61,6 +63,7 @@ class SubscriptionGraph(Protocol):
 class SubscriptionRows(Protocol):
     async def all(self) -> list[SubscriptionRow]: ...
     async def save(self, row: SubscriptionRow) -> None: ...
+    async def delete(self, row: SubscriptionRow) -> None: ...
 
 
 class Lease(Protocol):
@@ -83,6 +86,7 @@ class RenewalReport:
     deleted: int = 0
     polling: int = 0  # X3: mailboxes Graph refused a subscription, polled by delta instead
     deferred: int = 0
+    purged: int = 0  # history rows (removed, deleted) long past their expiry, deleted from the table
     overlapped: bool = False  # another run held the lease: this one did nothing
     errors: list[str] = field(default_factory=list)
 
@@ -97,8 +101,8 @@ class SubscriptionManager:
         clock: Callable[[], datetime],
         limits: Limits | None = None,
         lease: Lease | None = None,
+        enqueue: Callable[[str], Awaitable[None]],
         statuses: MailboxStatuses | None = None,
-        enqueue: Callable[[str], Awaitable[None]] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -118,7 +122,8 @@ class SubscriptionManager:
 
     async def ensure(self, mailbox: str) -> SubscriptionRow:
         """The mailbox's live subscription, created if it has none Graph still knows (a polling placeholder
-        if Graph refuses one, X3)."""
+        if Graph refuses one, X3). A subscription made here is followed by a resync, as in the timer's run:
+        the full backfill for a mailbox that never had one (I5), the gap since the lapse otherwise."""
         now = self._clock()
         rows = await self._rows(mailbox)
         for row in rows:
@@ -126,9 +131,16 @@ class SubscriptionManager:
                 continue
             if row.expires_at > now and await self._graph.subscription_exists(row.subscription_id, mailbox):
                 return row
-            await self._store.save(replace(row, status="removed"))
+            await self._store.save(row.retired("removed", now))
         polling = next((r for r in rows if r.status == "polling"), None)
-        return await self._create(mailbox, now + self._limits.lifetime, polling)
+        created = await self._create(mailbox, now + self._limits.lifetime, polling)
+        if created.status != "active":
+            return created  # X3: polled by delta instead, on the polling schedule
+        if not rows:
+            await self.resync(mailbox, BACKFILL_REASON, full=True)  # I5: a mailbox never subscribed
+        else:
+            await self.resync(mailbox, f"no live subscription for {mailbox}; re-created")
+        return created
 
     async def _create(
         self, mailbox: str, expires_at: datetime, polling: SubscriptionRow | None = None
@@ -155,7 +167,7 @@ class SubscriptionManager:
         )
         await self._store.save(row)
         if polling is not None:
-            await self._store.save(replace(polling, status="deleted", reason="subscribed again"))
+            await self._store.save(polling.retired("deleted", now, "subscribed again"))
             if self._statuses is not None:
                 await self._statuses.set_status(mailbox, "subscribed")
         log.info(
@@ -183,14 +195,12 @@ class SubscriptionManager:
 
     async def recreate(self, row: SubscriptionRow, reason: str) -> SubscriptionRow:
         """Replace a subscription Graph no longer has, then resync the mailbox over the gap (facts §5)."""
-        await self._store.save(replace(row, status="removed"))
+        await self._store.save(row.retired("removed", self._clock()))
         created = await self._create(row.mailbox, self._clock() + self._limits.lifetime)
         await self.resync(row.mailbox, reason)
         return created
 
     async def resync(self, mailbox: str, reason: str, *, full: bool = False) -> None:
-        if self._enqueue is None:
-            return
         message = MailboxResync(
             correlation_id=f"sub-{uuid.uuid4().hex[:16]}",
             received_at=self._clock(),
@@ -229,6 +239,9 @@ class SubscriptionManager:
                     report.deferred += 1
                     continue
                 await self._execute(step, by_id.get(step.subscription_id or ""), report)
+            for old in purgeable(rows, start, limits) if enabled is not None else []:  # the timer's run
+                await self._store.delete(old)
+                report.purged += 1
         finally:
             if self._lease is not None:
                 await self._lease.release()
@@ -241,7 +254,7 @@ class SubscriptionManager:
                 await self._renew(row, step, report)
             elif step.kind == "create":
                 if row is not None and row.status == "active":
-                    await self._store.save(replace(row, status="removed"))
+                    await self._store.save(row.retired("removed", self._clock()))
                 polling = row if row is not None and row.status == "polling" else None
                 created = await self._create(step.mailbox, step.expires_at or self._clock(), polling)
                 if created.status == "polling":
@@ -251,13 +264,13 @@ class SubscriptionManager:
                     await self.resync(step.mailbox, f"subscription {row.subscription_id} lapsed; re-created")
                 else:
                     report.created += 1
-                    await self.resync(step.mailbox, "backfill: mailbox enabled", full=True)  # I5
+                    await self.resync(step.mailbox, BACKFILL_REASON, full=True)  # I5
             elif step.kind == "delete" and row is not None:
                 await self._graph.delete_subscription(row.subscription_id, row.mailbox)
-                await self._store.save(replace(row, status="deleted"))
+                await self._store.save(row.retired("deleted", self._clock()))
                 report.deleted += 1
             elif step.kind == "forget" and row is not None:
-                await self._store.save(replace(row, status="deleted", reason="mailbox disabled"))
+                await self._store.save(row.retired("deleted", self._clock(), "mailbox disabled"))
         except SyncError as exc:
             log.error("%s of %s for %s failed: %s", step.kind, step.subscription_id, step.mailbox, exc)
             report.failed += 1

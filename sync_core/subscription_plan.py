@@ -35,6 +35,8 @@ class Limits:
     share: float = 0.5  # of the limit a renewal run may use; the rest is for lifecycle work and creates
     run_time: timedelta = timedelta(minutes=5)  # a run issues no write after this (lease outlives it)
     retry_refused: timedelta = timedelta(hours=6)  # X3: how long a mailbox polls before we ask Graph again
+    purge_after: timedelta = timedelta(days=3)  # history rows this long past their expiry are deleted...
+    purge_per_run: int = 200  # ...at most this many per run (Table writes, not Graph's budget)
 
     @property
     def per_window(self) -> int:
@@ -140,6 +142,21 @@ def plan(
 
 
 _ORDER: dict[StepKind, int] = {"forget": 0, "create": 1, "renew": 2, "delete": 3}
+
+
+def purgeable(
+    rows: Sequence[SubscriptionRow], now: datetime, limits: Limits = Limits()
+) -> list[SubscriptionRow]:
+    """History rows (removed, deleted) that ended more than `purge_after` ago (a row from before `ended_at`
+    was kept: its expiry), oldest first, at most `purge_per_run`. Late notifications and lifecycle events
+    of a subscription that ended days ago need its row no more."""
+    cutoff = now - limits.purge_after
+
+    def ended(r: SubscriptionRow) -> datetime:
+        return r.ended_at or r.expires_at
+
+    old = sorted((r for r in rows if r.status in ("removed", "deleted") and ended(r) < cutoff), key=ended)
+    return old[: limits.purge_per_run]
 
 
 def _reauthorized_recently(row: SubscriptionRow, now: datetime) -> bool:

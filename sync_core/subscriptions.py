@@ -40,7 +40,12 @@ class SubscriptionRow:
     last_reauthorization: datetime | None = None
     next_attempt: datetime | None = None  # polling: when to ask Graph for a subscription again
     reason: str = ""  # polling: why Graph refused
+    ended_at: datetime | None = None  # when it became history (removed, deleted): purged some days later
     etag: str | None = field(default=None, compare=False)
+
+    def retired(self, status: str, at: datetime, reason: str | None = None) -> SubscriptionRow:
+        """This row as history: `removed` (Graph no longer has it) or `deleted` (we deleted or retired it)."""
+        return replace(self, status=status, ended_at=at, reason=self.reason if reason is None else reason)
 
     def entity(self) -> dict[str, Any]:
         def iso(v: datetime | None) -> str:
@@ -57,6 +62,7 @@ class SubscriptionRow:
             "LastReauthorization": iso(self.last_reauthorization),
             "NextAttempt": iso(self.next_attempt),
             "Reason": self.reason[:1000],
+            "EndedAt": iso(self.ended_at),
         }
 
     @classmethod
@@ -76,6 +82,7 @@ class SubscriptionRow:
             last_reauthorization=dt(e.get("LastReauthorization")),
             next_attempt=dt(e.get("NextAttempt")),
             reason=str(e.get("Reason") or ""),
+            ended_at=dt(e.get("EndedAt")),
             etag=e.get("_etag"),
         )
 
@@ -133,6 +140,17 @@ class SubscriptionStore:
         claimed = replace(row, etag=str(meta.get("etag")))
         self._cache[row.subscription_id] = (time.monotonic() + self._ttl, claimed)
         return claimed
+
+    async def delete(self, row: SubscriptionRow) -> None:
+        """Delete the row as it was read (its ETag): a row written since is kept; one already gone is fine."""
+        kw: dict[str, Any] = {}
+        if row.etag is not None:
+            kw = {"etag": row.etag, "match_condition": MatchConditions.IfNotModified}
+        with contextlib.suppress(ConcurrencyError, NotFoundError):
+            await call(
+                lambda: self._table.delete_entity(_PK, row.subscription_id, **kw), item_id=row.subscription_id
+            )
+        self._cache.pop(row.subscription_id, None)
 
     async def all(self) -> list[SubscriptionRow]:
         return [

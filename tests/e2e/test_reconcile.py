@@ -104,6 +104,48 @@ def test_X2_every_notification_dropped_still_in_sync_after_one_sweep(stack: Stac
         httpx.delete(f"{admin}/faults", params={"mailbox": mailbox}, timeout=10).raise_for_status()
 
 
+def test_X2_L4_a_deletion_whose_notification_was_lost_cancels_the_crm_record_after_a_410(
+    stack: Stack,
+) -> None:
+    """No incremental round can report this deletion: the delta state is lost (410), so the round that
+    follows lists only live events. The mapped event it no longer returns is checked, found gone (L4)."""
+    mailbox = "bruno@contoso.example"
+    with stack.graph_http() as g:
+        created = g.post(f"/users/{mailbox}/events", json=_event("Synced, then deleted unheard", 14)).json()
+    record = wait_for(lambda: _records(stack, "Synced, then deleted unheard"), timeout=30)[0]
+    assert record["status"] != "cancelled"
+    wait_for(_drained, timeout=30)  # the mapping is saved
+    admin = stack.graph.admin_url
+    httpx.post(
+        f"{admin}/faults", json={"mailbox": mailbox, "notify_drop_rate": 1.0}, timeout=10
+    ).raise_for_status()
+    try:
+        with stack.graph_http() as g:
+            g.delete(f"/users/{mailbox}/events/{created['id']}").raise_for_status()
+        wait_for(
+            lambda: [
+                n
+                for n in stack.graph.notifications_sent
+                if created["id"] in str(n["payload"])
+                and "deleted" in str(n["payload"])
+                and n.get("error") == "dropped by fault"
+            ]
+        )
+        stack.graph.invalidate_delta_tokens(mailbox)  # the stored delta link now answers 410
+
+        _sweep(stack)
+
+        cancelled = wait_for(
+            lambda: [
+                r for r in stack.crm_appointments() if r["id"] == record["id"] and r["status"] == "cancelled"
+            ],
+            timeout=30,
+        )
+        assert len(cancelled) == 1 and len(_records(stack, "Synced, then deleted unheard")) == 1
+    finally:
+        httpx.delete(f"{admin}/faults", params={"mailbox": mailbox}, timeout=10).raise_for_status()
+
+
 def test_X3_a_mailbox_graph_refuses_a_subscription_is_polled_by_delta_and_reported(stack: Stack) -> None:
     from sync_core import sweeps
     from sync_core.bootstrap import utcnow

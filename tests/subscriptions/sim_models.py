@@ -13,6 +13,7 @@ import itertools
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from sync_core.actions import Mapping
 from sync_core.errors import ConflictError, NotFoundError, PermissionError_, UnprocessableError
 from sync_core.graph import CreatedSubscription, DeltaPage
 from sync_core.model import Appointment, GraphEvent
@@ -138,6 +139,9 @@ class Rows:
     async def save(self, row: SubscriptionRow) -> None:
         self.rows[row.subscription_id] = row
 
+    async def delete(self, row: SubscriptionRow) -> None:
+        self.rows.pop(row.subscription_id, None)
+
 
 class Lease:
     """The run lease's contract: one holder until it releases or its hold lapses."""
@@ -189,6 +193,16 @@ class Mailboxes:
     async def touch_notification(self, mailbox: str, at: datetime) -> None:
         state = self.states.get(mailbox) or MailboxState(mailbox=mailbox)
         self.states[mailbox] = replace(state, last_notification=at)
+
+
+class NoMappings:
+    """The mapping store of the simulation: no worker runs, so no event is ever mapped."""
+
+    async def copies_in(self, mailbox: str) -> list[tuple[str, str]]:
+        return []
+
+    async def get(self, meeting_key: str) -> Mapping | None:
+        return None
 
 
 class Calendars:

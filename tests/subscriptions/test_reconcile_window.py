@@ -12,6 +12,7 @@ import pytest
 from devstack.azurite import Azurite
 from devstack.graph_emulator import GraphEmulator
 from sync_core.graph import GraphAdapter, build_client
+from sync_core.mapping_store import MappingStore
 from sync_core.messages import GraphChange, MailboxResync, decode
 from sync_core.policy import DEFAULT_EXTENDED_PROPERTY_ID, Policy
 from sync_core.reconcile import MailboxStateStore, Reconciler
@@ -62,8 +63,14 @@ async def test_S6_window_advance_picks_up_events_entering_the_window_without_a_f
 
     async with TableServiceClient.from_connection_string(azurite.connection_string) as service:
         table = await service.create_table(f"Mailboxes{unique_name}")
+        mappings = MappingStore(await service.create_table(f"Mappings{unique_name}"))
         reconciler = Reconciler(
-            graph=graph, states=MailboxStateStore(table), policy=policy, enqueue=enqueue, clock=lambda: now[0]
+            graph=graph,
+            states=MailboxStateStore(table),
+            policy=policy,
+            enqueue=enqueue,
+            clock=lambda: now[0],
+            mappings=mappings,
         )
 
         async def sweep() -> set[str]:

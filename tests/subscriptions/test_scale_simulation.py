@@ -19,9 +19,17 @@ from sync_core.policy import Policy
 from sync_core.reconcile import SWEEP_REASON, Reconciler
 from sync_core.settings import Settings
 from sync_core.subscription_manager import SubscriptionManager
-from sync_core.subscription_plan import max_in_window
+from sync_core.subscription_plan import max_in_window, purgeable
 from sync_core.sweeps import sweep_delays
-from tests.subscriptions.sim_models import Calendars, GraphModel, Lease, Mailboxes, Rows, SimClock
+from tests.subscriptions.sim_models import (
+    Calendars,
+    GraphModel,
+    Lease,
+    Mailboxes,
+    NoMappings,
+    Rows,
+    SimClock,
+)
 
 T0 = datetime(2027, 1, 4, 0, 0, tzinfo=UTC)
 N = 5_000
@@ -70,11 +78,15 @@ async def test_5000_mailboxes_8_days_no_subscription_lapses_no_burst_and_dropped
     heard = enabled[2000:2030]  # these get theirs
     calendars = Calendars(clock)
     policy = Policy.default()
-    reconciler = Reconciler(graph=calendars, states=states, policy=policy, enqueue=enqueue, clock=clock)
+    reconciler = Reconciler(
+        graph=calendars, states=states, policy=policy, enqueue=enqueue, clock=clock, mappings=NoMappings()
+    )
     pending: dict[str, set[str]] = {}  # mailbox -> event ids changed since its last sweep
     missed_by_a_sweep: list[str] = []
     x2_flagged: set[str] = set()
-    overlapped = crashed = removed_by_graph = 0
+    overlapped = crashed = removed_by_graph = purged = 0
+    last_run = T0
+    disabled: set[str] = set()
     runs: list[str] = []
 
     tick = T0
@@ -91,6 +103,7 @@ async def test_5000_mailboxes_8_days_no_subscription_lapses_no_burst_and_dropped
                 f"{len(missing)} mailbox(es) without a subscription at {clock()}: {missing[:3]}"
             )
         if k == 96:  # day 2: 100 mailboxes disabled, 100 new ones enabled
+            disabled = set(enabled[:100])
             enabled = enabled[100:] + [_mailbox(N + i) for i in range(100)]
         if k == 170:  # a renewal run dies after 40 writes, holding the lease
             m = manager(dying := lease.for_run())
@@ -104,7 +117,9 @@ async def test_5000_mailboxes_8_days_no_subscription_lapses_no_burst_and_dropped
             assert again.overlapped
             overlapped += 1
         else:
+            last_run = clock()
             report = await manager().run(enabled)
+            purged += report.purged
             assert not report.overlapped
             runs.append(f"{k}:{report.renewed}/{report.created}/{report.recreated}/{report.deleted}")
         # -- between runs: Graph removes a few subscriptions; the lifecycle handler re-creates them.
@@ -148,6 +163,9 @@ async def test_5000_mailboxes_8_days_no_subscription_lapses_no_burst_and_dropped
     assert missed_by_a_sweep == []
     assert x2_flagged == set(dropped)  # silence while delta shows changes: flagged, never for `heard`
     assert crashed == 1 and overlapped == 1 and removed_by_graph > 0
+    # History rows are purged some days after they ended: the disabled mailboxes' (day 2) are gone.
+    assert purged >= 100 and not purgeable(list(rows.rows.values()), last_run)
+    assert not any(r.mailbox in disabled for r in rows.rows.values())
     live = {s.mailbox for s in graph.subs.values()}
     assert live == set(enabled) - {refused}  # disabled mailboxes lost theirs, new ones got one
     assert rows.rows[f"polling-{_key(refused)}"].status == "polling"
