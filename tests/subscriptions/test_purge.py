@@ -1,0 +1,101 @@
+"""SyncSubscriptions does not grow forever: the renewal run deletes history rows (removed, deleted) some days
+after they ended, a bounded number per run. Rows on Azurite; Graph is the simulation's model (this run
+plans no Graph write, and it records every write it gets)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from devstack.azurite import Azurite
+from sync_core.settings import Settings
+from sync_core.subscription_manager import SubscriptionManager
+from sync_core.subscription_plan import Limits, purgeable
+from sync_core.subscriptions import SubscriptionRow, SubscriptionStore
+from tests.subscriptions.sim_models import GraphModel, SimClock
+
+NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+SETTINGS = Settings.model_validate(
+    {"PUBLIC_BASE_URL": "https://sync.example", "WEBHOOK_FUNCTION_KEY": "k", "GRAPH_AUTH_MODE": "emulator"}
+)
+
+
+def _rows() -> list[SubscriptionRow]:
+    def row(sub_id: str, expires: timedelta, **kw: object) -> SubscriptionRow:
+        return SubscriptionRow(sub_id, "m1@x.example", "secret", NOW + expires, **kw)  # type: ignore[arg-type]
+
+    return [
+        row("live", 6 * DAY),
+        row("removed-5d", 2 * DAY).retired("removed", NOW - 5 * DAY),
+        row("deleted-4d", 3 * DAY).retired("deleted", NOW - 4 * DAY, "mailbox disabled"),
+        row("removed-1d", 6 * DAY).retired("removed", NOW - DAY),  # ended recently: kept
+        row("legacy-expired-4d", -4.5 * DAY, status="removed"),  # no EndedAt (older rows): its expiry counts
+        row("legacy-expires-later", 2 * DAY, status="removed"),
+        row("polling-x", -10 * DAY, status="polling"),  # X3 placeholder: not history
+    ]
+
+
+def test_purgeable_takes_history_ended_days_ago_oldest_first_and_bounded() -> None:
+    rows = _rows()
+    assert [r.subscription_id for r in purgeable(rows, NOW)] == [
+        "removed-5d",
+        "legacy-expired-4d",
+        "deleted-4d",
+    ]
+    assert [r.subscription_id for r in purgeable(rows, NOW, Limits(purge_per_run=1))] == ["removed-5d"]
+    assert purgeable(rows, NOW, Limits(purge_after=6 * DAY)) == []
+
+
+async def test_the_renewal_run_purges_old_history_rows_a_bounded_number_per_run(
+    azurite: Azurite, unique_name: str
+) -> None:
+    from azure.data.tables.aio import TableServiceClient
+
+    clock = SimClock(NOW)
+    graph = GraphModel(clock)
+    queued: list[str] = []
+
+    async def enqueue(text: str) -> None:
+        queued.append(text)
+
+    async with TableServiceClient.from_connection_string(azurite.connection_string) as service:
+        store = SubscriptionStore(await service.create_table(f"Subs{unique_name}"))
+        for r in _rows():
+            await store.save(r)
+        manager = SubscriptionManager(
+            graph=graph,
+            store=store,
+            settings=SETTINGS,
+            clock=clock,
+            limits=Limits(purge_per_run=2),
+            enqueue=enqueue,
+            sleep=clock.sleep,
+        )
+
+        async def ids() -> set[str]:
+            return {r.subscription_id for r in await store.all()}
+
+        first = await manager.run(["m1@x.example"])
+        assert first.purged == 2 and await ids() == {
+            "live",
+            "deleted-4d",
+            "removed-1d",
+            "legacy-expires-later",
+            "polling-x",
+        }
+        assert (await manager.renew_due()).purged == 0  # the operator's renew-all purges nothing
+        second = await manager.run(["m1@x.example"])
+        assert second.purged == 1 and "deleted-4d" not in await ids()
+        assert (await manager.run(["m1@x.example"])).purged == 0
+        assert graph.writes == [] and queued == []  # the live subscription needed nothing
+
+        # A row written again since the run read it is not deleted (its ETag no longer matches).
+        clock.now = NOW + 10 * DAY
+        stale = await store.get("removed-1d", fresh=True)
+        assert stale is not None
+        await store.save(replace(stale, reason="touched after the read"))
+        await store.delete(stale)
+        assert "removed-1d" in await ids()
+        await store.delete(stale)  # twice, and a row already gone: no error
+        await store.delete(replace(stale, subscription_id="never-there", etag=None))
