@@ -84,6 +84,10 @@ def test_I5_backfill_adopts_an_unlinked_crm_record_whose_external_ref_names_the_
     from sync_core import cli
 
     subject = "Onboarding: linked in the CRM beforehand"
+    # The stack subscribed the mailbox, which queued its onboarding backfill (I5): let it finish first, so
+    # the backfill this test makes is the one that meets the event and the record below.
+    wait_for(lambda: _on_container(lambda c: c.mailbox_states.get(MAILBOX)).last_confirmed, timeout=30)
+    wait_for(_drained, timeout=30)
     event = _outlook_event_no_notification_announced(stack, subject)
     key = "ical:" + event["iCalUId"]
     # A CRM user (or an import) linked a record to the Outlook meeting before the mailbox was onboarded.
