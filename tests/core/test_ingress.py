@@ -6,8 +6,16 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+from aiohttp import web
+from azure.storage.queue import TextBase64DecodePolicy
+from azure.storage.queue.aio import QueueClient
+
+from sync_core.errors import PermanentError
 from sync_core.ingress import handle_notifications
 from sync_core.messages import GraphChange, MailboxResync, decode
+from sync_core.settings import Settings, load_settings
+from sync_core.storage import Storage, proxy_configured
 from sync_core.subscriptions import SubscriptionRow
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "graph"
@@ -111,3 +119,92 @@ async def test_lifecycle_missed_becomes_a_full_mailbox_resync() -> None:
     message = decode(fakes.sent[0])
     assert isinstance(message, MailboxResync)
     assert message.full and message.mailbox == "adele@contoso.example"
+
+
+# -- the enqueue's transport: proxy settings from the environment ------------------------------------------
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+def _without_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def _settings(connection_string: str) -> Settings:
+    return load_settings(
+        {
+            "AzureWebJobsStorage": connection_string,
+            "GRAPH_AUTH_MODE": "emulator",
+            "GRAPH_BASE_URL": "http://127.0.0.1:9/v1.0",
+            "PUBLIC_BASE_URL": "http://127.0.0.1:9",
+            "CRM_BASE_URL": "http://127.0.0.1:9",
+            "CRM_API_TOKEN": "ingress-token",
+            "CRM_WEBHOOK_SECRETS": "ingress-secret",
+            "SYNC_POLICY": json.dumps({"own_domains": ["contoso.example"], "sync_users": []}),
+        }
+    )
+
+
+def test_only_a_named_proxy_makes_the_queue_client_read_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _without_proxies(monkeypatch)
+    assert not proxy_configured()
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    assert not proxy_configured()  # a bypass list alone names no proxy
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.contoso.example:3128")
+    assert proxy_configured()
+
+
+async def test_without_a_proxy_the_enqueue_reaches_azurite(
+    monkeypatch: pytest.MonkeyPatch, storage_connection_string: str, unique_name: str
+) -> None:
+    _without_proxies(monkeypatch)
+    queue = f"ingress-{unique_name}"
+    storage = Storage(_settings(storage_connection_string))
+    try:
+        await storage.queue(queue).create_queue()
+        await storage.enqueue('{"hello":"azurite"}', queue=queue)
+    finally:
+        await storage.aclose()
+    async with QueueClient.from_connection_string(
+        storage_connection_string, queue, message_decode_policy=TextBase64DecodePolicy()
+    ) as client:
+        peeked = await client.peek_messages(max_messages=5)
+        await client.delete_queue()
+    assert [m.content for m in peeked] == ['{"hello":"azurite"}']
+
+
+async def test_a_proxy_named_by_the_environment_still_carries_the_enqueue(
+    monkeypatch: pytest.MonkeyPatch, storage_connection_string: str, unique_name: str
+) -> None:
+    """The queue client skips aiohttp's per-request environment lookups only when no proxy is named:
+    with HTTP_PROXY set, the send goes to the proxy (here one that refuses it with 400)."""
+    seen: list[tuple[str, str]] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        seen.append((request.method, str(request.url)))
+        return web.Response(status=400, text="refused by the test proxy")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    _without_proxies(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    queue = f"ingress-{unique_name}"
+    storage = Storage(_settings(storage_connection_string))
+    try:
+        with pytest.raises(PermanentError, match="400"):
+            await storage.enqueue('{"hello":"proxy"}', queue=queue)
+    finally:
+        await storage.aclose()
+        await runner.cleanup()
+    assert len(seen) == 1
+    method, url = seen[0]
+    assert method == "POST" and f"/{queue}/messages" in url
