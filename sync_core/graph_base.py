@@ -108,6 +108,24 @@ def build_client(settings: Settings, *, timeout: float = 30.0) -> GraphServiceCl
     return GraphServiceClient(request_adapter=adapter)
 
 
+async def close_client(client: GraphServiceClient) -> None:
+    """Close a GraphServiceClient's httpx client and every transport it wraps.
+
+    msgraph-core's AsyncGraphTransport inherits a no-op aclose and never closes the transport it wraps (the
+    bug kiota-python#494 fixed in kiota's own wrapper), so the chain is closed down to httpx's pool.
+    """
+    http = getattr(client.request_adapter, "_http_client", None)  # kiota's HttpxRequestAdapter
+    if not isinstance(http, httpx.AsyncClient):
+        return
+    transport = getattr(http, "_transport", None)
+    await http.aclose()
+    while transport is not None:
+        inner = getattr(transport, "transport", None)
+        if isinstance(inner, httpx.AsyncBaseTransport):
+            await inner.aclose()
+        transport = inner
+
+
 class GraphBase:
     """The client, the limiter and the one way to send a request; GraphAdapter adds the operations."""
 
@@ -148,18 +166,7 @@ class GraphBase:
 
     async def aclose(self) -> None:
         """Close the HTTP client's pooled connections; call it before the event loop that used them ends."""
-        http = getattr(self._client.request_adapter, "_http_client", None)  # kiota's HttpxRequestAdapter
-        if not isinstance(http, httpx.AsyncClient):
-            return
-        transport = getattr(http, "_transport", None)
-        await http.aclose()
-        # msgraph-core's AsyncGraphTransport inherits a no-op aclose and never closes the transport it wraps
-        # (the bug kiota-python#494 fixed in kiota's own wrapper): close the chain down to httpx's pool.
-        while transport is not None:
-            inner = getattr(transport, "transport", None)
-            if isinstance(inner, httpx.AsyncBaseTransport):
-                await inner.aclose()
-            transport = inner
+        await close_client(self._client)
 
     async def _call(
         self,

@@ -19,6 +19,7 @@ from kiota_abstractions.authentication import (
 from msgraph import GraphRequestAdapter, GraphServiceClient
 
 from devstack.graph_emulator import GraphEmulator
+from sync_core.graph_base import close_client
 
 # Test modules import `emulator_support` by name; pytest's import mode does not add this folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,10 +58,12 @@ def emu(emulator: GraphEmulator) -> GraphEmulator:
 
 
 @pytest.fixture
-def graph(emu: GraphEmulator) -> GraphServiceClient:
+async def graph(emu: GraphEmulator) -> AsyncIterator[GraphServiceClient]:
     adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(_Token()))
     adapter.base_url = emu.base_url
-    return GraphServiceClient(request_adapter=adapter)
+    client = GraphServiceClient(request_adapter=adapter)
+    yield client
+    await close_client(client)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,6 +38,7 @@ def emu(emulator: GraphEmulator) -> GraphEmulator:
 
 
 @pytest.fixture
-def adapter(emu: GraphEmulator) -> GraphAdapter:
+async def adapter(emu: GraphEmulator) -> AsyncIterator[GraphAdapter]:
     result: GraphAdapter = support.make_adapter(emu)
-    return result
+    yield result
+    await result.aclose()

@@ -4,6 +4,7 @@ long Retry-After handed to the queue, no wait past the time limit."""
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
 
 import pytest
 from graph_support import ALICE_MAIL, PROP, at, make_adapter, meeting, settings_for
@@ -12,6 +13,16 @@ from devstack.graph_emulator import GraphEmulator
 from sync_core.errors import ThrottledError, TransientError
 from sync_core.graph import GraphAdapter, build_client
 from sync_core.graph_limits import Backoff, MailboxLimiter, time_limit
+
+_OPENED: list[GraphAdapter] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_adapters() -> AsyncIterator[None]:
+    """Adapters made by `_recording` close their connections after each test."""
+    yield
+    while _OPENED:
+        await _OPENED.pop().aclose()
 
 
 def _recording(emu: GraphEmulator) -> tuple[GraphAdapter, list[float]]:
@@ -27,6 +38,7 @@ def _recording(emu: GraphEmulator) -> tuple[GraphAdapter, list[float]]:
         sleep=sleep,
         backoff=Backoff(rng=random.Random(1)),
     )
+    _OPENED.append(adapter)
     return adapter, slept
 
 
