@@ -220,16 +220,18 @@ class Gatherer:
         self, key: str, record: CrmRecord, mapping: Mapping | None
     ) -> GraphEvent | None:
         """I3: an event we created whose mapping save never happened (a crash between the two) carries our
-        tag; find it in the mailbox we write to, so the engine links it instead of creating a second one."""
+        tag; find it in the mailbox we write to, so the engine links it instead of creating a second one.
+        Asked by the tag itself (`/events?$filter=` on our extended property: one short answer, series masters
+        included), not by reading every event of the booking's time window, which costs the worker a parse
+        per event of a busy organizer's calendar on every CRM create."""
         mailbox = mapping.organizer_mailbox if mapping and mapping.organizer_mailbox else None
         mailbox = mailbox or target_mailbox(self.policy, record)[0]
         if mailbox is None:
             return None
-        appt = record.appointment
-        for e in await self.graph.calendar_view(mailbox, appt.start, appt.end):
-            if e.written_by_us == key and e.type in ("singleInstance", "seriesMaster") and e.is_organizer:
-                return await self.graph.get_event(mailbox, e.event_id)
-        return None
+        e = await self.graph.find_created(mailbox, tag=key, transaction_id=identity.transaction_id(key))
+        if e is None or e.written_by_us != key or not e.is_organizer:
+            return None
+        return e if e.type in ("singleInstance", "seriesMaster") else None
 
     async def _room_copies(
         self, record: CrmRecord, mapping: Mapping, event: GraphEvent | None
