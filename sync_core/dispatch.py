@@ -1,7 +1,8 @@
 """What happens to a queue message when processing fails: the one map from error class to retry policy.
 
 UnprocessableError / PermanentError -> recorded, sent to `sync-changes-poison` now (no wasted retries)
-ThrottledError                      -> re-enqueued, invisible for Retry-After; this copy completes
+ThrottledError                      -> counted in the ledger, re-enqueued invisible for Retry-After (this
+                                       copy completes); the MAX_THROTTLE_ROUNDS-th time goes to poison
 TransientError (and bugs)           -> recorded, re-enqueued invisible for an exponential backoff with jitter;
                                        the TRANSIENT_ATTEMPTS-th failure in a row sends it to poison instead
 If recording or re-enqueueing itself fails, the error is raised and the host's own retry takes over
@@ -31,7 +32,8 @@ from sync_core.worker import Outcome
 log = logging.getLogger("sync_core.dispatch")
 
 MAX_THROTTLE_DELAY_SECONDS = 15 * 60
-TRANSIENT_ATTEMPTS = 5  # as host.json maxDequeueCount (tests/core/test_dispatch_retry.py checks they agree)
+MAX_THROTTLE_ROUNDS = 50  # throttled this many times since its last replay: poison, with the reason
+TRANSIENT_ATTEMPTS = 5  # as host.json maxDequeueCount (tests/ops/test_dispatch_retry.py checks they agree)
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 120.0
 INVOCATION_SECONDS = graph_limits.FUNCTION_TIMEOUT_SECONDS - graph_limits.DEADLINE_MARGIN_SECONDS
@@ -94,7 +96,7 @@ async def _process(
 ) -> str:
     step = "decode"
 
-    async def record(error: SyncError, *, permanent: bool) -> int:
+    async def record(error: SyncError, *, permanent: bool, throttled: bool = False) -> int:
         attempt = await failures.record(
             body=body,
             message_id=message_id,
@@ -103,6 +105,7 @@ async def _process(
             step=step,
             permanent=permanent,
             at=now(),
+            throttled=throttled,
         )
         telemetry.failure(error.error_class, step=step, permanent=permanent)
         return attempt
@@ -133,9 +136,19 @@ async def _process(
         observe(message, result, now())
         return "done"
     except ThrottledError as exc:
+        rounds = await record(exc, permanent=False, throttled=True)
+        if rounds >= MAX_THROTTLE_ROUNDS:
+            await storage.enqueue(body, queue=POISON_QUEUE)
+            log.error(
+                "message %s throttled %d times, sent to %s: %s",
+                message_id,
+                rounds,
+                POISON_QUEUE,
+                exc,
+            )
+            return "poisoned"
         delay = min(max(math.ceil(exc.retry_after), 1), MAX_THROTTLE_DELAY_SECONDS)
         await storage.enqueue(body, visibility_timeout=delay)
-        telemetry.failure(exc.error_class, step=step, permanent=False)  # counted, not in the ledger
         log.warning("throttled (%s); message %s requeued for %d s", exc, message_id, delay)
         return "requeued"
     except PermanentError as exc:

@@ -35,10 +35,13 @@ class FailureLedger:
         step: str,
         permanent: bool,
         at: datetime,
+        throttled: bool = False,
     ) -> int:
-        """Record one failure; returns the failures since the message was last replayed (its retry round)."""
-        previous = await get_entity(self._table, failure_key(body), _RK)
-        round_ = int((previous or {}).get("RetryAttempts", 0)) + 1
+        """Record one failure; returns how many failures of its kind (throttled, or any other) the message has
+        had since it was last replayed: its retry round."""
+        previous = await get_entity(self._table, failure_key(body), _RK) or {}
+        counter = "ThrottleRounds" if throttled else "RetryAttempts"
+        round_ = int(previous.get(counter, 0)) + 1
         entity: dict[str, Any] = {
             "PartitionKey": failure_key(body),
             "RowKey": _RK,
@@ -52,10 +55,12 @@ class FailureLedger:
             "Mailbox": error.mailbox or "",
             "ItemId": (error.item_id or "")[:1024],
             "Permanent": permanent,
-            "FirstFailedAt": (previous or {}).get("FirstFailedAt") or at.astimezone(UTC).isoformat(),
+            "FirstFailedAt": previous.get("FirstFailedAt") or at.astimezone(UTC).isoformat(),
             "LastFailedAt": at.astimezone(UTC).isoformat(),
-            "Attempts": int((previous or {}).get("Attempts", 0)) + 1,
-            "RetryAttempts": round_,
+            "Attempts": int(previous.get("Attempts", 0)) + 1,
+            "RetryAttempts": int(previous.get("RetryAttempts", 0)),
+            "ThrottleRounds": int(previous.get("ThrottleRounds", 0)),
+            counter: round_,
         }
         await upsert(self._table, entity)
         return round_
@@ -63,8 +68,8 @@ class FailureLedger:
     async def reset_retries(self, body: str) -> None:
         """A replayed message starts a new retry round; its history (Attempts, times, reason) stays."""
         row = await get_entity(self._table, failure_key(body), _RK)
-        if row is not None and row.get("RetryAttempts"):
-            await upsert(self._table, {**row, "RetryAttempts": 0})
+        if row is not None and (row.get("RetryAttempts") or row.get("ThrottleRounds")):
+            await upsert(self._table, {**row, "RetryAttempts": 0, "ThrottleRounds": 0})
 
     async def for_body(self, body: str) -> dict[str, Any] | None:
         return await get_entity(self._table, failure_key(body), _RK)

@@ -15,7 +15,7 @@ import pytest
 
 from sync_core import dispatch
 from sync_core import operations as ops
-from sync_core.errors import TransientError
+from sync_core.errors import ThrottledError, TransientError
 from sync_core.failures import FailureLedger
 from sync_core.messages import AnyMessage, GraphChange, encode
 from sync_core.storage import CHANGES_QUEUE, FAILURES_TABLE, POISON_QUEUE, Storage
@@ -128,3 +128,32 @@ async def test_a_replayed_message_starts_a_new_round_of_retries(
     assert row is not None and row["RetryAttempts"] == 1
     assert row["Attempts"] == dispatch.TRANSIENT_ATTEMPTS + 1, "the history is kept"
     assert await queued(storage, POISON_QUEUE) == 0
+
+
+async def test_a_message_throttled_again_and_again_reaches_poison_with_its_reason_instead_of_looping(
+    storage: Storage, failures: FailureLedger
+) -> None:
+    body = body_for("ev-throttled")
+    outcomes = [
+        await run(storage, failures, body, ThrottledError(f"Graph 429 #{n}", retry_after=1, side="graph"))
+        for n in range(1, dispatch.MAX_THROTTLE_ROUNDS + 1)
+    ]
+
+    assert outcomes == ["requeued"] * (dispatch.MAX_THROTTLE_ROUNDS - 1) + ["poisoned"]
+    [item] = await ops.list_poison(storage, failures)
+    assert (
+        item.reason == f"Graph 429 #{dispatch.MAX_THROTTLE_ROUNDS}" and item.error_class == "ThrottledError"
+    )
+    row = await failures.for_body(body)
+    assert row is not None and row["RetryAttempts"] == 0, "throttling does not spend the transient retries"
+
+
+async def test_throttling_and_transient_failures_keep_separate_rounds(
+    storage: Storage, failures: FailureLedger
+) -> None:
+    body = body_for("ev-both")
+    assert await run(storage, failures, body, ThrottledError("429", retry_after=1)) == "requeued"
+    assert await run(storage, failures, body, TransientError("503")) == "retrying"
+    assert await run(storage, failures, body, ThrottledError("429", retry_after=1)) == "requeued"
+    row = await failures.for_body(body)
+    assert row is not None and (row["ThrottleRounds"], row["RetryAttempts"], row["Attempts"]) == (2, 1, 3)
