@@ -16,7 +16,7 @@ from sync_core.errors import SyncError
 from sync_core.mapping_store import MappingStore
 from sync_core.policy import Policy
 from sync_core.reconcile import MailboxStateStore
-from sync_core.storage import CHANGES_QUEUE, DECISIONS_TABLE, POISON_QUEUE, Storage, get_json, query
+from sync_core.storage import CHANGES_QUEUE, DECISIONS_TABLE, POISON_QUEUE, Storage
 from sync_core.subscriptions import SubscriptionRow, SubscriptionStore
 
 STALE_AFTER = timedelta(hours=2)
@@ -65,26 +65,15 @@ async def explain(
     return sorted(found.values(), key=lambda d: str(d["at"]), reverse=True)
 
 
-async def recent_decisions(storage: Storage, *, since: datetime, limit: int = 25) -> list[dict[str, Any]]:
-    """The newest decisions since `since`, across all items (a bounded scan: at most 500 rows are read)."""
-    rows: list[dict[str, Any]] = []
-    table = storage.table(DECISIONS_TABLE)
-    async for e in query(table, "At ge @since", since=since.astimezone(UTC).isoformat()):
-        rows.append(
-            {
-                "at": e.get("At"),
-                "side": e.get("Side"),
-                "item_id": e.get("ItemId"),
-                "meeting_key": e.get("MeetingKey"),
-                "rule": e.get("Rule"),
-                "reason": e.get("Reason"),
-                "outcome": e.get("Outcome"),
-                "actions": get_json(e, "Actions"),
-            }
-        )
-        if len(rows) >= 500:
-            break
-    return sorted(rows, key=lambda d: str(d["at"]), reverse=True)[:limit]
+async def recent_decisions(
+    storage: Storage, *, since: datetime, limit: int = 25, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The newest `limit` decisions since `since`, across all items, newest first.
+
+    A bounded read of the decision log's time index (DecisionLog.recent): key-only queries of the hour
+    partitions from `now` back, stopping at `limit` rows; never a scan of the table."""
+    log = DecisionLog(storage.table(DECISIONS_TABLE))
+    return await log.recent(since=since, now=now or datetime.now(UTC), limit=limit)
 
 
 # -- status and health -----------------------------------------------------------------------------
@@ -157,14 +146,24 @@ async def status(
     policy: Policy,
     now: datetime,
 ) -> StatusReport:
-    """Per sync mailbox: last confirmed in sync and its subscription; the queue and poison depths."""
+    """Per sync mailbox: last confirmed in sync and its subscription; the queue and poison depths.
+
+    Four Table/Queue requests at once, whatever the number of mailboxes: the subscriptions' and the
+    mailboxes' partitions (one query each, paged by 1,000) and the two queue depths."""
     mailboxes = sync_mailboxes(policy)
-    rows = await subscriptions.all()
-    states = await asyncio.gather(*(mailbox_states.get(mb) for mb, _ in mailboxes))
+    rows, confirmed_at, depth, poison = await asyncio.gather(
+        subscriptions.all(),
+        mailbox_states.last_confirmed_all(),
+        storage.queue_depth(CHANGES_QUEUE),
+        storage.queue_depth(POISON_QUEUE),
+    )
+    by_mailbox: dict[str, list[SubscriptionRow]] = {}
+    for r in rows:
+        by_mailbox.setdefault(r.mailbox.lower(), []).append(r)
     out = []
-    for (mb, user), state in zip(mailboxes, states, strict=True):
-        sub = _best([r for r in rows if r.mailbox.lower() == mb.lower()])
-        confirmed = state.last_confirmed
+    for mb, user in mailboxes:
+        sub = _best(by_mailbox.get(mb.lower(), []))
+        confirmed = confirmed_at.get(mb.lower())
         out.append(
             MailboxStatus(
                 mb,
@@ -176,9 +175,6 @@ async def status(
                 sub.expires_at if sub else None,
             )
         )
-    depth, poison = await asyncio.gather(
-        storage.queue_depth(CHANGES_QUEUE), storage.queue_depth(POISON_QUEUE)
-    )
     report = StatusReport(now, out, depth, poison)
     telemetry.publish_status(report)  # the freshness, expiry and queue-depth gauges
     return report

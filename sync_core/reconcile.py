@@ -34,7 +34,7 @@ from sync_core.graph import DeltaPage
 from sync_core.ingress import NOTIFICATION_TOUCH_INTERVAL
 from sync_core.messages import GraphChange, MailboxResync, SubscriptionLifecycle, encode
 from sync_core.policy import Policy
-from sync_core.storage import call, get_entity, key_of
+from sync_core.storage import call, get_entity, key_of, translate
 
 log = logging.getLogger("sync_core.reconcile")
 
@@ -99,6 +99,18 @@ class MailboxStateStore:
             silent_sweeps=int(e.get("SilentSweeps") or 0),
             last_found=int(e.get("LastFound") or 0),
         )
+
+    async def last_confirmed_all(self) -> dict[str, datetime | None]:
+        """Every mailbox's "last confirmed in sync", by lower-cased mailbox: one query of the partition,
+        two columns (the status page and gauges; a read per mailbox would be thousands of requests)."""
+        out: dict[str, datetime | None] = {}
+        flt, cols = "PartitionKey eq @pk", ["Mailbox", "LastConfirmed"]
+        try:
+            async for e in self._table.query_entities(flt, parameters={"pk": _MAILBOX_PK}, select=cols):
+                out[str(e.get("Mailbox") or "").lower()] = _dt(e, "LastConfirmed")
+        except Exception as exc:
+            raise translate(exc) from exc
+        return out
 
     async def _merge(self, mailbox: str, fields: dict[str, Any]) -> None:
         entity = {"PartitionKey": _MAILBOX_PK, "RowKey": key_of(mailbox.lower()), "Mailbox": mailbox} | fields

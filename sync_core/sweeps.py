@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING, Any
 from azure.data.tables.aio import TableClient
 
 from sync_core.crm import CrmConnector
-from sync_core.errors import NotFoundError
+from sync_core.crm_replay import ReplayGuard
+from sync_core.decision_log import DecisionLog
+from sync_core.errors import NotFoundError, SyncError
 from sync_core.messages import CrmChange, MailboxResync, encode
 from sync_core.policy import Policy
 from sync_core.reconcile import SWEEP_REASON
-from sync_core.storage import MAILBOXES_TABLE, SUBSCRIPTIONS_TABLE, get_entity, upsert
+from sync_core.storage import DECISIONS_TABLE, MAILBOXES_TABLE, SUBSCRIPTIONS_TABLE, get_entity, upsert
 from sync_core.subscription_manager import RenewalReport, SubscriptionManager
 from sync_core.subscription_plan import Limits
 from sync_core.subscriptions import RunLease
@@ -96,6 +98,7 @@ class SweepReport:
     mailboxes: int = 0
     crm_changes: int = 0
     overlapped: bool = False
+    purged: int = 0  # replay records and decision-index rows past their retention (purge_expired)
 
 
 async def run_sweep(
@@ -114,12 +117,39 @@ async def run_sweep(
                 encode(_resync(mailbox, now, SWEEP_REASON)), visibility_timeout=delay or None
             )
             report.mailboxes += 1
+        report.purged = await purge_expired(c, now)
         crm = CrmSweep(c.crm, c.storage.table(MAILBOXES_TABLE), c.storage.enqueue, clock)
         report.crm_changes = await crm.run()
     finally:
         await lease.release()
-    log.info("sweep: %d mailbox resyncs, %d CRM changes enqueued", report.mailboxes, report.crm_changes)
+    log.info(
+        "sweep: %d mailbox resyncs, %d CRM changes enqueued, %d expired rows purged",
+        report.mailboxes,
+        report.crm_changes,
+        report.purged,
+    )
     return report
+
+
+async def purge_expired(c: Container, now: datetime) -> int:
+    """Housekeeping under the sweep's lease, off every request path, bounded per run (batched deletes):
+    the CRM webhooks' replay records past the window (crm_replay) and the decision log's time index past
+    its retention. Best effort: a failure is logged and the next hourly run catches up."""
+    purged = 0
+    parts: list[tuple[str, Callable[[], Awaitable[int]]]] = [
+        ("CRM replay records", lambda: ReplayGuard(c.storage.table(SUBSCRIPTIONS_TABLE)).purge(now)),
+        ("decision index rows", lambda: DecisionLog(c.storage.table(DECISIONS_TABLE)).purge_index(now)),
+    ]
+    for what, purge in parts:
+        try:
+            n = await purge()
+        except SyncError as exc:
+            log.warning("sweep: purging %s failed: %s", what, exc)
+            continue
+        if n:
+            log.info("sweep: purged %d %s", n, what)
+        purged += n
+    return purged
 
 
 async def run_polls(c: Container, clock: Callable[[], datetime]) -> int:

@@ -64,7 +64,7 @@ async def ops_status(req: func.HttpRequest) -> func.HttpResponse:
     now = utcnow()
     report = await ops.status(c.storage, c.subscriptions, c.mailbox_states, c.policy, now)
     poison = await ops.list_poison(c.storage, c.failures, peek=True, now=now)
-    decisions = await ops.recent_decisions(c.storage, since=now - timedelta(hours=24))
+    decisions = await ops.recent_decisions(c.storage, since=now - timedelta(hours=24), now=now)
     return func.HttpResponse(
         status_page(report, ops.problems(report), poison, decisions),
         mimetype="text/html",
