@@ -32,7 +32,8 @@ from sync_core.model import (
 )
 from sync_core.policy import Policy, load_policy
 
-PAYLOAD = Path("/work/shared/reference/graph/payloads/graph_event_get_response.json")
+# The documented Graph GET /events/{id} response, committed under tests/fixtures (copied from the reference).
+PAYLOAD = Path(__file__).resolve().parents[1] / "fixtures" / "graph" / "graph_event_get_response.json"
 PROP = "String {5d0c3b8e-6f0a-4d1e-9b7a-3c2f1e0d9a8b} Name CrmSyncMeetingKey"
 SAMPLE_EVENT = {
     "id": "AAMkAGI1AAAt9AHjAAA=",
@@ -81,12 +82,8 @@ def serialize(event: Event) -> dict[str, Any]:
     return json.loads(writer.get_serialized_content())  # type: ignore[no-any-return]
 
 
-def _payload() -> bytes:
-    return PAYLOAD.read_bytes() if PAYLOAD.exists() else json.dumps(SAMPLE_EVENT).encode()
-
-
 def test_F4_graph_get_payload_converts_to_utc_with_the_original_zone_kept() -> None:
-    g = event_to_graph_event(parse(_payload()), "DanaS@contoso.com", extended_property_id=PROP)
+    g = event_to_graph_event(parse(PAYLOAD.read_bytes()), "DanaS@contoso.com", extended_property_id=PROP)
     a = g.appointment
     assert g.mailbox == "danas@contoso.com" and g.type == "singleInstance" and g.is_organizer
     assert a.start == datetime(2017, 4, 15, 18, 0, tzinfo=UTC)  # 11:00 PDT
