@@ -26,11 +26,14 @@ APPT = Appointment(subject="Review", start=START, end=START + timedelta(hours=1)
 
 @dataclass
 class Receiver:
-    """Verifies each POST like the real endpoint; `script` holds statuses to answer before 202."""
+    """Verifies each POST like the real endpoint; `script` holds statuses to answer before 202.
+
+    With `hold` set, each POST waits for that event before it is answered (10 s at most).
+    """
 
     secrets: list[str] = field(default_factory=lambda: [DEFAULT_WEBHOOK_SECRET])
     script: list[int] = field(default_factory=list)
-    delay_s: float = 0.0
+    hold: asyncio.Event | None = None
     events: list[CrmWebhookEvent] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
     hits: int = 0
@@ -46,8 +49,11 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.hits += 1
+        async with self.changed:
+            self.changed.notify_all()  # a held POST is seen as soon as it arrives
         body = await request.read()
-        await asyncio.sleep(self.delay_s)
+        if self.hold is not None:
+            await asyncio.wait_for(self.hold.wait(), 10.0)
         if self.script:
             return web.Response(status=self.script.pop(0))
         assert request.query.get("code") == "function-key"
@@ -86,7 +92,7 @@ async def receiver(crm: CrmEmulator) -> AsyncIterator[Receiver]:
 
 
 async def test_a_create_through_the_api_sends_one_signed_created_event(
-    receiver: Receiver, connector: RestCrmConnector
+    crm: CrmEmulator, receiver: Receiver, connector: RestCrmConnector
 ) -> None:
     created = await connector.create_appointment(APPT, idempotency_key="k", external_ref="m")
     [event] = await receiver.wait_for(1)
@@ -98,7 +104,9 @@ async def test_a_create_through_the_api_sends_one_signed_created_event(
     await connector.create_appointment(
         APPT, idempotency_key="k", external_ref="m"
     )  # replay: no change, no event
-    await asyncio.sleep(0.2)
+    # Every webhook the replay caused is queued before its response: wait until all were delivered.
+    assert await asyncio.to_thread(crm.wait_for_webhooks, 5.0)
+    assert len(crm.webhook_deliveries) == 1
     assert len(receiver.events) == 1 and receiver.refusals == []
 
 
@@ -135,12 +143,18 @@ async def test_a_failed_delivery_is_retried_with_the_same_event_id_and_a_fresh_s
 
 
 async def test_webhook_delivery_never_delays_the_api_response(
-    receiver: Receiver, connector: RestCrmConnector
+    crm: CrmEmulator, receiver: Receiver, connector: RestCrmConnector
 ) -> None:
-    receiver.delay_s = 3.0  # the receiver holds the webhook; teardown cuts it short
-    began = time.monotonic()
-    await connector.create_appointment(APPT, idempotency_key="k", external_ref="m")
-    assert time.monotonic() - began < 1.0
+    receiver.hold = asyncio.Event()  # the receiver answers no webhook until the create has returned
+    created = await connector.create_appointment(APPT, idempotency_key="k", external_ref="m")
+    await receiver.wait_until(lambda: receiver.hits == 1)
+    assert receiver.events == []  # the create returned while its webhook was still unanswered
+    receiver.hold.set()
+    [event] = await receiver.wait_for(1)
+    assert event.appointment_id == created.crm_id
+    assert await asyncio.to_thread(crm.wait_for_webhooks, 5.0)
+    # The held attempt itself was answered (202): the create did not wait for it to time out.
+    assert [(d.attempt, d.status) for d in crm.webhook_deliveries] == [(1, 202)]
 
 
 async def test_rotation_a_receiver_holding_only_the_new_secret_accepts_a_sender_signing_with_both(

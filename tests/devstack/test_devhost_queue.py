@@ -14,6 +14,7 @@ import pytest
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from devstack.host import DevHost
+from devstack.host.options import LEASE_SECONDS, QueueOptions
 
 StartHost = Callable[..., DevHost]
 WaitFor = Callable[..., Any]
@@ -148,10 +149,15 @@ async def test_visibility_timeout_delays_the_retry(
 async def test_default_visibility_timeout_retries_at_once(
     start_host: StartHost, queues: Queues, wait_for: WaitFor
 ) -> None:
+    assert QueueOptions.from_host_json({}).visibility_timeout == 0.0  # host.json's "00:00:00"
     run(start_host, queues, maxDequeueCount=2)
     queues.send("fail")
-    await wait_for(lambda: len(recorder.attempts) == 2, what="the retry")
-    assert recorder.attempts[1].at - recorder.attempts[0].at < 1.5
+    # The host leases each message for LEASE_SECONDS (10 minutes): the retry comes within the wait
+    # only because the failed invocation released the message (visible again at once), not its lease.
+    assert LEASE_SECONDS > 60
+    await wait_for(lambda: len(recorder.attempts) == 2, within=10, what="the retry")
+    first, retry = recorder.attempts
+    assert (retry.message_id, retry.dequeue_count) == (first.message_id, 2)
 
 
 async def test_batch_size_and_new_batch_threshold_bound_concurrency(

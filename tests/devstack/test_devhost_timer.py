@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -21,7 +22,10 @@ WaitFor = Callable[..., Any]
 
 @dataclass
 class Runs:
-    started: list[float] = field(default_factory=list)
+    started: list[float] = field(default_factory=list)  # time.monotonic() at the start of each run
+    ended: list[float] = field(default_factory=list)  # ... and at its end
+    fired_at: list[datetime] = field(default_factory=list)  # wall clock at the start of each run
+    next_due: list[datetime] = field(default_factory=list)  # each run's schedule_status["Next"]
     past_due: list[bool] = field(default_factory=list)
     startup_runs: int = 0
     running: int = 0
@@ -37,6 +41,8 @@ app = func.FunctionApp()
 @app.timer_trigger(schedule="%TICK_SCHEDULE%", arg_name="timer")
 async def tick(timer: func.TimerRequest) -> None:
     runs.started.append(time.monotonic())
+    runs.fired_at.append(datetime.now(UTC))
+    runs.next_due.append(datetime.fromisoformat(timer.schedule_status["Next"]))
     runs.past_due.append(timer.past_due)
     runs.running += 1
     runs.most_running = max(runs.most_running, runs.running)
@@ -46,6 +52,7 @@ async def tick(timer: func.TimerRequest) -> None:
             raise RuntimeError("tick asked to fail")
     finally:
         runs.running -= 1
+        runs.ended.append(time.monotonic())
 
 
 @app.timer_trigger(schedule="0 0 0 1 1 *", arg_name="timer", run_on_startup=True)
@@ -70,10 +77,27 @@ def run(start_host: StartHost, schedule: str = "0 0 0 1 1 *") -> DevHost:
     return start_host(app, settings={"TICK_SCHEDULE": schedule})
 
 
-async def test_a_timer_fires_on_its_schedule(start_host: StartHost, wait_for: WaitFor) -> None:
-    run(start_host, "* * * * * *")
-    await wait_for(lambda: len(runs.started) >= 2, within=5, what="two ticks")
-    assert 0.5 < runs.started[1] - runs.started[0] < 1.5
+def occurrences(caplog: pytest.LogCaptureFixture) -> list[datetime]:
+    """The occurrences `tick` ran for, from the host's "Executing" lines (Reason='Timer fired at ...')."""
+    return [
+        datetime.fromisoformat(str(r.args[1]).removeprefix("Timer fired at "))
+        for r in caplog.records
+        if isinstance(r.args, tuple) and r.msg.startswith("Executing") and r.args[0] == "tick"
+    ]
+
+
+async def test_a_timer_fires_on_its_schedule(
+    start_host: StartHost, wait_for: WaitFor, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="devstack.host"):
+        run(start_host, "* * * * * *")
+        await wait_for(lambda: len(runs.started) >= 2, within=5, what="two ticks")
+    due = occurrences(caplog)[:2]
+    # Two distinct occurrences of the every-second schedule, each run started at or after its own.
+    assert len(due) == 2 and due[0] < due[1] and {d.microsecond for d in due} == {0}
+    assert runs.fired_at[0] >= due[0] and runs.fired_at[1] >= due[1]
+    # The status a run gets names an occurrence of the schedule after the one it runs for.
+    assert runs.next_due[0] > due[0] and runs.next_due[0].microsecond == 0
     assert runs.past_due[:2] == [False, False]
 
 
@@ -85,7 +109,7 @@ async def test_a_timer_never_overlaps_itself(
         run(start_host, "* * * * * *")
         await wait_for(lambda: len(runs.started) >= 2, within=8, what="two runs")
     assert runs.most_running == 1
-    assert runs.started[1] - runs.started[0] >= 1.6
+    assert runs.started[1] >= runs.ended[0]  # the second run began once the first had ended
     assert "Timer 'tick': skipping" in caplog.text
 
 
@@ -104,7 +128,7 @@ async def test_invoke_timer_fires_on_demand_and_waits_for_a_run_in_progress(star
     await asyncio.wait_for(asyncio.gather(asyncio.wrap_future(first), asyncio.wrap_future(second)), 5)
     assert len(runs.started) == 2
     assert runs.most_running == 1
-    assert runs.started[1] - runs.started[0] >= 0.3
+    assert runs.started[1] >= runs.ended[0]  # the second waited for the run in progress
 
 
 async def test_invoke_timer_reports_the_function_failure(start_host: StartHost) -> None:
