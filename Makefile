@@ -18,6 +18,31 @@ node_modules/.package-lock.json: package.json package-lock.json
 .PHONY: bootstrap
 bootstrap: $(STAMP) node_modules/.package-lock.json
 
+# Debian's chromium renders the status page in tests/e2e/test_status_page.py. Installed with apt-get
+# when missing and we are root; otherwise this says why, writes it to $(CHROMIUM_NOTE), and that test
+# skips with the same reason.
+CHROMIUM := /usr/bin/chromium
+CHROMIUM_NOTE := .artifacts/chromium-missing.txt
+.PHONY: chromium
+chromium:
+	@rm -f $(CHROMIUM_NOTE)
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	why=""; \
+	if [ "$$(id -u)" != 0 ]; then why="not root, cannot apt-get install chromium"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then why="no apt-get on this machine"; \
+	else \
+	  echo "Installing Debian's chromium with apt-get (for tests/e2e/test_status_page.py)"; \
+	  out=$$( { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } 2>&1 ); \
+	  tail=$$(printf '%s' "$$out" | tail -n 3 | tr '\n' ' '); \
+	  [ -x $(CHROMIUM) ] || why="apt-get could not install chromium at $(CHROMIUM)$${tail:+: $$tail}"; \
+	fi; \
+	if [ -n "$$why" ]; then \
+	  mkdir -p $(dir $(CHROMIUM_NOTE)) && printf '%s\n' "$$why" > $(CHROMIUM_NOTE); \
+	  echo "*** chromium missing: $$why"; \
+	  echo "*** tests/e2e/test_status_page.py will be skipped"; \
+	fi
+
 run: bootstrap
 	$(PY) -m devstack.run
 
@@ -28,7 +53,7 @@ lint: bootstrap
 typecheck: bootstrap
 	$(VENV)/bin/mypy
 
-test: bootstrap lint typecheck
+test: bootstrap chromium lint typecheck
 	$(PY) -m pytest
 
 # make bench [SIZE=large]: every benchmark prints its table; docs/benchmarks.md records the run.
