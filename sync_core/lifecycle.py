@@ -5,7 +5,8 @@ the worker runs this. `missed` needs no subscription work and arrives as a full 
 
 - reauthorizationRequired: PATCH a new expiry when the subscription is due for renewal anyway (a renewal
   reauthorizes too), otherwise POST /reauthorize. The row is claimed with its ETag first and records the
-  write, so duplicate events and the timer never send both within 10 minutes for one subscription.
+  write, so duplicate events and the timer never send both within 10 minutes for one subscription. A write
+  Graph did not make (429, 5xx, timeout) gives the claim back, so the queue's retry makes it.
 - subscriptionRemoved: re-create, then resync the mailbox with delta (no notifications in between).
 - silent (X2): a sweep found changes no notification announced: make sure Graph still has the
   subscription, re-creating it (and resyncing) when it does not.
@@ -13,12 +14,13 @@ the worker runs this. `missed` needs no subscription work and arrives as a full 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from sync_core.errors import ConcurrencyError, NotFoundError
+from sync_core.errors import ConcurrencyError, NotFoundError, SyncError
 from sync_core.messages import SubscriptionLifecycle
 from sync_core.subscription_manager import SubscriptionGraph, SubscriptionManager
 from sync_core.subscription_plan import REAUTHORIZE_GAP, Limits
@@ -100,12 +102,22 @@ class LifecycleHandler:
                 expires = await self._graph.renew_subscription(
                     row.subscription_id, row.mailbox, now + self._limits.lifetime
                 )
-                await self._store.save(replace(claimed, expires_at=expires))
             else:
                 await self._graph.reauthorize_subscription(row.subscription_id, row.mailbox)
         except NotFoundError:
             created = await self._manager.recreate(claimed, f"lifecycle:{message.event}: subscription gone")
             return f"gone; re-created as {created.subscription_id}"
+        except SyncError:
+            # Not made: give the claim back (unless written since), or the retry would skip as "recent".
+            restored = replace(
+                claimed, last_renewal=row.last_renewal, last_reauthorization=row.last_reauthorization
+            )
+            with contextlib.suppress(ConcurrencyError):
+                await self._store.claim(restored)
+            raise
+        if action == "renew":
+            with contextlib.suppress(ConcurrencyError):  # written since our claim (retired): left so
+                await self._store.claim(replace(claimed, expires_at=expires))
         # Delivery may have paused before we answered: catch up with delta (facts §5).
         await self._manager.resync(row.mailbox, f"lifecycle:reauthorizationRequired:{row.subscription_id}")
         return action

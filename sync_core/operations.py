@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 
 from sync_core.bootstrap import Container
@@ -41,9 +40,9 @@ from sync_core.ops_status import (
     status,
     sync_mailboxes,
 )
-from sync_core.storage import Storage
-from sync_core.subscription_manager import MAX_LIFETIME, RenewalReport, SubscriptionManager
-from sync_core.subscriptions import SubscriptionRow, SubscriptionStore
+from sync_core.storage import SUBSCRIPTIONS_TABLE, Storage
+from sync_core.subscription_manager import MAX_LIFETIME, RENEWAL_LEASE, RenewalReport, SubscriptionManager
+from sync_core.subscriptions import RunLease, SubscriptionRow, SubscriptionStore
 
 __all__ = [
     "EXPIRY_MARGIN",
@@ -76,8 +75,9 @@ __all__ = [
 # -- subscriptions and backfill (for the CLI) ------------------------------------------------------
 
 
-class _MailboxScope(SubscriptionStore):
-    """The subscription store seen through one mailbox, so the manager's renewal touches only it."""
+class _MailboxScope:
+    """The subscription store seen through one mailbox, so the manager's renewal touches only it: `all`
+    is filtered, every other call goes to the store itself."""
 
     def __init__(self, inner: SubscriptionStore, mailbox: str | None) -> None:
         self._inner = inner
@@ -87,21 +87,39 @@ class _MailboxScope(SubscriptionStore):
         rows = await self._inner.all()
         return [r for r in rows if self._mailbox is None or r.mailbox.lower() == self._mailbox.lower()]
 
+    async def get(self, subscription_id: str, *, fresh: bool = False) -> SubscriptionRow | None:
+        return await self._inner.get(subscription_id, fresh=fresh)
+
     async def save(self, row: SubscriptionRow) -> None:
         await self._inner.save(row)
 
+    async def claim(self, row: SubscriptionRow) -> SubscriptionRow:
+        return await self._inner.claim(row)
+
     async def delete(self, row: SubscriptionRow) -> None:
         await self._inner.delete(row)
+
+    def mailbox_lease(self, mailbox: str) -> RunLease:
+        return self._inner.mailbox_lease(mailbox)
 
 
 async def renew_subscriptions(
     c: Container, clock: Callable[[], datetime], mailbox: str | None = None
 ) -> RenewalReport:
-    """Renew every active subscription now (of one mailbox, or all); re-create those Graph lost."""
+    """Renew every active subscription now (of one mailbox, or all); re-create those Graph lost.
+
+    Under the renewal timer's lease: while a run (the timer's, or another operator's) holds it, nothing is
+    done and the report says `overlapped`."""
     store = _MailboxScope(c.subscriptions, mailbox)
     manager = SubscriptionManager(
-        graph=c.graph, store=store, settings=c.settings, clock=clock, enqueue=c.storage.enqueue
-    )  # a re-created subscription is followed by a resync of the gap
+        graph=c.graph,
+        store=store,
+        settings=c.settings,
+        clock=clock,
+        enqueue=c.storage.enqueue,  # a re-created subscription is followed by a resync of the gap
+        lease=RunLease(c.storage.table(SUBSCRIPTIONS_TABLE), RENEWAL_LEASE),
+        statuses=c.mailbox_states,
+    )
     return await manager.renew_due(margin=MAX_LIFETIME)
 
 
@@ -112,7 +130,7 @@ async def recreate_subscription(c: Container, clock: Callable[[], datetime], mai
             continue
         with contextlib.suppress(NotFoundError):  # already gone on Graph's side
             await c.graph.delete_subscription(row.subscription_id, row.mailbox)
-        await c.subscriptions.save(replace(row, status="removed"))
+        await c.subscriptions.save(row.retired("removed", clock(), "re-created by an operator"))
     manager = SubscriptionManager(
         graph=c.graph, store=c.subscriptions, settings=c.settings, clock=clock, enqueue=c.storage.enqueue
     )

@@ -25,16 +25,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from sync_core.actions import Mapping
-from sync_core.errors import NotFoundError, PermanentError
+from sync_core.errors import ConcurrencyError, NotFoundError, PermanentError
 from sync_core.graph import DeltaPage
 from sync_core.ingress import NOTIFICATION_TOUCH_INTERVAL
 from sync_core.messages import GraphChange, MailboxResync, SubscriptionLifecycle, encode
 from sync_core.policy import Policy
-from sync_core.storage import call, get_entity, key_of, translate
+from sync_core.storage import call, create_entity, get_entity, key_of, translate
 
 log = logging.getLogger("sync_core.reconcile")
 
@@ -112,12 +113,25 @@ class MailboxStateStore:
             raise translate(exc) from exc
         return out
 
-    async def _merge(self, mailbox: str, fields: dict[str, Any]) -> None:
+    async def _merge(self, mailbox: str, fields: dict[str, Any], *, if_unchanged: str | None = None) -> None:
+        """Merge `fields`; `if_unchanged`: only if the row's ETag is still this ("*": only if it is new)."""
         entity = {"PartitionKey": _MAILBOX_PK, "RowKey": key_of(mailbox.lower()), "Mailbox": mailbox} | fields
-        await call(lambda: self._table.upsert_entity(entity, mode=UpdateMode.MERGE), item_id=mailbox)
+        if if_unchanged == "*":
+            await create_entity(self._table, entity)
+        elif if_unchanged is not None:
+            etag = if_unchanged
+            await call(
+                lambda: self._table.update_entity(
+                    entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
+                ),
+                item_id=mailbox,
+            )
+        else:
+            await call(lambda: self._table.upsert_entity(entity, mode=UpdateMode.MERGE), item_id=mailbox)
 
-    async def save(self, state: MailboxState) -> None:
-        """The reconciler's columns: delta state, freshness, X2 flags."""
+    async def save(self, state: MailboxState, *, if_unchanged: bool = False) -> None:
+        """The reconciler's columns: delta state, freshness, X2 flags. `if_unchanged`: only if the row is as
+        `state` was read (its ETag; none: the row did not exist), else ConcurrencyError."""
         await self._merge(
             state.mailbox,
             {
@@ -131,6 +145,7 @@ class MailboxStateStore:
                 "SilentSweeps": state.silent_sweeps,
                 "LastFound": state.last_found,
             },
+            if_unchanged=(state.etag or "*") if if_unchanged else None,
         )
 
     async def set_status(self, mailbox: str, status: str, reason: str = "") -> None:
@@ -143,7 +158,7 @@ class MailboxStateStore:
 
 class MailboxStates(Protocol):
     async def get(self, mailbox: str) -> MailboxState: ...
-    async def save(self, state: MailboxState) -> None: ...
+    async def save(self, state: MailboxState, *, if_unchanged: bool = False) -> None: ...
 
 
 class MappedCopies(Protocol):
@@ -232,6 +247,7 @@ class Reconciler:
         """One delta round of the mailbox (and the slice entering its window); returns items enqueued."""
         now = self._clock()
         state = await self._states.get(message.mailbox)
+        read = (state.last_confirmed, state.delta_link)  # what another round's save would have changed
         wanted = self.window(now)
         start, end, fresh = delta_window(state, wanted, message.full)
         seen: set[str] = set()
@@ -269,11 +285,32 @@ class Reconciler:
         state.last_found = found
         if message.reason.startswith(SWEEP_REASON):
             state.last_sweep = now
-        await self._states.save(state)
+        if not await self._save(state, read):
+            log.info(
+                "%s: another round of %s saved first; its state is kept", message.reason, message.mailbox
+            )
+            return found
         log.info(
             "resync of %s (%s, fresh=%s): %d items enqueued", message.mailbox, message.reason, fresh, found
         )
         return found
+
+    async def _save(self, state: MailboxState, read: tuple[datetime | None, str | None]) -> bool:
+        """Save the round's state only over the row it read (If-Match). A row changed since by another round
+        (sweep, poll, lifecycle resync: its LastConfirmed or DeltaLink moved) is left as that round saved it
+        (False): what this round found is queued already, so nothing is lost (at worst the next round sees
+        some of it again). A row changed only in the columns of other writers (the ingress's
+        LastNotification, the manager's Status) is merged again."""
+        for _ in range(5):
+            try:
+                await self._states.save(state, if_unchanged=True)
+                return True
+            except ConcurrencyError:
+                current = await self._states.get(state.mailbox)
+                if (current.last_confirmed, current.delta_link) != read:
+                    return False
+                state.etag = current.etag
+        raise ConcurrencyError("the mailbox row kept changing", side="storage", mailbox=state.mailbox)
 
     async def _round(
         self,

@@ -9,15 +9,25 @@ is made, so a run that crashes midway leaves rows the next run plans from; its l
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sync_core.errors import NotFoundError, PermanentError, SyncError
+from sync_core.errors import (
+    ConcurrencyError,
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    SyncError,
+    ThrottledError,
+    TransientError,
+)
 from sync_core.graph import CreatedSubscription
 from sync_core.messages import MailboxResync, encode
 from sync_core.settings import Settings
@@ -37,7 +47,11 @@ log = logging.getLogger("sync_core.subscriptions")
 __all__ = ["MAX_LIFETIME", "RENEW_MARGIN", "REQUESTED_LIFETIME", "RenewalReport", "SubscriptionManager"]
 
 LEASE_SLACK = timedelta(minutes=2)
+RENEWAL_LEASE = "renewal"  # the RunLease name of renewal runs: the timer's and an operator's
 BACKFILL_REASON = "backfill: mailbox enabled"
+# A mailbox's subscribe claim: one create (two validation handshakes of up to 10 s each) with its clean-up.
+CREATE_HOLD = timedelta(minutes=2)
+CLAIM_POLL_SECONDS = 0.5
 
 
 class SubscriptionGraph(Protocol):
@@ -58,12 +72,7 @@ class SubscriptionGraph(Protocol):
     ) -> datetime: ...
     async def reauthorize_subscription(self, subscription_id: str, mailbox: str) -> None: ...
     async def delete_subscription(self, subscription_id: str, mailbox: str) -> None: ...
-
-
-class SubscriptionRows(Protocol):
-    async def all(self) -> list[SubscriptionRow]: ...
-    async def save(self, row: SubscriptionRow) -> None: ...
-    async def delete(self, row: SubscriptionRow) -> None: ...
+    async def list_subscriptions(self, mailbox: str, notification_url: str) -> list[str]: ...
 
 
 class Lease(Protocol):
@@ -71,6 +80,15 @@ class Lease(Protocol):
 
     async def acquire(self, now: datetime, hold: timedelta) -> bool: ...
     async def release(self) -> None: ...
+
+
+class SubscriptionRows(Protocol):
+    async def all(self) -> list[SubscriptionRow]: ...
+    async def get(self, subscription_id: str, *, fresh: bool = False) -> SubscriptionRow | None: ...
+    async def save(self, row: SubscriptionRow) -> None: ...
+    async def claim(self, row: SubscriptionRow) -> SubscriptionRow: ...  # ConcurrencyError if changed
+    async def delete(self, row: SubscriptionRow) -> None: ...
+    def mailbox_lease(self, mailbox: str) -> Lease: ...  # a claim on subscribing one mailbox
 
 
 class MailboxStatuses(Protocol):
@@ -87,6 +105,7 @@ class RenewalReport:
     polling: int = 0  # X3: mailboxes Graph refused a subscription, polled by delta instead
     deferred: int = 0
     purged: int = 0  # history rows (removed, deleted) long past their expiry, deleted from the table
+    housekeeping: int = 0  # other old rows purged in the run (X1 delete budgets, notice claims)
     overlapped: bool = False  # another run held the lease: this one did nothing
     errors: list[str] = field(default_factory=list)
 
@@ -105,6 +124,7 @@ class SubscriptionManager:
         statuses: MailboxStatuses | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        housekeeping: Sequence[Callable[[datetime, int], Awaitable[int]]] = (),
     ) -> None:
         self._graph = graph
         self._store = store
@@ -116,24 +136,62 @@ class SubscriptionManager:
         self._enqueue = enqueue
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._housekeeping = housekeeping  # purge(before, at_most) -> rows deleted, run by the timer's run
 
     async def _rows(self, mailbox: str) -> list[SubscriptionRow]:
         return [r for r in await self._store.all() if r.mailbox.lower() == mailbox.lower()]
 
+    @contextlib.asynccontextmanager
+    async def _claimed(self, mailbox: str, *, wait: bool) -> AsyncIterator[bool]:
+        """Hold the mailbox's subscribe claim (True), so no other worker creates its subscription meanwhile.
+
+        `wait`: poll until the holder releases it or its hold lapses (a crashed holder); otherwise yield
+        False at once when another worker holds it."""
+        lease = self._store.mailbox_lease(mailbox)
+        give_up = self._clock() + CREATE_HOLD + LEASE_SLACK
+        while not await lease.acquire(self._clock(), CREATE_HOLD):
+            if not wait:
+                yield False
+                return
+            if self._clock() >= give_up:
+                raise TransientError(
+                    "another worker holds the subscribe claim", side="storage", mailbox=mailbox
+                )
+            await self._sleep(CLAIM_POLL_SECONDS)
+        try:
+            yield True
+        finally:
+            await lease.release()
+
+    async def _live(self, rows: Iterable[SubscriptionRow], now: datetime) -> SubscriptionRow | None:
+        """The first active row Graph still has (one GET each, in order)."""
+        for row in rows:
+            live = row.status == "active" and row.expires_at > now
+            if live and await self._graph.subscription_exists(row.subscription_id, row.mailbox):
+                return row
+        return None
+
     async def ensure(self, mailbox: str) -> SubscriptionRow:
         """The mailbox's live subscription, created if it has none Graph still knows (a polling placeholder
         if Graph refuses one, X3). A subscription made here is followed by a resync, as in the timer's run:
-        the full backfill for a mailbox that never had one (I5), the gap since the lapse otherwise."""
-        now = self._clock()
-        rows = await self._rows(mailbox)
-        for row in rows:
-            if row.status != "active":
-                continue
-            if row.expires_at > now and await self._graph.subscription_exists(row.subscription_id, mailbox):
-                return row
-            await self._store.save(row.retired("removed", now))
-        polling = next((r for r in rows if r.status == "polling"), None)
-        created = await self._create(mailbox, now + self._limits.lifetime, polling)
+        the full backfill for a mailbox that never had one (I5), the gap since the lapse otherwise.
+
+        Creating holds the mailbox's subscribe claim: a second worker (a duplicate subscriptionRemoved, a
+        silent check) waits for it, then finds and returns the first one's subscription."""
+        live = await self._live(await self._rows(mailbox), self._clock())
+        if live is not None:
+            return live
+        async with self._claimed(mailbox, wait=True):
+            now = self._clock()
+            rows = await self._rows(mailbox)  # again: the claim's previous holder may have made one
+            live = await self._live(rows, now)
+            if live is not None:
+                return live
+            for row in rows:
+                if row.status == "active":
+                    await self._store.save(row.retired("removed", now))
+            polling = next((r for r in rows if r.status == "polling"), None)
+            created = await self._create(mailbox, now + self._limits.lifetime, polling)
         if created.status != "active":
             return created  # X3: polled by delta instead, on the polling schedule
         if not rows:
@@ -145,17 +203,40 @@ class SubscriptionManager:
     async def _create(
         self, mailbox: str, expires_at: datetime, polling: SubscriptionRow | None = None
     ) -> SubscriptionRow:
-        """Subscribe; `polling` is the mailbox's X3 placeholder, retired once Graph agrees."""
+        """Subscribe (under the mailbox's claim); `polling` is the mailbox's X3 placeholder, retired once
+        Graph agrees.
+
+        A create whose answer is unclear (timeout, 5xx: Graph may have made it) or refused as a duplicate
+        (409: one of ours Graph made before its answer was lost) is settled, then tried once more: our
+        subscriptions to the mailbox (this notification URL) that no active row tracks are deleted. They
+        cannot be adopted: the clientState that verifies their notifications is not returned by Graph's
+        GET/list, and one we cannot verify would have every notification rejected as a forgery while it
+        counts against the mailbox's quota of 1,000. Under the claim, no create of ours is in flight.
+        """
         now = self._clock()
         client_state = new_client_state()
+        url = self._settings.notification_url("graph/notifications")
+        create = functools.partial(
+            self._graph.create_subscription,
+            mailbox,
+            notification_url=url,
+            lifecycle_url=self._settings.notification_url("graph/lifecycle"),
+            client_state=client_state,
+            expires_at=min(expires_at, now + REQUESTED_LIFETIME),
+        )
         try:
-            created = await self._graph.create_subscription(
-                mailbox,
-                notification_url=self._settings.notification_url("graph/notifications"),
-                lifecycle_url=self._settings.notification_url("graph/lifecycle"),
-                client_state=client_state,
-                expires_at=min(expires_at, now + REQUESTED_LIFETIME),
-            )
+            try:
+                created = await create()
+            except ThrottledError:
+                raise  # refused unread: the queue or the next run tries again
+            except (TransientError, ConflictError) as exc:
+                dropped = await self._drop_untracked(mailbox, url)
+                log.warning(
+                    "create for %s unclear (%s); deleted %d untracked, creating again", mailbox, exc, dropped
+                )
+                if isinstance(exc, ConflictError) and not dropped:
+                    raise
+                created = await create()
         except PermanentError as exc:
             return await self._fall_back_to_polling(mailbox, exc)
         row = SubscriptionRow(
@@ -174,6 +255,16 @@ class SubscriptionManager:
             "subscribed to %s (%s, expires %s)", mailbox, row.subscription_id, row.expires_at.isoformat()
         )
         return row
+
+    async def _drop_untracked(self, mailbox: str, notification_url: str) -> int:
+        """Delete the mailbox's subscriptions Graph has for our URL that no active row of ours tracks."""
+        tracked = {r.subscription_id for r in await self._rows(mailbox) if r.status == "active"}
+        unknown = [
+            s for s in await self._graph.list_subscriptions(mailbox, notification_url) if s not in tracked
+        ]
+        for subscription_id in unknown:
+            await self._graph.delete_subscription(subscription_id, mailbox)
+        return len(unknown)
 
     async def _fall_back_to_polling(self, mailbox: str, exc: SyncError) -> SubscriptionRow:
         """X3: Graph refuses this mailbox a subscription; the sweep polls it by delta, and status says so."""
@@ -194,9 +285,17 @@ class SubscriptionManager:
         return row
 
     async def recreate(self, row: SubscriptionRow, reason: str) -> SubscriptionRow:
-        """Replace a subscription Graph no longer has, then resync the mailbox over the gap (facts §5)."""
+        """Replace a subscription Graph no longer has, then resync the mailbox over the gap (facts §5).
+
+        Under the mailbox's claim: when another worker has replaced it already, its subscription is returned
+        (it resyncs the gap itself)."""
         await self._store.save(row.retired("removed", self._clock()))
-        created = await self._create(row.mailbox, self._clock() + self._limits.lifetime)
+        async with self._claimed(row.mailbox, wait=True):
+            others = [r for r in await self._rows(row.mailbox) if r.subscription_id != row.subscription_id]
+            live = await self._live(others, self._clock())
+            if live is not None:
+                return live
+            created = await self._create(row.mailbox, self._clock() + self._limits.lifetime)
         await self.resync(row.mailbox, reason)
         return created
 
@@ -228,7 +327,7 @@ class SubscriptionManager:
         try:
             rows = await self._store.all()
             by_id = {r.subscription_id: r for r in rows}
-            the_plan = plan(rows, enabled, start, limits, self._rng)
+            the_plan = plan(rows, enabled, start, limits, rng=self._rng)
             report.deferred = the_plan.deferred
             deadline = start + limits.run_time
             for step in the_plan.steps:
@@ -239,13 +338,24 @@ class SubscriptionManager:
                     report.deferred += 1
                     continue
                 await self._execute(step, by_id.get(step.subscription_id or ""), report)
-            for old in purgeable(rows, start, limits) if enabled is not None else []:  # the timer's run
-                await self._store.delete(old)
-                report.purged += 1
+            if enabled is not None:  # the timer's run: purge what nothing needs any more
+                for old in purgeable(rows, start, limits):
+                    await self._store.delete(old)
+                    report.purged += 1
+                await self._purge_others(start - limits.purge_after, limits.purge_per_run, report)
         finally:
             if self._lease is not None:
                 await self._lease.release()
         return report
+
+    async def _purge_others(self, before: datetime, at_most: int, report: RenewalReport) -> None:
+        """Rows other parts leave behind (X1 delete budgets, notice claims), each purge bounded per run."""
+        for purge in self._housekeeping:
+            try:
+                report.housekeeping += await purge(before, at_most)
+            except SyncError as exc:  # the next run tries again
+                log.warning("purge of old rows failed: %s", exc)
+                report.errors.append(f"purge: {exc}")
 
     async def _execute(self, step: Step, row: SubscriptionRow | None, report: RenewalReport) -> None:
         """One planned write, on the row as the plan read it (rows are saved as each write is made)."""
@@ -253,10 +363,18 @@ class SubscriptionManager:
             if step.kind == "renew" and row is not None:
                 await self._renew(row, step, report)
             elif step.kind == "create":
-                if row is not None and row.status == "active":
-                    await self._store.save(row.retired("removed", self._clock()))
-                polling = row if row is not None and row.status == "polling" else None
-                created = await self._create(step.mailbox, step.expires_at or self._clock(), polling)
+                async with self._claimed(step.mailbox, wait=False) as held:
+                    now = self._clock()
+                    current = [
+                        r for r in await self._rows(step.mailbox) if r.subscription_id != step.subscription_id
+                    ]
+                    if not held or any(r.status == "active" and r.expires_at > now for r in current):
+                        report.deferred += 1  # another worker is subscribing it, or has: nothing to do
+                        return
+                    if row is not None and row.status == "active":
+                        await self._store.save(row.retired("removed", now))
+                    polling = row if row is not None and row.status == "polling" else None
+                    created = await self._create(step.mailbox, step.expires_at or now, polling)
                 if created.status == "polling":
                     report.polling += 1
                 elif row is not None:
@@ -288,5 +406,16 @@ class SubscriptionManager:
             await self.recreate(row, f"subscription {row.subscription_id} was gone at renewal; re-created")
             report.recreated += 1
             return
-        await self._store.save(replace(row, expires_at=expires, last_renewal=now))
         report.renewed += 1
+        try:  # on the row as the plan read it: a row written since (lifecycle retired it) is re-read
+            await self._store.claim(replace(row, expires_at=expires, last_renewal=now))
+        except ConcurrencyError:
+            current = await self._store.get(row.subscription_id, fresh=True)
+            if current is None or current.status != "active":
+                log.warning(
+                    "renewed %s, which is %s meanwhile: left so",
+                    row.subscription_id,
+                    current and current.status,
+                )
+                return
+            await self._store.claim(replace(current, expires_at=expires, last_renewal=now))

@@ -76,7 +76,8 @@ def plan(
     enabled: Iterable[str] | None,
     now: datetime,
     limits: Limits = Limits(),
-    rng: random.Random | None = None,
+    *,
+    rng: random.Random,
 ) -> Plan:
     """The writes of one run, most urgent first, spaced within the rate budget.
 
@@ -84,9 +85,9 @@ def plan(
     delete nothing). A mailbox without a live subscription gets one; a subscription whose mailbox is no
     longer enabled is deleted; an active one expiring within `margin` is renewed, unless it was
     reauthorized within the last 10 minutes (it is then renewed by a later run); one already past its
-    expiry is gone on Graph's side and is re-created.
+    expiry is gone on Graph's side and is re-created. `rng` jitters the slots and expiries (the caller
+    owns it: seeded in tests and simulations).
     """
-    rng = rng or random.Random()
     wanted = None if enabled is None else {enabled_key(m): m for m in enabled}
     active_by: dict[str, list[SubscriptionRow]] = {}
     polling_by: dict[str, list[SubscriptionRow]] = {}

@@ -160,6 +160,10 @@ class SubscriptionStore:
     async def for_mailbox(self, mailbox: str) -> list[SubscriptionRow]:
         return [r for r in await self.all() if r.mailbox.lower() == mailbox.lower()]
 
+    def mailbox_lease(self, mailbox: str) -> RunLease:
+        """A claim on subscribing one mailbox, so two workers never both create its subscription (S1)."""
+        return RunLease(self._table, f"ensure-{key_of(mailbox.lower())}")
+
 
 class RunLease:
     """A row claimed with its ETag so a timer run never overlaps another; a crashed run's claim lapses.

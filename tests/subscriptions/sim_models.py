@@ -14,7 +14,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sync_core.actions import Mapping
-from sync_core.errors import ConflictError, NotFoundError, PermissionError_, UnprocessableError
+from sync_core.errors import (
+    ConcurrencyError,
+    ConflictError,
+    NotFoundError,
+    PermissionError_,
+    UnprocessableError,
+)
 from sync_core.graph import CreatedSubscription, DeltaPage
 from sync_core.model import Appointment, GraphEvent
 from sync_core.reconcile import MailboxState
@@ -126,21 +132,42 @@ class GraphModel:
         self.writes.append(self.clock())
         self.subs.pop(subscription_id, None)
 
+    async def list_subscriptions(self, mailbox: str, notification_url: str) -> list[str]:
+        return [s.id for s in self.live_for(mailbox)]
+
 
 class Rows:
-    """The SyncSubscriptions rows (all / save), as the manager sees them."""
+    """The SyncSubscriptions rows as the manager sees them: each write gives the row a new ETag, a claim
+    (ETag-conditioned save) of a row written since its read fails, as on Table Storage."""
 
     def __init__(self) -> None:
         self.rows: dict[str, SubscriptionRow] = {}
+        self.leases: dict[str, Lease] = {}
+        self._etags = itertools.count(1)
 
     async def all(self) -> list[SubscriptionRow]:
         return list(self.rows.values())
 
+    async def get(self, subscription_id: str, *, fresh: bool = False) -> SubscriptionRow | None:
+        return self.rows.get(subscription_id)
+
     async def save(self, row: SubscriptionRow) -> None:
-        self.rows[row.subscription_id] = row
+        self.rows[row.subscription_id] = replace(row, etag=str(next(self._etags)))
+
+    async def claim(self, row: SubscriptionRow) -> SubscriptionRow:
+        current = self.rows.get(row.subscription_id)
+        if current is None or current.etag != row.etag:
+            raise ConcurrencyError("the row changed since it was read", side="storage")
+        await self.save(row)
+        return self.rows[row.subscription_id]
 
     async def delete(self, row: SubscriptionRow) -> None:
-        self.rows.pop(row.subscription_id, None)
+        current = self.rows.get(row.subscription_id)
+        if current is not None and (row.etag is None or current.etag == row.etag):
+            del self.rows[row.subscription_id]
+
+    def mailbox_lease(self, mailbox: str) -> _RunLease:
+        return self.leases.setdefault(mailbox.lower(), Lease()).for_run()
 
 
 class Lease:
@@ -180,7 +207,7 @@ class Mailboxes:
         found = self.states.get(mailbox)
         return replace(found) if found else MailboxState(mailbox=mailbox)
 
-    async def save(self, state: MailboxState) -> None:
+    async def save(self, state: MailboxState, *, if_unchanged: bool = False) -> None:
         old = self.states.get(state.mailbox)
         keep = {"status": old.status, "status_reason": old.status_reason} if old else {}
         keep |= {"last_notification": old.last_notification} if old else {}

@@ -45,7 +45,7 @@ def test_plan_creates_renews_deletes_and_leaves_the_rest() -> None:
 
 def test_plan_never_exceeds_the_rate_budget_and_defers_the_rest() -> None:
     limits = Limits()
-    result = plan([], [f"m{i}@x.example" for i in range(20_000)], NOW, limits, random.Random(2))
+    result = plan([], [f"m{i}@x.example" for i in range(20_000)], NOW, limits, rng=random.Random(2))
     assert len(result.steps) == limits.capacity and result.deferred == 20_000 - limits.capacity
     assert (
         max_in_window([s.at for s in result.steps], limits.window) <= limits.writes_per_window * limits.share
@@ -55,8 +55,8 @@ def test_plan_never_exceeds_the_rate_budget_and_defers_the_rest() -> None:
 
 def test_X3_a_refused_mailbox_is_asked_again_only_after_its_retry_time() -> None:
     polling = _row(1, timedelta(0), status="polling", next_attempt=NOW + timedelta(hours=1))
-    assert plan([polling], ["m1@x.example"], NOW).steps == []
-    later = plan([polling], ["m1@x.example"], NOW + timedelta(hours=2)).steps
+    assert plan([polling], ["m1@x.example"], NOW, rng=random.Random(3)).steps == []
+    later = plan([polling], ["m1@x.example"], NOW + timedelta(hours=2), rng=random.Random(4)).steps
     assert [(s.kind, s.subscription_id) for s in later] == [("create", "s1")]
 
 
