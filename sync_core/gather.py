@@ -85,6 +85,14 @@ class DeleteBudget:
                 continue
         raise ConcurrencyError("delete budget contended", mailbox=mailbox)
 
+    async def purge(self, before: datetime, at_most: int) -> int:
+        """Delete up to `at_most` budget rows last spent before `before` (past runs); returns how many."""
+        from sync_core.table_purge import delete_range
+
+        flt = "PartitionKey eq @pk and RunStart lt @before"
+        params = {"pk": _DELETES_PK, "before": before.astimezone(UTC).isoformat()}
+        return await delete_range(self._table, flt, params, max_rows=at_most)
+
 
 class Gatherer:
     def __init__(

@@ -175,17 +175,22 @@ class GraphAdapter(GraphBase):
                 return
 
     async def respond(self, mailbox: str, event_id: str, response: str, comment: str = "") -> None:
-        """Accept, tentatively accept or decline this mailbox's copy (rooms: M4, attendees: L3)."""
+        """Accept, tentatively accept or decline this mailbox's copy (rooms: M4, attendees: L3).
+
+        Not retried inline after an unclear failure (sendResponse mails the organiser: a retry could send
+        it twice); only a refusal Graph did not read (429) is retried, as for sendMail."""
         item = self._event(mailbox, event_id)
         if response == "accept":
             a = AcceptPostRequestBody(comment=comment, send_response=True)
-            await self._call(mailbox, event_id, lambda: item.accept.post(a, _config()))
+            await self._call(mailbox, event_id, lambda: item.accept.post(a, _config()), idempotent=False)
         elif response == "tentativelyAccept":
             t = TentativelyAcceptPostRequestBody(comment=comment, send_response=True)
-            await self._call(mailbox, event_id, lambda: item.tentatively_accept.post(t, _config()))
+            await self._call(
+                mailbox, event_id, lambda: item.tentatively_accept.post(t, _config()), idempotent=False
+            )
         elif response == "decline":
             d = DeclinePostRequestBody(comment=comment, send_response=True)
-            await self._call(mailbox, event_id, lambda: item.decline.post(d, _config()))
+            await self._call(mailbox, event_id, lambda: item.decline.post(d, _config()), idempotent=False)
         else:
             raise UnprocessableError(f"unknown response {response!r}", side="graph", mailbox=mailbox)
 
@@ -363,7 +368,11 @@ class GraphAdapter(GraphBase):
         client_state: str,
         expires_at: datetime,
     ) -> CreatedSubscription:
-        """Subscribe to a mailbox's events, lifecycle URL set at creation (it cannot be added later)."""
+        """Subscribe to a mailbox's events, lifecycle URL set at creation (it cannot be added later).
+
+        Not retried inline (only a 429, which Graph refused unread): after a timeout or a 5xx Graph may have
+        made the subscription, and a blind retry would add an untracked one (or meet 409, a duplicate). The
+        caller settles such an unclear failure with `list_subscriptions` (SubscriptionManager._create)."""
         body = Subscription(
             change_type="created,updated,deleted",
             notification_url=notification_url,
@@ -372,10 +381,32 @@ class GraphAdapter(GraphBase):
             expiration_date_time=expires_at,
             client_state=client_state,
         )
-        sub = await self._call(mailbox, None, lambda: self._client.subscriptions.post(body, _config()))
+        sub = await self._call(
+            mailbox, None, lambda: self._client.subscriptions.post(body, _config()), idempotent=False
+        )
         if sub is None or not sub.id or sub.expiration_date_time is None:
             raise TransientError("Graph returned no subscription", side="graph", mailbox=mailbox)
         return CreatedSubscription(sub.id, sub.expiration_date_time)
+
+    async def list_subscriptions(self, mailbox: str, notification_url: str) -> list[str]:
+        """Ids of this app's subscriptions to `mailbox`'s events that notify `notification_url`.
+
+        `GET /subscriptions` lists every subscription of the app (application permission), all pages; Graph
+        has no $filter here, so the resource (as we create it, /users/{mailbox}/events) and the URL are
+        matched locally. Listing is throttled hard (25 per 20 s per tenant): for unclear creates only."""
+        builder = self._client.subscriptions
+        page = await self._call(mailbox, None, lambda: builder.get(_config()))
+        wanted = f"users/{mailbox.lower()}/events"
+        found: list[str] = []
+        while True:
+            for sub in page.value if page and page.value else []:
+                resource = (sub.resource or "").strip("/").lower()
+                if sub.id and resource == wanted and sub.notification_url == notification_url:
+                    found.append(sub.id)
+            link = page.odata_next_link if page else None
+            if not link:
+                return found
+            page = await self._call(mailbox, None, functools.partial(builder.with_url(link).get, _config()))
 
     async def subscription_exists(self, subscription_id: str, mailbox: str) -> bool:
         """Whether Graph still has the subscription (it deletes expired or removed ones without a word)."""

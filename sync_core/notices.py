@@ -81,3 +81,13 @@ class NoticeLedger:
             pass
         except SyncError as exc:
             log.warning("could not release the claim on notice %s of %s: %s", rk, meeting_key, exc)
+
+    async def purge(self, before: datetime, at_most: int) -> int:
+        """Delete up to `at_most` claims made before `before` (give it a time past the window: such a claim
+        no longer stops a send); returns how many. The claims live in the meetings' partitions, so this
+        scans the table for the `notice-` row keys."""
+        from sync_core.table_purge import delete_range
+
+        flt = "RowKey ge @lo and RowKey lt @hi and ClaimedAt lt @before"
+        params = {"lo": _RK_PREFIX, "hi": _RK_PREFIX[:-1] + ".", "before": before.astimezone(UTC).isoformat()}
+        return await delete_range(self._table, flt, params, max_rows=at_most)

@@ -65,6 +65,10 @@ def sweep_delays(mailboxes: Sequence[str], rng: random.Random) -> list[tuple[str
 
 
 def manager(c: Container, clock: Callable[[], datetime], *, lease: bool = False) -> SubscriptionManager:
+    from sync_core.gather import DeleteBudget
+    from sync_core.notices import NoticeLedger
+    from sync_core.storage import MAPPINGS_TABLE
+
     return SubscriptionManager(
         graph=c.graph,
         store=c.subscriptions,
@@ -73,6 +77,10 @@ def manager(c: Container, clock: Callable[[], datetime], *, lease: bool = False)
         lease=RunLease(c.storage.table(SUBSCRIPTIONS_TABLE), "renewal") if lease else None,
         statuses=c.mailbox_states,
         enqueue=c.storage.enqueue,
+        housekeeping=(  # the renewal run purges these too (X1 budgets of past hours, old notice claims)
+            DeleteBudget(c.storage.table(MAILBOXES_TABLE)).purge,
+            NoticeLedger(c.storage.table(MAPPINGS_TABLE)).purge,
+        ),
     )
 
 
