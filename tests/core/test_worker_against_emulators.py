@@ -7,11 +7,8 @@ the worker object is thrown away; the retry is a new worker reading only what st
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,31 +17,17 @@ from azure.data.tables.aio import TableClient
 
 from devstack.crm_emulator import CrmEmulator
 from devstack.graph_emulator import GraphEmulator
-from devstack.run import seed_crm, seed_graph
 from sync_core.actions import Mapping
-from sync_core.crm_rest import RestCrmConnector
-from sync_core.decision_log import DecisionLog
 from sync_core.dispatch import process
 from sync_core.errors import PolicyError
 from sync_core.failures import FailureLedger
-from sync_core.gather import DeleteBudget
-from sync_core.graph import GraphAdapter, build_client
 from sync_core.mapping_store import MappingStore
-from sync_core.messages import CrmChange, GraphChange, encode
+from sync_core.messages import GraphChange, encode
 from sync_core.model import Appointment, Attendee, Origin, Person, Status
-from sync_core.notices import NoticeLedger
-from sync_core.policy import Policy, load_policy
-from sync_core.settings import load_settings
 from sync_core.storage import POISON_QUEUE, Storage
-from sync_core.worker import Worker
+from tests.core.conftest import ADELE, Crash, WorkerParts, crm_msg
 
-ROOT = Path(__file__).resolve().parents[2]
-ADELE = "adele@contoso.example"
 START = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=20)
-
-
-class Crash(Exception):
-    """The process died: nothing after this point ran."""
 
 
 class CrashAfterClaim(MappingStore):
@@ -61,88 +44,10 @@ class CrashAfterClaim(MappingStore):
         return await super().save(mapping, previous=previous)
 
 
-@pytest.fixture(scope="module")
-def graph_emu() -> Iterator[GraphEmulator]:
-    with GraphEmulator() as emu:
-        seed_graph(emu)
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def crm_emu() -> Iterator[CrmEmulator]:
-    with CrmEmulator() as emu:
-        seed_crm(emu)
-        yield emu
-
-
 @pytest.fixture
-async def tables(storage_connection_string: str, unique_name: str) -> AsyncIterator[dict[str, TableClient]]:
-    out = {}
-    for name in ("Map", "Dec", "Mbx", "Fail"):
-        client = TableClient.from_connection_string(storage_connection_string, table_name=name + unique_name)
-        await client.create_table()
-        out[name] = client
-    yield out
-    for client in out.values():
-        await client.delete_table()
-        await client.close()
-
-
-def _settings(graph_emu: GraphEmulator, crm_emu: CrmEmulator, conn: str, policy: dict[str, Any]) -> Any:
-    return load_settings(
-        {
-            "AzureWebJobsStorage": conn,
-            "GRAPH_AUTH_MODE": "emulator",
-            "GRAPH_BASE_URL": graph_emu.base_url,
-            "PUBLIC_BASE_URL": "http://127.0.0.1:9",
-            "CRM_BASE_URL": crm_emu.base_url,
-            "CRM_API_TOKEN": crm_emu.token,
-            "CRM_WEBHOOK_SECRETS": "s",
-            "SYNC_POLICY": json.dumps(policy),
-        }
-    )
-
-
-def _policy(**overrides: Any) -> tuple[Policy, dict[str, Any]]:
-    raw = json.loads((ROOT / "devstack" / "demo-policy.json").read_text()) | overrides
-    return load_policy(raw), raw
-
-
-class Parts:
-    def __init__(self, graph_emu: GraphEmulator, crm_emu: CrmEmulator, conn: str, t: dict[str, TableClient]):
-        self.policy, raw = _policy(max_deletes_per_run=1)
-        self.settings = _settings(graph_emu, crm_emu, conn, raw)
-        self.tables = t
-        self.graph = GraphAdapter(
-            build_client(self.settings), extended_property_id=self.policy.extended_property_id
-        )
-        self.crm = RestCrmConnector(crm_emu.base_url, token=crm_emu.token)
-        self.decisions = DecisionLog(t["Dec"])
-        self.budget = DeleteBudget(t["Mbx"])
-
-    def worker(self, store: MappingStore | None = None) -> Worker:
-        return Worker(
-            graph=self.graph,
-            crm=self.crm,
-            mappings=store or MappingStore(self.tables["Map"]),
-            decisions=self.decisions,
-            policy=self.policy,
-            clock=lambda: datetime.now(UTC),
-            notices=NoticeLedger(self.tables["Map"]),
-            deletes=self.budget,
-        )
-
-
-@pytest.fixture
-async def parts(
-    graph_emu: GraphEmulator,
-    crm_emu: CrmEmulator,
-    storage_connection_string: str,
-    tables: dict[str, TableClient],
-) -> AsyncIterator[Parts]:
-    p = Parts(graph_emu, crm_emu, storage_connection_string, tables)
-    yield p
-    await p.crm.aclose()
+def policy_overrides() -> dict[str, Any]:
+    """One delete per run and mailbox (X1), so that a second cancel waits for an operator."""
+    return {"max_deletes_per_run": 1}
 
 
 def _booking(subject: str, hours: int = 0, **kw: Any) -> Appointment:
@@ -159,26 +64,20 @@ def _booking(subject: str, hours: int = 0, **kw: Any) -> Appointment:
     )
 
 
-def _crm_msg(crm_id: str, change: str = "created") -> CrmChange:
-    return CrmChange(
-        correlation_id=uuid.uuid4().hex, received_at=datetime.now(UTC), crm_id=crm_id, change_type=change
-    )
-
-
 def _events(emu: GraphEmulator, mailbox: str, subject: str) -> list[dict[str, Any]]:
     return [e for events in emu.dump_events(mailbox).values() for e in events if e["subject"] == subject]
 
 
 async def test_I3_crash_after_the_graph_create_is_found_again_by_its_tag_not_created_twice(
-    parts: Parts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
+    parts: WorkerParts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
 ) -> None:
     record = crm_emu.user_create(_booking("Crash after Graph create"), created_by=ADELE)
     crashing = CrashAfterClaim(parts.tables["Map"])
     with pytest.raises(Crash):
-        await parts.worker(crashing).handle(_crm_msg(record["id"]))
+        await parts.worker(crashing).handle(crm_msg(record["id"]))
     assert len(_events(graph_emu, ADELE, "Crash after Graph create")) == 1  # the write got through
 
-    outcome = await parts.worker().handle(_crm_msg(record["id"], "updated"))  # the retry, a new process
+    outcome = await parts.worker().handle(crm_msg(record["id"], "updated"))  # the retry, a new process
     created = _events(graph_emu, ADELE, "Crash after Graph create")
     assert len(created) == 1, "the retry created a second event"
     assert outcome.decision.rule == "I3" and outcome.decision.actions[0].kind == "link_copy"
@@ -188,20 +87,20 @@ async def test_I3_crash_after_the_graph_create_is_found_again_by_its_tag_not_cre
 
 
 async def test_I3_L3_a_crm_cancel_after_such_a_crash_cancels_the_event_we_created(
-    parts: Parts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
+    parts: WorkerParts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
 ) -> None:
     record = crm_emu.user_create(_booking("Crash then cancel", hours=2), created_by=ADELE)
     with pytest.raises(Crash):
-        await parts.worker(CrashAfterClaim(parts.tables["Map"])).handle(_crm_msg(record["id"]))
+        await parts.worker(CrashAfterClaim(parts.tables["Map"])).handle(crm_msg(record["id"]))
     assert len(_events(graph_emu, ADELE, "Crash then cancel")) == 1
     crm_emu.user_cancel(record["id"])
-    outcome = await parts.worker().handle(_crm_msg(record["id"], "cancelled"))
+    outcome = await parts.worker().handle(crm_msg(record["id"], "cancelled"))
     assert "cancel_graph:L3" in outcome.all_writes
     assert _events(graph_emu, ADELE, "Crash then cancel") == []
 
 
 async def test_I3_crash_after_the_crm_create_adopts_the_record_instead_of_creating_a_second(
-    parts: Parts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
+    parts: WorkerParts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
 ) -> None:
     start = START + timedelta(hours=4)
     body = {
@@ -234,24 +133,24 @@ async def test_I3_crash_after_the_crm_create_adopts_the_record_instead_of_creati
 
 
 async def test_X1_a_second_cancel_in_a_run_waits_for_an_operator_in_the_poison_queue_with_its_reason(
-    parts: Parts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
+    parts: WorkerParts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
 ) -> None:
     first = crm_emu.user_create(_booking("X1 first", hours=6), created_by=ADELE)
     second = crm_emu.user_create(_booking("X1 second", hours=8), created_by=ADELE)
     worker = parts.worker()
     for r in (first, second):
-        await worker.handle(_crm_msg(r["id"]))
+        await worker.handle(crm_msg(r["id"]))
     assert _events(graph_emu, ADELE, "X1 second")
     assert await parts.budget.used(ADELE, datetime.now(UTC)) == 0  # each test has its own budget table
     crm_emu.user_cancel(first["id"])
     crm_emu.user_cancel(second["id"])
     # max_deletes_per_run=1: the first cancel spends the run's budget.
-    await worker.handle(_crm_msg(first["id"], "cancelled"))
+    await worker.handle(crm_msg(first["id"], "cancelled"))
     assert _events(graph_emu, ADELE, "X1 first") == []
     assert await parts.budget.used(ADELE, datetime.now(UTC)) == 1
 
     with pytest.raises(PolicyError, match="max_deletes_per_run=1"):
-        await worker.handle(_crm_msg(second["id"], "cancelled"))
+        await worker.handle(crm_msg(second["id"], "cancelled"))
     assert _events(graph_emu, ADELE, "X1 second"), "the held cancel was carried out"
     logged = await parts.decisions.for_item("crm", second["id"])
     assert logged[0]["rule"] == "X1" and logged[0]["outcome"] == "needs-operator"
@@ -260,7 +159,7 @@ async def test_X1_a_second_cancel_in_a_run_waits_for_an_operator_in_the_poison_q
     storage = Storage(parts.settings)
     await storage.ensure()
     try:
-        body = encode(_crm_msg(second["id"], "cancelled"))
+        body = encode(crm_msg(second["id"], "cancelled"))
         ledger = FailureLedger(parts.tables["Fail"])
         ended = await process(
             body,
@@ -283,7 +182,7 @@ async def test_X1_a_second_cancel_in_a_run_waits_for_an_operator_in_the_poison_q
 
 
 async def test_R3_I1_an_occurrence_edited_in_outlook_reaches_the_crm_as_an_exception_of_its_series(
-    parts: Parts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
+    parts: WorkerParts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
 ) -> None:
     start = START + timedelta(days=3)
     body = {

@@ -8,11 +8,8 @@ Exchange (the emulator) has the room accept, and the worker's second look decide
 
 from __future__ import annotations
 
-import json
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,101 +17,16 @@ from azure.data.tables.aio import TableClient
 
 from devstack.crm_emulator import CrmEmulator
 from devstack.graph_emulator import GraphEmulator
-from devstack.run import seed_crm, seed_graph
 from sync_core.actions import Mapping, NotifyOrganizer
-from sync_core.crm_rest import RestCrmConnector
-from sync_core.decision_log import DecisionLog
 from sync_core.errors import TransientError
 from sync_core.graph import GraphAdapter, build_client
 from sync_core.mapping_store import MappingStore
-from sync_core.messages import CrmChange
 from sync_core.model import Appointment, Attendee, AttendeeType, Origin, Person, Status
 from sync_core.notices import NoticeLedger, notice_keys
-from sync_core.policy import load_policy
-from sync_core.settings import load_settings
-from sync_core.worker import Worker
+from tests.core.conftest import ADELE, Crash, WorkerParts, crm_msg
 
-ROOT = Path(__file__).resolve().parents[2]
-ADELE = "adele@contoso.example"
 HARBOUR = "harbour-room@contoso.example"
 START = datetime.now(UTC).replace(hour=8, minute=0, second=0, microsecond=0) + timedelta(days=60)
-
-
-class Crash(Exception):
-    """The process died: nothing after this point ran."""
-
-
-@pytest.fixture(scope="module")
-def graph_emu() -> Iterator[GraphEmulator]:
-    with GraphEmulator() as emu:
-        seed_graph(emu)
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def crm_emu() -> Iterator[CrmEmulator]:
-    with CrmEmulator() as emu:
-        seed_crm(emu)
-        yield emu
-
-
-@pytest.fixture
-async def tables(storage_connection_string: str, unique_name: str) -> AsyncIterator[dict[str, TableClient]]:
-    out = {}
-    for name in ("Map", "Dec"):
-        client = TableClient.from_connection_string(storage_connection_string, table_name=name + unique_name)
-        await client.create_table()
-        out[name] = client
-    yield out
-    for client in out.values():
-        await client.delete_table()
-        await client.close()
-
-
-class Parts:
-    def __init__(self, graph_emu: GraphEmulator, crm_emu: CrmEmulator, conn: str, t: dict[str, TableClient]):
-        raw = json.loads((ROOT / "devstack" / "demo-policy.json").read_text())
-        self.policy = load_policy(raw)
-        self.settings = settings = load_settings(
-            {
-                "AzureWebJobsStorage": conn,
-                "GRAPH_AUTH_MODE": "emulator",
-                "GRAPH_BASE_URL": graph_emu.base_url,
-                "PUBLIC_BASE_URL": "http://127.0.0.1:9",
-                "CRM_BASE_URL": crm_emu.base_url,
-                "CRM_API_TOKEN": crm_emu.token,
-                "CRM_WEBHOOK_SECRETS": "s",
-                "SYNC_POLICY": json.dumps(raw),
-            }
-        )
-        self.graph = GraphAdapter(
-            build_client(settings), extended_property_id=self.policy.extended_property_id
-        )
-        self.crm = RestCrmConnector(crm_emu.base_url, token=crm_emu.token)
-        self.tables = t
-
-    def worker(self, store: MappingStore | None = None, graph: GraphAdapter | None = None) -> Worker:
-        return Worker(
-            graph=graph or self.graph,
-            crm=self.crm,
-            mappings=store or MappingStore(self.tables["Map"]),
-            decisions=DecisionLog(self.tables["Dec"]),
-            policy=self.policy,
-            clock=lambda: datetime.now(UTC),
-            notices=NoticeLedger(self.tables["Map"]),
-        )
-
-
-@pytest.fixture
-async def parts(
-    graph_emu: GraphEmulator,
-    crm_emu: CrmEmulator,
-    storage_connection_string: str,
-    tables: dict[str, TableClient],
-) -> AsyncIterator[Parts]:
-    p = Parts(graph_emu, crm_emu, storage_connection_string, tables)
-    yield p
-    await p.crm.aclose()
 
 
 class SaveHook(MappingStore):
@@ -160,19 +72,13 @@ def _book(crm_emu: CrmEmulator, subject: str, hours: int) -> str:
     return str(record["id"])
 
 
-def _msg(crm_id: str, change: str = "created") -> CrmChange:
-    return CrmChange(
-        correlation_id=uuid.uuid4().hex, received_at=datetime.now(UTC), crm_id=crm_id, change_type=change
-    )
-
-
 def _mails(emu: GraphEmulator, subject: str) -> list[dict[str, Any]]:
     wanted = f"{subject}: room Harbour Room accepted"
     return [m for m in emu.sent_mail if m["from"] == ADELE and m["message"]["subject"] == wanted]
 
 
 async def test_M5_two_handlings_racing_on_the_mapping_send_the_room_answer_once(
-    parts: Parts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
+    parts: WorkerParts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
 ) -> None:
     crm_id = _book(crm_emu, "Racing workshop", 0)
     rival_writes: list[str] = []
@@ -181,12 +87,12 @@ async def test_M5_two_handlings_racing_on_the_mapping_send_the_room_answer_once(
     async def rival() -> None:
         # Between our mail and our save, another handling (the organizer's notification, a duplicate
         # delivery) reads the same mapping, decides M5 too, and saves first: our save loses its ETag.
-        outcome = await parts.worker().handle(_msg(crm_id, "updated"))
+        outcome = await parts.worker().handle(crm_msg(crm_id, "updated"))
         rival_writes.extend(outcome.all_writes)
         rival_decided.extend(f"{a.kind}:{a.rule}" for a in outcome.decision.actions)
 
     racing = SaveHook(parts.tables["Map"], lambda: bool(_mails(graph_emu, "Racing workshop")), rival)
-    outcome = await parts.worker(racing).handle(_msg(crm_id))
+    outcome = await parts.worker(racing).handle(crm_msg(crm_id))
 
     assert racing.fired, "the second look never mailed: no race was run"
     assert "notify_organizer:M5" in rival_decided  # the rival decided M5 too, from the same mapping ...
@@ -201,7 +107,7 @@ async def test_M5_two_handlings_racing_on_the_mapping_send_the_room_answer_once(
 
 
 async def test_M5_a_retry_after_the_mail_went_out_but_the_save_did_not_sends_no_second_mail(
-    parts: Parts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
+    parts: WorkerParts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
 ) -> None:
     crm_id = _book(crm_emu, "Crashing workshop", 2)
 
@@ -210,34 +116,39 @@ async def test_M5_a_retry_after_the_mail_went_out_but_the_save_did_not_sends_no_
 
     crashing = SaveHook(parts.tables["Map"], lambda: bool(_mails(graph_emu, "Crashing workshop")), crash)
     with pytest.raises(Crash):
-        await parts.worker(crashing).handle(_msg(crm_id))
+        await parts.worker(crashing).handle(crm_msg(crm_id))
     assert len(_mails(graph_emu, "Crashing workshop")) == 1
 
-    retry = await parts.worker().handle(_msg(crm_id))  # the queue's retry, a new process
+    retry = await parts.worker().handle(crm_msg(crm_id))  # the queue's retry, a new process
     assert retry.decision.rule == "M5" and any(isinstance(a, NotifyOrganizer) for a in retry.decision.actions)
     assert "notify_organizer:M5" not in retry.all_writes
     assert len(_mails(graph_emu, "Crashing workshop")) == 1
-    again = await parts.worker().handle(_msg(crm_id, "updated"))  # the outcome is now in the mapping
+    again = await parts.worker().handle(crm_msg(crm_id, "updated"))  # the outcome is now in the mapping
     assert not any(isinstance(a, NotifyOrganizer) for a in again.decision.actions)
     assert len(_mails(graph_emu, "Crashing workshop")) == 1
 
 
 async def test_M5_a_send_that_failed_releases_its_claim_and_the_retry_sends_the_mail(
-    parts: Parts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
+    parts: WorkerParts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
 ) -> None:
     crm_id = _book(crm_emu, "Unlucky workshop", 4)
     failing = SendFailsOnce(
         build_client(parts.settings), extended_property_id=parts.policy.extended_property_id
     )
-    with pytest.raises(TransientError):
-        await parts.worker(graph=failing).handle(_msg(crm_id))
+    try:
+        with pytest.raises(TransientError):
+            await parts.worker(graph=failing).handle(crm_msg(crm_id))
+    finally:
+        await failing.aclose()
     assert failing.failed and _mails(graph_emu, "Unlucky workshop") == []
-    retry = await parts.worker().handle(_msg(crm_id))
+    retry = await parts.worker().handle(crm_msg(crm_id))
     assert "notify_organizer:M5" in retry.all_writes
     assert len(_mails(graph_emu, "Unlucky workshop")) == 1
 
 
-async def test_M5_the_same_notice_is_claimed_once_in_its_window_and_again_after_it(parts: Parts) -> None:
+async def test_M5_the_same_notice_is_claimed_once_in_its_window_and_again_after_it(
+    parts: WorkerParts,
+) -> None:
     ledger = NoticeLedger(parts.tables["Map"], window=timedelta(hours=1))
     notice = NotifyOrganizer(
         rule="M5",
