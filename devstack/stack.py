@@ -51,6 +51,14 @@ class LocalStack:
     _saved_env: dict[str, str] = field(init=False, default_factory=dict)
 
     def start(self) -> LocalStack:
+        """Start everything; if any part fails, stop what already runs (no orphan Azurite) and re-raise."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> LocalStack:
         from sync_core.bootstrap import close_container, configuration
 
         if self.azurite is None:
@@ -138,13 +146,15 @@ class LocalStack:
     def stop(self) -> None:
         from sync_core.bootstrap import configuration
 
-        self.host.stop()
-        self.crm.stop()
-        self.graph.stop()
+        # Whatever was started (a failed start may have stopped part way), in reverse order.
+        for part in ("host", "crm", "graph"):
+            if hasattr(self, part):
+                getattr(self, part).stop()
         if self._own_azurite and self.azurite is not None:
             self.azurite.stop()
-        os.environ.clear()
-        os.environ.update(self._saved_env)
+        if self._saved_env:
+            os.environ.clear()
+            os.environ.update(self._saved_env)
         configuration.cache_clear()
 
     def graph_http(self) -> httpx.Client:
