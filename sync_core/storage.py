@@ -62,8 +62,8 @@ def proxy_configured() -> bool:
 
     azure-core's aiohttp transport trusts the environment by default: then aiohttp looks up the proxy
     variables and ~/.netrc again on every request, each lookup a hop to a worker thread (two per send,
-    about 40% of an enqueue's CPU here). The queue clients trust the environment only when it names a
-    proxy, so a proxied deployment is still proxied (netrc holds basic-auth credentials, which Storage
+    about 40% of an enqueue's CPU here). The queue and table clients trust the environment only when it
+    names a proxy, so a proxied deployment is still proxied (netrc holds basic-auth credentials, which Storage
     never uses)."""
     return any(scheme != "no" for scheme in getproxies())
 
@@ -136,7 +136,9 @@ class Storage:
         self._credential: Any = None
         if settings.storage_connection_string:
             conn = settings.storage_connection_string
-            self._tables = TableServiceClient.from_connection_string(conn)
+            self._tables = TableServiceClient.from_connection_string(
+                conn, use_env_settings=proxy_configured()
+            )
             self._queues = QueueServiceClient.from_connection_string(
                 conn, use_env_settings=proxy_configured()
             )
@@ -149,7 +151,9 @@ class Storage:
                 self._credential = DefaultAzureCredential()
             assert settings.storage_table_uri and settings.storage_queue_uri  # checked by Settings.problems
             self._tables = TableServiceClient(
-                endpoint=settings.storage_table_uri, credential=self._credential
+                endpoint=settings.storage_table_uri,
+                credential=self._credential,
+                use_env_settings=proxy_configured(),
             )
             self._queues = QueueServiceClient(
                 account_url=settings.storage_queue_uri,

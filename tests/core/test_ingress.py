@@ -15,7 +15,7 @@ from sync_core.errors import PermanentError
 from sync_core.ingress import handle_notifications
 from sync_core.messages import GraphChange, MailboxResync, decode
 from sync_core.settings import Settings, load_settings
-from sync_core.storage import Storage, proxy_configured
+from sync_core.storage import Storage, proxy_configured, upsert
 from sync_core.subscriptions import SubscriptionRow
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "graph"
@@ -202,9 +202,13 @@ async def test_a_proxy_named_by_the_environment_still_carries_the_enqueue(
     try:
         with pytest.raises(PermanentError, match="400"):
             await storage.enqueue('{"hello":"proxy"}', queue=queue)
+        with pytest.raises(PermanentError, match="400"):
+            await upsert(storage.table("ProxyCheck"), {"PartitionKey": "p", "RowKey": "r"})
     finally:
         await storage.aclose()
         await runner.cleanup()
-    assert len(seen) == 1
+    assert len(seen) == 2, "the queue and the table client both went through the proxy"
     method, url = seen[0]
     assert method == "POST" and f"/{queue}/messages" in url
+    method, url = seen[1]
+    assert method in ("PUT", "MERGE", "PATCH") and "ProxyCheck" in url
