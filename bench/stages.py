@@ -249,9 +249,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--rate", type=float, nargs="*", default=[20.0])
     parser.add_argument("--sample", action="store_true", help="also sample the threads' stacks")
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the dev host's thread into FILE")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     install()
+    if args.profile:
+        _profile_host(args.profile)
     from devstack.stack import LocalStack
 
     stack = LocalStack().start()
@@ -268,6 +271,26 @@ def main() -> None:
                 sampler.report()
     finally:
         stack.stop()
+
+
+def _profile_host(path: str) -> None:
+    """cProfile the dev host's loop thread (the app's whole async side) and dump the stats to `path`."""
+    import cProfile
+
+    from devstack.host import devhost
+
+    main = devhost.DevHost._thread_main
+
+    def profiled(self: Any, ready: Any) -> None:
+        profile = cProfile.Profile()
+        profile.enable()
+        try:
+            main(self, ready)
+        finally:
+            profile.disable()
+            profile.dump_stats(path)
+
+    devhost.DevHost._thread_main = profiled  # type: ignore[method-assign]
 
 
 class Sampler:
