@@ -90,6 +90,33 @@ def synced(g: GraphEvent, crm_id: str = "c1", **kw: Any) -> tuple[Mapping, CrmRe
     return first.mapping.model_copy(update={"crm_id": crm_id}), record
 
 
+def edited(g: GraphEvent, **fields: Any) -> GraphEvent:
+    """`g` after an edit in Outlook: a new change key, the appointment's `fields` changed."""
+    return g.model_copy(
+        update={"change_key": g.change_key + "'", "appointment": g.appointment.model_copy(update=fields)}
+    )
+
+
+def crm_edited(r: CrmRecord, **fields: Any) -> CrmRecord:
+    """`r` after an edit in the CRM: a new version, the appointment's `fields` changed."""
+    return r.model_copy(
+        update={"version": r.version + "'", "appointment": r.appointment.model_copy(update=fields)}
+    )
+
+
+def judge(
+    change: Change,
+    mapping: Mapping | None,
+    graph: GraphEvent | None,
+    crm: CrmRecord | None,
+    *,
+    policy: Policy = POLICY,
+    now: datetime = NOW,
+) -> Decision:
+    """`decide` in the tests' world: POLICY and NOW unless a test says otherwise, CLIENT a known contact."""
+    return decide(change, mapping, graph, crm, policy, now, KNOWN)
+
+
 def kinds(d: Decision) -> list[str]:
     return [a.kind for a in d.actions]
 

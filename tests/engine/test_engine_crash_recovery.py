@@ -10,13 +10,13 @@ from sync_core.engine import Facts, decide
 from sync_core.model import AttendeeType, Origin, Response, Status
 from tests.engine.builders import (
     CLIENT,
-    KNOWN,
     NOW,
     POLICY,
     appt,
     attendee,
     crm_change,
     gev,
+    judge,
     kinds,
     m365,
     rec,
@@ -32,17 +32,17 @@ def _our_lost_create() -> tuple[Status, object]:
 def test_I3_L3_a_crm_cancel_finds_our_create_whose_mapping_was_never_saved_and_cancels_it() -> None:
     record = rec(appt(origin=Origin.CRM, status=Status.CANCELLED))
     ours = gev(written_by_us="crm:c1")
-    d = decide(crm_change(), None, ours, record, POLICY, NOW, KNOWN)
+    d = judge(crm_change(), None, ours, record)
     assert kinds(d) == ["cancel_graph"] and d.rule == "L3"
     assert d.mapping is not None and d.mapping.state == "cancelled" and d.mapping.graph_event_id == "e-linda"
     # Without our create found, there is nothing to cancel.
-    assert decide(crm_change(), None, None, record, POLICY, NOW, KNOWN).rule == "L3"
-    assert kinds(decide(crm_change(), None, None, record, POLICY, NOW, KNOWN)) == ["skip"]
+    assert judge(crm_change(), None, None, record).rule == "L3"
+    assert kinds(judge(crm_change(), None, None, record)) == ["skip"]
 
 
 def test_I3_L3_our_tagged_create_seen_from_m365_is_cancelled_when_its_crm_record_was_cancelled() -> None:
     record = rec(appt(origin=Origin.CRM, status=Status.CANCELLED))
-    d = decide(m365(), None, gev(written_by_us="crm:c1"), record, POLICY, NOW, KNOWN)
+    d = judge(m365(), None, gev(written_by_us="crm:c1"), record)
     assert kinds(d) == ["cancel_graph"]
     assert d.mapping is not None and d.mapping.crm_id == "c1" and d.mapping.state == "cancelled"
 
@@ -50,7 +50,7 @@ def test_I3_L3_our_tagged_create_seen_from_m365_is_cancelled_when_its_crm_record
 def test_I3_a_claimed_row_and_our_create_found_again_link_without_a_second_create() -> None:
     record = rec(appt(origin=Origin.CRM))
     claimed = Mapping(meeting_key="crm:c1", crm_id="c1", organizer_mailbox="linda@contoso.com")
-    d = decide(crm_change(), claimed, gev(written_by_us="crm:c1"), record, POLICY, NOW, KNOWN)
+    d = judge(crm_change(), claimed, gev(written_by_us="crm:c1"), record)
     assert "create_graph" not in kinds(d)
     assert d.mapping is not None and d.mapping.graph_event_id == "e-linda"
 

@@ -11,13 +11,15 @@ from sync_core.engine import Facts, decide
 from sync_core.model import Origin, Person, Response, Side
 from tests.engine.builders import (
     CLIENT,
-    KNOWN,
     NOW,
     POLICY,
     appt,
     attendee,
     crm_change,
+    crm_edited,
+    edited,
     gev,
+    judge,
     kinds,
     m365,
     rec,
@@ -27,29 +29,15 @@ from tests.engine.builders import (
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def _edit(g, **kw):  # type: ignore[no-untyped-def]
-    return g.model_copy(
-        update={"change_key": g.change_key + "'", "appointment": g.appointment.model_copy(update=kw)}
-    )
-
-
-def _crm_edit(r, **kw):  # type: ignore[no-untyped-def]
-    return r.model_copy(
-        update={"version": r.version + "'", "appointment": r.appointment.model_copy(update=kw)}
-    )
-
-
 def test_D1_direction_crm_to_m365_ignores_m365_items() -> None:
     policy = POLICY.model_copy(update={"direction": "crm_to_m365"})
-    assert decide(m365(), None, gev(), None, policy, NOW, KNOWN).rule == "D1"
+    assert judge(m365(), None, gev(), None, policy=policy).rule == "D1"
     g = gev()
     mapping, record = synced(g)
-    d = decide(m365(), mapping, _edit(g, subject="local"), record, policy, NOW, KNOWN)
+    d = judge(m365(), mapping, edited(g, subject="local"), record, policy=policy)
     assert d.rule == "D1" and kinds(d) == ["skip"]
     # and the next CRM change overwrites the M365 edit
-    d = decide(
-        crm_change(), mapping, _edit(g, subject="local"), _crm_edit(record, body="x"), policy, NOW, KNOWN
-    )
+    d = judge(crm_change(), mapping, edited(g, subject="local"), crm_edited(record, body="x"), policy=policy)
     update = next(a for a in d.actions if a.kind == "update_graph")
     assert set(update.changed_fields) == {"subject", "body"}
 
@@ -58,10 +46,10 @@ def test_D2_one_way_m365_to_crm_never_flows_back_and_overwrites_crm_edits() -> N
     policy = POLICY.model_copy(update={"direction": "m365_to_crm"})
     g = gev()
     mapping, record = synced(g, policy=policy)
-    edited_in_crm = _crm_edit(record, subject="CRM edit")
-    d = decide(crm_change(), mapping, g, edited_in_crm, policy, NOW, KNOWN)
+    edited_in_crm = crm_edited(record, subject="CRM edit")
+    d = judge(crm_change(), mapping, g, edited_in_crm, policy=policy)
     assert d.rule == "D2" and kinds(d) == ["skip"]
-    d = decide(m365(), mapping, _edit(g, body="notes"), edited_in_crm, policy, NOW, KNOWN)
+    d = judge(m365(), mapping, edited(g, body="notes"), edited_in_crm, policy=policy)
     assert kinds(d) == ["update_crm"]
     assert set(d.actions[0].changed_fields) == {"subject", "body"}
     assert d.actions[0].appointment.subject == "Quarterly review"
@@ -71,7 +59,7 @@ def test_D3_fields_changed_on_one_side_merge_three_way() -> None:
     g = gev()
     mapping, record = synced(g)
     d = decide(
-        m365(), mapping, _edit(g, subject="M365 subject"), _crm_edit(record, body="CRM notes"), POLICY, NOW
+        m365(), mapping, edited(g, subject="M365 subject"), crm_edited(record, body="CRM notes"), POLICY, NOW
     )
     by_kind = {a.kind: a for a in d.actions}
     assert by_kind["update_crm"].changed_fields == ("subject",)
@@ -84,7 +72,7 @@ def test_D3_same_field_changed_on_both_sides_m365_wins_by_default_and_says_so() 
     g = gev()
     mapping, record = synced(g)
     d = decide(
-        m365(), mapping, _edit(g, subject="from M365"), _crm_edit(record, subject="from CRM"), POLICY, NOW
+        m365(), mapping, edited(g, subject="from M365"), crm_edited(record, subject="from CRM"), POLICY, NOW
     )
     assert kinds(d) == ["update_crm"] and d.rule == "D3"
     assert d.actions[0].appointment.subject == "from M365"
@@ -94,7 +82,7 @@ def test_D3_same_field_changed_on_both_sides_m365_wins_by_default_and_says_so() 
 def test_D3_crm_wins_and_newest_wins_are_configurable() -> None:
     g = gev()
     mapping, record = synced(g)
-    m_edit, c_edit = _edit(g, subject="from M365"), _crm_edit(record, subject="from CRM")
+    m_edit, c_edit = edited(g, subject="from M365"), crm_edited(record, subject="from CRM")
     crm_wins = POLICY.model_copy(update={"conflict": "crm_wins"})
     d = decide(m365(), mapping, m_edit, c_edit, crm_wins, NOW)
     assert kinds(d) == ["update_graph"] and d.actions[0].appointment.subject == "from CRM"
@@ -142,7 +130,7 @@ def test_I1_copies_of_one_meeting_join_one_record() -> None:
     julie = gev(
         a, mailbox="julie@contoso.com", event_id="e-julie", is_organizer=False, response=Response.NONE
     )
-    d = decide(m365("e-julie", "julie@contoso.com"), mapping, julie, record, POLICY, NOW, KNOWN)
+    d = judge(m365("e-julie", "julie@contoso.com"), mapping, julie, record)
     assert kinds(d) == ["link_copy"] and d.rule == "I1"
     assert d.mapping is not None and {c.mailbox for c in d.mapping.copies} == {
         "linda@contoso.com",
@@ -155,7 +143,7 @@ def test_I2_invitee_copy_of_a_sync_user_organizer_is_ignored_until_mapped() -> N
     julie = gev(
         a, mailbox="julie@contoso.com", event_id="e-julie", is_organizer=False, response=Response.ACCEPTED
     )
-    d = decide(m365("e-julie", "julie@contoso.com"), None, julie, None, POLICY, NOW, KNOWN)
+    d = judge(m365("e-julie", "julie@contoso.com"), None, julie, None)
     assert d.rule == "I2" and kinds(d) == ["skip"]
 
 
@@ -169,7 +157,7 @@ def test_I2_invitee_copy_updates_only_its_own_response() -> None:
         is_organizer=False,
         response=Response.DECLINED,
     )
-    d = decide(m365("e-julie", "julie@contoso.com"), mapping, julie, record, POLICY, NOW, KNOWN)
+    d = judge(m365("e-julie", "julie@contoso.com"), mapping, julie, record)
     update = next(a for a in d.actions if a.kind == "update_crm")
     assert update.rule == "L6" and update.changed_fields == ("attendees",)
     assert update.appointment.subject == "Quarterly review"
@@ -181,7 +169,7 @@ def test_I2_invitee_copy_updates_only_its_own_response() -> None:
 def test_I2_stub_first_invitee_creates_later_invitees_join() -> None:
     a = appt(organizer=CLIENT, attendees=(attendee("linda@contoso.com"), attendee("julie@contoso.com")))
     linda = gev(a, is_organizer=False, response=Response.ACCEPTED)
-    d = decide(m365(), None, linda, None, POLICY, NOW, KNOWN)
+    d = judge(m365(), None, linda, None)
     assert d.actions[0].kind == "create_crm" and d.rule == "I2"
     assert d.actions[0].appointment.organizer == Person(email=CLIENT)
     assert d.mapping is not None
@@ -190,13 +178,13 @@ def test_I2_stub_first_invitee_creates_later_invitees_join() -> None:
     julie = gev(
         a, mailbox="julie@contoso.com", event_id="e-julie", is_organizer=False, response=Response.ACCEPTED
     )
-    d = decide(m365("e-julie", "julie@contoso.com"), mapping, julie, record, POLICY, NOW, KNOWN)
+    d = judge(m365("e-julie", "julie@contoso.com"), mapping, julie, record)
     assert "create_crm" not in kinds(d) and kinds(d)[0] == "link_copy"
 
 
 def test_I3_creates_carry_deterministic_idempotency_keys_and_transaction_ids() -> None:
-    a = decide(m365(), None, gev(), None, POLICY, NOW, KNOWN).actions[0]
-    b = decide(m365(), None, gev(change_key="other"), None, POLICY, NOW, KNOWN).actions[0]
+    a = judge(m365(), None, gev(), None).actions[0]
+    b = judge(m365(), None, gev(change_key="other"), None).actions[0]
     assert a.kind == b.kind == "create_crm"
     assert a.idempotency_key == b.idempotency_key == identity.idempotency_key("ical:UID-1", Side.CRM)
     t1 = decide(crm_change(), None, None, rec(), POLICY, NOW).actions[0]
@@ -209,15 +197,15 @@ def test_I3_our_create_found_without_mapping_is_linked_not_created_again() -> No
     # Crash between the Graph create and the mapping save: the event carries our tag.
     record = rec()
     ours = gev(record.appointment, written_by_us="crm:c1")
-    d = decide(m365(), None, ours, record, POLICY, NOW, KNOWN)
+    d = judge(m365(), None, ours, record)
     assert "create_crm" not in kinds(d) and d.actions[0].kind == "link_copy"
-    d = decide(crm_change(), None, ours, record, POLICY, NOW, KNOWN)
+    d = judge(crm_change(), None, ours, record)
     assert "create_graph" not in kinds(d) and d.rule == "I3"
 
 
 def test_I3_crm_record_created_from_m365_without_mapping_waits_for_the_m365_side() -> None:
     record = rec(appt(origin=Origin.M365), external_ref="ical:UID-1")
-    d = decide(crm_change(), None, None, record, POLICY, NOW, KNOWN)
+    d = judge(crm_change(), None, None, record)
     assert d.rule == "I3" and kinds(d) == ["skip"]
 
 
@@ -230,15 +218,15 @@ def test_I4_keys_do_not_depend_on_event_ids_that_change_on_move() -> None:
 
 def test_I5_onboarding_adopts_an_existing_crm_record_instead_of_creating() -> None:
     existing = rec(appt(subject="Quarterly review", origin=Origin.M365), external_ref="ical:UID-1")
-    d = decide(m365(), None, gev(), existing, POLICY, NOW, KNOWN)
+    d = judge(m365(), None, gev(), existing)
     assert d.rule == "I5" and "create_crm" not in kinds(d)
     assert d.mapping is not None and d.mapping.crm_id == "c1"
-    d = decide(crm_change(), None, gev(), existing, POLICY, NOW, KNOWN)
+    d = judge(crm_change(), None, gev(), existing)
     assert d.rule == "I5" and "create_graph" not in kinds(d)
 
 
 def test_I5_backfill_is_the_same_code_path_as_a_notification() -> None:
-    resync = decide(m365(kind=ChangeType.RESYNC), None, gev(), None, POLICY, NOW, KNOWN)
-    notified = decide(m365(kind=ChangeType.CREATED), None, gev(), None, POLICY, NOW, KNOWN)
+    resync = judge(m365(kind=ChangeType.RESYNC), None, gev(), None)
+    notified = judge(m365(kind=ChangeType.CREATED), None, gev(), None)
     assert resync == notified
     assert Facts() == Facts()

@@ -21,13 +21,13 @@ from sync_core.model import (
 from sync_core.policy import DeletePolicy, EventDefaults
 from tests.engine.builders import (
     CLIENT,
-    KNOWN,
     NOW,
     POLICY,
     appt,
     attendee,
     crm_change,
     gev,
+    judge,
     kinds,
     m365,
     rec,
@@ -78,9 +78,9 @@ def test_L4_cancel_in_m365_cancels_crm_and_keep_policy_only_unlinks() -> None:
     g = gev(a, is_organizer=False, response=Response.ACCEPTED)
     mapping, record = synced(g)
     cancelled = g.model_copy(update={"is_cancelled": True, "change_key": "ck9"})
-    assert kinds(decide(m365(), mapping, cancelled, record, POLICY, NOW, KNOWN)) == ["cancel_crm"]
+    assert kinds(judge(m365(), mapping, cancelled, record)) == ["cancel_crm"]
     keep = POLICY.model_copy(update={"delete_policy": DeletePolicy(m365_to_crm="keep")})
-    d = decide(m365(kind=ChangeType.DELETED), mapping, None, record, keep, NOW, KNOWN)
+    d = judge(m365(kind=ChangeType.DELETED), mapping, None, record, policy=keep)
     assert kinds(d) == ["unlink"] and d.rule == "L4" and d.mapping is None
     keep_crm = POLICY.model_copy(update={"delete_policy": DeletePolicy(crm_to_m365="keep")})
     d = decide(crm_change(), mapping, g, None, keep_crm, NOW)
@@ -89,7 +89,7 @@ def test_L4_cancel_in_m365_cancels_crm_and_keep_policy_only_unlinks() -> None:
 
 def test_L5_past_meeting_becomes_an_activity_and_back_to_a_meeting_when_moved_to_the_future() -> None:
     past = gev(appt(start=NOW - timedelta(days=2)))
-    d = decide(m365(), None, past, None, POLICY, NOW, KNOWN)
+    d = judge(m365(), None, past, None)
     assert d.actions[0].appointment.kind is Kind.ACTIVITY
     g = gev()
     mapping, record = synced(g)
@@ -105,7 +105,7 @@ def test_L5_past_meeting_becomes_an_activity_and_back_to_a_meeting_when_moved_to
             ),
         }
     )
-    d = decide(m365(), mapping, moved, activity, POLICY, ended, KNOWN)
+    d = judge(m365(), mapping, moved, activity, now=ended)
     assert "kind" in d.actions[0].changed_fields and d.actions[0].appointment.kind is Kind.MEETING
 
 
@@ -116,7 +116,7 @@ def test_L5_stops_syncing_after_activity_sync_days() -> None:
     edited = g.model_copy(
         update={"change_key": "ck2", "appointment": g.appointment.model_copy(update={"body": "n"})}
     )
-    assert decide(m365(), mapping, edited, record, POLICY, much_later, KNOWN).rule == "L5"
+    assert judge(m365(), mapping, edited, record, now=much_later).rule == "L5"
 
 
 def test_L6_attendee_responses_show_on_both_sides() -> None:
@@ -193,7 +193,7 @@ def test_W3_created_events_carry_the_configured_defaults() -> None:
     assert created.reminder_minutes == 30 and created.categories == ("CRM",)
     kept = decide(crm_change(), None, None, rec(appt(reminder_minutes=5)), policy, NOW).actions[0].appointment
     assert kept.reminder_minutes == 5
-    to_crm = decide(m365(), None, gev(), None, POLICY, NOW, KNOWN).actions[0].appointment
+    to_crm = judge(m365(), None, gev(), None).actions[0].appointment
     assert dict(to_crm.crm_fields) == POLICY.crm_defaults
 
 
@@ -201,8 +201,8 @@ def test_W4_no_write_when_nothing_differs() -> None:
     g = gev()
     mapping, record = synced(g)
     for d in (
-        decide(m365(), mapping, g.model_copy(update={"change_key": "new"}), record, POLICY, NOW, KNOWN),
-        decide(crm_change(), mapping, g, record.model_copy(update={"version": "v5"}), POLICY, NOW, KNOWN),
+        judge(m365(), mapping, g.model_copy(update={"change_key": "new"}), record),
+        judge(crm_change(), mapping, g, record.model_copy(update={"version": "v5"})),
     ):
         assert kinds(d) == ["skip"] and d.rule == "W4" and not d.writes
     # whitespace, attendee order and names are not edits
@@ -222,7 +222,7 @@ def test_X1_logical_removal_unlinks_and_never_deletes() -> None:
         update={"appointment": g.appointment.model_copy(update={"sensitivity": Sensitivity.PRIVATE})}
     )
     skip_private = POLICY.model_copy(update={"private_events": "skip"})
-    assert kinds(decide(m365(), mapping, private_now, record, skip_private, NOW, KNOWN)) == ["unlink"]
+    assert kinds(judge(m365(), mapping, private_now, record, policy=skip_private)) == ["unlink"]
 
 
 def test_X1_too_many_deletes_in_a_run_stop_for_an_operator() -> None:
@@ -284,7 +284,7 @@ def test_F1_every_field_syncs_both_ways_including_reminder_and_visibility() -> N
 
 def test_F2_attendees_unknown_to_the_crm_are_kept_by_email() -> None:
     a = appt(attendees=(attendee(CLIENT), attendee("john@contoso.com"), attendee("stranger@else.org")))
-    created = decide(m365(), None, gev(a), None, POLICY, NOW, KNOWN).actions[0].appointment
+    created = judge(m365(), None, gev(a), None).actions[0].appointment
     assert {x.email for x in created.attendees} == {CLIENT, "john@contoso.com", "stranger@else.org"}
 
 
@@ -298,16 +298,13 @@ def test_F3_attendee_cap_keeps_the_first_alphabetically_and_is_deterministic() -
         )
     )
     policy = POLICY.model_copy(update={"attendee_cap": 50})
-    created = decide(m365(), None, gev(a), None, policy, NOW, KNOWN).actions[0].appointment
+    created = judge(m365(), None, gev(a), None, policy=policy).actions[0].appointment
     persons = sorted(x.email for x in created.attendees if x.type is not AttendeeType.RESOURCE)
     assert len(persons) == 50 and persons == sorted([CLIENT, *(p.email for p in people)])[:50]
     assert "boardroom@contoso.com" in {x.email for x in created.attendees}
-    again = decide(m365(), None, gev(a), None, policy, NOW, KNOWN).actions[0].appointment
+    again = judge(m365(), None, gev(a), None, policy=policy).actions[0].appointment
     assert again == created
-    assert (
-        decide(m365(), None, gev(a), None, POLICY, NOW, KNOWN).actions[0].appointment.attendees.__len__()
-        == 62
-    )
+    assert judge(m365(), None, gev(a), None).actions[0].appointment.attendees.__len__() == 62
 
 
 def test_F4_times_compare_in_utc_and_the_zone_is_kept() -> None:
@@ -329,13 +326,13 @@ def test_F4_times_compare_in_utc_and_the_zone_is_kept() -> None:
 def test_F5_attachment_metadata_syncs_and_none_is_configurable() -> None:
     files = (Attachment(name="deck.pdf", size=1200, content_type="application/pdf"),)
     g = gev(appt(attachments=files))
-    assert decide(m365(), None, g, None, POLICY, NOW, KNOWN).actions[0].appointment.attachments == files
+    assert judge(m365(), None, g, None).actions[0].appointment.attachments == files
     none = POLICY.model_copy(update={"attachments": "none"})
-    assert decide(m365(), None, g, None, none, NOW, KNOWN).actions[0].appointment.attachments == ()
+    assert judge(m365(), None, g, None, policy=none).actions[0].appointment.attachments == ()
 
 
 def test_E1_every_action_names_its_rule_and_reason_and_explain_shows_them() -> None:
-    d = decide(m365(), None, gev(is_draft=True), None, POLICY, NOW, KNOWN)
+    d = judge(m365(), None, gev(is_draft=True), None)
     assert d.explain() == "S2 skip: draft event (isDraft): never synced until it is sent"
     g = gev()
     mapping, record = synced(g)

@@ -20,7 +20,9 @@ from tests.engine.builders import (
     appt,
     attendee,
     crm_change,
+    edited,
     gev,
+    judge,
     m365,
     rec,
     synced,
@@ -42,46 +44,40 @@ def _copy(a, mailbox: str, response: Response = Response.ACCEPTED, **kw):  # typ
     )
 
 
-def _edited(g, **kw):  # type: ignore[no-untyped-def]
-    return g.model_copy(update={"change_key": "ck-edit", "appointment": g.appointment.model_copy(update=kw)})
-
-
 def _so1() -> Decision:  # Linda invites a known customer from the CRM: it must appear in her Outlook
-    return decide(crm_change(kind=ChangeType.CREATED), None, None, rec(), POLICY, NOW, KNOWN)
+    return judge(crm_change(kind=ChangeType.CREATED), None, None, rec())
 
 
 def _so2() -> Decision:  # the customer deletes (declines) the invitation: Linda's CRM shows the answer
     g = gev()
     mapping, record = synced(g)
     return decide(
-        m365(), mapping, _edited(g, attendees=(attendee(CLIENT, Response.DECLINED),)), record, POLICY, NOW
+        m365(), mapping, edited(g, attendees=(attendee(CLIENT, Response.DECLINED),)), record, POLICY, NOW
     )
 
 
 def _so3() -> Decision:  # Linda invites from Outlook: the CRM gets the appointment
-    return decide(m365(kind=ChangeType.CREATED), None, gev(), None, POLICY, NOW, KNOWN)
+    return judge(m365(kind=ChangeType.CREATED), None, gev(), None)
 
 
 def _so3_accept() -> Decision:  # ... and the customer's acceptance
     g = gev()
     mapping, record = synced(g)
     return decide(
-        m365(), mapping, _edited(g, attendees=(attendee(CLIENT, Response.ACCEPTED),)), record, POLICY, NOW
+        m365(), mapping, edited(g, attendees=(attendee(CLIENT, Response.ACCEPTED),)), record, POLICY, NOW
     )
 
 
 def _so4() -> Decision:  # a known customer invites Julie, who tentatively accepts
-    return decide(m365(), None, _copy(_invite(JULIE), JULIE, Response.TENTATIVE), None, POLICY, NOW, KNOWN)
+    return judge(m365(), None, _copy(_invite(JULIE), JULIE, Response.TENTATIVE), None)
 
 
 def _so4_received() -> Decision:  # ... not while the invitation is only received
-    return decide(
-        m365(), None, _copy(_invite(JULIE), JULIE, Response.NOT_RESPONDED), None, POLICY, NOW, KNOWN
-    )
+    return judge(m365(), None, _copy(_invite(JULIE), JULIE, Response.NOT_RESPONDED), None)
 
 
 def _so5() -> Decision:  # invited with John and Mike, who are not in the CRM: all participants kept
-    return decide(m365(), None, _copy(_invite(LINDA, JOHN, MIKE), LINDA), None, POLICY, NOW, KNOWN)
+    return judge(m365(), None, _copy(_invite(LINDA, JOHN, MIKE), LINDA), None)
 
 
 def _so6_delete_one() -> Decision:  # recurring invite; Linda deletes one occurrence
@@ -91,28 +87,26 @@ def _so6_delete_one() -> Decision:  # recurring invite; Linda deletes one occurr
     mapping, record = synced(series)
     gone = NOW + timedelta(days=8)
     return decide(
-        m365(series.event_id), mapping, _edited(series, cancelled_occurrences=(gone,)), record, POLICY, NOW
+        m365(series.event_id), mapping, edited(series, cancelled_occurrences=(gone,)), record, POLICY, NOW
     )
 
 
 def _so6_alarm() -> Decision:  # ... and sets the alarm: it syncs (SuperOffice loses it)
     g = _copy(_invite(LINDA), LINDA)
     mapping, record = synced(g)
-    return decide(m365(g.event_id), mapping, _edited(g, reminder_minutes=15), record, POLICY, NOW)
+    return decide(m365(g.event_id), mapping, edited(g, reminder_minutes=15), record, POLICY, NOW)
 
 
 def _so7() -> Decision:  # invites Linda and Julie: Julie's copy joins Linda's record, never a second one
     a = _invite(LINDA, JULIE)
     mapping, record = synced(_copy(a, LINDA))
-    return decide(
-        m365("e-julie", JULIE), mapping, _copy(a, JULIE, Response.DECLINED), record, POLICY, NOW, KNOWN
-    )
+    return judge(m365("e-julie", JULIE), mapping, _copy(a, JULIE, Response.DECLINED), record)
 
 
 def _so8() -> Decision:  # Linda marks the invite private and sets an alarm
     g = _copy(_invite(LINDA), LINDA)
     mapping, record = synced(g)
-    edit = _edited(g, sensitivity=Sensitivity.PRIVATE, reminder_minutes=30)
+    edit = edited(g, sensitivity=Sensitivity.PRIVATE, reminder_minutes=30)
     return decide(
         m365(g.event_id), mapping, edit, record, POLICY.model_copy(update={"private_events": "full"}), NOW
     )
@@ -120,7 +114,7 @@ def _so8() -> Decision:  # Linda marks the invite private and sets an alarm
 
 def _so9() -> Decision:  # recurring project meeting without end: the whole series, no cap at 100
     series = _copy(_invite(LINDA, recurrence=weekly(NOW.date())), LINDA, type="seriesMaster")
-    return decide(m365(series.event_id), None, series, None, POLICY, NOW, KNOWN)
+    return judge(m365(series.event_id), None, series, None)
 
 
 def _so10() -> Decision:  # an unknown customer invites Linda and Julie: the same answer for both
@@ -182,16 +176,13 @@ MODERATED = POLICY.model_copy(
 
 
 def _mom_hall_mapping():  # type: ignore[no-untyped-def]
-    first = decide(m365(), None, gev(_room(HALL)), None, POLICY, NOW, KNOWN)
+    first = judge(m365(), None, gev(_room(HALL)), None)
     mapping = first.mapping.model_copy(update={"crm_id": "c1"})  # type: ignore[union-attr]
-    linked = decide(
+    linked = judge(
         m365("e-hall", HALL),
         mapping,
         gev(_room(HALL), mailbox=HALL, event_id="e-hall", is_organizer=False),
         rec(first.actions[0].appointment),
-        POLICY,
-        NOW,
-        KNOWN,
     )  # type: ignore[union-attr]
     return linked.mapping, rec(first.actions[0].appointment)  # type: ignore[union-attr]
 
@@ -209,37 +200,37 @@ OTHER = gev(_room(HALL), mailbox=HALL, event_id="e-other", ical_uid="U-OTHER", i
 MOMENTUS: list[tuple[str, Case, str, list[str]]] = [
     (
         "Outlook-managed auto-accept: pending",
-        lambda: decide(m365(), None, gev(_room(BOARD)), None, POLICY, NOW, KNOWN),
+        lambda: judge(m365(), None, gev(_room(BOARD)), None),
         "M2",
         ["skip"],
     ),
     (
         "Outlook-managed auto-accept: accepted -> confirmed",
-        lambda: decide(m365(), None, gev(_room(BOARD, Response.ACCEPTED)), None, POLICY, NOW, KNOWN),
+        lambda: judge(m365(), None, gev(_room(BOARD, Response.ACCEPTED)), None),
         "M2",
         ["create_crm"],
     ),
     (
         "Outlook-managed auto-accept: declined -> nothing",
-        lambda: decide(m365(), None, gev(_room(BOARD, Response.DECLINED)), None, POLICY, NOW, KNOWN),
+        lambda: judge(m365(), None, gev(_room(BOARD, Response.DECLINED)), None),
         "M2",
         ["skip"],
     ),
     (
         "Outlook-managed moderated: moderator accepts",
-        lambda: decide(m365(), None, gev(_room(BOARD, Response.ACCEPTED)), None, MODERATED, NOW, KNOWN),
+        lambda: judge(m365(), None, gev(_room(BOARD, Response.ACCEPTED)), None, policy=MODERATED),
         "M3",
         ["create_crm"],
     ),
     (
         "Outlook-managed moderated: moderator declines",
-        lambda: decide(m365(), None, gev(_room(BOARD, Response.DECLINED)), None, MODERATED, NOW, KNOWN),
+        lambda: judge(m365(), None, gev(_room(BOARD, Response.DECLINED)), None, policy=MODERATED),
         "M3",
         ["skip"],
     ),
     (
         "Momentus-managed: booked as prospect",
-        lambda: decide(m365(), None, gev(_room(HALL)), None, POLICY, NOW, KNOWN),
+        lambda: judge(m365(), None, gev(_room(HALL)), None),
         "M4",
         ["create_crm"],
     ),
@@ -339,27 +330,19 @@ def test_L2_L3_L4_momentus_notes_about_the_sync() -> None:
 SAGE: list[tuple[str, Case, str, list[str]]] = [
     (
         "organizer is the mailbox owner: normal appointment",
-        lambda: decide(m365(), None, gev(), None, POLICY, NOW, KNOWN),
+        lambda: judge(m365(), None, gev(), None),
         "I2",
         ["create_crm"],
     ),
     (
         "invitee copy, organizer is a sync user: ignored",
-        lambda: decide(
-            m365("e-julie", JULIE),
-            None,
-            _copy(_invite(JULIE, organizer=LINDA), JULIE),
-            None,
-            POLICY,
-            NOW,
-            KNOWN,
-        ),
+        lambda: judge(m365("e-julie", JULIE), None, _copy(_invite(JULIE, organizer=LINDA), JULIE), None),
         "I2",
         ["skip"],
     ),
     (
         "invitee copy, organizer not a sync user: stub",
-        lambda: decide(m365("e-julie", JULIE), None, _copy(_invite(JULIE), JULIE), None, POLICY, NOW, KNOWN),
+        lambda: judge(m365("e-julie", JULIE), None, _copy(_invite(JULIE), JULIE), None),
         "I2",
         ["create_crm"],
     ),
@@ -411,11 +394,11 @@ INTERACTION = POLICY.model_copy(
 
 def test_L5_D2_interaction_activity_conversion_one_way() -> None:
     g = _copy(_invite(LINDA), LINDA)
-    assert decide(m365(g.event_id), None, g, None, INTERACTION, NOW, KNOWN).actions[0].kind == "create_crm"
+    assert judge(m365(g.event_id), None, g, None, policy=INTERACTION).actions[0].kind == "create_crm"
     mapping, record = synced(g, policy=INTERACTION)
     after = NOW + timedelta(days=3)  # the meeting has taken place: it becomes an activity
     d = decide(
-        m365(g.event_id), mapping, _edited(g, body="notes after the meeting"), record, INTERACTION, after
+        m365(g.event_id), mapping, edited(g, body="notes after the meeting"), record, INTERACTION, after
     )
     update = d.actions[0]
     assert update.kind == "update_crm" and set(update.changed_fields) == {"body", "kind"}  # type: ignore[union-attr]
@@ -425,41 +408,36 @@ def test_L5_D2_interaction_activity_conversion_one_way() -> None:
     d = decide(
         m365(g.event_id),
         mapping,
-        _edited(g, start=future, end=future + timedelta(hours=1)),
+        edited(g, start=future, end=future + timedelta(hours=1)),
         activity,
         INTERACTION,
         after,
     )
     assert d.actions[0].appointment.kind.value == "meeting"  # type: ignore[union-attr]
     late = NOW + timedelta(days=60)
-    assert decide(m365(g.event_id), mapping, _edited(g, body="x"), activity, INTERACTION, late).rule == "L5"
+    assert decide(m365(g.event_id), mapping, edited(g, body="x"), activity, INTERACTION, late).rule == "L5"
     edited_in_crm = record.model_copy(update={"version": "v9"})
     assert decide(crm_change(), mapping, g, edited_in_crm, INTERACTION, NOW).rule == "D2"
     assert (
-        decide(
+        judge(
             m365(),
             None,
             gev(appt(recurrence=weekly(NOW.date())), type="seriesMaster"),
             None,
-            INTERACTION,
-            NOW,
-            KNOWN,
+            policy=INTERACTION,
         ).rule
         == "R4"
     )
     assert (
-        decide(m365(), None, gev(appt(sensitivity=Sensitivity.PRIVATE)), None, INTERACTION, NOW, KNOWN).rule
-        == "S3"
+        judge(m365(), None, gev(appt(sensitivity=Sensitivity.PRIVATE)), None, policy=INTERACTION).rule == "S3"
     )
     assert (
-        decide(
+        judge(
             m365(g.event_id),
             None,
             _copy(_invite(LINDA), LINDA, Response.NOT_RESPONDED),
             None,
-            INTERACTION,
-            NOW,
-            KNOWN,
+            policy=INTERACTION,
         ).rule
         == "S8"
     )
@@ -503,14 +481,14 @@ PRACTIFI: list[tuple[str, dict[str, object], Callable[[object], Decision], str, 
     (
         "Sync Private Events: without attendees",
         {},
-        lambda p: decide(m365(), None, gev(appt(sensitivity=Sensitivity.PRIVATE)), None, p, NOW, KNOWN),
+        lambda p: judge(m365(), None, gev(appt(sensitivity=Sensitivity.PRIVATE)), None, policy=p),
         "I2",
         ["create_crm"],
     ),  # type: ignore[arg-type]
     (
         "Sync Private Events off",
         {"private_events": "skip"},
-        lambda p: decide(m365(), None, gev(appt(sensitivity=Sensitivity.PRIVATE)), None, p, NOW, KNOWN),
+        lambda p: judge(m365(), None, gev(appt(sensitivity=Sensitivity.PRIVATE)), None, policy=p),
         "S3",
         ["skip"],
     ),  # type: ignore[arg-type]
@@ -546,7 +524,7 @@ PRACTIFI: list[tuple[str, dict[str, object], Callable[[object], Decision], str, 
     (
         "Draft events don't appear",
         {},
-        lambda p: decide(m365(), None, gev(is_draft=True), None, p, NOW, KNOWN),
+        lambda p: judge(m365(), None, gev(is_draft=True), None, policy=p),
         "S2",
         ["skip"],
     ),  # type: ignore[arg-type]
@@ -565,7 +543,7 @@ def _both_edited(policy) -> Decision:  # type: ignore[no-untyped-def]
     crm_edit = record.model_copy(
         update={"version": "v2", "appointment": record.appointment.model_copy(update={"subject": "CRM"})}
     )
-    return decide(m365(), mapping, _edited(g, subject="M365"), crm_edit, policy, NOW)
+    return decide(m365(), mapping, edited(g, subject="M365"), crm_edit, policy, NOW)
 
 
 @pytest.mark.parametrize(
@@ -588,14 +566,12 @@ def test_F3_M1_practifi_fifty_attendees_alphabetically_and_unique_resource_names
     from sync_core.policy import load_policy
 
     people = tuple(attendee(f"guest{i:03d}@else.org") for i in range(70))
-    capped = decide(
+    capped = judge(
         m365(),
         None,
         gev(appt(attendees=(attendee(CLIENT), *people))),
         None,
-        POLICY.model_copy(update={"attendee_cap": 50}),
-        NOW,
-        KNOWN,
+        policy=POLICY.model_copy(update={"attendee_cap": 50}),
     )
     kept = sorted(a.email for a in capped.actions[0].appointment.attendees)  # type: ignore[union-attr]
     assert kept == sorted([CLIENT, *(p.email for p in people)])[:50]
