@@ -1,0 +1,136 @@
+"""Two delta rounds of one mailbox at once (a sweep, a poll, a lifecycle resync): the SyncMailboxes row is
+saved with If-Match on the ETag the round read, so a round that read before another round saved leaves that
+round's state alone (its delta link, its X2 silence flags); a row touched only by other writers (the
+ingress's LastNotification) is merged again. Real Graph emulator (calendarView/delta), rows on Azurite."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from devstack.azurite import Azurite
+from devstack.graph_emulator import GraphEmulator
+from sync_core.graph import DeltaPage, GraphAdapter, build_client
+from sync_core.mapping_store import MappingStore
+from sync_core.messages import MailboxResync
+from sync_core.policy import DEFAULT_EXTENDED_PROPERTY_ID, Policy
+from sync_core.reconcile import MailboxStateStore, Reconciler
+from sync_core.settings import Settings
+
+MAILBOX = "dana@contoso.example"
+T0 = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
+POLICY = Policy.default().model_copy(update={"past_days": 1, "future_days": 10})
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[GraphEmulator]:
+    with GraphEmulator() as emulator:
+        emulator.add_mailbox("d1", MAILBOX, "Dana")
+        yield emulator
+
+
+def _create(emu: GraphEmulator, subject: str, start: datetime) -> None:
+    body = {
+        "subject": subject,
+        "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+        "end": {"dateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+    }
+    r = httpx.post(f"{emu.base_url}/users/{MAILBOX}/events", json=body, headers={"Authorization": "Bearer t"})
+    r.raise_for_status()
+
+
+class Held:
+    """The Graph adapter, where a round's first delta page waits until `go` is set (`waiting` says it is)."""
+
+    def __init__(self, graph: GraphAdapter) -> None:
+        self._graph = graph
+        self.waiting, self.go = asyncio.Event(), asyncio.Event()
+
+    async def delta_page(
+        self, mailbox: str, *, link: str | None, start: datetime | None = None, end: datetime | None = None
+    ) -> DeltaPage:
+        self.waiting.set()
+        await self.go.wait()
+        return await self._graph.delta_page(mailbox, link=link, start=start, end=end)
+
+
+@dataclass
+class World:
+    graph: GraphAdapter
+    states: MailboxStateStore
+    mappings: MappingStore
+
+    def reconciler(self, graph: GraphAdapter | Held, now: datetime) -> Reconciler:
+        async def enqueue(text: str) -> None:
+            return None
+
+        return Reconciler(
+            graph=graph,
+            states=self.states,
+            policy=POLICY,
+            enqueue=enqueue,
+            clock=lambda: now,
+            mappings=self.mappings,
+        )
+
+
+@pytest.fixture
+async def world(emu: GraphEmulator, azurite: Azurite, unique_name: str) -> AsyncIterator[World]:
+    from azure.data.tables.aio import TableServiceClient
+
+    settings = Settings.model_validate({"GRAPH_BASE_URL": emu.base_url, "GRAPH_AUTH_MODE": "emulator"})
+    graph = GraphAdapter(build_client(settings), extended_property_id=DEFAULT_EXTENDED_PROPERTY_ID)
+    try:
+        async with TableServiceClient.from_connection_string(azurite.connection_string) as service:
+            states = MailboxStateStore(await service.create_table(f"Mailboxes{unique_name}"))
+            mappings = MappingStore(await service.create_table(f"Mappings{unique_name}"))
+            yield World(graph, states, mappings)
+    finally:
+        await graph.aclose()
+
+
+def _resync(reason: str, now: datetime) -> MailboxResync:
+    return MailboxResync(correlation_id=reason[:20], received_at=now, mailbox=MAILBOX, reason=reason)
+
+
+async def test_X2_a_round_that_read_before_a_sweep_saved_keeps_the_sweeps_silence_flags(
+    emu: GraphEmulator, world: World
+) -> None:
+    await world.reconciler(world.graph, T0).resync_mailbox(_resync("sweep", T0))  # the baseline round
+    _create(emu, "Changed, never announced", T0 + timedelta(days=2))  # no subscription: no notification
+
+    held = Held(world.graph)
+    later = T0 + timedelta(minutes=5)
+    lifecycle = asyncio.create_task(
+        world.reconciler(held, later).resync_mailbox(_resync("lifecycle:reauthorizationRequired:s1", later))
+    )
+    await held.waiting.wait()  # the lifecycle round has read the row, and waits on Graph
+    swept = T0 + timedelta(hours=1)
+    assert await world.reconciler(world.graph, swept).resync_mailbox(_resync("sweep", swept)) == 1
+    flagged = await world.states.get(MAILBOX)
+    assert flagged.silent_sweeps == 1 and flagged.last_sweep == swept  # X2: delta saw what nobody announced
+
+    held.go.set()
+    assert await lifecycle == 1  # it found the change too (queued), but saves nothing over the sweep's row
+    after = await world.states.get(MAILBOX)
+    assert (after.silent_sweeps, after.silent_since, after.last_sweep) == (1, T0, swept)
+    assert (after.last_confirmed, after.delta_link, after.etag) == (swept, flagged.delta_link, flagged.etag)
+
+
+async def test_a_row_touched_only_by_the_ingress_meanwhile_is_saved_over(
+    emu: GraphEmulator, world: World
+) -> None:
+    held = Held(world.graph)
+    round_ = asyncio.create_task(world.reconciler(held, T0).resync_mailbox(_resync("sweep", T0)))
+    await held.waiting.wait()  # read: no row yet
+    heard = T0 - timedelta(minutes=1)
+    await world.states.touch_notification(MAILBOX, heard)  # the ingress writes its column meanwhile
+    held.go.set()
+    await round_
+    state = await world.states.get(MAILBOX)
+    assert state.last_confirmed == T0 and state.delta_link and state.last_notification == heard
