@@ -274,12 +274,6 @@ class Gatherer:
         return await self.budget.used(mailbox, self.clock())
 
 
-def _copy(event: GraphEvent) -> GraphCopy:
-    return GraphCopy(
-        mailbox=event.mailbox, event_id=event.event_id, role="organizer" if event.is_organizer else "attendee"
-    )
-
-
 def _crm_change_type(value: str) -> ChangeType:
     return {
         "created": ChangeType.CREATED,
