@@ -53,6 +53,16 @@ def test_plan_never_exceeds_the_rate_budget_and_defers_the_rest() -> None:
     assert max(s.at for s in result.steps) <= NOW + limits.run_time
 
 
+def test_plan_takes_its_randomness_from_the_caller_and_is_a_function_of_it() -> None:
+    rows = [_row(i, timedelta(days=1)) for i in range(30)]
+    enabled = [f"m{i}@x.example" for i in range(40)]
+    with pytest.raises(TypeError):  # no hidden random source in the pure planner
+        plan(rows, enabled, NOW)  # type: ignore[call-arg]
+    once = plan(rows, enabled, NOW, rng=random.Random(9))
+    assert once == plan(rows, enabled, NOW, rng=random.Random(9))
+    assert once != plan(rows, enabled, NOW, rng=random.Random(10))
+
+
 def test_X3_a_refused_mailbox_is_asked_again_only_after_its_retry_time() -> None:
     polling = _row(1, timedelta(0), status="polling", next_attempt=NOW + timedelta(hours=1))
     assert plan([polling], ["m1@x.example"], NOW, rng=random.Random(3)).steps == []

@@ -12,7 +12,7 @@ from sync_core.settings import Settings
 from sync_core.subscription_manager import SubscriptionManager
 from sync_core.subscription_plan import Limits, purgeable
 from sync_core.subscriptions import SubscriptionRow, SubscriptionStore
-from tests.subscriptions.sim_models import GraphModel, SimClock
+from tests.subscriptions.sim_models import GraphModel, Rows, SimClock
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -99,3 +99,63 @@ async def test_the_renewal_run_purges_old_history_rows_a_bounded_number_per_run(
         assert "removed-1d" in await ids()
         await store.delete(stale)  # twice, and a row already gone: no error
         await store.delete(replace(stale, subscription_id="never-there", etag=None))
+
+
+async def test_X1_budgets_and_notice_claims_of_days_ago_are_purged_by_the_renewal_run_bounded(
+    azurite: Azurite, unique_name: str
+) -> None:
+    """X1 delete budgets (one row per mailbox per hour) and M4/M5 notice claims (one per notice) are only
+    needed for their hour or their window; the renewal run deletes old ones, a bounded number per run."""
+    from azure.data.tables.aio import TableServiceClient
+
+    from sync_core.actions import NotifyOrganizer
+    from sync_core.gather import DeleteBudget
+    from sync_core.notices import NoticeLedger
+
+    clock = SimClock(NOW)
+
+    async def enqueue(text: str) -> None:
+        return None
+
+    def notice(n: int) -> NotifyOrganizer:
+        return NotifyOrganizer(rule="M5", reason=f"r{n}", mailbox="m1@x.example", subject=f"s{n}", text="t")
+
+    async with TableServiceClient.from_connection_string(azurite.connection_string) as service:
+        mailboxes = await service.create_table(f"Mailboxes{unique_name}")
+        mappings = await service.create_table(f"Mappings{unique_name}")
+        budget, ledger = DeleteBudget(mailboxes), NoticeLedger(mappings)
+        for hours_ago in (100, 99, 98, 97, 2, 0):  # 4 of days ago, 2 recent
+            await budget.spend("m1@x.example", NOW - timedelta(hours=hours_ago))
+        for n, days_ago in enumerate((10, 9, 8, 5, 1, 0)):
+            assert await ledger.claim(f"meeting-{n}", notice(n), NOW - timedelta(days=days_ago))
+        await mappings.upsert_entity({"PartitionKey": "meeting-row", "RowKey": "mapping", "State": "x"})
+        manager = SubscriptionManager(
+            graph=GraphModel(clock),
+            store=Rows(),
+            settings=SETTINGS,
+            clock=clock,
+            limits=Limits(purge_per_run=3),
+            enqueue=enqueue,
+            sleep=clock.sleep,
+            housekeeping=(budget.purge, ledger.purge),
+        )
+
+        async def left() -> tuple[list[int], list[int]]:
+            budgets = [e["RunStart"] async for e in mailboxes.list_entities()]
+            claims = [
+                e["RowKey"] async for e in mappings.list_entities() if e["RowKey"].startswith("notice-")
+            ]
+            return sorted(
+                int((NOW - datetime.fromisoformat(b)) / timedelta(hours=1)) for b in budgets
+            ), claims
+
+        assert (await manager.renew_due()).housekeeping == 0  # the operator's renew-all purges nothing
+        first = await manager.run(["m1@x.example"])
+        assert first.housekeeping == 6  # 3 budgets + 3 claims: bounded per purge
+        budgets, claims = await left()
+        assert len(budgets) == 3 and len(claims) == 3
+        second = await manager.run(["m1@x.example"])
+        budgets, claims = await left()
+        assert second.housekeeping == 2 and budgets == [0, 2] and len(claims) == 2  # the recent ones stay
+        assert await ledger.claim("meeting-5", notice(5), NOW) is False  # a live claim still holds
+        assert [e["RowKey"] async for e in mappings.list_entities() if e["PartitionKey"] == "meeting-row"]
