@@ -228,7 +228,7 @@ async def seed_seen(table: TableClient, signed_at: int, count: int) -> None:
             )
             for n in range(start, min(count, start + 100))
         ]
-        await table.submit_transaction(ops_)  # type: ignore[arg-type]
+        await table.submit_transaction(ops_)
 
 
 async def seen_partitions(table: TableClient) -> dict[str, int]:
