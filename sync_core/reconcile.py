@@ -285,7 +285,7 @@ class Reconciler:
         state.last_found = found
         if message.reason.startswith(SWEEP_REASON):
             state.last_sweep = now
-        if not await self._save(state, read):
+        if not await self._save(state, read, sweep=now if message.reason.startswith(SWEEP_REASON) else None):
             log.info(
                 "%s: another round of %s saved first; its state is kept", message.reason, message.mailbox
             )
@@ -295,12 +295,15 @@ class Reconciler:
         )
         return found
 
-    async def _save(self, state: MailboxState, read: tuple[datetime | None, str | None]) -> bool:
+    async def _save(
+        self, state: MailboxState, read: tuple[datetime | None, str | None], *, sweep: datetime | None
+    ) -> bool:
         """Save the round's state only over the row it read (If-Match). A row changed since by another round
         (sweep, poll, lifecycle resync: its LastConfirmed or DeltaLink moved) is left as that round saved it
         (False): what this round found is queued already, so nothing is lost (at worst the next round sees
-        some of it again). A row changed only in the columns of other writers (the ingress's
-        LastNotification, the manager's Status) is merged again."""
+        some of it again); its X2 check, if any, is queued too. A sweep still records that it swept (`sweep`:
+        LastSweep on that row, nothing else). A row changed only in the columns of other writers (the
+        ingress's LastNotification, the manager's Status) is merged again."""
         for _ in range(5):
             try:
                 await self._states.save(state, if_unchanged=True)
@@ -308,6 +311,9 @@ class Reconciler:
             except ConcurrencyError:
                 current = await self._states.get(state.mailbox)
                 if (current.last_confirmed, current.delta_link) != read:
+                    if sweep is not None and (current.last_sweep is None or current.last_sweep < sweep):
+                        current.last_sweep = sweep
+                        await self._save(current, (current.last_confirmed, current.delta_link), sweep=None)
                     return False
                 state.etag = current.etag
         raise ConcurrencyError("the mailbox row kept changing", side="storage", mailbox=state.mailbox)

@@ -5,9 +5,10 @@ Module scope: the stack sets the app's settings in os.environ, which must not le
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
@@ -15,6 +16,7 @@ from devstack.azurite import Azurite
 from devstack.stack import LocalStack
 
 Stack = LocalStack
+T = TypeVar("T")
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
@@ -27,6 +29,20 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, interval: f
             return last
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s (last value: {last!r})")
+
+
+def on_container(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work` on a fresh app Container (the stack's settings, from os.environ), closed afterwards."""
+    from sync_core.bootstrap import Container, configuration
+
+    async def run() -> T:
+        c = Container(*configuration())
+        try:
+            return await work(c)
+        finally:
+            await c.aclose()
+
+    return asyncio.run(run())
 
 
 @pytest.fixture(scope="module")

@@ -6,60 +6,29 @@ Changes are made while the emulator drops the mailbox's notifications, so only t
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from sync_core.storage import CHANGES_QUEUE
 from sync_core.subscriptions import SubscriptionRow
-from tests.e2e.conftest import Stack, wait_for
+from tests.e2e.conftest import Stack, on_container, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _forget_delta_links(stack: Stack) -> Iterator[None]:
-    """Delta links name this module's emulator port; the next module's stack shares Azurite's tables."""
-    yield
-    from sync_core.reconcile import MailboxState
-
-    async def forget(c: Any) -> None:
-        for user in c.policy.sync_users:
-            await c.mailbox_states.save(MailboxState(mailbox=user.primary_mailbox or user.email))
-
-    _on_container(forget)
-
-
-T = TypeVar("T")
-
-
-def _on_container(work: Callable[[Any], Awaitable[T]]) -> T:
-    from sync_core.bootstrap import Container, configuration
-
-    async def run() -> T:
-        c = Container(*configuration())
-        try:
-            return await work(c)
-        finally:
-            await c.aclose()
-
-    return asyncio.run(run())
 
 
 def _active(mailbox: str) -> list[SubscriptionRow]:
     async def work(c: Any) -> list[SubscriptionRow]:
         return [r for r in await c.subscriptions.for_mailbox(mailbox) if r.status == "active"]
 
-    return _on_container(work)
+    return on_container(work)
 
 
 def _queue_depth() -> int:
-    return int(_on_container(lambda c: c.storage.queue_depth(CHANGES_QUEUE)))
+    return int(on_container(lambda c: c.storage.queue_depth(CHANGES_QUEUE)))
 
 
 def _event(subject: str, day: int) -> dict[str, Any]:
@@ -147,7 +116,7 @@ def test_reauthorization_required_twice_reauthorizes_once_and_never_also_renews(
     (sub,) = _active(mailbox)
     hour_ago = sub.last_renewal - timedelta(hours=1) if sub.last_renewal else None
     # Created moments ago, which authorized it: age the row so the event asks for a reauthorization.
-    _on_container(lambda c: c.subscriptions.save(replace(sub, last_renewal=hour_ago)))
+    on_container(lambda c: c.subscriptions.save(replace(sub, last_renewal=hour_ago)))
     stack.graph.clear_requests()
     _lifecycle(stack, sub.subscription_id, "reauthorizationRequired")
     _lifecycle(stack, sub.subscription_id, "reauthorizationRequired")

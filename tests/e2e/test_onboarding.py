@@ -4,50 +4,21 @@ backfill through `GET /appointments?external_ref=...` and linked, never created 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from sync_core.storage import CHANGES_QUEUE
-from tests.e2e.conftest import Stack, wait_for
+from tests.e2e.conftest import Stack, on_container, wait_for
 
 pytestmark = pytest.mark.e2e
 
 MAILBOX = "chen@contoso.example"
-T = TypeVar("T")
-
-
-def _on_container(work: Callable[[Any], Awaitable[T]]) -> T:
-    from sync_core.bootstrap import Container, configuration
-
-    async def run() -> T:
-        c = Container(*configuration())
-        try:
-            return await work(c)
-        finally:
-            await c.aclose()
-
-    return asyncio.run(run())
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _forget_mailbox_state(stack: Stack) -> Iterator[None]:
-    """The backfill writes this mailbox's delta link (naming this module's emulator port) to SyncMailboxes,
-    which the next module's stack shares on the same Azurite: reset the row on teardown."""
-    yield
-    from sync_core.reconcile import MailboxState
-
-    async def forget(c: Any) -> None:
-        await c.mailbox_states.save(MailboxState(mailbox=MAILBOX))
-
-    _on_container(forget)
 
 
 def _drained() -> bool:
-    return int(_on_container(lambda c: c.storage.queue_depth(CHANGES_QUEUE))) == 0
+    return int(on_container(lambda c: c.storage.queue_depth(CHANGES_QUEUE))) == 0
 
 
 def _outlook_event_no_notification_announced(stack: Stack, subject: str) -> dict[str, Any]:
@@ -86,7 +57,7 @@ def test_I5_backfill_adopts_an_unlinked_crm_record_whose_external_ref_names_the_
     subject = "Onboarding: linked in the CRM beforehand"
     # The stack subscribed the mailbox, which queued its onboarding backfill (I5): let it finish first, so
     # the backfill this test makes is the one that meets the event and the record below.
-    wait_for(lambda: _on_container(lambda c: c.mailbox_states.get(MAILBOX)).last_confirmed, timeout=30)
+    wait_for(lambda: on_container(lambda c: c.mailbox_states.get(MAILBOX)).last_confirmed, timeout=30)
     wait_for(_drained, timeout=30)
     event = _outlook_event_no_notification_announced(stack, subject)
     key = "ical:" + event["iCalUId"]
@@ -102,11 +73,11 @@ def test_I5_backfill_adopts_an_unlinked_crm_record_whose_external_ref_names_the_
     )
     assert stack.crm.wait_for_webhooks(10)  # the CRM's own webhook: skipped, the M365 side links (I3)
     wait_for(_drained, timeout=30)
-    assert _on_container(lambda c: c.mappings.get(key)) is None  # nothing links it yet
+    assert on_container(lambda c: c.mappings.get(key)) is None  # nothing links it yet
     stack.crm.clear_requests()
 
     assert cli.main(["backfill", "--mailbox", MAILBOX, "--wait-seconds", "60"]) == 0
-    mapping = wait_for(lambda: _on_container(lambda c: c.mappings.get(key)), timeout=30)
+    mapping = wait_for(lambda: on_container(lambda c: c.mappings.get(key)), timeout=30)
     wait_for(_drained, timeout=30)
 
     assert (mapping.crm_id, mapping.graph_event_id) == (record["id"], event["id"])

@@ -4,47 +4,15 @@ initial backfill is the reconciliation path and adopts instead of duplicating (I
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from sync_core.storage import CHANGES_QUEUE
-from tests.e2e.conftest import Stack, wait_for
+from tests.e2e.conftest import Stack, on_container, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _forget_delta_links(stack: Stack) -> Iterator[None]:
-    """Delta links name this module's emulator port; the next module's stack shares Azurite's tables."""
-    yield
-    from sync_core.reconcile import MailboxState
-
-    async def forget(c: Any) -> None:
-        for user in c.policy.sync_users:
-            await c.mailbox_states.save(MailboxState(mailbox=user.primary_mailbox or user.email))
-
-    _on_container(forget)
-
-
-T = TypeVar("T")
-
-
-def _on_container(work: Callable[[Any], Awaitable[T]]) -> T:
-    from sync_core.bootstrap import Container, configuration
-
-    async def run() -> T:
-        c = Container(*configuration())
-        try:
-            return await work(c)
-        finally:
-            await c.aclose()
-
-    return asyncio.run(run())
 
 
 def _event(subject: str, day: int) -> dict[str, Any]:
@@ -65,11 +33,11 @@ def _sweep(stack: Stack) -> None:
 
 
 def _drained() -> bool:
-    return int(_on_container(lambda c: c.storage.queue_depth(CHANGES_QUEUE))) == 0
+    return int(on_container(lambda c: c.storage.queue_depth(CHANGES_QUEUE))) == 0
 
 
 def _state(mailbox: str) -> Any:
-    return _on_container(lambda c: c.mailbox_states.get(mailbox))
+    return on_container(lambda c: c.mailbox_states.get(mailbox))
 
 
 def test_X2_every_notification_dropped_still_in_sync_after_one_sweep(stack: Stack) -> None:
@@ -155,14 +123,14 @@ def test_X3_a_mailbox_graph_refuses_a_subscription_is_polled_by_delta_and_report
     async def refuse(c: Any) -> Any:
         for row in await c.subscriptions.for_mailbox(mailbox):  # an operator removes the working one
             await c.graph.delete_subscription(row.subscription_id, mailbox)
-            await c.subscriptions.save(replace(row, status="removed"))
+            await c.subscriptions.save(row.retired("removed", utcnow()))
         # Graph cannot validate this notification URL, so it refuses the subscription (400).
         dead = "http://127.0.0.1:9"
         c.settings = c.settings.model_copy(update={"public_base_url": dead})
         manager = sweeps.manager(c, utcnow)
         return await manager.ensure(mailbox)
 
-    row = _on_container(refuse)
+    row = on_container(refuse)
     assert row.status == "polling" and "Graph" in row.reason
     state = _state(mailbox)
     assert state.status == "polling" and "refused" in state.status_reason  # reported as such
@@ -187,7 +155,7 @@ def test_I5_initial_backfill_is_the_reconciliation_path_and_adopts_instead_of_du
     backfill = MailboxResync(
         correlation_id="onboard-adele", received_at=utcnow(), mailbox=mailbox, reason="backfill", full=True
     )  # what the renewal run enqueues when it subscribes a newly enabled mailbox
-    _on_container(lambda c: c.storage.enqueue(encode(backfill)))
+    on_container(lambda c: c.storage.enqueue(encode(backfill)))
     wait_for(lambda: (s := _state(mailbox)).last_confirmed and s.last_confirmed >= backfill.received_at)
     wait_for(_drained, timeout=30)
     assert len(_records(stack, "Before onboarding")) == 1

@@ -5,27 +5,19 @@ a subscription made by `ensure` is followed by a resync: the full backfill of a 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from sync_core.messages import MailboxResync, decode
-from tests.e2e.conftest import Stack, wait_for
+from tests.e2e.conftest import Stack, on_container, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
 def _confirmed(mailbox: str) -> Any:
-    from sync_core.bootstrap import Container, configuration
-
-    async def run() -> Any:
-        c = Container(*configuration())
-        try:
-            return (await c.mailbox_states.get(mailbox)).last_confirmed
-        finally:
-            await c.aclose()
-
-    return asyncio.run(run())
+    return on_container(lambda c: c.mailbox_states.get(mailbox)).last_confirmed
 
 
 def test_I5_the_stack_subscribes_each_sync_user_and_its_backfill_runs_through_the_queue(stack: Stack) -> None:
@@ -78,3 +70,76 @@ def test_S1_ensure_recreates_a_subscription_graph_no_longer_has(stack: Stack) ->
     assert [(m.mailbox, m.full, m.reason) for m in out["new"]] == [
         ("harbour-room@contoso.example", True, BACKFILL_REASON)
     ]
+
+
+def test_operator_renewal_waits_for_the_renewal_lease_and_recreate_keeps_the_old_row_as_history(
+    stack: Stack,
+) -> None:
+    from sync_core import operations
+    from sync_core.bootstrap import utcnow
+    from sync_core.storage import SUBSCRIPTIONS_TABLE
+    from sync_core.subscriptions import RunLease
+
+    mailbox = "bruno@contoso.example"
+
+    async def run(c: Any) -> dict[str, Any]:
+        timer = RunLease(c.storage.table(SUBSCRIPTIONS_TABLE), "renewal")
+        assert await timer.acquire(utcnow(), timedelta(minutes=5))  # the timer's renewal run is under way
+        try:
+            blocked = await operations.renew_subscriptions(c, utcnow, mailbox)
+        finally:
+            await timer.release()
+        (before,) = [r for r in await c.subscriptions.for_mailbox(mailbox) if r.status == "active"]
+        renewed = await operations.renew_subscriptions(c, utcnow, mailbox)  # one mailbox's rows, claimed
+        after = await c.subscriptions.get(before.subscription_id, fresh=True)
+        fresh = await operations.recreate_subscription(c, utcnow, mailbox)
+        old = await c.subscriptions.get(before.subscription_id, fresh=True)
+        return {
+            "blocked": blocked,
+            "renewed": renewed,
+            "before": before,
+            "after": after,
+            "fresh": fresh,
+            "old": old,
+        }
+
+    out = on_container(run)
+    assert out["blocked"].overlapped and out["blocked"].renewed == 0  # never alongside the timer's run
+    assert (out["renewed"].overlapped, out["renewed"].renewed, out["renewed"].failed) == (False, 1, 0)
+    assert out["after"].last_renewal > out["before"].last_renewal
+    assert out["fresh"].subscription_id != out["before"].subscription_id
+    assert out["old"].status == "removed" and out["old"].ended_at is not None  # history, purged in time
+
+
+def test_X1_the_renewal_timer_purges_delete_budgets_and_notice_claims_of_days_ago(stack: Stack) -> None:
+    from sync_core.actions import NotifyOrganizer
+    from sync_core.bootstrap import utcnow
+    from sync_core.gather import DeleteBudget
+    from sync_core.notices import NoticeLedger
+    from sync_core.storage import MAILBOXES_TABLE, MAPPINGS_TABLE
+
+    now = utcnow()
+    notice = NotifyOrganizer(rule="M5", reason="r", mailbox="chen@contoso.example", subject="s", text="t")
+
+    async def seed(c: Any) -> None:
+        budget = DeleteBudget(c.storage.table(MAILBOXES_TABLE))
+        ledger = NoticeLedger(c.storage.table(MAPPINGS_TABLE))
+        for at in (now - timedelta(days=5), now):
+            await budget.spend("chen@contoso.example", at)
+            assert await ledger.claim(f"purge-test-{at.timestamp()}", notice, at)
+
+    async def left(c: Any) -> tuple[list[str], list[str]]:
+        budgets = [
+            e async for e in c.storage.table(MAILBOXES_TABLE).query_entities("PartitionKey eq 'deletes'")
+        ]
+        claims = [
+            e
+            async for e in c.storage.table(MAPPINGS_TABLE).list_entities()
+            if e["RowKey"].startswith("notice-")
+        ]
+        return [e["RunStart"] for e in budgets], [e["ClaimedAt"] for e in claims]
+
+    on_container(seed)
+    assert len(on_container(left)[0]) == 2
+    stack.host.invoke_timer("renew_subscriptions").result(timeout=60)
+    assert on_container(left) == ([now.isoformat()], [now.isoformat()])

@@ -134,3 +134,22 @@ async def test_a_row_touched_only_by_the_ingress_meanwhile_is_saved_over(
     await round_
     state = await world.states.get(MAILBOX)
     assert state.last_confirmed == T0 and state.delta_link and state.last_notification == heard
+
+
+async def test_a_sweep_that_read_before_a_backfill_saved_still_records_that_it_swept(
+    emu: GraphEmulator, world: World
+) -> None:
+    held = Held(world.graph)
+    sweep = asyncio.create_task(world.reconciler(held, T0).resync_mailbox(_resync("sweep", T0)))
+    await held.waiting.wait()
+    backfill = MailboxResync(
+        correlation_id="b", received_at=T0, mailbox=MAILBOX, reason="backfill: mailbox enabled", full=True
+    )
+    filled_at = T0 + timedelta(seconds=30)
+    await world.reconciler(world.graph, filled_at).resync_mailbox(backfill)
+    saved = await world.states.get(MAILBOX)
+    held.go.set()
+    await sweep
+    after = await world.states.get(MAILBOX)
+    assert (after.last_confirmed, after.delta_link) == (filled_at, saved.delta_link)  # the backfill's round
+    assert after.last_sweep == T0  # and the sweep is on record
