@@ -209,9 +209,11 @@ class SubscriptionManager:
         A create whose answer is unclear (timeout, 5xx: Graph may have made it) or refused as a duplicate
         (409: one of ours Graph made before its answer was lost) is settled, then tried once more: our
         subscriptions to the mailbox (this notification URL) that no active row tracks are deleted. They
-        cannot be adopted: the clientState that verifies their notifications is not returned by Graph's
-        GET/list, and one we cannot verify would have every notification rejected as a forgery while it
-        counts against the mailbox's quota of 1,000. Under the claim, no create of ours is in flight.
+        are not adopted: adopting needs the clientState that verifies their notifications, which Graph's
+        GET/list cannot be relied on to return, and an untracked one may be an older leftover (a crash
+        between create and save) whose clientState we never stored. One we cannot verify would have every
+        notification rejected as a forgery while it counts against the mailbox's quota of 1,000. Under the
+        claim, no create of ours for the mailbox is in flight.
         """
         now = self._clock()
         client_state = new_client_state()
