@@ -194,8 +194,9 @@ def test_chaos_nothing_lost_nothing_duplicated(stack: ChaosStack, size: Size) ->
     assert len(poisoned) >= len(UNPROCESSABLE), "the unprocessable messages reached the poison queue"
     assert unexplained == [], f"poison items without a recorded reason: {unexplained}"
     assert report.ok and len(report.moved) == len(poisoned)
-    # What stays poisoned after replay is exactly the input that can never be processed.
-    assert sorted(p.body for p in still_poisoned) == sorted(UNPROCESSABLE)
+    # What stays poisoned after replay is exactly the input that can never be processed. A host killed after
+    # poisoning a message but before completing it poisons the redelivered copy too: at least once, harmless.
+    assert sorted({p.body for p in still_poisoned}) == sorted(UNPROCESSABLE)
     assert verdict.duplicates == []
     assert verdict.lost == []
     assert verdict.disagree == []
