@@ -2,10 +2,12 @@
 
 I/O side. The worker sends a notice before it saves the mapping that records the outcome; a lost ETag race
 (decide again), a crash before the save, or a queue retry would send the same notice again. So a notice is
-claimed first: a row in the meeting's partition of SyncMappings, keyed by a fingerprint of the notice,
-inserted with create_entity (only one claimer wins). A send that fails releases its claim, so the retry
-sends it. A claim older than the window may be claimed again: the same notice (same rule, addressee,
-subject, text and reason, which names the answer before) days apart is news again, not a duplicate.
+claimed first: a row in the `notices` partition of SyncMappings, keyed by the meeting and a fingerprint of
+the notice, inserted with create_entity (only one claimer wins). Notices are rare (M4, M5), so one partition
+holds them all and the purge reads that partition alone, never the meetings'. A send that fails releases
+its claim, so the retry sends it (at least once: a send whose answer was lost is sent again). A claim
+older than the window may be claimed again: the same notice (same rule, addressee, subject, text and
+reason, which names the answer before) days apart is news again, not a duplicate.
 A process that dies between the claim and the send loses that notice until the window has passed.
 """
 
@@ -23,13 +25,16 @@ from sync_core.storage import call, create_entity, get_entity, key_of, replace_i
 log = logging.getLogger("sync_core.notices")
 
 NOTICE_WINDOW = timedelta(days=1)
+_PARTITION = "notices"
 _RK_PREFIX = "notice-"
 
 
 def notice_keys(meeting_key: str, notice: NotifyOrganizer) -> tuple[str, str]:
-    """(PartitionKey, RowKey) of a notice's claim: the meeting row's partition, the notice's fingerprint."""
-    fingerprint = key_of(notice.rule, notice.mailbox.lower(), notice.subject, notice.text, notice.reason)
-    return key_of("meeting", meeting_key), _RK_PREFIX + fingerprint
+    """(PartitionKey, RowKey) of a notice's claim: the notices partition; the meeting and the notice."""
+    fingerprint = key_of(
+        meeting_key, notice.rule, notice.mailbox.lower(), notice.subject, notice.text, notice.reason
+    )
+    return _PARTITION, _RK_PREFIX + fingerprint
 
 
 class NoticeLedger:
@@ -84,10 +89,9 @@ class NoticeLedger:
 
     async def purge(self, before: datetime, at_most: int) -> int:
         """Delete up to `at_most` claims made before `before` (give it a time past the window: such a claim
-        no longer stops a send); returns how many. The claims live in the meetings' partitions, so this
-        scans the table for the `notice-` row keys."""
+        no longer stops a send); returns how many. One partition query."""
         from sync_core.table_purge import delete_range
 
-        flt = "RowKey ge @lo and RowKey lt @hi and ClaimedAt lt @before"
-        params = {"lo": _RK_PREFIX, "hi": _RK_PREFIX[:-1] + ".", "before": before.astimezone(UTC).isoformat()}
+        flt = "PartitionKey eq @pk and ClaimedAt lt @before"
+        params = {"pk": _PARTITION, "before": before.astimezone(UTC).isoformat()}
         return await delete_range(self._table, flt, params, max_rows=at_most)
