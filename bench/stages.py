@@ -202,6 +202,26 @@ def _sums(keys: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) per thread name of this process, from /proc."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = defaultdict(float)
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(tid), "other")
+        out[name if not name.startswith("asyncio_") else "asyncio_*"] += (
+            int(fields[11]) + int(fields[12])
+        ) / tick
+    return out
+
+
 def crm_direction(stack: Any, count: int, rate: float) -> None:
     import uuid
     from datetime import UTC, datetime, timedelta
@@ -212,6 +232,7 @@ def crm_direction(stack: Any, count: int, rate: float) -> None:
     tag = uuid.uuid4().hex[:6]
     day = (datetime.now(UTC) + timedelta(days=6)).replace(hour=8, minute=0, second=0, microsecond=0)
     keys: list[str] = []
+    cpu0 = thread_cpu()
     start = time.time()
     for i in range(count):
         _pace(start, i, rate)
@@ -235,7 +256,9 @@ def crm_direction(stack: Any, count: int, rate: float) -> None:
     while time.time() < deadline and sum("mapping_saved" in STAMPS[k] for k in keys) < count:
         time.sleep(0.2)
     wait_idle(stack.settings["AzureWebJobsStorage"])
+    cpu = {k: v - cpu0.get(k, 0.0) for k, v in thread_cpu().items()}
     print(f"\nCRM -> M365, {count} at {rate:g}/s, load {os.getloadavg()}")
+    print("CPU s per thread:", {k: round(v, 1) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])})
     print_table("stage gaps (ms)", _gaps(keys, CRM_STAGES))
     print_table("per change sums (ms / count)", _sums(keys))
     print_table(
