@@ -23,6 +23,9 @@ ADMIN_PREFIX = "/_emulator"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+MAX_REQUEST_LINE = 256 * 1024  # 50 emails x 320 characters x 12 bytes (4-byte UTF-8, percent-encoded)
+
+
 @dataclass(frozen=True)
 class Faults:
     """Fault injection for contract routes (never `/_emulator/*`). Rates are probabilities in [0, 1]."""
@@ -112,7 +115,11 @@ class CrmApi:
             self._requests.clear()
 
     def app(self, admin_routes: list[web.RouteDef]) -> web.Application:
-        app = web.Application(middlewares=[self._middleware])
+        # The contract allows 50 `email` parameters of up to 320 characters each: a URL far past aiohttp's
+        # default 8 KB request line, which it would refuse in plain text before the contract's JSON 400.
+        app = web.Application(
+            middlewares=[self._middleware], handler_args={"max_line_size": MAX_REQUEST_LINE}
+        )
         app.add_routes(
             [
                 web.get("/appointments", self.list_changed),

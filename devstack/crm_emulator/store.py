@@ -21,6 +21,7 @@ from sync_core.model import Appointment
 APPOINTMENT_FIELDS = frozenset(Appointment.model_fields)
 META_FIELDS = ("id", "version", "external_ref", "created_by", "mailbox_hint", "updated_at")
 MANAGEMENT_MODES = ("outlook_auto_accept", "outlook_moderated", "crm_managed")
+MAX_EMAIL_LENGTH = 320  # the contract's maxLength (RFC 3696's limit)
 MAX_CONTACT_EMAILS = 50
 MAX_PAGE = 1000
 
@@ -327,6 +328,8 @@ class CrmStore:
             raise ApiError(400, "email_required", "give at least one `email` parameter")
         if len(emails) > MAX_CONTACT_EMAILS:
             raise ApiError(400, "too_many_emails", f"at most {MAX_CONTACT_EMAILS} `email` parameters")
+        if any(len(e) > MAX_EMAIL_LENGTH for e in emails):
+            raise ApiError(400, "email_too_long", f"an `email` is at most {MAX_EMAIL_LENGTH} characters")
         wanted = {e.strip().lower() for e in emails}
         with self._lock:
             out: dict[str, dict[str, Any]] = {}

@@ -23,6 +23,9 @@ MAX_EXAMPLES = 60
 # Cursors are opaque: a schema-valid string the CRM never issued is rightly refused (400 on the
 # directory pages, 410 on the change feed, as the contract says), so those answers count as accepting.
 OPAQUE_CURSOR_STATUSES = ["2xx", "3xx", "400", "401", "403", "404", "409", "410", "429", "5xx"]
+# Writes: a schema-valid body can still be unprocessable (the contract's documented 422), e.g. a date-time in
+# year 1 with a positive offset has no UTC equivalent, which JSON Schema's `date-time` cannot exclude.
+WRITE_STATUSES = ["2xx", "401", "403", "404", "409", "412", "422", "429"]
 
 CONFIG = schemathesis.Config.from_dict(
     {
@@ -39,7 +42,12 @@ CONFIG = schemathesis.Config.from_dict(
                 "include-method": "GET",
                 "include-path-regex": "^/(appointments|users|spaces)$",
                 "checks": {"positive_data_acceptance": {"expected-statuses": OPAQUE_CURSOR_STATUSES}},
-            }
+            },
+            {
+                "include-method": ["POST", "PATCH"],
+                "include-path-regex": "^/appointments",
+                "checks": {"positive_data_acceptance": {"expected-statuses": WRITE_STATUSES}},
+            },
         ],
     }
 )
