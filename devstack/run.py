@@ -6,6 +6,7 @@ serving function_app on http://127.0.0.1:7071. Ctrl-C stops everything it starte
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
@@ -139,7 +140,8 @@ Why did (or didn't) something sync? The decision log is in Azurite's SyncDecisio
 """
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="python -m devstack.run", description=__doc__).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("azure", "httpx", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,7 +1,8 @@
 """First run in Azure: create the Graph subscription of each enabled sync mailbox, from an admin's machine.
 
-The renewal timer keeps subscriptions alive and re-creates lost ones, but only for mailboxes that already
-have one; this creates the first. It reads the deployed app's settings with the Azure CLI (resolving Key
+The renewal timer (every 30 minutes) creates the subscriptions of newly enabled mailboxes, renews them and
+re-creates lost ones; this subscribes at once instead of waiting for it, and queues each new mailbox's
+initial backfill. It reads the deployed app's settings with the Azure CLI (resolving Key
 Vault references with the admin's own access; variables already set in the admin's environment win), then
 runs sync_core's SubscriptionManager for each mailbox: Graph validates the notification URL against the
 deployed app, and the row lands in the app's table.

@@ -26,6 +26,11 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
         if args.action == "renew":
             with err.status("renewing subscriptions"):
                 report = await ops.renew_subscriptions(c, utcnow, args.mailbox)
+            if report.overlapped:
+                err.print(
+                    "skipped: the renewal timer's run holds the lease; nothing renewed. Try again later."
+                )
+                return 1
             out.print(f"renewed {report.renewed}, re-created {report.recreated}, failed {report.failed}")
             return 1 if report.failed else 0
         mailboxes = [args.mailbox] if args.mailbox else [mb for mb, _ in ops.sync_mailboxes(c.policy)]

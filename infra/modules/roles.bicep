@@ -5,7 +5,8 @@
 //   Storage Table Data Contributor  sync_core's tables and the host's diagnostic events
 //   Key Vault Secrets User          resolving the @Microsoft.KeyVault(...) app settings
 //   Monitoring Metrics Publisher    sending telemetry to Application Insights with Entra ID auth
-// An optional operator (the admin running infra/subscribe.py) gets table access and secret reads only.
+// An optional operator (the admin running infra/subscribe.py and `python -m sync_core`) gets table and queue
+// access (subscription rows, backfill and replay messages) and secret reads only.
 
 @description('Storage account name.')
 param storageAccountName string
@@ -99,6 +100,19 @@ resource operatorTableRole 'Microsoft.Authorization/roleAssignments@2022-04-01' 
     roleDefinitionId: subscriptionResourceId(
       'Microsoft.Authorization/roleDefinitions',
       roles.storageTableDataContributor
+    )
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+  }
+}
+
+resource operatorQueueRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(storage.id, operatorPrincipalId, roles.storageQueueDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId(
+      'Microsoft.Authorization/roleDefinitions',
+      roles.storageQueueDataContributor
     )
     principalId: operatorPrincipalId
     principalType: operatorPrincipalType
