@@ -68,6 +68,22 @@ def proxy_configured() -> bool:
     return any(scheme != "no" for scheme in getproxies())
 
 
+CONNECTION_TIMEOUT_SECONDS = 5
+READ_TIMEOUT_SECONDS = 10  # azure-core's default is 300 s: a stalled socket would hold a webhook answer
+
+
+def transport_options() -> dict[str, Any]:
+    """Transport settings of every Storage client: proxy from the environment only when one is named, and
+    bounded waits, so a stalled connection is retried (azure-core's retry policy) instead of holding the
+    front door's answer (Graph wants one within 3 s) or a worker for minutes. A retried enqueue may land
+    twice; processing is idempotent."""
+    return {
+        "use_env_settings": proxy_configured(),
+        "connection_timeout": CONNECTION_TIMEOUT_SECONDS,
+        "read_timeout": READ_TIMEOUT_SECONDS,
+    }
+
+
 def key_of(*parts: str) -> str:
     """A Table-safe key for arbitrary ids (Graph ids hold '/', '+', '=' and are case-sensitive)."""
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
@@ -136,12 +152,8 @@ class Storage:
         self._credential: Any = None
         if settings.storage_connection_string:
             conn = settings.storage_connection_string
-            self._tables = TableServiceClient.from_connection_string(
-                conn, use_env_settings=proxy_configured()
-            )
-            self._queues = QueueServiceClient.from_connection_string(
-                conn, use_env_settings=proxy_configured()
-            )
+            self._tables = TableServiceClient.from_connection_string(conn, **transport_options())
+            self._queues = QueueServiceClient.from_connection_string(conn, **transport_options())
         else:
             from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
@@ -151,14 +163,10 @@ class Storage:
                 self._credential = DefaultAzureCredential()
             assert settings.storage_table_uri and settings.storage_queue_uri  # checked by Settings.problems
             self._tables = TableServiceClient(
-                endpoint=settings.storage_table_uri,
-                credential=self._credential,
-                use_env_settings=proxy_configured(),
+                endpoint=settings.storage_table_uri, credential=self._credential, **transport_options()
             )
             self._queues = QueueServiceClient(
-                account_url=settings.storage_queue_uri,
-                credential=self._credential,
-                use_env_settings=proxy_configured(),
+                account_url=settings.storage_queue_uri, credential=self._credential, **transport_options()
             )
         self._table_clients: dict[str, TableClient] = {}
         self._queue_clients: dict[str, QueueClient] = {}

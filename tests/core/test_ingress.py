@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -15,7 +16,13 @@ from sync_core.errors import PermanentError
 from sync_core.ingress import handle_notifications
 from sync_core.messages import GraphChange, MailboxResync, decode
 from sync_core.settings import Settings, load_settings
-from sync_core.storage import Storage, proxy_configured, upsert
+from sync_core.storage import (
+    CONNECTION_TIMEOUT_SECONDS,
+    READ_TIMEOUT_SECONDS,
+    Storage,
+    proxy_configured,
+    upsert,
+)
 from sync_core.subscriptions import SubscriptionRow
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "graph"
@@ -212,3 +219,25 @@ async def test_a_proxy_named_by_the_environment_still_carries_the_enqueue(
     assert method == "POST" and f"/{queue}/messages" in url
     method, url = seen[1]
     assert method in ("PUT", "MERGE", "PATCH") and "ProxyCheck" in url
+
+
+async def test_every_storage_client_bounds_its_waits(storage_connection_string: str) -> None:
+    """azure-core waits 300 s for a read by default; a stalled Azure Storage socket would hold the front
+    door's answer (Graph wants one within 3 s) and a worker. Ours give up and retry after seconds."""
+    storage = Storage(_settings(storage_connection_string))
+    try:
+        transports: list[Any] = [
+            storage.queue("sync-changes")._pipeline._transport,
+            storage.table("SyncMappings")._client._client._pipeline._transport,
+        ]
+        for transport in transports:
+            while not hasattr(transport, "connection_config"):  # a client's wrapper of its service's
+                transport = transport._transport
+            config = transport.connection_config
+            assert (config.timeout, config.read_timeout) == (
+                CONNECTION_TIMEOUT_SECONDS,
+                READ_TIMEOUT_SECONDS,
+            )
+        assert READ_TIMEOUT_SECONDS <= 10
+    finally:
+        await storage.aclose()
