@@ -6,11 +6,10 @@ ingress's LastNotification) is merged again. Real Graph emulator (calendarView/d
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
 from devstack.azurite import Azurite
@@ -21,27 +20,10 @@ from sync_core.messages import MailboxResync
 from sync_core.policy import DEFAULT_EXTENDED_PROPERTY_ID, Policy
 from sync_core.reconcile import MailboxStateStore, Reconciler
 from sync_core.settings import Settings
+from tests.subscriptions.conftest import MAILBOX, create_event
 
-MAILBOX = "dana@contoso.example"
 T0 = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
 POLICY = Policy.default().model_copy(update={"past_days": 1, "future_days": 10})
-
-
-@pytest.fixture(scope="module")
-def emu() -> Iterator[GraphEmulator]:
-    with GraphEmulator() as emulator:
-        emulator.add_mailbox("d1", MAILBOX, "Dana")
-        yield emulator
-
-
-def _create(emu: GraphEmulator, subject: str, start: datetime) -> None:
-    body = {
-        "subject": subject,
-        "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
-        "end": {"dateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
-    }
-    r = httpx.post(f"{emu.base_url}/users/{MAILBOX}/events", json=body, headers={"Authorization": "Bearer t"})
-    r.raise_for_status()
 
 
 class Held:
@@ -102,7 +84,7 @@ async def test_X2_a_round_that_read_before_a_sweep_saved_keeps_the_sweeps_silenc
     emu: GraphEmulator, world: World
 ) -> None:
     await world.reconciler(world.graph, T0).resync_mailbox(_resync("sweep", T0))  # the baseline round
-    _create(emu, "Changed, never announced", T0 + timedelta(days=2))  # no subscription: no notification
+    create_event(emu, "Changed, never announced", T0 + timedelta(days=2))  # no subscription: no notification
 
     held = Held(world.graph)
     later = T0 + timedelta(minutes=5)

@@ -3,11 +3,7 @@ delta round itself stays incremental. Real Graph emulator (calendarView/delta), 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-
-import httpx
-import pytest
 
 from devstack.azurite import Azurite
 from devstack.graph_emulator import GraphEmulator
@@ -17,27 +13,9 @@ from sync_core.messages import GraphChange, MailboxResync, decode
 from sync_core.policy import DEFAULT_EXTENDED_PROPERTY_ID, Policy
 from sync_core.reconcile import MailboxStateStore, Reconciler
 from sync_core.settings import Settings
+from tests.subscriptions.conftest import MAILBOX, create_event
 
-MAILBOX = "dana@contoso.example"
 T0 = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
-
-
-@pytest.fixture(scope="module")
-def emu() -> Iterator[GraphEmulator]:
-    with GraphEmulator() as emulator:
-        emulator.add_mailbox("d1", MAILBOX, "Dana")
-        yield emulator
-
-
-def _create(emu: GraphEmulator, subject: str, start: datetime) -> str:
-    body = {
-        "subject": subject,
-        "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
-        "end": {"dateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
-    }
-    r = httpx.post(f"{emu.base_url}/users/{MAILBOX}/events", json=body, headers={"Authorization": "Bearer t"})
-    r.raise_for_status()
-    return str(r.json()["id"])
 
 
 async def test_S6_window_advance_picks_up_events_entering_the_window_without_a_full_round(
@@ -52,9 +30,9 @@ async def test_S6_window_advance_picks_up_events_entering_the_window_without_a_f
         ),
         extended_property_id=DEFAULT_EXTENDED_PROPERTY_ID,
     )
-    inside = _create(emu, "Inside from the start", T0 + timedelta(days=3))
-    entering = _create(emu, "Enters on day 5", T0 + timedelta(days=14))
-    beyond = _create(emu, "Beyond every window", T0 + timedelta(days=60))
+    inside = create_event(emu, "Inside from the start", T0 + timedelta(days=3))
+    entering = create_event(emu, "Enters on day 5", T0 + timedelta(days=14))
+    beyond = create_event(emu, "Beyond every window", T0 + timedelta(days=60))
     now = [T0]
     queued: list[str] = []
 
