@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench chaos clean
+.PHONY: run test test-any-date lint typecheck unit bench chaos clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,21 @@ chromium:
 	  echo "*** tests/e2e/test_status_page.py will be skipped"; \
 	fi
 
+# Debian's faketime moves the system clock for a command and every process it starts (Azurite, both
+# emulators, the host); test-any-date uses it. Installed with apt-get when missing and we are root;
+# otherwise this says why and fails.
+FAKETIME := /usr/bin/faketime
+.PHONY: faketime
+faketime:
+	@if [ -x $(FAKETIME) ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "*** faketime missing: install Debian's faketime package (needs root and apt-get)"; exit 1; \
+	fi; \
+	echo "Installing Debian's faketime with apt-get (for make test-any-date)"; \
+	{ DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends faketime; } >/dev/null 2>&1 || true; \
+	[ -x $(FAKETIME) ] || { echo "*** apt-get could not install faketime"; exit 1; }
+
 run: bootstrap
 	$(PY) -m devstack.run
 
@@ -55,6 +70,16 @@ typecheck: bootstrap
 
 test: bootstrap chromium lint typecheck
 	$(PY) -m pytest
+
+# The suite must pass on any date: the end-to-end tests again under a system clock moved 400 days ahead
+# and a week back, for every process they start. Bootstrapping happens first on the real clock (TLS
+# certificates and package indexes are checked against it).
+ANY_DATE_OFFSETS ?= +400d -7d
+test-any-date: bootstrap chromium faketime
+	@for offset in $(ANY_DATE_OFFSETS); do \
+	  echo "== tests/e2e with the clock moved $$offset: $$($(FAKETIME) -f "$$offset" date -u '+%Y-%m-%d %H:%M UTC')"; \
+	  $(FAKETIME) -f "$$offset" $(PY) -m pytest -p no:cacheprovider tests/e2e || exit 1; \
+	done
 
 # make bench [SIZE=large]: every benchmark prints its table; docs/benchmarks.md records the run.
 bench: bootstrap

@@ -86,21 +86,15 @@ def seed_crm(emu: Any) -> None:
 
 async def prepare(mailboxes: list[str]) -> None:
     """Create queues and tables, and a Graph subscription per sync mailbox (the emulator shakes hands)."""
-    from sync_core.bootstrap import Container, configuration, utcnow
-    from sync_core.subscription_manager import SubscriptionManager
+    from sync_core.bootstrap import opened
+    from sync_core.sweeps import manager
 
-    settings, policy = configuration()
-    c = Container(settings, policy)
-    try:
+    async with opened() as c:
         await c.storage.ensure()
-        manager = SubscriptionManager(
-            graph=c.graph, store=c.subscriptions, settings=settings, clock=utcnow, enqueue=c.storage.enqueue
-        )  # a newly subscribed mailbox gets its backfill (I5)
+        subscriptions = manager(c)  # a newly subscribed mailbox gets its backfill (I5)
         for mailbox in mailboxes:
-            row = await manager.ensure(mailbox)
+            row = await subscriptions.ensure(mailbox)
             print(f"  subscribed {mailbox}: subscription {row.subscription_id}")
-    finally:
-        await c.aclose()
 
 
 def banner(values: dict[str, str], graph_url: str, crm_url: str) -> str:

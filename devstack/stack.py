@@ -125,23 +125,14 @@ class LocalStack:
                 await tables.delete_table(name)  # no error when absent; the host and _prepare re-create it
 
     async def _prepare(self) -> None:
-        from sync_core.bootstrap import Container, configuration, utcnow
-        from sync_core.subscription_manager import SubscriptionManager
+        from sync_core.bootstrap import opened
+        from sync_core.sweeps import manager
 
-        c = Container(*configuration())
-        try:
+        async with opened() as c:
             await c.storage.ensure()
-            manager = SubscriptionManager(
-                graph=c.graph,
-                store=c.subscriptions,
-                settings=c.settings,
-                clock=utcnow,
-                enqueue=c.storage.enqueue,
-            )  # a newly subscribed mailbox gets its backfill (I5), run by the host's worker
+            subscriptions = manager(c)  # a newly subscribed mailbox gets its backfill (I5), run by the host
             for user in c.policy.sync_users:
-                await manager.ensure(user.primary_mailbox or user.email)
-        finally:
-            await c.aclose()
+                await subscriptions.ensure(user.primary_mailbox or user.email)
 
     def stop(self) -> None:
         from sync_core.bootstrap import configuration

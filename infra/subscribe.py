@@ -52,27 +52,18 @@ def app_environment(resource_group: str, app_name: str, run: Runner = az) -> dic
 
 async def subscribe(mailboxes: Sequence[str]) -> None:
     """Ensure a live subscription for each mailbox (default: every enabled sync user of the policy)."""
-    from sync_core.bootstrap import Container, configuration, utcnow
-    from sync_core.subscription_manager import SubscriptionManager
+    from sync_core.bootstrap import configuration, opened
+    from sync_core.sweeps import manager
 
-    settings, policy = configuration()
+    _, policy = configuration()
     wanted = list(mailboxes) or [user.primary for user in policy.sync_users if user.enabled]
     if not wanted:
         raise SystemExit("the policy lists no enabled sync_users, and no --mailbox was given")
-    container = Container(settings, policy)
-    try:
-        manager = SubscriptionManager(
-            graph=container.graph,
-            store=container.subscriptions,
-            settings=settings,
-            clock=utcnow,
-            enqueue=container.storage.enqueue,  # a newly subscribed mailbox gets its backfill (I5)
-        )
+    async with opened() as container:
+        subscriptions = manager(container)  # a newly subscribed mailbox gets its backfill (I5)
         for mailbox in wanted:
-            row = await manager.ensure(mailbox)
+            row = await subscriptions.ensure(mailbox)
             print(f"{mailbox}: subscription {row.subscription_id}, expires {row.expires_at.isoformat()}")
-    finally:
-        await container.aclose()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
 
 from sync_core import telemetry
+from sync_core.clock import Clock, SystemClock
 from sync_core.crm_rest import RestCrmConnector
 from sync_core.decision_log import DecisionLog
 from sync_core.errors import ConfigurationError
@@ -36,10 +38,6 @@ from sync_core.storage import (
 )
 from sync_core.subscriptions import SubscriptionStore
 from sync_core.worker import Worker
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -77,11 +75,12 @@ def configuration() -> tuple[Settings, Policy]:
 
 
 class Container:
-    """Every dependency of the triggers, wired once."""
+    """Every dependency of the triggers, wired once, all reading the time from one `clock`."""
 
-    def __init__(self, settings: Settings, policy: Policy) -> None:
+    def __init__(self, settings: Settings, policy: Policy, clock: Clock | None = None) -> None:
         self.settings = settings
         self.policy = policy
+        self.clock: Clock = clock or SystemClock()
         self.storage = Storage(settings)
         self.graph = GraphAdapter(build_client(settings), extended_property_id=policy.extended_property_id)
         self.crm = RestCrmConnector.from_settings(settings)  # CRM_AUTH_SCHEME: bearer or api_key
@@ -95,7 +94,7 @@ class Container:
             mappings=self.mappings,
             decisions=self.decisions,
             policy=policy,
-            clock=utcnow,
+            clock=self.clock.now,
             notices=NoticeLedger(self.storage.table(MAPPINGS_TABLE)),
             deletes=DeleteBudget(self.storage.table(MAILBOXES_TABLE)),
         )
@@ -105,7 +104,7 @@ class Container:
             states=self.mailbox_states,
             policy=policy,
             enqueue=self.storage.enqueue,
-            clock=utcnow,
+            clock=self.clock.now,
             mappings=self.mappings,
         )
 
@@ -116,7 +115,7 @@ class Container:
         if isinstance(message, SubscriptionLifecycle):
             from sync_core.sweeps import lifecycle
 
-            return await lifecycle(self, utcnow).handle(message)
+            return await lifecycle(self).handle(message)
         return await self.worker.handle(message)
 
     async def aclose(self) -> None:
@@ -137,6 +136,28 @@ def container() -> Container:
         telemetry.configure()  # once per process: Application Insights when its connection string is set
         found = _containers[loop] = Container(settings, policy)
     return found
+
+
+@asynccontextmanager
+async def opened(*, clock: Clock | None = None, install: bool = False) -> AsyncIterator[Container]:
+    """A container from the validated settings, closed on exit: for the CLI, the dev stack and tests.
+
+    `clock` replaces the system clock for everything the container wires. With `install=True` it is also
+    the running loop's container while the block runs, so the triggers called in it use it (and its clock);
+    the loop must not have one already."""
+    built = Container(*configuration(), clock=clock)
+    loop = asyncio.get_running_loop()
+    if install:
+        if loop in _containers:
+            await built.aclose()
+            raise RuntimeError("this event loop already has a container")
+        _containers[loop] = built
+    try:
+        yield built
+    finally:
+        if install and _containers.get(loop) is built:
+            del _containers[loop]
+        await built.aclose()
 
 
 async def close_container() -> None:

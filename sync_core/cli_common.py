@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from sync_core import operations as ops
-from sync_core.bootstrap import Container, configuration
+from sync_core.bootstrap import Container, configuration, opened
 from sync_core.errors import ConfigurationError, UnprocessableError
 
 out = Console(highlight=False, soft_wrap=True)
@@ -70,14 +70,11 @@ def load_settings_file(path: Path) -> None:
 
 def run_with(work: Callable[[Container], Awaitable[int]]) -> int:
     """Build the app's container from validated settings, run `work` on it, close it."""
-    settings, policy = configuration()
+    configuration()  # a configuration error is reported before any event loop starts
 
     async def main() -> int:
-        c = Container(settings, policy)
-        try:
+        async with opened() as c:
             return await work(c)
-        finally:
-            await c.aclose()
 
     return asyncio.run(main())
 

@@ -72,7 +72,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 progress.update(task, description="moving to sync-changes", completed=done, total=total)
 
             report = await ops.replay(
-                c.storage, c.failures, dry_run=args.dry_run, on_progress=step, **filters(args)
+                c.storage,
+                c.failures,
+                dry_run=args.dry_run,
+                on_progress=step,
+                now=c.clock.now(),
+                **filters(args),
             )
         if args.json:
             print_json(report.to_dict())
@@ -113,7 +118,7 @@ def cmd_failures(args: argparse.Namespace) -> int:
             out.print(table)
             return 0
         with err.status("reading the poison queue"):
-            items = await ops.list_poison(c.storage, c.failures, **filters(args))
+            items = await ops.list_poison(c.storage, c.failures, now=c.clock.now(), **filters(args))
         if args.json:
             print_json([i.to_dict() for i in items])
         else:

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from sync_core import operations as ops
-from sync_core.bootstrap import Container, utcnow
+from sync_core.bootstrap import Container
 from sync_core.cli_common import ago, err, out, print_json, run_with, when
 from sync_core.errors import ConfigurationError, SyncError
 from sync_core.messages import MailboxResync
@@ -25,7 +25,7 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
             return await _list_subscriptions(c, args.mailbox)
         if args.action == "renew":
             with err.status("renewing subscriptions"):
-                report = await ops.renew_subscriptions(c, utcnow, args.mailbox)
+                report = await ops.renew_subscriptions(c, args.mailbox)
             if report.overlapped:
                 err.print(
                     "skipped: the renewal timer's run holds the lease; nothing renewed. Try again later."
@@ -41,7 +41,7 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
             task = progress.add_task("re-creating subscriptions", total=len(mailboxes))
             for mailbox in mailboxes:
                 try:
-                    row = await ops.recreate_subscription(c, utcnow, mailbox)
+                    row = await ops.recreate_subscription(c, mailbox)
                     out.print(f"{mailbox}: {row.subscription_id} (expires {when(row.expires_at)})")
                 except SyncError as exc:
                     failed += 1
@@ -53,7 +53,7 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
 
 
 async def _list_subscriptions(c: Container, mailbox: str | None) -> int:
-    now = utcnow()
+    now = c.clock.now()
     rows = [r for r in await c.subscriptions.all() if not mailbox or r.mailbox.lower() == mailbox.lower()]
     table = Table(title="Graph subscriptions")
     for column in (
@@ -93,7 +93,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             return 2
         if args.inline:
             return await _backfill_inline(c, mailbox)
-        message = await ops.backfill(c.storage, mailbox, utcnow())
+        message = await ops.backfill(c.storage, mailbox, c.clock.now())
         out.print(f"enqueued a full resync of {mailbox} ({message.correlation_id})")
         if args.no_wait:
             return 0
@@ -130,12 +130,13 @@ async def _backfill_inline(c: Container, mailbox: str) -> int:
             states=c.mailbox_states,
             policy=c.policy,
             enqueue=enqueue,
-            clock=utcnow,
+            clock=c.clock.now,
             mappings=c.mappings,
         )
+        now = c.clock.now()
         message = MailboxResync(
-            correlation_id=f"ops-inline-{int(utcnow().timestamp())}",
-            received_at=utcnow(),
+            correlation_id=f"ops-inline-{int(now.timestamp())}",
+            received_at=now,
             mailbox=mailbox,
             reason="backfill by an operator (inline)",
             full=True,
@@ -178,7 +179,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     async def work(c: Container) -> int:
-        report = await ops.status(c.storage, c.subscriptions, c.mailbox_states, c.policy, utcnow())
+        report = await ops.status(c.storage, c.subscriptions, c.mailbox_states, c.policy, c.clock.now())
         reasons = ops.problems(report, stale_after=args.stale_after, expiry_margin=args.expiry_margin)
         if args.json:
             print_json({"ok": not reasons, "reasons": reasons} | report.to_dict())

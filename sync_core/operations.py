@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 
 from sync_core.bootstrap import Container
@@ -103,9 +102,7 @@ class _MailboxScope:
         return self._inner.mailbox_lease(mailbox)
 
 
-async def renew_subscriptions(
-    c: Container, clock: Callable[[], datetime], mailbox: str | None = None
-) -> RenewalReport:
+async def renew_subscriptions(c: Container, mailbox: str | None = None) -> RenewalReport:
     """Renew every active subscription now (of one mailbox, or all); re-create those Graph lost.
 
     Under the renewal timer's lease: while a run (the timer's, or another operator's) holds it, nothing is
@@ -115,7 +112,7 @@ async def renew_subscriptions(
         graph=c.graph,
         store=store,
         settings=c.settings,
-        clock=clock,
+        clock=c.clock.now,
         enqueue=c.storage.enqueue,  # a re-created subscription is followed by a resync of the gap
         lease=RunLease(c.storage.table(SUBSCRIPTIONS_TABLE), RENEWAL_LEASE),
         statuses=c.mailbox_states,
@@ -123,16 +120,20 @@ async def renew_subscriptions(
     return await manager.renew_due(margin=MAX_LIFETIME)
 
 
-async def recreate_subscription(c: Container, clock: Callable[[], datetime], mailbox: str) -> SubscriptionRow:
+async def recreate_subscription(c: Container, mailbox: str) -> SubscriptionRow:
     """Delete the mailbox's subscriptions, create a fresh one, and resync the mailbox for the gap between."""
     for row in await c.subscriptions.for_mailbox(mailbox):
         if row.status != "active":
             continue
         with contextlib.suppress(NotFoundError):  # already gone on Graph's side
             await c.graph.delete_subscription(row.subscription_id, row.mailbox)
-        await c.subscriptions.save(row.retired("removed", clock(), "re-created by an operator"))
+        await c.subscriptions.save(row.retired("removed", c.clock.now(), "re-created by an operator"))
     manager = SubscriptionManager(
-        graph=c.graph, store=c.subscriptions, settings=c.settings, clock=clock, enqueue=c.storage.enqueue
+        graph=c.graph,
+        store=c.subscriptions,
+        settings=c.settings,
+        clock=c.clock.now,
+        enqueue=c.storage.enqueue,
     )
     return await manager.ensure(mailbox)  # enqueues the resync: of the gap, or the backfill of a new mailbox
 

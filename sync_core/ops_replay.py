@@ -191,7 +191,7 @@ async def list_poison(
     older_than: timedelta | None = None,
     message_id: str | None = None,
     limit: int | None = None,
-    now: datetime | None = None,
+    now: datetime,
     peek: bool = False,
 ) -> list[PoisonItem]:
     """Poison messages with their reasons, oldest first.
@@ -199,7 +199,6 @@ async def list_poison(
     `peek=True` has no side effect but sees at most the first 32 messages (the service's limit); otherwise
     messages are received, hidden for 30 s while read, and made visible again, so every one is seen.
     """
-    now = now or datetime.now(UTC)
     flt = PoisonFilter(mailbox, error_class, older_than, message_id)
     client = storage.queue(POISON_QUEUE)
     if peek:
@@ -245,7 +244,7 @@ async def replay(
     message_id: str | None = None,
     dry_run: bool = False,
     limit: int | None = None,
-    now: datetime | None = None,
+    now: datetime,
     hold_seconds: int = 300,
     on_progress: Progress | None = None,
 ) -> ReplayReport:
@@ -254,7 +253,6 @@ async def replay(
     A crash between the two leaves the message in both queues (the poison copy reappears when its hold
     lapses), never in neither; processing is idempotent, so the duplicate is harmless.
     """
-    now = now or datetime.now(UTC)
     flt = PoisonFilter(mailbox, error_class, older_than, message_id)
     client = storage.queue(POISON_QUEUE)
     scan = await _scan(client, failures, flt, limit, now, hold=hold_seconds)

@@ -66,14 +66,14 @@ async def explain(
 
 
 async def recent_decisions(
-    storage: Storage, *, since: datetime, limit: int = 25, now: datetime | None = None
+    storage: Storage, *, since: datetime, now: datetime, limit: int = 25
 ) -> list[dict[str, Any]]:
     """The newest `limit` decisions since `since`, across all items, newest first.
 
     A bounded read of the decision log's time index (DecisionLog.recent): key-only queries of the hour
     partitions from `now` back, stopping at `limit` rows; never a scan of the table."""
     log = DecisionLog(storage.table(DECISIONS_TABLE))
-    return await log.recent(since=since, now=now or datetime.now(UTC), limit=limit)
+    return await log.recent(since=since, now=now, limit=limit)
 
 
 # -- status and health -----------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def sweep_delays(mailboxes: Sequence[str], rng: random.Random) -> list[tuple[str
 # -- wiring (the container's parts, for the timers and the worker) ---------------------------------
 
 
-def manager(c: Container, clock: Callable[[], datetime], *, lease: bool = False) -> SubscriptionManager:
+def manager(c: Container, *, lease: bool = False) -> SubscriptionManager:
     from sync_core.gather import DeleteBudget
     from sync_core.notices import NoticeLedger
     from sync_core.storage import MAPPINGS_TABLE
@@ -73,7 +73,7 @@ def manager(c: Container, clock: Callable[[], datetime], *, lease: bool = False)
         graph=c.graph,
         store=c.subscriptions,
         settings=c.settings,
-        clock=clock,
+        clock=c.clock.now,
         lease=RunLease(c.storage.table(SUBSCRIPTIONS_TABLE), "renewal") if lease else None,
         statuses=c.mailbox_states,
         enqueue=c.storage.enqueue,
@@ -84,20 +84,18 @@ def manager(c: Container, clock: Callable[[], datetime], *, lease: bool = False)
     )
 
 
-def lifecycle(c: Container, clock: Callable[[], datetime]) -> LifecycleHandler:
+def lifecycle(c: Container) -> LifecycleHandler:
     from sync_core.lifecycle import LifecycleHandler
 
-    return LifecycleHandler(graph=c.graph, store=c.subscriptions, manager=manager(c, clock), clock=clock)
+    return LifecycleHandler(graph=c.graph, store=c.subscriptions, manager=manager(c), clock=c.clock.now)
 
 
 # -- runs ---------------------------------------------------------------------------------------------
 
 
-async def run_renewals(
-    c: Container, clock: Callable[[], datetime], limits: Limits | None = None
-) -> RenewalReport:
+async def run_renewals(c: Container, limits: Limits | None = None) -> RenewalReport:
     """The renewal timer: subscriptions for enabled mailboxes, renewed within the rate budget."""
-    m = manager(c, clock, lease=True)
+    m = manager(c, lease=True)
     return await m.run(enabled_mailboxes(c.policy), limits=limits)
 
 
@@ -109,10 +107,9 @@ class SweepReport:
     purged: int = 0  # replay records and decision-index rows past their retention (purge_expired)
 
 
-async def run_sweep(
-    c: Container, clock: Callable[[], datetime], rng: random.Random | None = None
-) -> SweepReport:
+async def run_sweep(c: Container, rng: random.Random | None = None) -> SweepReport:
     """The reconciliation timer: a delta resync of every enabled mailbox, then the CRM by its cursor."""
+    clock = c.clock.now
     report = SweepReport()
     lease = RunLease(c.storage.table(SUBSCRIPTIONS_TABLE), "sweep")
     if not await lease.acquire(clock(), SWEEP_LEASE):
@@ -160,9 +157,9 @@ async def purge_expired(c: Container, now: datetime) -> int:
     return purged
 
 
-async def run_polls(c: Container, clock: Callable[[], datetime]) -> int:
+async def run_polls(c: Container) -> int:
     """X3: mailboxes Graph refused a subscription are polled by delta on this (shorter) schedule."""
-    now = clock()
+    now = c.clock.now()
     enabled = {m.lower() for m in enabled_mailboxes(c.policy)}
     polling = {r.mailbox for r in await c.subscriptions.all() if r.status == "polling"}
     due = sorted(m for m in polling if m.lower() in enabled)

@@ -16,7 +16,7 @@ import azure.functions as func
 
 from sync_core import operations as ops
 from sync_core import telemetry
-from sync_core.bootstrap import container, utcnow
+from sync_core.bootstrap import container
 from sync_core.errors import ConfigurationError, SyncError, UnprocessableError
 from triggers.http import misconfigured
 
@@ -34,7 +34,7 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
         c = container()
     except ConfigurationError as exc:
         return misconfigured(exc)
-    ok, body = await ops.health(c.storage, c.subscriptions, c.mailbox_states, c.policy, utcnow())
+    ok, body = await ops.health(c.storage, c.subscriptions, c.mailbox_states, c.policy, c.clock.now())
     return _json(body, 200 if ok else 503)
 
 
@@ -44,7 +44,7 @@ async def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
     try:
         c = container()
         request = ops.ReplayRequest.parse(req.get_body())
-        report = await ops.replay(c.storage, c.failures, **request.options())
+        report = await ops.replay(c.storage, c.failures, now=c.clock.now(), **request.options())
     except ConfigurationError as exc:
         return misconfigured(exc)
     except UnprocessableError as exc:
@@ -61,7 +61,7 @@ async def ops_status(req: func.HttpRequest) -> func.HttpResponse:
         c = container()
     except ConfigurationError as exc:
         return misconfigured(exc)
-    now = utcnow()
+    now = c.clock.now()
     report = await ops.status(c.storage, c.subscriptions, c.mailbox_states, c.policy, now)
     poison = await ops.list_poison(c.storage, c.failures, peek=True, now=now)
     decisions = await ops.recent_decisions(c.storage, since=now - timedelta(hours=24), now=now)
@@ -83,7 +83,7 @@ async def ops_gauges(timer: func.TimerRequest) -> None:
     and queue-depth gauges (sync.mailbox_freshness_seconds, ...) report current values."""
     c = container()
     if telemetry.configure():
-        await ops.status(c.storage, c.subscriptions, c.mailbox_states, c.policy, utcnow())
+        await ops.status(c.storage, c.subscriptions, c.mailbox_states, c.policy, c.clock.now())
 
 
 # -- the page --------------------------------------------------------------------------------------

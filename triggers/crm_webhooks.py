@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from sync_core.bootstrap import container, utcnow
+from sync_core.bootstrap import container
 from sync_core.crm_ingress import handle_crm_webhook
 from sync_core.crm_replay import ReplayGuard
 from sync_core.errors import ConfigurationError
@@ -27,6 +27,6 @@ async def crm_webhook(req: func.HttpRequest) -> func.HttpResponse:
         enqueue=c.storage.enqueue,
         # Webhook plumbing shares the subscriptions table, in partitions of its own (crm_replay).
         replays=ReplayGuard(c.storage.table(SUBSCRIPTIONS_TABLE)),
-        now=utcnow(),
+        now=c.clock.now(),
     )
     return respond(reply)

@@ -9,7 +9,7 @@ import weakref
 
 import azure.functions as func
 
-from sync_core.bootstrap import Container, container, utcnow
+from sync_core.bootstrap import Container, container
 from sync_core.errors import ConfigurationError
 from sync_core.ingress import NotificationClock, handle_notifications, validation_reply
 from triggers.http import misconfigured, respond
@@ -35,7 +35,7 @@ async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
     except ConfigurationError as exc:
         return misconfigured(exc)
     reply = await handle_notifications(
-        req.params, req.get_body(), c.subscriptions.get, c.storage.enqueue, utcnow(), heard=_heard(c)
+        req.params, req.get_body(), c.subscriptions.get, c.storage.enqueue, c.clock.now(), heard=_heard(c)
     )
     return respond(reply)
 

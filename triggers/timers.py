@@ -10,7 +10,7 @@ import logging
 import azure.functions as func
 
 from sync_core import sweeps
-from sync_core.bootstrap import container, utcnow
+from sync_core.bootstrap import container
 
 bp = func.Blueprint()
 log = logging.getLogger("triggers.timers")
@@ -19,19 +19,19 @@ log = logging.getLogger("triggers.timers")
 @bp.timer_trigger(schedule="0 */30 * * * *", arg_name="timer", run_on_startup=False, use_monitor=True)
 async def renew_subscriptions(timer: func.TimerRequest) -> None:
     """Create, renew, re-create and delete subscriptions so every enabled mailbox has a live one."""
-    report = await sweeps.run_renewals(container(), utcnow)
+    report = await sweeps.run_renewals(container())
     log.info("renewal run (past_due=%s): %s", timer.past_due, report)
 
 
 @bp.timer_trigger(schedule="0 7 * * * *", arg_name="timer", run_on_startup=False, use_monitor=True)
 async def reconcile_sweep(timer: func.TimerRequest) -> None:
     """Hourly: a delta resync of every enabled mailbox, and the CRM's changes since its cursor."""
-    report = await sweeps.run_sweep(container(), utcnow)
+    report = await sweeps.run_sweep(container())
     log.info("sweep (past_due=%s): %s", timer.past_due, report)
 
 
 @bp.timer_trigger(schedule="30 */5 * * * *", arg_name="timer", run_on_startup=False, use_monitor=True)
 async def poll_unsubscribed(timer: func.TimerRequest) -> None:
     """X3: every five minutes, a delta resync of each mailbox Graph refused a subscription."""
-    count = await sweeps.run_polls(container(), utcnow)
+    count = await sweeps.run_polls(container())
     log.info("polled %d mailbox(es) without a subscription (past_due=%s)", count, timer.past_due)

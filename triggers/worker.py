@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from sync_core.bootstrap import container, utcnow
+from sync_core.bootstrap import container
 from sync_core.dispatch import process
 from sync_core.storage import CHANGES_QUEUE
 
@@ -21,5 +21,5 @@ async def sync_worker(msg: func.QueueMessage) -> None:
         handler=c.handle,
         storage=c.storage,
         failures=c.failures,
-        now=utcnow,
+        now=c.clock.now,
     )

@@ -115,7 +115,6 @@ def _settle(stack: ChaosStack, timeout: float) -> bool:
 
 @pytest.mark.timeout(3600)
 def test_chaos_nothing_lost_nothing_duplicated(stack: ChaosStack, size: Size) -> None:
-    from sync_core.bootstrap import utcnow
     from sync_core.operations import NO_REASON, UNRECORDED, list_poison, replay
     from sync_core.storage import CHANGES_QUEUE
     from sync_core.sweeps import run_sweep
@@ -127,7 +126,7 @@ def test_chaos_nothing_lost_nothing_duplicated(stack: ChaosStack, size: Size) ->
     work = Workload(stack, mailboxes)
     # Onboarding's backfill: a first delta round per mailbox, so the sweep after the storm has a baseline
     # to report deletions against (a first round lists what exists, never what was removed).
-    _run(lambda c: run_sweep(c, utcnow, random.Random(1)))
+    _run(lambda c: run_sweep(c, random.Random(1)))
     assert _settle(stack, size.settle_timeout)
     stack.graph.set_faults(seed=9, **GRAPH_FAULTS)
     stack.crm.set_faults(seed=9, **CRM_FAULTS)
@@ -154,13 +153,13 @@ def test_chaos_nothing_lost_nothing_duplicated(stack: ChaosStack, size: Size) ->
     stack.crm.set_faults()
     settled = _settle(stack, size.settle_timeout)
 
-    sweep = _run(lambda c: run_sweep(c, utcnow, random.Random(1)))
+    sweep = _run(lambda c: run_sweep(c, random.Random(1)))
     settled = _settle(stack, size.settle_timeout) and settled
-    poisoned = _run(lambda c: list_poison(c.storage, c.failures))
+    poisoned = _run(lambda c: list_poison(c.storage, c.failures, now=c.clock.now()))
     unexplained = [p for p in poisoned if p.reason == NO_REASON or p.error_class == UNRECORDED]
-    report = _run(lambda c: replay(c.storage, c.failures))
+    report = _run(lambda c: replay(c.storage, c.failures, now=c.clock.now()))
     settled = _settle(stack, size.settle_timeout) and settled
-    still_poisoned = _run(lambda c: list_poison(c.storage, c.failures))
+    still_poisoned = _run(lambda c: list_poison(c.storage, c.failures, now=c.clock.now()))
     failures = _run(lambda c: c.failures.all())
     verdict = compare(stack, work)
     hidden = _run(lambda c: c.storage.queue_depth(CHANGES_QUEUE))

@@ -33,14 +33,11 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, interval: f
 
 def on_container(work: Callable[[Any], Awaitable[T]]) -> T:
     """Run `work` on a fresh app Container (the stack's settings, from os.environ), closed afterwards."""
-    from sync_core.bootstrap import Container, configuration
+    from sync_core.bootstrap import opened
 
     async def run() -> T:
-        c = Container(*configuration())
-        try:
+        async with opened() as c:
             return await work(c)
-        finally:
-            await c.aclose()
 
     return asyncio.run(run())
 

@@ -20,6 +20,7 @@ import pytest
 
 from devstack.azurite import Azurite
 from devstack.stack import LocalStack
+from tests.clock import days_ahead, graph_time
 from tests.e2e.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -37,8 +38,8 @@ def _run_and_stop(azurite: Azurite) -> None:
                 "/users/adele@contoso.example/events",
                 json={
                     "subject": SUBJECT,
-                    "start": {"dateTime": "2026-12-07T10:00:00", "timeZone": "UTC"},
-                    "end": {"dateTime": "2026-12-07T11:00:00", "timeZone": "UTC"},
+                    "start": graph_time(days_ahead(1, 10)),
+                    "end": graph_time(days_ahead(1, 11)),
                 },
             ).raise_for_status()
         crm = stack.crm_appointments

@@ -15,6 +15,7 @@ import pytest
 
 from sync_core.storage import CHANGES_QUEUE
 from sync_core.subscriptions import SubscriptionRow
+from tests.clock import days_ahead, graph_time
 from tests.e2e.conftest import Stack, on_container, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -34,8 +35,8 @@ def _queue_depth() -> int:
 def _event(subject: str, day: int) -> dict[str, Any]:
     return {
         "subject": subject,
-        "start": {"dateTime": f"2026-12-{day:02d}T14:00:00", "timeZone": "UTC"},
-        "end": {"dateTime": f"2026-12-{day:02d}T15:00:00", "timeZone": "UTC"},
+        "start": graph_time(days_ahead(day, 14)),
+        "end": graph_time(days_ahead(day, 15)),
         "attendees": [{"emailAddress": {"address": "megan@fabrikam.example"}, "type": "required"}],
     }
 

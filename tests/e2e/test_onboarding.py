@@ -4,12 +4,14 @@ backfill through `GET /appointments?external_ref=...` and linked, never created 
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from sync_core.storage import CHANGES_QUEUE
+from tests.clock import days_ahead, graph_time, iso_z
 from tests.e2e.conftest import Stack, on_container, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -21,7 +23,7 @@ def _drained() -> bool:
     return int(on_container(lambda c: c.storage.queue_depth(CHANGES_QUEUE))) == 0
 
 
-def _outlook_event_no_notification_announced(stack: Stack, subject: str) -> dict[str, Any]:
+def _outlook_event_no_notification_announced(stack: Stack, subject: str, start: datetime) -> dict[str, Any]:
     """An event that was in the mailbox before the sync knew of it: every notification for it dropped."""
     admin = stack.graph.admin_url
     faults = {"mailbox": MAILBOX, "notify_drop_rate": 1.0}
@@ -32,8 +34,8 @@ def _outlook_event_no_notification_announced(stack: Stack, subject: str) -> dict
                 f"/users/{MAILBOX}/events",
                 json={
                     "subject": subject,
-                    "start": {"dateTime": "2026-12-14T09:00:00", "timeZone": "UTC"},
-                    "end": {"dateTime": "2026-12-14T10:00:00", "timeZone": "UTC"},
+                    "start": graph_time(start),
+                    "end": graph_time(start + timedelta(hours=1)),
                     "attendees": [
                         {"emailAddress": {"address": "megan@fabrikam.example"}, "type": "required"}
                     ],
@@ -59,14 +61,15 @@ def test_I5_backfill_adopts_an_unlinked_crm_record_whose_external_ref_names_the_
     # the backfill this test makes is the one that meets the event and the record below.
     wait_for(lambda: on_container(lambda c: c.mailbox_states.get(MAILBOX)).last_confirmed, timeout=30)
     wait_for(_drained, timeout=30)
-    event = _outlook_event_no_notification_announced(stack, subject)
+    start = days_ahead(8, 9)
+    event = _outlook_event_no_notification_announced(stack, subject, start)
     key = "ical:" + event["iCalUId"]
     # A CRM user (or an import) linked a record to the Outlook meeting before the mailbox was onboarded.
     record = stack.crm.user_create(
         {
             "subject": subject,
-            "start": "2026-12-14T09:00:00Z",
-            "end": "2026-12-14T10:00:00Z",
+            "start": iso_z(start),
+            "end": iso_z(start + timedelta(hours=1)),
             "organizer": {"email": MAILBOX},
         },
         external_ref=key,
@@ -90,6 +93,9 @@ def test_I5_backfill_adopts_an_unlinked_crm_record_whose_external_ref_names_the_
     with stack.graph_http() as g:  # and no second event on the Outlook side either
         view = g.get(
             f"/users/{MAILBOX}/calendarView",
-            params={"startDateTime": "2026-12-14T00:00:00Z", "endDateTime": "2026-12-15T00:00:00Z"},
+            params={
+                "startDateTime": iso_z(start - timedelta(hours=9)),
+                "endDateTime": iso_z(start + timedelta(hours=15)),
+            },
         ).json()["value"]
     assert [e["id"] for e in view if e["subject"] == subject] == [event["id"]]

@@ -4,12 +4,14 @@ initial backfill is the reconciliation path and adopts instead of duplicating (I
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from sync_core.storage import CHANGES_QUEUE
+from tests.clock import days_ahead, graph_time
 from tests.e2e.conftest import Stack, on_container, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -18,8 +20,8 @@ pytestmark = pytest.mark.e2e
 def _event(subject: str, day: int) -> dict[str, Any]:
     return {
         "subject": subject,
-        "start": {"dateTime": f"2026-12-{day:02d}T09:00:00", "timeZone": "UTC"},
-        "end": {"dateTime": f"2026-12-{day:02d}T10:00:00", "timeZone": "UTC"},
+        "start": graph_time(days_ahead(day, 9)),
+        "end": graph_time(days_ahead(day, 10)),
         "attendees": [{"emailAddress": {"address": "megan@fabrikam.example"}, "type": "required"}],
     }
 
@@ -116,18 +118,17 @@ def test_X2_L4_a_deletion_whose_notification_was_lost_cancels_the_crm_record_aft
 
 def test_X3_a_mailbox_graph_refuses_a_subscription_is_polled_by_delta_and_reported(stack: Stack) -> None:
     from sync_core import sweeps
-    from sync_core.bootstrap import utcnow
 
     mailbox = "chen@contoso.example"
 
     async def refuse(c: Any) -> Any:
         for row in await c.subscriptions.for_mailbox(mailbox):  # an operator removes the working one
             await c.graph.delete_subscription(row.subscription_id, mailbox)
-            await c.subscriptions.save(row.retired("removed", utcnow()))
+            await c.subscriptions.save(row.retired("removed", c.clock.now()))
         # Graph cannot validate this notification URL, so it refuses the subscription (400).
         dead = "http://127.0.0.1:9"
         c.settings = c.settings.model_copy(update={"public_base_url": dead})
-        manager = sweeps.manager(c, utcnow)
+        manager = sweeps.manager(c)
         return await manager.ensure(mailbox)
 
     row = on_container(refuse)
@@ -145,7 +146,6 @@ def test_X3_a_mailbox_graph_refuses_a_subscription_is_polled_by_delta_and_report
 def test_I5_initial_backfill_is_the_reconciliation_path_and_adopts_instead_of_duplicating(
     stack: Stack,
 ) -> None:
-    from sync_core.bootstrap import utcnow
     from sync_core.messages import MailboxResync, encode
 
     mailbox = "adele@contoso.example"
@@ -153,7 +153,11 @@ def test_I5_initial_backfill_is_the_reconciliation_path_and_adopts_instead_of_du
         g.post(f"/users/{mailbox}/events", json=_event("Before onboarding", 11))
     wait_for(lambda: _records(stack, "Before onboarding"))
     backfill = MailboxResync(
-        correlation_id="onboard-adele", received_at=utcnow(), mailbox=mailbox, reason="backfill", full=True
+        correlation_id="onboard-adele",
+        received_at=datetime.now(UTC),
+        mailbox=mailbox,
+        reason="backfill",
+        full=True,
     )  # what the renewal run enqueues when it subscribes a newly enabled mailbox
     on_container(lambda c: c.storage.enqueue(encode(backfill)))
     wait_for(lambda: (s := _state(mailbox)).last_confirmed and s.last_confirmed >= backfill.received_at)

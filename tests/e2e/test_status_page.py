@@ -24,6 +24,7 @@ from sync_core.bootstrap import Container, configuration
 from sync_core.errors import UnprocessableError
 from sync_core.messages import CrmChange, encode
 from sync_core.storage import POISON_QUEUE
+from tests.clock import days_ahead, graph_time
 from tests.e2e.conftest import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -142,8 +143,8 @@ def test_the_status_page_renders_in_chromium_with_mailboxes_poison_reasons_and_d
             "/users/adele@contoso.example/events",
             json={
                 "subject": "Status page decision",
-                "start": {"dateTime": "2026-12-08T10:00:00", "timeZone": "UTC"},
-                "end": {"dateTime": "2026-12-08T11:00:00", "timeZone": "UTC"},
+                "start": graph_time(days_ahead(2, 10)),
+                "end": graph_time(days_ahead(2, 11)),
                 "attendees": [{"emailAddress": {"address": "megan@fabrikam.example"}, "type": "required"}],
             },
         ).raise_for_status()

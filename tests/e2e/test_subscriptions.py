@@ -5,7 +5,7 @@ a subscription made by `ensure` is followed by a resync: the full backfill of a 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ def test_I5_the_stack_subscribes_each_sync_user_and_its_backfill_runs_through_th
 
 
 def test_S1_ensure_recreates_a_subscription_graph_no_longer_has(stack: Stack) -> None:
-    from sync_core.bootstrap import Container, configuration, utcnow
+    from sync_core.bootstrap import opened
     from sync_core.subscription_manager import BACKFILL_REASON, SubscriptionManager
 
     queued: list[MailboxResync] = []
@@ -37,10 +37,9 @@ def test_S1_ensure_recreates_a_subscription_graph_no_longer_has(stack: Stack) ->
         queued.append(message)
 
     async def run() -> dict[str, Any]:
-        c = Container(*configuration())
-        try:
+        async with opened() as c:
             manager = SubscriptionManager(
-                graph=c.graph, store=c.subscriptions, settings=c.settings, clock=utcnow, enqueue=enqueue
+                graph=c.graph, store=c.subscriptions, settings=c.settings, clock=c.clock.now, enqueue=enqueue
             )
             out: dict[str, Any] = {}
             first = await manager.ensure("adele@contoso.example")
@@ -54,11 +53,9 @@ def test_S1_ensure_recreates_a_subscription_graph_no_longer_has(stack: Stack) ->
             fresh = await manager.ensure(room)
             out["new"] = list(queued)
             await c.graph.delete_subscription(fresh.subscription_id, room)  # leave the stack as it was
-            await c.subscriptions.save(fresh.retired("deleted", utcnow()))
+            await c.subscriptions.save(fresh.retired("deleted", c.clock.now()))
             out["ids"] = (first.subscription_id, again.subscription_id, replaced.subscription_id, exists)
             return out
-        finally:
-            await c.aclose()
 
     out = asyncio.run(run())
     first, again, replaced, exists = out["ids"]
@@ -76,7 +73,6 @@ def test_operator_renewal_waits_for_the_renewal_lease_and_recreate_keeps_the_old
     stack: Stack,
 ) -> None:
     from sync_core import operations
-    from sync_core.bootstrap import utcnow
     from sync_core.storage import SUBSCRIPTIONS_TABLE
     from sync_core.subscriptions import RunLease
 
@@ -84,15 +80,17 @@ def test_operator_renewal_waits_for_the_renewal_lease_and_recreate_keeps_the_old
 
     async def run(c: Any) -> dict[str, Any]:
         timer = RunLease(c.storage.table(SUBSCRIPTIONS_TABLE), "renewal")
-        assert await timer.acquire(utcnow(), timedelta(minutes=5))  # the timer's renewal run is under way
+        assert await timer.acquire(
+            c.clock.now(), timedelta(minutes=5)
+        )  # the timer's renewal run is under way
         try:
-            blocked = await operations.renew_subscriptions(c, utcnow, mailbox)
+            blocked = await operations.renew_subscriptions(c, mailbox)
         finally:
             await timer.release()
         (before,) = [r for r in await c.subscriptions.for_mailbox(mailbox) if r.status == "active"]
-        renewed = await operations.renew_subscriptions(c, utcnow, mailbox)  # one mailbox's rows, claimed
+        renewed = await operations.renew_subscriptions(c, mailbox)  # one mailbox's rows, claimed
         after = await c.subscriptions.get(before.subscription_id, fresh=True)
-        fresh = await operations.recreate_subscription(c, utcnow, mailbox)
+        fresh = await operations.recreate_subscription(c, mailbox)
         old = await c.subscriptions.get(before.subscription_id, fresh=True)
         return {
             "blocked": blocked,
@@ -113,12 +111,11 @@ def test_operator_renewal_waits_for_the_renewal_lease_and_recreate_keeps_the_old
 
 def test_X1_the_renewal_timer_purges_delete_budgets_and_notice_claims_of_days_ago(stack: Stack) -> None:
     from sync_core.actions import NotifyOrganizer
-    from sync_core.bootstrap import utcnow
     from sync_core.gather import DeleteBudget
     from sync_core.notices import NoticeLedger
     from sync_core.storage import MAILBOXES_TABLE, MAPPINGS_TABLE
 
-    now = utcnow()
+    now = datetime.now(UTC)
     notice = NotifyOrganizer(rule="M5", reason="r", mailbox="chen@contoso.example", subject="s", text="t")
 
     async def seed(c: Any) -> None:

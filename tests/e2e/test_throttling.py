@@ -14,6 +14,7 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from sync_core.storage import POISON_QUEUE
+from tests.clock import days_ahead, graph_time
 from tests.e2e.conftest import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -25,8 +26,8 @@ PER_MAILBOX = 8
 def _event(subject: str, n: int) -> dict[str, Any]:
     return {
         "subject": subject,
-        "start": {"dateTime": f"2026-11-{1 + n:02d}T09:00:00", "timeZone": "UTC"},
-        "end": {"dateTime": f"2026-11-{1 + n:02d}T09:30:00", "timeZone": "UTC"},
+        "start": graph_time(days_ahead(1 + n, 9)),
+        "end": graph_time(days_ahead(1 + n, 9, 30)),
         "attendees": [{"emailAddress": {"address": "megan@fabrikam.example"}, "type": "required"}],
     }
 

@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from tests.clock import days_ahead, graph_time
 from tests.e2e.conftest import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
 def _event(subject: str, day: int = 4) -> dict[str, Any]:
+    """A one-hour meeting `day` days from today, at 10:00 UTC."""
+    start = days_ahead(day, 10)
     return {
         "subject": subject,
         "body": {"contentType": "text", "content": "Agenda: numbers"},
-        "start": {"dateTime": f"2026-12-{day:02d}T10:00:00", "timeZone": "UTC"},
-        "end": {"dateTime": f"2026-12-{day:02d}T11:00:00", "timeZone": "UTC"},
+        "start": graph_time(start),
+        "end": graph_time(start + timedelta(hours=1)),
         "attendees": [
             {"emailAddress": {"address": "megan@fabrikam.example", "name": "Megan Bowen"}, "type": "required"}
         ],
@@ -32,9 +36,10 @@ def _records(stack: Stack, subject: str) -> list[dict[str, Any]]:
 
 def test_an_event_created_in_outlook_appears_once_in_the_crm(stack: Stack) -> None:
     with stack.graph_http() as g:
-        created = g.post("/users/adele@contoso.example/events", json=_event("Skeleton create")).json()
+        sent = _event("Skeleton create")
+        created = g.post("/users/adele@contoso.example/events", json=sent).json()
     record = wait_for(lambda: _records(stack, "Skeleton create"))[0]
-    assert record["start"].startswith("2026-12-04T10:00:00")
+    assert record["start"].startswith(sent["start"]["dateTime"])
     assert {a["email"] for a in record["attendees"]} >= {"megan@fabrikam.example"}
     assert record["external_ref"]
     assert created["id"]

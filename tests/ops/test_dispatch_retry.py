@@ -99,7 +99,7 @@ async def test_the_last_allowed_failure_sends_the_message_to_poison_with_its_las
     ]
 
     assert outcomes == ["retrying"] * (dispatch.TRANSIENT_ATTEMPTS - 1) + ["poisoned"]
-    [item] = await ops.list_poison(storage, failures)
+    [item] = await ops.list_poison(storage, failures, now=NOW)
     assert item.body == body and item.reason == f"CRM down, try {dispatch.TRANSIENT_ATTEMPTS}"
 
 
@@ -120,7 +120,7 @@ async def test_a_replayed_message_starts_a_new_round_of_retries(
         await run(storage, failures, body, TransientError(f"down {n}"))
     await storage.queue(CHANGES_QUEUE).clear_messages()  # the retry copies; the poison copy stays
 
-    report = await ops.replay(storage, failures)
+    report = await ops.replay(storage, failures, now=NOW)
     assert len(report.moved) == 1
 
     assert await run(storage, failures, body, TransientError("still flaky")) == "retrying"
@@ -140,7 +140,7 @@ async def test_a_message_throttled_again_and_again_reaches_poison_with_its_reaso
     ]
 
     assert outcomes == ["requeued"] * (dispatch.MAX_THROTTLE_ROUNDS - 1) + ["poisoned"]
-    [item] = await ops.list_poison(storage, failures)
+    [item] = await ops.list_poison(storage, failures, now=NOW)
     assert (
         item.reason == f"Graph 429 #{dispatch.MAX_THROTTLE_ROUNDS}" and item.error_class == "ThrottledError"
     )

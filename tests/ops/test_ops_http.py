@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import weakref
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
@@ -19,26 +18,30 @@ from sync_core.failures import FailureLedger
 from sync_core.messages import CrmChange, encode
 from sync_core.reconcile import MailboxState, MailboxStateStore
 from sync_core.storage import CHANGES_QUEUE, FAILURES_TABLE, MAILBOXES_TABLE, POISON_QUEUE, Storage
+from tests.clock import ManualClock
 from tests.ops.conftest import MAILBOX_A, MAILBOX_B
 from triggers import admin
 
-NOW = datetime.now(UTC)
+
+@dataclass
+class AppEnv:
+    storage: Storage  # the test's own client of the app's storage
+    clock: ManualClock  # the app's clock while the test runs
 
 
 @pytest.fixture
 async def app_env(
     app_settings: dict[str, str], storage: Storage, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Storage]:
-    """The app's settings in the environment and a fresh container cache; yields the test's own Storage."""
+) -> AsyncIterator[AppEnv]:
+    """The app's settings in the environment and its container, on a clock the test holds, installed for
+    the triggers the test calls (the composition root's own `opened`, no private attribute touched)."""
     for name, value in app_settings.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("SYNC_POLICY_FILE", raising=False)
-    monkeypatch.setattr(bootstrap, "_containers", weakref.WeakKeyDictionary())
     configuration.cache_clear()
-    yield storage
-    built = bootstrap._containers.get(asyncio.get_running_loop())
-    if built is not None:
-        await built.aclose()
+    clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
+    async with bootstrap.opened(clock=clock, install=True):
+        yield AppEnv(storage, clock)
     configuration.cache_clear()
 
 
@@ -49,8 +52,9 @@ def request(method: str, route: str, body: object = None) -> func.HttpRequest:
     )
 
 
-async def poison_one(storage: Storage, crm_id: str = "crm-9", reason: str | None = None) -> str:
-    body = encode(CrmChange(correlation_id="c1", received_at=NOW, crm_id=crm_id, change_type="updated"))
+async def poison_one(env: AppEnv, crm_id: str = "crm-9", reason: str | None = None) -> str:
+    storage, now = env.storage, env.clock.now()
+    body = encode(CrmChange(correlation_id="c1", received_at=now, crm_id=crm_id, change_type="updated"))
     if reason:
         await FailureLedger(storage.table(FAILURES_TABLE)).record(
             body=body,
@@ -59,7 +63,7 @@ async def poison_one(storage: Storage, crm_id: str = "crm-9", reason: str | None
             error=PolicyError(reason),
             step="crm_change",
             permanent=True,
-            at=NOW,
+            at=now,
         )
     await storage.enqueue(body, queue=POISON_QUEUE)
     return body
@@ -82,24 +86,25 @@ def test_the_operator_routes_are_registered_with_their_auth_levels_and_avoid_the
     assert not [r for r in routes if r.lower().startswith(("admin", "runtime"))]
 
 
-async def test_health_answers_503_with_the_reasons_when_a_mailbox_is_stale(app_env: Storage) -> None:
-    states = MailboxStateStore(app_env.table(MAILBOXES_TABLE))
-    await states.save(MailboxState(mailbox=MAILBOX_A, last_confirmed=NOW - timedelta(hours=3)))
+async def test_health_answers_503_with_the_reasons_when_a_mailbox_is_stale(app_env: AppEnv) -> None:
+    states = MailboxStateStore(app_env.storage.table(MAILBOXES_TABLE))
+    await states.save(MailboxState(mailbox=MAILBOX_A, last_confirmed=app_env.clock.now()))
+    app_env.clock.advance(timedelta(hours=3, seconds=7))  # the app's clock: three hours without a sync
 
     response = await admin.health(request("GET", "health"))
 
     body = json.loads(response.get_body())
     assert response.status_code == 503 and response.mimetype == "application/json"
-    # NOW is taken at import, so the age also holds however long the suite ran before this test.
     stale = [r for r in body["reasons"] if r.startswith(f"{MAILBOX_A}: last confirmed in sync ")]
     assert len(stale) == 1, body["reasons"]
     seconds = int(re.search(r"in sync (\d+)", stale[0]).group(1))  # type: ignore[union-attr]
-    assert 3 * 3600 <= seconds < 3 * 3600 + 3600, stale[0]
+    assert seconds == 3 * 3600 + 7, stale[0]
     assert f"{MAILBOX_B}: never confirmed in sync" in body["reasons"]
 
 
-async def test_replay_over_http_dry_runs_then_moves_and_rejects_bad_bodies(app_env: Storage) -> None:
+async def test_replay_over_http_dry_runs_then_moves_and_rejects_bad_bodies(app_env: AppEnv) -> None:
     body = await poison_one(app_env, reason="needs an operator")
+    app_env.clock.advance(timedelta(minutes=1))  # poisoned a minute ago, by the app's clock
 
     dry = await admin.ops_replay(
         request("POST", "ops/replay", {"dry_run": True, "error_class": "PolicyError"})
@@ -110,7 +115,7 @@ async def test_replay_over_http_dry_runs_then_moves_and_rejects_bad_bodies(app_e
 
     moved = await admin.ops_replay(request("POST", "ops/replay", {"older_than": "0s", "limit": 5}))
     assert moved.status_code == 200 and len(json.loads(moved.get_body())["moved"]) == 1
-    assert [m.content for m in await app_env.queue(CHANGES_QUEUE).peek_messages()] == [body]
+    assert [m.content for m in await app_env.storage.queue(CHANGES_QUEUE).peek_messages()] == [body]
 
     for bad in ({"limit": 0}, {"older_than": "soon"}, {"mailbx": "typo"}, [1]):
         response = await admin.ops_replay(request("POST", "ops/replay", bad))
@@ -119,7 +124,7 @@ async def test_replay_over_http_dry_runs_then_moves_and_rejects_bad_bodies(app_e
 
 
 async def test_the_status_page_shows_mailboxes_poison_reasons_escaped_and_a_replay_button(
-    app_env: Storage,
+    app_env: AppEnv,
 ) -> None:
     await poison_one(app_env, reason="<script>alert(1)</script> is not a room")
 

@@ -14,14 +14,17 @@ from sync_core.messages import CrmChange, GraphChange, encode
 from sync_core.storage import CHANGES_QUEUE, FAILURES_TABLE, POISON_QUEUE, Storage
 from tests.ops.conftest import MAILBOX_A, MAILBOX_B
 
-NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+def now() -> datetime:
+    """The system clock: Azurite stamps each message's insertion with it, and ages are measured on it."""
+    return datetime.now(UTC)
 
 
 def graph_body(mailbox: str, event_id: str) -> str:
     return encode(
         GraphChange(
             correlation_id=f"c-{event_id}",
-            received_at=NOW,
+            received_at=now(),
             mailbox=mailbox,
             event_id=event_id,
             change_type="updated",
@@ -31,7 +34,7 @@ def graph_body(mailbox: str, event_id: str) -> str:
 
 def crm_body(crm_id: str) -> str:
     return encode(
-        CrmChange(correlation_id=f"c-{crm_id}", received_at=NOW, crm_id=crm_id, change_type="updated")
+        CrmChange(correlation_id=f"c-{crm_id}", received_at=now(), crm_id=crm_id, change_type="updated")
     )
 
 
@@ -51,14 +54,14 @@ def failures(storage: Storage) -> FailureLedger:
 async def test_a_poison_message_is_listed_with_the_reason_its_ledger_row_recorded(
     storage: Storage, failures: FailureLedger
 ) -> None:
-    body = graph_body(MAILBOX_A, "AAMk/gone==")
+    body, at = graph_body(MAILBOX_A, "AAMk/gone=="), now()
     error = NotFoundError("the event is gone", side="graph", mailbox=MAILBOX_A, item_id="AAMk/gone==")
     await failures.record(
-        body=body, message_id="m1", dequeue_count=1, error=error, step="graph_change", permanent=True, at=NOW
+        body=body, message_id="m1", dequeue_count=1, error=error, step="graph_change", permanent=True, at=at
     )
     await poison(storage, body)
 
-    [item] = await ops.list_poison(storage, failures)
+    [item] = await ops.list_poison(storage, failures, now=now())
 
     assert (item.reason, item.error_class, item.step, item.permanent) == (
         "the event is gone",
@@ -73,7 +76,7 @@ async def test_a_poison_message_is_listed_with_the_reason_its_ledger_row_recorde
         1,
         1,
     )
-    assert item.first_failed_at == item.last_failed_at == NOW.isoformat()
+    assert item.first_failed_at == item.last_failed_at == at.isoformat()
     assert await bodies(storage, POISON_QUEUE) == [body], "listing leaves the message visible in poison"
 
 
@@ -83,7 +86,7 @@ async def test_a_message_the_host_moved_without_a_ledger_row_says_so(
     await poison(storage, crm_body("crm-1"))
     await poison(storage, "not json at all")
 
-    items = await ops.list_poison(storage, failures)
+    items = await ops.list_poison(storage, failures, now=now())
 
     assert {i.reason for i in items} == {ops.NO_REASON}
     assert {(i.kind, i.item_id, i.error_class) for i in items} == {
@@ -95,7 +98,7 @@ async def test_a_message_the_host_moved_without_a_ledger_row_says_so(
 async def test_filters_choose_by_mailbox_error_class_age_and_message_id(
     storage: Storage, failures: FailureLedger
 ) -> None:
-    a, b = graph_body(MAILBOX_A, "ev-a"), graph_body(MAILBOX_B, "ev-b")
+    a, b, at = graph_body(MAILBOX_A, "ev-a"), graph_body(MAILBOX_B, "ev-b"), now()
     await failures.record(
         body=a,
         message_id="x",
@@ -103,25 +106,27 @@ async def test_filters_choose_by_mailbox_error_class_age_and_message_id(
         error=TransientError("Graph 503"),
         step="graph_change",
         permanent=False,
-        at=NOW,
+        at=at,
     )
     for body in (a, b, crm_body("crm-2")):
         await poison(storage, body)
-    everything = await ops.list_poison(storage, failures)
-    later = datetime.now(UTC) + timedelta(hours=3)
+    everything = await ops.list_poison(storage, failures, now=now())
+    later = now() + timedelta(hours=3)
 
-    assert [i.item_id for i in await ops.list_poison(storage, failures, mailbox=MAILBOX_B.upper())] == [
-        "ev-b"
-    ]
-    assert [i.item_id for i in await ops.list_poison(storage, failures, error_class="transienterror")] == [
-        "ev-a"
-    ]
-    assert len(await ops.list_poison(storage, failures, error_class=ops.UNRECORDED)) == 2
-    assert await ops.list_poison(storage, failures, older_than=timedelta(hours=2)) == []
+    assert [
+        i.item_id for i in await ops.list_poison(storage, failures, now=now(), mailbox=MAILBOX_B.upper())
+    ] == ["ev-b"]
+    assert [
+        i.item_id for i in await ops.list_poison(storage, failures, now=now(), error_class="transienterror")
+    ] == ["ev-a"]
+    assert len(await ops.list_poison(storage, failures, now=now(), error_class=ops.UNRECORDED)) == 2
+    assert await ops.list_poison(storage, failures, now=now(), older_than=timedelta(hours=2)) == []
     assert len(await ops.list_poison(storage, failures, older_than=timedelta(hours=2), now=later)) == 3
     one = everything[1].message_id
-    assert [i.message_id for i in await ops.list_poison(storage, failures, message_id=one)] == [one]
-    assert len(await ops.list_poison(storage, failures, limit=2)) == 2
+    assert [i.message_id for i in await ops.list_poison(storage, failures, now=now(), message_id=one)] == [
+        one
+    ]
+    assert len(await ops.list_poison(storage, failures, now=now(), limit=2)) == 2
     assert len(await bodies(storage, POISON_QUEUE)) == 3, "filtered-out messages are visible again"
 
 
@@ -131,7 +136,7 @@ async def test_a_dry_run_lists_what_would_move_and_moves_nothing(
     body = graph_body(MAILBOX_A, "ev-dry")
     await poison(storage, body)
 
-    report = await ops.replay(storage, failures, dry_run=True)
+    report = await ops.replay(storage, failures, now=now(), dry_run=True)
 
     assert [i.body for i in report.chosen] == [body] and report.moved == [] and report.ok
     assert await bodies(storage, POISON_QUEUE) == [body], "visible again at once, not after the hold"
@@ -147,7 +152,7 @@ async def test_replay_moves_the_chosen_messages_to_sync_changes_and_out_of_poiso
     progress: list[tuple[int, int]] = []
 
     report = await ops.replay(
-        storage, failures, mailbox=MAILBOX_A, on_progress=lambda d, t: progress.append((d, t))
+        storage, failures, now=now(), mailbox=MAILBOX_A, on_progress=lambda d, t: progress.append((d, t))
     )
 
     assert len(report.moved) == 1 and report.ok and progress == [(1, 1)]
@@ -161,13 +166,13 @@ async def test_more_than_32_poison_messages_are_all_listed_and_a_limit_is_honour
     for n in range(40):
         await poison(storage, crm_body(f"crm-{n}"))
 
-    assert len(await ops.list_poison(storage, failures)) == 40  # peek alone would stop at 32
-    assert len(await ops.list_poison(storage, failures, peek=True)) == 32
-    report = await ops.replay(storage, failures, limit=35)
+    assert len(await ops.list_poison(storage, failures, now=now())) == 40  # peek alone would stop at 32
+    assert len(await ops.list_poison(storage, failures, now=now(), peek=True)) == 32
+    report = await ops.replay(storage, failures, now=now(), limit=35)
 
     assert len(report.moved) == 35
     assert await storage.queue_depth(CHANGES_QUEUE) == 35
-    assert len(await ops.list_poison(storage, failures)) == 5
+    assert len(await ops.list_poison(storage, failures, now=now())) == 5
 
 
 class Crash(BaseException):
@@ -185,7 +190,7 @@ async def test_a_crash_between_send_and_delete_leaves_the_message_in_both_queues
 
     monkeypatch.setattr(storage.queue(POISON_QUEUE), "delete_message", crash)
     with pytest.raises(Crash):
-        await ops.replay(storage, failures, hold_seconds=1)
+        await ops.replay(storage, failures, now=now(), hold_seconds=1)
 
     assert await bodies(storage, CHANGES_QUEUE) == [body], "sent first"
     await asyncio.sleep(1.5)  # the hold lapses, as it would after a real crash

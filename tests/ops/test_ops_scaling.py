@@ -41,6 +41,7 @@ from sync_core.storage import (
 from sync_core.subscriptions import SubscriptionRow, SubscriptionStore
 from sync_core.sweeps import run_sweep
 from sync_core.table_purge import delete_range
+from tests.clock import ManualClock
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -275,7 +276,7 @@ async def container(
     app_settings: dict[str, str], crm: CrmEmulator, storage: Storage
 ) -> AsyncIterator[Container]:
     settings = load_settings(app_settings | {"CRM_BASE_URL": crm.base_url, "CRM_API_TOKEN": crm.token})
-    c = Container(settings, policy_from(settings))
+    c = Container(settings, policy_from(settings), clock=ManualClock(NOW))
     try:
         yield c
     finally:
@@ -295,7 +296,7 @@ async def test_the_hourly_sweep_purges_expired_replay_records_in_batches_and_rep
     log = DecisionLog(storage.table(DECISIONS_TABLE))
     await record(log, "crm-old", NOW - INDEX_RETENTION - timedelta(hours=3))
 
-    report = await run_sweep(container, lambda: NOW)
+    report = await run_sweep(container)
 
     assert report.purged == 250 + 10 + 1 and not report.overlapped
     assert await seen_partitions(table) == {partition(now_s - 60): 1}
@@ -303,7 +304,7 @@ async def test_the_hourly_sweep_purges_expired_replay_records_in_batches_and_rep
     assert await log.for_item("crm", "crm-old"), "the item rows are kept"
     resyncs = [decode(m.content) for m in await storage.queue(CHANGES_QUEUE).peek_messages(max_messages=32)]
     assert report.mailboxes == 2 and all(isinstance(m, MailboxResync) for m in resyncs)
-    assert (await run_sweep(container, lambda: NOW)).purged == 0
+    assert (await run_sweep(container)).purged == 0
 
 
 async def test_the_purge_is_bounded_per_run_and_the_next_run_catches_up(storage: Storage) -> None:

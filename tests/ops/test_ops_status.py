@@ -173,6 +173,6 @@ async def test_recent_decisions_are_a_bounded_newest_first_read_across_items(sto
             outcome="skipped",
         )
 
-    rows = await ops.recent_decisions(storage, since=NOW - timedelta(hours=24), limit=2)
+    rows = await ops.recent_decisions(storage, since=NOW - timedelta(hours=24), now=NOW, limit=2)
 
     assert [r["item_id"] for r in rows] == ["crm-0", "crm-1"]
