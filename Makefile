@@ -45,18 +45,19 @@ chromium:
 
 # Debian's faketime moves the system clock for a command and every process it starts (Azurite, both
 # emulators, the host); test-any-date uses it. Installed with apt-get when missing and we are root;
-# otherwise this says why and fails.
-FAKETIME := /usr/bin/faketime
+# otherwise this says why and fails. (Not named FAKETIME: that is libfaketime's own variable, and make
+# would export our value of it to every command run under faketime.)
+FAKETIME_BIN := /usr/bin/faketime
 .PHONY: faketime
 faketime:
-	@if [ -x $(FAKETIME) ]; then exit 0; fi; \
+	@if [ -x $(FAKETIME_BIN) ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
 	  echo "*** faketime missing: install Debian's faketime package (needs root and apt-get)"; exit 1; \
 	fi; \
 	echo "Installing Debian's faketime with apt-get (for make test-any-date)"; \
 	{ DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends faketime; } >/dev/null 2>&1 || true; \
-	[ -x $(FAKETIME) ] || { echo "*** apt-get could not install faketime"; exit 1; }
+	[ -x $(FAKETIME_BIN) ] || { echo "*** apt-get could not install faketime"; exit 1; }
 
 run: bootstrap
 	$(PY) -m devstack.run
@@ -77,8 +78,8 @@ test: bootstrap chromium lint typecheck
 ANY_DATE_OFFSETS ?= +400d -7d
 test-any-date: bootstrap chromium faketime
 	@for offset in $(ANY_DATE_OFFSETS); do \
-	  echo "== tests/e2e with the clock moved $$offset: $$($(FAKETIME) -f "$$offset" date -u '+%Y-%m-%d %H:%M UTC')"; \
-	  $(FAKETIME) -f "$$offset" $(PY) -m pytest -p no:cacheprovider tests/e2e || exit 1; \
+	  echo "== tests/e2e with the clock moved $$offset: $$($(FAKETIME_BIN) -f "$$offset" date -u '+%Y-%m-%d %H:%M UTC')"; \
+	  $(FAKETIME_BIN) -f "$$offset" $(PY) -m pytest -p no:cacheprovider tests/e2e || exit 1; \
 	done
 
 # make bench [SIZE=large]: every benchmark prints its table; docs/benchmarks.md records the run.

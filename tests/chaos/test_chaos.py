@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ class Size:
 
 
 SIZES = {
-    "small": Size(mailboxes=3, changes=24, storm_seconds=8.0, kill_every=2.5, settle_timeout=30.0),
+    "small": Size(mailboxes=3, changes=24, storm_seconds=8.0, kill_every=2.5, settle_timeout=90.0),
     "large": Size(mailboxes=8, changes=400, storm_seconds=90.0, kill_every=4.0, settle_timeout=300.0),
 }
 GRAPH_FAULTS: dict[str, Any] = {
@@ -93,10 +95,13 @@ def _run(coro_factory: Any) -> Any:
 
 
 def _settle(stack: ChaosStack, timeout: float) -> bool:
-    """Until no webhook is pending and no message is visible in the change queue five polls in a row.
+    """Until no webhook is pending, no retry is still waiting out its delay, and no message is visible in
+    the change queue five polls in a row.
 
     Visible, not counted: a host killed between receiving a batch and starting on it leaves those messages
-    leased (invisible) for the host's 10-minute lease, as the real host does; the sweep covers them.
+    leased (invisible) for the host's 10-minute lease, as the real host does; the sweep covers them. A
+    retry is invisible too, but only until its delay ends: the failure ledger says when that is at the
+    latest (`_retries_due_by`), and the queue is not called settled before.
     """
     from sync_core.storage import CHANGES_QUEUE
 
@@ -107,10 +112,29 @@ def _settle(stack: ChaosStack, timeout: float) -> bool:
     while time.monotonic() < deadline:
         stack.crm.wait_for_webhooks(1.0)
         quiet = quiet + 1 if _run(visible) == 0 else 0
-        if quiet >= 5:
+        if quiet >= 5 and _run(_retries_due_by) <= datetime.now(UTC):
             return True
         time.sleep(0.4)
     return False
+
+
+async def _retries_due_by(c: Any) -> datetime:
+    """The latest instant a message re-queued after a failure is visible again (sync_core.dispatch): its
+    last failure plus the longest delay that attempt can get (throttled: the emulators' Retry-After, 1 s)."""
+    from sync_core import dispatch
+
+    latest = datetime.min.replace(tzinfo=UTC)
+    for row in await c.failures.all(limit=5000):
+        if row.get("Permanent"):
+            continue
+        if row.get("ErrorClass") == "ThrottledError":
+            delay = max(1.0, math.ceil(float(GRAPH_FAULTS["retry_after"])))  # the CRM emulator sends 1
+        else:
+            attempt = max(1, int(row.get("RetryAttempts") or 1))
+            delay = min(dispatch.BACKOFF_CAP_SECONDS, dispatch.BACKOFF_BASE_SECONDS * 2.0 ** (attempt - 1))
+        due = datetime.fromisoformat(str(row["LastFailedAt"])) + timedelta(seconds=delay + 2)
+        latest = max(latest, due)
+    return latest
 
 
 @pytest.mark.timeout(3600)

@@ -65,9 +65,14 @@ class Receiver:
         self.events += parse_events(body)
         return web.Response(status=202)
 
-    async def wait_until(self, done: Callable[[], bool]) -> None:
-        async with asyncio.timeout(5.0), self.changed:
-            await self.changed.wait_for(done)
+    async def wait_until(self, done: Callable[[], bool], within: float = 30.0) -> None:
+        try:
+            async with asyncio.timeout(within), self.changed:
+                await self.changed.wait_for(done)
+        except TimeoutError:
+            raise AssertionError(
+                f"waited {within} s; webhook events received: {self.events!r:.2000}"
+            ) from None
 
     async def wait_for(self, count: int) -> list[CrmWebhookEvent]:
         await self.wait_until(lambda: len(self.events) >= count)

@@ -43,7 +43,7 @@ def start_host() -> Iterator[StartHost]:
         host.stop()
 
 
-async def eventually(condition: Callable[[], bool], within: float = 10.0, what: str = "condition") -> None:
+async def eventually(condition: Callable[[], bool], within: float = 30.0, what: str = "condition") -> None:
     """Poll `condition` until it holds; fail the test after `within` seconds."""
     deadline = time.monotonic() + within
     while not condition():

@@ -201,10 +201,10 @@ async def test_the_admin_api_invokes_a_queue_function_with_the_given_input(
     start_host: StartHost, queues: Queues, wait_for: WaitFor
 ) -> None:
     host = run(start_host, queues)
-    host.invoke("work", "direct").result(timeout=5)
+    host.invoke("work", "direct").result(timeout=30)
     assert recorder.bodies() == [b"direct"]
     with pytest.raises(RuntimeError, match="asked to fail"):
-        host.invoke("work", "fail").result(timeout=5)
+        host.invoke("work", "fail").result(timeout=30)
 
 
 def test_use_development_storage_means_azurite_on_its_default_ports() -> None:

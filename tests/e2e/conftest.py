@@ -6,6 +6,7 @@ Module scope: the stack sets the app's settings in os.environ, which must not le
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -19,16 +20,33 @@ Stack = LocalStack
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll until `predicate` returns something truthy; fail with the last value after `timeout` seconds."""
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05, what: str | None = None
+) -> Any:
+    """Poll until `predicate` returns something truthy; after `timeout` seconds fail, saying what it waited
+    for (`what`, or the predicate's source) and the last value it saw.
+
+    The default is generous: on a loaded 2-core machine a change can take seconds to cross the stack, and
+    a wait that succeeds returns as soon as it can."""
     deadline = time.monotonic() + timeout
     last: Any = None
-    while time.monotonic() < deadline:
+    while True:
         last = predicate()
-        if last:
-            return last
+        if last or time.monotonic() >= deadline:
+            break
         time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s (last value: {last!r})")
+    if last:
+        return last
+    raise AssertionError(
+        f"waited {timeout} s for {what or _source(predicate)}; the last value seen: {last!r:.2000}"
+    )
+
+
+def _source(predicate: Callable[[], Any]) -> str:
+    try:
+        return " ".join(inspect.getsource(predicate).split())
+    except (OSError, TypeError):
+        return repr(predicate)
 
 
 def on_container(work: Callable[[Any], Awaitable[T]]) -> T:

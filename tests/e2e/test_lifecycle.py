@@ -130,7 +130,7 @@ def test_reauthorization_required_twice_reauthorizes_once_and_never_also_renews(
             if r["path"].startswith("/subscriptions/") and r["method"] in ("PATCH", "POST")
         ]
 
-    wait_for(lambda: writes() and _queue_depth() == 0, timeout=20)
+    wait_for(lambda: writes() and _queue_depth() == 0, timeout=60)
     assert writes() == [("POST", f"/subscriptions/{sub.subscription_id}/reauthorize")]
     (after,) = _active(mailbox)
     assert after.last_reauthorization is not None and after.subscription_id == sub.subscription_id

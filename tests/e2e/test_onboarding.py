@@ -74,7 +74,7 @@ def test_I5_backfill_adopts_an_unlinked_crm_record_whose_external_ref_names_the_
         },
         external_ref=key,
     )
-    assert stack.crm.wait_for_webhooks(10)  # the CRM's own webhook: skipped, the M365 side links (I3)
+    assert stack.crm.wait_for_webhooks(30)  # the CRM's own webhook: skipped, the M365 side links (I3)
     wait_for(_drained, timeout=30)
     assert on_container(lambda c: c.mappings.get(key)) is None  # nothing links it yet
     stack.crm.clear_requests()

@@ -170,9 +170,14 @@ class Sink:
     def notifications(self) -> list[dict[str, Any]]:
         return [item for post in self.posts for item in post["value"]]
 
-    async def wait_for(self, count: int, within: float = 5.0) -> list[dict[str, Any]]:
-        async with asyncio.timeout(within):
-            while len(self.notifications()) < count:
-                self.arrived.clear()
-                await self.arrived.wait()
+    async def wait_for(self, count: int, within: float = 30.0) -> list[dict[str, Any]]:
+        try:
+            async with asyncio.timeout(within):
+                while len(self.notifications()) < count:
+                    self.arrived.clear()
+                    await self.arrived.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"waited {within} s for {count} notification(s); got {self.notifications()!r:.2000}"
+            ) from None
         return self.notifications()

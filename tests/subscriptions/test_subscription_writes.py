@@ -116,7 +116,9 @@ async def test_S1_a_reauthorization_graph_answered_503_is_made_by_the_retry(worl
     row = await manager.ensure(ALICE)
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     await world.store.save(replace(row, last_renewal=hour_ago))  # not renewed recently: reauthorize
-    handler = LifecycleHandler(graph=world.graph, store=world.store, manager=manager, clock=manager._clock)
+    handler = LifecycleHandler(
+        graph=world.graph, store=world.store, manager=manager, clock=lambda: datetime.now(UTC)
+    )
     event = SubscriptionLifecycle(
         correlation_id="reauth-1",
         received_at=datetime.now(UTC),
