@@ -77,9 +77,9 @@ async def _burst(url: str, rows: list[Any], count: int, concurrency: int) -> tup
 
 
 async def _raw(count: int, concurrency: int) -> float:
+    from sync_core.adapters.storage.core import Storage
     from sync_core.bootstrap import configuration
-    from sync_core.messages import GraphChange, encode
-    from sync_core.storage import Storage
+    from sync_core.domain.messages import GraphChange, encode
 
     storage = Storage(configuration()[0])
     body = encode(  # the size of the message the host enqueues for one of _payload's notifications

@@ -1,9 +1,9 @@
 """Scale: subscription renewals and delta sweeps for many mailboxes against the Graph emulator.
 
-`sync_core.subscription_manager.SubscriptionManager` and `sync_core.reconcile.Reconciler` run as they
-are, from this process, on the stack's Azurite; the development host runs in its own process serving only
-the webhook functions (it answers Graph's validation handshakes; no worker). Counted from the emulator's
-request log: requests, time, and the busiest 20 s window of subscription writes against Graph's
+`sync_core.service.subscription_manager.SubscriptionManager` and `sync_core.service.reconcile.Reconciler`
+run as they are, from this process, on the stack's Azurite; the development host runs in its own process
+serving only the webhook functions (it answers Graph's validation handshakes; no worker). Counted from the
+emulator's request log: requests, time, and the busiest 20 s window of subscription writes against Graph's
 subscription-service limit (500 POST/PATCH/DELETE per 20 s per app per tenant; facts §10), and the
 busiest 10 s of delta requests.
 """
@@ -85,8 +85,8 @@ class VirtualTime:
 
 async def _phases(stack: LocalStack, mailboxes: list[str]) -> list[dict[str, Any]]:
     from sync_core.bootstrap import Container, configuration
-    from sync_core.messages import MailboxResync
-    from sync_core.subscription_manager import SubscriptionManager
+    from sync_core.domain.messages import MailboxResync
+    from sync_core.service.subscription_manager import SubscriptionManager
 
     c = Container(*configuration())
     clock = VirtualTime(datetime.now(UTC))

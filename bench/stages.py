@@ -45,9 +45,12 @@ def _stamp(key: str | None, stage: str, *, first: bool = True) -> None:
 def install() -> None:
     """Wrap the stages' functions (once, in this process)."""
     from devstack.crm_emulator import webhooks
-    from sync_core import graph_base, graph_limits, mapping_store, worker
-    from sync_core.gather import Gatherer
-    from sync_core.messages import CrmChange, GraphChange
+    from sync_core.adapters.graph import base as graph_base
+    from sync_core.adapters.graph import limits as graph_limits
+    from sync_core.adapters.storage import mappings as mapping_store
+    from sync_core.domain.messages import CrmChange, GraphChange
+    from sync_core.service import worker
+    from sync_core.service.gather import Gatherer
 
     post = webhooks.WebhookSender._post
 
@@ -94,7 +97,7 @@ def install() -> None:
 
     Gatherer.crm_change = _crm_change  # type: ignore[method-assign]
 
-    from sync_core.graph import GraphAdapter
+    from sync_core.adapters.graph.adapter import GraphAdapter
 
     create = GraphAdapter.create_event
 

@@ -87,7 +87,7 @@ def seed_crm(emu: Any) -> None:
 async def prepare(mailboxes: list[str]) -> None:
     """Create queues and tables, and a Graph subscription per sync mailbox (the emulator shakes hands)."""
     from sync_core.bootstrap import opened
-    from sync_core.sweeps import manager
+    from sync_core.service.sweeps import manager
 
     async with opened() as c:
         await c.storage.ensure()

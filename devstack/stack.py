@@ -113,7 +113,7 @@ class LocalStack:
         from azure.data.tables.aio import TableServiceClient
         from azure.storage.queue.aio import QueueServiceClient
 
-        from sync_core.storage import QUEUES, TABLES
+        from sync_core.adapters.storage.core import QUEUES, TABLES
 
         connection = self.settings["AzureWebJobsStorage"]
         async with QueueServiceClient.from_connection_string(connection) as queues:
@@ -126,7 +126,7 @@ class LocalStack:
 
     async def _prepare(self) -> None:
         from sync_core.bootstrap import opened
-        from sync_core.sweeps import manager
+        from sync_core.service.sweeps import manager
 
         async with opened() as c:
             await c.storage.ensure()

@@ -120,7 +120,7 @@ param operatorPrincipalId string = ''
 ])
 param operatorPrincipalType string = 'User'
 
-// The names sync_core uses (sync_core/storage.py QUEUES and TABLES; tests/infra keep them equal).
+// The names sync_core uses (sync_core/adapters/storage/core.py QUEUES and TABLES; tests/infra keep them equal).
 var queueNames = [
   'sync-changes'
   'sync-changes-poison'

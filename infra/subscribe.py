@@ -53,7 +53,7 @@ def app_environment(resource_group: str, app_name: str, run: Runner = az) -> dic
 async def subscribe(mailboxes: Sequence[str]) -> None:
     """Ensure a live subscription for each mailbox (default: every enabled sync user of the policy)."""
     from sync_core.bootstrap import configuration, opened
-    from sync_core.sweeps import manager
+    from sync_core.service.sweeps import manager
 
     _, policy = configuration()
     wanted = list(mailboxes) or [user.primary for user in policy.sync_users if user.enabled]

@@ -1,5 +1,5 @@
-"""`python -m sync_core`: the operator's command line (see sync_core.cli)."""
+"""`python -m sync_core`: the operator's command line (see sync_core.ops.cli)."""
 
-from sync_core.cli import main
+from sync_core.ops.cli import main
 
 raise SystemExit(main())

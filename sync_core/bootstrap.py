@@ -14,21 +14,10 @@ from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sync_core import telemetry
-from sync_core.clock import Clock, SystemClock
-from sync_core.crm_rest import RestCrmConnector
-from sync_core.decision_log import DecisionLog
-from sync_core.errors import ConfigurationError
-from sync_core.failures import FailureLedger
-from sync_core.gather import DeleteBudget
-from sync_core.graph import GraphAdapter, build_client
-from sync_core.mapping_store import MappingStore
-from sync_core.messages import AnyMessage, MailboxResync, SubscriptionLifecycle
-from sync_core.notices import NoticeLedger
-from sync_core.policy import Policy, load_policy
-from sync_core.reconcile import MailboxStateStore, Reconciler
-from sync_core.settings import Settings, load_settings
-from sync_core.storage import (
+from sync_core.adapters import telemetry
+from sync_core.adapters.crm.rest import RestCrmConnector
+from sync_core.adapters.graph.adapter import GraphAdapter, build_client
+from sync_core.adapters.storage.core import (
     DECISIONS_TABLE,
     FAILURES_TABLE,
     MAILBOXES_TABLE,
@@ -36,8 +25,19 @@ from sync_core.storage import (
     SUBSCRIPTIONS_TABLE,
     Storage,
 )
-from sync_core.subscriptions import SubscriptionStore
-from sync_core.worker import Worker
+from sync_core.adapters.storage.decisions import DecisionLog
+from sync_core.adapters.storage.failures import FailureLedger
+from sync_core.adapters.storage.mappings import MappingStore
+from sync_core.adapters.storage.notices import NoticeLedger
+from sync_core.adapters.storage.subscriptions import SubscriptionStore
+from sync_core.clock import Clock, SystemClock
+from sync_core.domain.messages import AnyMessage, MailboxResync, SubscriptionLifecycle
+from sync_core.domain.policy import Policy, load_policy
+from sync_core.errors import ConfigurationError
+from sync_core.service.gather import DeleteBudget
+from sync_core.service.reconcile import MailboxStateStore, Reconciler
+from sync_core.service.worker import Worker
+from sync_core.settings import Settings, load_settings
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -113,7 +113,7 @@ class Container:
         if isinstance(message, MailboxResync):
             return await self.reconciler.resync_mailbox(message)
         if isinstance(message, SubscriptionLifecycle):
-            from sync_core.sweeps import lifecycle
+            from sync_core.service.sweeps import lifecycle
 
             return await lifecycle(self).handle(message)
         return await self.worker.handle(message)

@@ -14,10 +14,10 @@ from typing import Any
 
 import azure.functions as func
 
-from sync_core import operations as ops
-from sync_core import telemetry
+from sync_core.adapters import telemetry
 from sync_core.bootstrap import container
 from sync_core.errors import ConfigurationError, SyncError, UnprocessableError
+from sync_core.ops import operations as ops
 from triggers.http import misconfigured
 
 bp = func.Blueprint()

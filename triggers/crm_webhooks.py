@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from sync_core.adapters.storage.core import SUBSCRIPTIONS_TABLE
+from sync_core.adapters.storage.replays import ReplayGuard
 from sync_core.bootstrap import container
-from sync_core.crm_ingress import handle_crm_webhook
-from sync_core.crm_replay import ReplayGuard
 from sync_core.errors import ConfigurationError
-from sync_core.storage import SUBSCRIPTIONS_TABLE
+from sync_core.ingress.crm import handle_crm_webhook
 from triggers.http import misconfigured, respond
 
 bp = func.Blueprint()

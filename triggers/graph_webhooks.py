@@ -11,7 +11,7 @@ import azure.functions as func
 
 from sync_core.bootstrap import Container, container
 from sync_core.errors import ConfigurationError
-from sync_core.ingress import NotificationClock, handle_notifications, validation_reply
+from sync_core.ingress.graph import NotificationClock, handle_notifications, validation_reply
 from triggers.http import misconfigured, respond
 
 bp = func.Blueprint()

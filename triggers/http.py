@@ -8,7 +8,7 @@ import logging
 import azure.functions as func
 
 from sync_core.errors import ConfigurationError
-from sync_core.ingress import Reply
+from sync_core.ingress.graph import Reply
 
 log = logging.getLogger("triggers")
 

@@ -1,6 +1,6 @@
 """Scheduled work (six-field NCRONTAB, UTC): subscription renewal, the reconciliation sweep, X3 polling.
 
-Each run holds a lease row (sync_core.sweeps), so a slow run and the next occurrence never overlap.
+Each run holds a lease row (sync_core.service.sweeps), so a slow run and the next occurrence never overlap.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import logging
 
 import azure.functions as func
 
-from sync_core import sweeps
 from sync_core.bootstrap import container
+from sync_core.service import sweeps
 
 bp = func.Blueprint()
 log = logging.getLogger("triggers.timers")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from sync_core.adapters.storage.core import CHANGES_QUEUE
 from sync_core.bootstrap import container
-from sync_core.dispatch import process
-from sync_core.storage import CHANGES_QUEUE
+from sync_core.service.retry import process
 
 bp = func.Blueprint()
 

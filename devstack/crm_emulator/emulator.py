@@ -18,7 +18,7 @@ from aiohttp import web
 from devstack.crm_emulator.api import ADMIN_PREFIX, CrmApi, Faults, RecordedRequest, json_object
 from devstack.crm_emulator.store import ChangeEvent, CrmStore
 from devstack.crm_emulator.webhooks import Delivery, WebhookSender
-from sync_core.model import Appointment
+from sync_core.domain.model import Appointment
 
 DEFAULT_WEBHOOK_SECRET = "dev-crm-webhook-secret"
 DEFAULT_TOKEN = "dev-crm-token"

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import to_json
 
-from sync_core.model import Appointment
+from sync_core.domain.model import Appointment
 
 APPOINTMENT_FIELDS = frozenset(Appointment.model_fields)
 META_FIELDS = ("id", "version", "external_ref", "created_by", "mailbox_hint", "updated_at")

@@ -67,7 +67,7 @@ union fromMetrics, fromTraces
 | where isnotempty(mailbox)
 '''
 
-// Every message put on the poison queue (by the host after maxDequeueCount, or by sync_core.dispatch for a
+// Every message put on the poison queue (by the host after maxDequeueCount, or by sync_core.service.retry for a
 // permanent failure) is a PutMessage; a `sync.queue_depth` gauge, if the app emits one, adds the backlog.
 var poisonQuery = '''
 union isfuzzy=true

@@ -15,10 +15,10 @@ param tags object
 @description('Blob container holding the deployment packages (functionAppConfig.deployment.storage).')
 param deploymentContainerName string
 
-@description('Queues to create (sync_core/storage.py QUEUES).')
+@description('Queues to create (sync_core/adapters/storage/core.py QUEUES).')
 param queueNames array
 
-@description('Tables to create (sync_core/storage.py TABLES).')
+@description('Tables to create (sync_core/adapters/storage/core.py TABLES).')
 param tableNames array
 
 @description('Log Analytics workspace receiving the queue service write log (the poison-queue alert reads it).')

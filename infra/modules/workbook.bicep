@@ -1,6 +1,6 @@
 // An Azure Workbook over Application Insights: sync latency, mailbox freshness, decisions by rule, failures.
 // Decisions come from the worker's "decided <rule> for <side> ...: <reason> (...) writes=<n> [...]" log line
-// (sync_core/worker.py); the sync.* metrics are described in docs/deploy.md.
+// (sync_core/service/worker.py); the sync.* metrics are described in docs/deploy.md.
 
 @description('Azure region.')
 param location string

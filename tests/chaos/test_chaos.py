@@ -1,10 +1,10 @@
 """Chaos: changes on both sides while the emulators misbehave and the worker is killed mid-message.
 
 Small inside `make test` (--chaos-size=small, the default), large with `make chaos`. After the storm the
-faults stop, a reconciliation sweep runs (sync_core.sweeps.run_sweep: a delta resync per mailbox through
-sync_core.reconcile, and the CRM by its cursor), the poison queue is read (every item with a reason) and
-replayed (sync_core.operations.replay); then both sides must agree: one live copy per meeting, none
-duplicated, no change lost. The counts are printed (`pytest -s` shows them).
+faults stop, a reconciliation sweep runs (sync_core.service.sweeps.run_sweep: a delta resync per mailbox
+through sync_core.service.reconcile, and the CRM by its cursor), the poison queue is read (every item with a
+reason) and replayed (sync_core.ops.operations.replay); then both sides must agree: one live copy per
+meeting, none duplicated, no change lost. The counts are printed (`pytest -s` shows them).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def _settle(stack: ChaosStack, timeout: float) -> bool:
     retry is invisible too, but only until its delay ends: the failure ledger says when that is at the
     latest (`_retries_due_by`), and the queue is not called settled before.
     """
-    from sync_core.storage import CHANGES_QUEUE
+    from sync_core.adapters.storage.core import CHANGES_QUEUE
 
     async def visible(c: Any) -> int:
         return len(await c.storage.queue(CHANGES_QUEUE).peek_messages(max_messages=1))
@@ -119,9 +119,9 @@ def _settle(stack: ChaosStack, timeout: float) -> bool:
 
 
 async def _retries_due_by(c: Any) -> datetime:
-    """The latest instant a message re-queued after a failure is visible again (sync_core.dispatch): its
+    """The latest instant a message re-queued after a failure is visible again (sync_core.service.retry): its
     last failure plus the longest delay that attempt can get (throttled: the emulators' Retry-After, 1 s)."""
-    from sync_core import dispatch
+    from sync_core.service import retry as dispatch
 
     latest = datetime.min.replace(tzinfo=UTC)
     for row in await c.failures.all(limit=5000):
@@ -139,9 +139,9 @@ async def _retries_due_by(c: Any) -> datetime:
 
 @pytest.mark.timeout(3600)
 def test_chaos_nothing_lost_nothing_duplicated(stack: ChaosStack, size: Size) -> None:
-    from sync_core.operations import NO_REASON, UNRECORDED, list_poison, replay
-    from sync_core.storage import CHANGES_QUEUE
-    from sync_core.sweeps import run_sweep
+    from sync_core.adapters.storage.core import CHANGES_QUEUE
+    from sync_core.ops.operations import NO_REASON, UNRECORDED, list_poison, replay
+    from sync_core.service.sweeps import run_sweep
 
     rng = random.Random(9)
     mailboxes = mailbox_names(size.mailboxes)

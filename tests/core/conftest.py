@@ -19,16 +19,16 @@ from azure.data.tables.aio import TableClient
 from devstack.crm_emulator import CrmEmulator
 from devstack.graph_emulator import GraphEmulator
 from devstack.run import seed_crm, seed_graph
-from sync_core.crm_rest import RestCrmConnector
-from sync_core.decision_log import DecisionLog
-from sync_core.gather import DeleteBudget
-from sync_core.graph import GraphAdapter, build_client
-from sync_core.mapping_store import MappingStore
-from sync_core.messages import CrmChange
-from sync_core.notices import NoticeLedger
-from sync_core.policy import load_policy
+from sync_core.adapters.crm.rest import RestCrmConnector
+from sync_core.adapters.graph.adapter import GraphAdapter, build_client
+from sync_core.adapters.storage.decisions import DecisionLog
+from sync_core.adapters.storage.mappings import MappingStore
+from sync_core.adapters.storage.notices import NoticeLedger
+from sync_core.domain.messages import CrmChange
+from sync_core.domain.policy import load_policy
+from sync_core.service.gather import DeleteBudget
+from sync_core.service.worker import Worker
 from sync_core.settings import Settings, load_settings
-from sync_core.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
 ADELE = "adele@contoso.example"  # a seeded sync user (devstack.run)

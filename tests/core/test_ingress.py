@@ -12,18 +12,18 @@ from aiohttp import web
 from azure.storage.queue import TextBase64DecodePolicy
 from azure.storage.queue.aio import QueueClient
 
-from sync_core.errors import PermanentError
-from sync_core.ingress import handle_notifications
-from sync_core.messages import GraphChange, MailboxResync, decode
-from sync_core.settings import Settings, load_settings
-from sync_core.storage import (
+from sync_core.adapters.storage.core import (
     CONNECTION_TIMEOUT_SECONDS,
     READ_TIMEOUT_SECONDS,
     Storage,
     proxy_configured,
     upsert,
 )
-from sync_core.subscriptions import SubscriptionRow
+from sync_core.adapters.storage.subscriptions import SubscriptionRow
+from sync_core.domain.messages import GraphChange, MailboxResync, decode
+from sync_core.errors import PermanentError
+from sync_core.ingress.graph import handle_notifications
+from sync_core.settings import Settings, load_settings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "graph"
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

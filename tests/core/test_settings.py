@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from sync_core.domain.messages import decode
 from sync_core.errors import ConfigurationError
-from sync_core.messages import decode
 from sync_core.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

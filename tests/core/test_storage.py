@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 import pytest
 from azure.data.tables.aio import TableServiceClient
 
-from sync_core.actions import GraphCopy, Mapping
-from sync_core.decision_log import DecisionLog
+from sync_core.adapters.storage.decisions import DecisionLog
+from sync_core.adapters.storage.failures import FailureLedger
+from sync_core.adapters.storage.mappings import MappingStore
+from sync_core.domain.actions import GraphCopy, Mapping
+from sync_core.domain.model import Appointment
 from sync_core.errors import ConcurrencyError, UnprocessableError
-from sync_core.failures import FailureLedger
-from sync_core.mapping_store import MappingStore
-from sync_core.model import Appointment
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 

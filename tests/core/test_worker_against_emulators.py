@@ -17,14 +17,14 @@ from azure.data.tables.aio import TableClient
 
 from devstack.crm_emulator import CrmEmulator
 from devstack.graph_emulator import GraphEmulator
-from sync_core.actions import Mapping
-from sync_core.dispatch import process
+from sync_core.adapters.storage.core import POISON_QUEUE, Storage
+from sync_core.adapters.storage.failures import FailureLedger
+from sync_core.adapters.storage.mappings import MappingStore
+from sync_core.domain.actions import Mapping
+from sync_core.domain.messages import GraphChange, encode
+from sync_core.domain.model import Appointment, Attendee, Origin, Person, Status
 from sync_core.errors import PolicyError
-from sync_core.failures import FailureLedger
-from sync_core.mapping_store import MappingStore
-from sync_core.messages import GraphChange, encode
-from sync_core.model import Appointment, Attendee, Origin, Person, Status
-from sync_core.storage import POISON_QUEUE, Storage
+from sync_core.service.retry import process
 from tests.core.conftest import ADELE, Crash, WorkerParts, crm_msg
 
 START = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=20)

@@ -17,12 +17,12 @@ from azure.data.tables.aio import TableClient
 
 from devstack.crm_emulator import CrmEmulator
 from devstack.graph_emulator import GraphEmulator
-from sync_core.actions import Mapping, NotifyOrganizer
+from sync_core.adapters.graph.adapter import GraphAdapter, build_client
+from sync_core.adapters.storage.mappings import MappingStore
+from sync_core.adapters.storage.notices import NoticeLedger, notice_keys
+from sync_core.domain.actions import Mapping, NotifyOrganizer
+from sync_core.domain.model import Appointment, Attendee, AttendeeType, Origin, Person, Status
 from sync_core.errors import TransientError
-from sync_core.graph import GraphAdapter, build_client
-from sync_core.mapping_store import MappingStore
-from sync_core.model import Appointment, Attendee, AttendeeType, Origin, Person, Status
-from sync_core.notices import NoticeLedger, notice_keys
 from tests.core.conftest import ADELE, Crash, WorkerParts, crm_msg
 
 HARBOUR = "harbour-room@contoso.example"

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from devstack.crm_emulator import DEFAULT_WEBHOOK_SECRET, CrmEmulator
-from sync_core.crm_rest import RestCrmConnector
+from sync_core.adapters.crm.rest import RestCrmConnector
 
 
 @pytest.fixture(scope="module")

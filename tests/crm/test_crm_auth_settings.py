@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from devstack.crm_emulator import CrmEmulator
-from sync_core.crm_rest import RestCrmConnector
+from sync_core.adapters.crm.rest import RestCrmConnector
 from sync_core.errors import ConfigurationError, PermissionError_
 from sync_core.settings import Settings, load_settings
 

@@ -12,9 +12,9 @@ from typing import Any, Protocol
 import pytest
 
 from devstack.crm_emulator import CrmEmulator
-from sync_core.crm import CrmConnector
+from sync_core.domain.model import Appointment, Attendee, Person, Status
 from sync_core.errors import ConcurrencyError, NotFoundError
-from sync_core.model import Appointment, Attendee, Person, Status
+from sync_core.ports.crm import CrmConnector
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 

@@ -13,7 +13,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from sync_core.crm_rest import DEFAULT_RETRY_AFTER_S, RestCrmConnector, translate_error
+from sync_core.adapters.crm.rest import DEFAULT_RETRY_AFTER_S, RestCrmConnector, translate_error
+from sync_core.domain.model import Appointment, utc
 from sync_core.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -26,7 +27,6 @@ from sync_core.errors import (
     TransientError,
     UnprocessableError,
 )
-from sync_core.model import Appointment, utc
 
 BASE = "https://crm.test/api"
 APPT = Appointment(start=datetime(2026, 1, 5, 9, tzinfo=UTC), end=datetime(2026, 1, 5, 10, tzinfo=UTC))

@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from devstack.crm_emulator import CrmEmulator
-from sync_core.crm_rest import RestCrmConnector
+from sync_core.adapters.crm.rest import RestCrmConnector
+from sync_core.domain.model import Appointment
 from sync_core.errors import (
     ConcurrencyError,
     ConflictError,
@@ -18,7 +19,6 @@ from sync_core.errors import (
     ThrottledError,
     TransientError,
 )
-from sync_core.model import Appointment
 
 START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 

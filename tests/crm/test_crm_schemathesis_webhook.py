@@ -31,8 +31,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from devstack.azurite import Azurite
 from devstack.host import DevHost
-from sync_core.crm_webhook import sign
-from sync_core.storage import CHANGES_QUEUE
+from sync_core.adapters.storage.core import CHANGES_QUEUE
+from sync_core.ingress.crm_webhook import sign
 from triggers import crm_webhooks
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "crm-contract.openapi.yaml"
@@ -71,9 +71,9 @@ class Endpoint:
 
 @pytest.fixture(scope="module")
 def endpoint(azurite: Azurite) -> Iterator[Endpoint]:
+    from sync_core.adapters.storage.core import Storage
     from sync_core.bootstrap import configuration
     from sync_core.settings import load_settings
-    from sync_core.storage import Storage
 
     settings = {
         "AzureWebJobsStorage": azurite.connection_string,

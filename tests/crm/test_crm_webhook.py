@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from sync_core.actions import ChangeType
-from sync_core.crm_webhook import (
+from sync_core.domain.actions import ChangeType
+from sync_core.errors import ConfigurationError
+from sync_core.ingress.crm_webhook import (
     MAX_BODY_BYTES,
     MAX_EVENTS,
     SIGNATURE_HEADER,
@@ -18,7 +19,6 @@ from sync_core.crm_webhook import (
     sign,
     verify_signature,
 )
-from sync_core.errors import ConfigurationError
 
 SECRET = "current-secret-0123456789abcdef0123"
 NEW_SECRET = "next-secret-fedcba9876543210fedcba98"

@@ -22,9 +22,9 @@ from azure.data.tables.aio import TableClient
 
 from devstack.azurite import Azurite
 from devstack.stack import LocalStack
-from sync_core.decision_log import DecisionLog
-from sync_core.model import Appointment, Attendee, AttendeeType, Origin, Person, Status
-from sync_core.storage import DECISIONS_TABLE
+from sync_core.adapters.storage.core import DECISIONS_TABLE
+from sync_core.adapters.storage.decisions import DecisionLog
+from sync_core.domain.model import Appointment, Attendee, AttendeeType, Origin, Person, Status
 from tests.e2e.conftest import Stack, wait_for
 
 pytestmark = pytest.mark.e2e

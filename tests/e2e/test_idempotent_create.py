@@ -19,10 +19,10 @@ import pytest
 from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
-from sync_core.graph_base import INLINE_RETRIES
-from sync_core.graph_limits import Backoff
-from sync_core.model import Appointment, Attendee, Person
-from sync_core.storage import MAPPINGS_TABLE, POISON_QUEUE, get_json
+from sync_core.adapters.graph.base import INLINE_RETRIES
+from sync_core.adapters.graph.limits import Backoff
+from sync_core.adapters.storage.core import MAPPINGS_TABLE, POISON_QUEUE, get_json
+from sync_core.domain.model import Appointment, Attendee, Person
 from tests.e2e.conftest import Stack, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sync_core.storage import CHANGES_QUEUE
+from sync_core.adapters.storage.core import CHANGES_QUEUE
 from tests.clock import days_ahead, graph_time, iso_z
 from tests.e2e.conftest import Stack, on_container, wait_for
 
@@ -54,7 +54,7 @@ def _outlook_event_no_notification_announced(stack: Stack, subject: str, start: 
 
 
 def test_I5_backfill_adopts_an_unlinked_crm_record_whose_external_ref_names_the_meeting(stack: Stack) -> None:
-    from sync_core import cli
+    from sync_core.ops import cli
 
     subject = "Onboarding: linked in the CRM beforehand"
     # The stack subscribed the mailbox, which queued its onboarding backfill (I5): let it finish first, so

@@ -31,10 +31,11 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from devstack.azurite import Azurite
 from devstack.stack import FUNCTION_KEY, LocalStack
-from sync_core import cli, telemetry
+from sync_core.adapters import telemetry
+from sync_core.adapters.storage.core import MAILBOXES_TABLE
 from sync_core.bootstrap import Container, configuration
-from sync_core.reconcile import MailboxStateStore
-from sync_core.storage import MAILBOXES_TABLE
+from sync_core.ops import cli
+from sync_core.service.reconcile import MailboxStateStore
 from tests.clock import days_ahead, graph_time
 from tests.e2e.conftest import Stack, wait_for
 

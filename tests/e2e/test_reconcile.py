@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sync_core.storage import CHANGES_QUEUE
+from sync_core.adapters.storage.core import CHANGES_QUEUE
 from tests.clock import days_ahead, graph_time
 from tests.e2e.conftest import Stack, on_container, wait_for
 
@@ -117,7 +117,7 @@ def test_X2_L4_a_deletion_whose_notification_was_lost_cancels_the_crm_record_aft
 
 
 def test_X3_a_mailbox_graph_refuses_a_subscription_is_polled_by_delta_and_reported(stack: Stack) -> None:
-    from sync_core import sweeps
+    from sync_core.service import sweeps
 
     mailbox = "chen@contoso.example"
 
@@ -146,7 +146,7 @@ def test_X3_a_mailbox_graph_refuses_a_subscription_is_polled_by_delta_and_report
 def test_I5_initial_backfill_is_the_reconciliation_path_and_adopts_instead_of_duplicating(
     stack: Stack,
 ) -> None:
-    from sync_core.messages import MailboxResync, encode
+    from sync_core.domain.messages import MailboxResync, encode
 
     mailbox = "adele@contoso.example"
     with stack.graph_http() as g:

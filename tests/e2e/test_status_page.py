@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from devstack.stack import MASTER_KEY
+from sync_core.adapters.storage.core import POISON_QUEUE
 from sync_core.bootstrap import Container, configuration
+from sync_core.domain.messages import CrmChange, encode
 from sync_core.errors import UnprocessableError
-from sync_core.messages import CrmChange, encode
-from sync_core.storage import POISON_QUEUE
 from tests.clock import days_ahead, graph_time
 from tests.e2e.conftest import Stack, wait_for
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sync_core.messages import MailboxResync, decode
+from sync_core.domain.messages import MailboxResync, decode
 from tests.e2e.conftest import Stack, on_container, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +27,7 @@ def test_I5_the_stack_subscribes_each_sync_user_and_its_backfill_runs_through_th
 
 def test_S1_ensure_recreates_a_subscription_graph_no_longer_has(stack: Stack) -> None:
     from sync_core.bootstrap import opened
-    from sync_core.subscription_manager import BACKFILL_REASON, SubscriptionManager
+    from sync_core.service.subscription_manager import BACKFILL_REASON, SubscriptionManager
 
     queued: list[MailboxResync] = []
 
@@ -72,9 +72,9 @@ def test_S1_ensure_recreates_a_subscription_graph_no_longer_has(stack: Stack) ->
 def test_operator_renewal_waits_for_the_renewal_lease_and_recreate_keeps_the_old_row_as_history(
     stack: Stack,
 ) -> None:
-    from sync_core import operations
-    from sync_core.storage import SUBSCRIPTIONS_TABLE
-    from sync_core.subscriptions import RunLease
+    from sync_core.adapters.storage.core import SUBSCRIPTIONS_TABLE
+    from sync_core.adapters.storage.subscriptions import RunLease
+    from sync_core.ops import operations
 
     mailbox = "bruno@contoso.example"
 
@@ -110,10 +110,10 @@ def test_operator_renewal_waits_for_the_renewal_lease_and_recreate_keeps_the_old
 
 
 def test_X1_the_renewal_timer_purges_delete_budgets_and_notice_claims_of_days_ago(stack: Stack) -> None:
-    from sync_core.actions import NotifyOrganizer
-    from sync_core.gather import DeleteBudget
-    from sync_core.notices import NoticeLedger
-    from sync_core.storage import MAILBOXES_TABLE, MAPPINGS_TABLE
+    from sync_core.adapters.storage.core import MAILBOXES_TABLE, MAPPINGS_TABLE
+    from sync_core.adapters.storage.notices import NoticeLedger
+    from sync_core.domain.actions import NotifyOrganizer
+    from sync_core.service.gather import DeleteBudget
 
     now = datetime.now(UTC)
     notice = NotifyOrganizer(rule="M5", reason="r", mailbox="chen@contoso.example", subject="s", text="t")

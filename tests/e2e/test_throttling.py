@@ -13,7 +13,7 @@ import httpx
 import pytest
 from azure.storage.queue import QueueClient
 
-from sync_core.storage import POISON_QUEUE
+from sync_core.adapters.storage.core import POISON_QUEUE
 from tests.clock import days_ahead, graph_time
 from tests.e2e.conftest import Stack, wait_for
 

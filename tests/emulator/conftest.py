@@ -19,7 +19,7 @@ from kiota_abstractions.authentication import (
 from msgraph import GraphRequestAdapter, GraphServiceClient
 
 from devstack.graph_emulator import GraphEmulator
-from sync_core.graph_base import close_client
+from sync_core.adapters.graph.base import close_client
 
 # Test modules import `emulator_support` by name; pytest's import mode does not add this folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent))

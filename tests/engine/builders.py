@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sync_core.actions import Change, ChangeType, Mapping
-from sync_core.engine import Decision, Facts, decide
-from sync_core.model import (
+from sync_core.domain.actions import Change, ChangeType, Mapping
+from sync_core.domain.model import (
     Appointment,
     Attendee,
     AttendeeType,
@@ -21,7 +20,8 @@ from sync_core.model import (
     Response,
     Side,
 )
-from sync_core.policy import Policy
+from sync_core.domain.policy import Policy
+from sync_core.engine.decide import Decision, Facts, decide
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 CLIENT = "bob@client.com"

@@ -11,8 +11,8 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sync_core import identity
-from sync_core.actions import (
+from sync_core.domain import identity
+from sync_core.domain.actions import (
     Action,
     CancelCrmAppointment,
     CancelGraphEvent,
@@ -28,10 +28,20 @@ from sync_core.actions import (
     UpdateCrmAppointment,
     UpdateGraphEvent,
 )
-from sync_core.content_sync import receipt_fingerprint
-from sync_core.engine import Decision, Facts, decide
-from sync_core.model import Appointment, CrmRecord, GraphEvent, Kind, Origin, Person, Response, Side, Status
-from sync_core.policy import Policy
+from sync_core.domain.model import (
+    Appointment,
+    CrmRecord,
+    GraphEvent,
+    Kind,
+    Origin,
+    Person,
+    Response,
+    Side,
+    Status,
+)
+from sync_core.domain.policy import Policy
+from sync_core.engine.content_sync import receipt_fingerprint
+from sync_core.engine.decide import Decision, Facts, decide
 
 _TIME = ("start", "end", "time_zone", "is_all_day")
 
@@ -223,7 +233,7 @@ class World:
                 )
                 self._txn[a.transaction_id] = (event.mailbox, event.event_id)
             gr = self._receipt(event.event_id, event.change_key, event.appointment)
-            from sync_core.actions import GraphCopy
+            from sync_core.domain.actions import GraphCopy
 
             copy = GraphCopy(mailbox=event.mailbox, event_id=event.event_id, role="organizer")
             return new.model_copy(

@@ -14,10 +14,9 @@ from kiota_serialization_json.json_parse_node_factory import JsonParseNodeFactor
 from kiota_serialization_json.json_serialization_writer_factory import JsonSerializationWriterFactory
 from msgraph.generated.models.event import Event
 
-from sync_core import timezones
-from sync_core.errors import ConfigurationError
-from sync_core.graph_convert import appointment_to_event, event_to_graph_event, html_to_text
-from sync_core.model import (
+from sync_core.adapters.graph.convert import appointment_to_event, event_to_graph_event, html_to_text
+from sync_core.domain import timezones
+from sync_core.domain.model import (
     Appointment,
     Attendee,
     AttendeeType,
@@ -30,7 +29,8 @@ from sync_core.model import (
     Sensitivity,
     ShowAs,
 )
-from sync_core.policy import Policy, load_policy
+from sync_core.domain.policy import Policy, load_policy
+from sync_core.errors import ConfigurationError
 
 # The documented Graph GET /events/{id} response, committed under tests/fixtures (copied from the reference).
 PAYLOAD = Path(__file__).resolve().parents[1] / "fixtures" / "graph" / "graph_event_get_response.json"

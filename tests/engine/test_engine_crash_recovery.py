@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sync_core.actions import Mapping
-from sync_core.engine import Facts, decide
-from sync_core.model import AttendeeType, Origin, Response, Status
+from sync_core.domain.actions import Mapping
+from sync_core.domain.model import AttendeeType, Origin, Response, Status
+from sync_core.engine.decide import Facts, decide
 from tests.engine.builders import (
     CLIENT,
     NOW,
@@ -67,7 +67,7 @@ def test_M4_only_pending_invitations_are_declined_never_one_the_room_accepted() 
         copies=(),
         snapshot=meeting.model_copy(update={"status": Status.PROSPECT}),
     )
-    from sync_core.actions import GraphCopy
+    from sync_core.domain.actions import GraphCopy
 
     mapping = mapping.model_copy(
         update={

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sync_core import identity
-from sync_core.actions import ChangeType, Receipt
-from sync_core.content_sync import receipt_fingerprint
-from sync_core.engine import Facts, decide
-from sync_core.model import Origin, Person, Response, Side
+from sync_core.domain import identity
+from sync_core.domain.actions import ChangeType, Receipt
+from sync_core.domain.model import Origin, Person, Response, Side
+from sync_core.engine.content_sync import receipt_fingerprint
+from sync_core.engine.decide import Facts, decide
 from tests.engine.builders import (
     CLIENT,
     NOW,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sync_core.actions import ChangeType, Receipt
-from sync_core.model import Status
+from sync_core.domain.actions import ChangeType, Receipt
+from sync_core.domain.model import Status
 from tests.engine.builders import appt, crm_change, gev, judge, kinds, m365, rec, synced
 
 

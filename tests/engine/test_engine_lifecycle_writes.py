@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sync_core.actions import ChangeType
-from sync_core.engine import Facts, decide
-from sync_core.merge import SYNC_FIELDS
-from sync_core.model import (
+from sync_core.domain.actions import ChangeType
+from sync_core.domain.model import (
     Attachment,
     AttendeeType,
     Kind,
@@ -18,7 +16,9 @@ from sync_core.model import (
     ShowAs,
     Status,
 )
-from sync_core.policy import DeletePolicy, EventDefaults
+from sync_core.domain.policy import DeletePolicy, EventDefaults
+from sync_core.engine.decide import Facts, decide
+from sync_core.engine.merge import SYNC_FIELDS
 from tests.engine.builders import (
     CLIENT,
     NOW,

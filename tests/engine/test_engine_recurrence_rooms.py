@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sync_core.actions import Mapping
-from sync_core.engine import Facts, decide
-from sync_core.model import AttendeeType, Location, Origin, Response, Status
+from sync_core.domain.actions import Mapping
+from sync_core.domain.model import AttendeeType, Location, Origin, Response, Status
+from sync_core.engine.decide import Facts, decide
 from tests.engine.builders import (
     CLIENT,
     KNOWN,
@@ -137,7 +137,7 @@ def test_M2_auto_accept_room_syncs_once_accepted_confirmed_with_defaults() -> No
 
 
 def test_M3_moderated_room_the_moderators_answer_is_what_syncs() -> None:
-    from sync_core.policy import RoomMapping
+    from sync_core.domain.policy import RoomMapping
 
     rooms = (
         RoomMapping(mailbox=BOARD, crm_space_id="s", display_name="Board Room", mode="outlook_moderated"),
@@ -254,7 +254,7 @@ def test_M5_W2_an_organizer_without_a_mailbox_is_told_through_the_default_calend
 
 
 def test_M6_several_rooms_in_different_time_zones_on_one_event() -> None:
-    from sync_core.policy import RoomMapping
+    from sync_core.domain.policy import RoomMapping
 
     rooms = (
         RoomMapping(

@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from sync_core.actions import ChangeType
-from sync_core.engine import Decision, Facts, decide
-from sync_core.model import AttendeeType, Origin, Response, Sensitivity, Status
-from sync_core.policy import DeletePolicy, RoomMapping
+from sync_core.domain.actions import ChangeType
+from sync_core.domain.model import AttendeeType, Origin, Response, Sensitivity, Status
+from sync_core.domain.policy import DeletePolicy, RoomMapping
+from sync_core.engine.decide import Decision, Facts, decide
 from tests.engine.builders import (
     CLIENT,
     KNOWN,
@@ -562,8 +562,8 @@ def test_S_practifi_settings(
 
 
 def test_F3_M1_practifi_fifty_attendees_alphabetically_and_unique_resource_names() -> None:
+    from sync_core.domain.policy import load_policy
     from sync_core.errors import ConfigurationError
-    from sync_core.policy import load_policy
 
     people = tuple(attendee(f"guest{i:03d}@else.org") for i in range(70))
     capped = judge(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sync_core.actions import ChangeType
-from sync_core.engine import Facts, decide
-from sync_core.model import Origin, Person, Response, Sensitivity, Status
-from sync_core.policy import Policy, SyncUser
+from sync_core.domain.actions import ChangeType
+from sync_core.domain.model import Origin, Person, Response, Sensitivity, Status
+from sync_core.domain.policy import Policy, SyncUser
+from sync_core.engine.decide import Facts, decide
 from tests.engine.builders import (
     CLIENT,
     NOW,

@@ -14,11 +14,9 @@ from datetime import timedelta
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
-from sync_core import identity, scope
-from sync_core.actions import Change, ChangeType
-from sync_core.engine import Facts
-from sync_core.merge import SYNC_FIELDS, crm_view
-from sync_core.model import (
+from sync_core.domain import identity
+from sync_core.domain.actions import Change, ChangeType
+from sync_core.domain.model import (
     Appointment,
     AttendeeType,
     CrmRecord,
@@ -29,7 +27,10 @@ from sync_core.model import (
     Side,
     Status,
 )
-from sync_core.policy import Policy
+from sync_core.domain.policy import Policy
+from sync_core.engine import scope
+from sync_core.engine.decide import Facts
+from sync_core.engine.merge import SYNC_FIELDS, crm_view
 from tests.engine.builders import CLIENT, NOW, attendee, weekly
 from tests.engine.fake_world import Crash, World
 

@@ -67,8 +67,8 @@ class FrontDoor:
 
 @pytest.fixture(scope="module")
 def front_door(azurite: Azurite) -> Iterator[FrontDoor]:
+    from sync_core.adapters.storage.subscriptions import SubscriptionRow, new_client_state
     from sync_core.bootstrap import Container, configuration
-    from sync_core.subscriptions import SubscriptionRow, new_client_state
     from triggers import crm_webhooks, graph_webhooks
 
     values = {

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from devstack.graph_emulator import GraphEmulator
-from sync_core.graph import GraphAdapter
+from sync_core.adapters.graph.adapter import GraphAdapter
 
 # Test modules import `graph_support` by name; pytest's import mode does not add this folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent))

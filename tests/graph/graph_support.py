@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from devstack.graph_emulator import GraphEmulator
-from sync_core.graph import GraphAdapter, build_client
-from sync_core.graph_limits import MailboxLimiter
-from sync_core.model import Appointment, Attendee, Person
-from sync_core.policy import DEFAULT_EXTENDED_PROPERTY_ID
+from sync_core.adapters.graph.adapter import GraphAdapter, build_client
+from sync_core.adapters.graph.limits import MailboxLimiter
+from sync_core.domain.model import Appointment, Attendee, Person
+from sync_core.domain.policy import DEFAULT_EXTENDED_PROPERTY_ID
 from sync_core.settings import Settings
 
 ALICE = "cd209b0b-3f83-4c35-82d2-d88a61820480"

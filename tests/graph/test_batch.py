@@ -6,10 +6,10 @@ import pytest
 from graph_support import ALICE_MAIL, BOB_MAIL, at, meeting
 
 from devstack.graph_emulator import GraphEmulator
+from sync_core.adapters.graph.adapter import GraphAdapter
+from sync_core.adapters.graph.base import config
+from sync_core.adapters.graph.batch import BatchRequest
 from sync_core.errors import NotFoundError, UnprocessableError
-from sync_core.graph import GraphAdapter
-from sync_core.graph_base import config
-from sync_core.graph_batch import BatchRequest
 
 
 async def _created(adapter: GraphAdapter, n: int, mailbox: str = ALICE_MAIL) -> list[str]:

@@ -8,8 +8,8 @@ import pytest
 from graph_support import ALICE, ALICE_MAIL, at, meeting
 
 from devstack.graph_emulator import GraphEmulator
+from sync_core.adapters.graph.adapter import CALENDAR_VIEW_PAGE, GraphAdapter
 from sync_core.errors import NotFoundError, ThrottledError
-from sync_core.graph import CALENDAR_VIEW_PAGE, GraphAdapter
 
 START = datetime(2030, 1, 1, tzinfo=UTC)
 END = datetime(2031, 1, 1, tzinfo=UTC)

@@ -16,7 +16,7 @@ from msgraph.generated.models.event_collection_response import EventCollectionRe
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
 from devstack.graph_emulator import GraphEmulator
-from sync_core.graph import GraphAdapter
+from sync_core.adapters.graph.adapter import GraphAdapter
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "graph"
 ENTITY_EXTRAS = {"@odata.etag", "@odata.context", "@odata.type"}

@@ -15,6 +15,8 @@ from kiota_abstractions.api_error import APIError
 from msgraph.generated.models.o_data_errors.main_error import MainError
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
+from sync_core.adapters.graph.adapter import translate
+from sync_core.adapters.graph.errors import classify, retry_after_seconds
 from sync_core.errors import (
     ConcurrencyError,
     ConflictError,
@@ -26,8 +28,6 @@ from sync_core.errors import (
     TransientError,
     UnprocessableError,
 )
-from sync_core.graph import translate
-from sync_core.graph_errors import classify, retry_after_seconds
 
 # Representative codes of every class, and the class each must land in.
 EXPECTED: dict[int, type[SyncError]] = {

@@ -9,8 +9,8 @@ import pytest
 from graph_support import ALICE, ALICE_MAIL, PROP, at, meeting
 
 from devstack.graph_emulator import GraphEmulator
+from sync_core.adapters.graph.adapter import GraphAdapter
 from sync_core.errors import ConflictError, TransientError
-from sync_core.graph import GraphAdapter
 
 
 def _events(emu: GraphEmulator, subject: str) -> list[dict[str, object]]:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sync_core.errors import ThrottledError
-from sync_core.graph_limits import (
+from sync_core.adapters.graph.limits import (
     BUDGET_PER_WINDOW,
     DEADLINE_MARGIN_SECONDS,
     FUNCTION_TIMEOUT_SECONDS,
@@ -21,6 +20,7 @@ from sync_core.graph_limits import (
     shared_limiter,
     time_limit,
 )
+from sync_core.errors import ThrottledError
 
 ROOT = Path(__file__).resolve().parents[2]
 

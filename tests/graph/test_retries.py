@@ -10,9 +10,9 @@ import pytest
 from graph_support import ALICE_MAIL, PROP, at, make_adapter, meeting, settings_for
 
 from devstack.graph_emulator import GraphEmulator
+from sync_core.adapters.graph.adapter import GraphAdapter, build_client
+from sync_core.adapters.graph.limits import Backoff, MailboxLimiter, time_limit
 from sync_core.errors import ThrottledError, TransientError
-from sync_core.graph import GraphAdapter, build_client
-from sync_core.graph_limits import Backoff, MailboxLimiter, time_limit
 
 _OPENED: list[GraphAdapter] = []
 
@@ -84,7 +84,7 @@ async def test_no_retry_pause_reaches_past_the_time_limit(emu: GraphEmulator) ->
 
 
 async def test_the_default_adapter_uses_the_process_limiter(emu: GraphEmulator) -> None:
-    from sync_core.graph_limits import shared_limiter
+    from sync_core.adapters.graph.limits import shared_limiter
 
     plain = GraphAdapter(build_client(settings_for(emu)), extended_property_id=PROP)
     assert plain.limiter is shared_limiter()

@@ -6,9 +6,9 @@ import pytest
 from graph_support import ALICE_MAIL, BOB_MAIL, ROOM_MAIL, at, meeting
 
 from devstack.graph_emulator import GraphEmulator
+from sync_core.adapters.graph.adapter import GraphAdapter
+from sync_core.domain.model import Location
 from sync_core.errors import UnprocessableError
-from sync_core.graph import GraphAdapter
-from sync_core.model import Location
 
 
 def _with_room(subject: str, day: int) -> object:

@@ -17,7 +17,7 @@ from bicep_reader import (
     syntax_errors,
 )
 
-from sync_core.policy import load_policy
+from sync_core.domain.policy import load_policy
 
 
 def _id(path: Path) -> str:

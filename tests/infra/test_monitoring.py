@@ -55,6 +55,6 @@ def test_workbook_shows_latency_actions_by_rule_and_failures() -> None:
     assert "serializedData: string(workbookContent)" in source
     for query in ("workerLatencyQuery", "decisionsByRuleQuery", "failedInvocationsQuery"):
         assert text(load(WORKBOOK).var(query)).startswith("'''")
-    # The worker's decision line the workbook parses (sync_core/worker.py).
-    worker = (INFRA.parent / "sync_core" / "worker.py").read_text()
+    # The worker's decision line the workbook parses (sync_core/service/worker.py).
+    worker = (INFRA.parent / "sync_core" / "service" / "worker.py").read_text()
     assert '"decided %s for %s %s: %s (%s) writes=%s [%s]"' in worker

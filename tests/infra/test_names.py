@@ -7,7 +7,7 @@ from azure.functions.decorators.core import Binding
 from azure.functions.decorators.function_app import Function
 from bicep_reader import BicepFile, literal, string_value
 
-from sync_core.storage import CHANGES_QUEUE, POISON_QUEUE, QUEUES, TABLES
+from sync_core.adapters.storage.core import CHANGES_QUEUE, POISON_QUEUE, QUEUES, TABLES
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from devstack.azurite import Azurite
+from sync_core.adapters.storage.core import QUEUES, TABLES, Storage
 from sync_core.settings import Settings, load_settings
-from sync_core.storage import QUEUES, TABLES, Storage
 
 MAILBOX_A = "adele@contoso.example"
 MAILBOX_B = "bruno@contoso.example"

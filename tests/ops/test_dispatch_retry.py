@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from sync_core import dispatch
-from sync_core import operations as ops
+from sync_core.adapters.storage.core import CHANGES_QUEUE, FAILURES_TABLE, POISON_QUEUE, Storage
+from sync_core.adapters.storage.failures import FailureLedger
+from sync_core.domain.messages import AnyMessage, GraphChange, encode
 from sync_core.errors import ThrottledError, TransientError
-from sync_core.failures import FailureLedger
-from sync_core.messages import AnyMessage, GraphChange, encode
-from sync_core.storage import CHANGES_QUEUE, FAILURES_TABLE, POISON_QUEUE, Storage
+from sync_core.ops import operations as ops
+from sync_core.service import retry as dispatch
 from tests.ops.conftest import MAILBOX_A
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)

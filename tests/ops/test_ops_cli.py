@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from sync_core import cli
+from sync_core.adapters.storage.core import CHANGES_QUEUE, POISON_QUEUE, Storage
 from sync_core.bootstrap import configuration
-from sync_core.messages import GraphChange, encode
+from sync_core.domain.messages import GraphChange, encode
+from sync_core.ops import cli
 from sync_core.settings import Settings
-from sync_core.storage import CHANGES_QUEUE, POISON_QUEUE, Storage
 from tests.ops.conftest import MAILBOX_A
 
 ROOT = Path(__file__).resolve().parents[2]

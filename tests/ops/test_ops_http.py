@@ -12,12 +12,18 @@ import azure.functions as func
 import pytest
 
 from sync_core import bootstrap
+from sync_core.adapters.storage.core import (
+    CHANGES_QUEUE,
+    FAILURES_TABLE,
+    MAILBOXES_TABLE,
+    POISON_QUEUE,
+    Storage,
+)
+from sync_core.adapters.storage.failures import FailureLedger
 from sync_core.bootstrap import configuration
+from sync_core.domain.messages import CrmChange, encode
 from sync_core.errors import PolicyError
-from sync_core.failures import FailureLedger
-from sync_core.messages import CrmChange, encode
-from sync_core.reconcile import MailboxState, MailboxStateStore
-from sync_core.storage import CHANGES_QUEUE, FAILURES_TABLE, MAILBOXES_TABLE, POISON_QUEUE, Storage
+from sync_core.service.reconcile import MailboxState, MailboxStateStore
 from tests.clock import ManualClock
 from tests.ops.conftest import MAILBOX_A, MAILBOX_B
 from triggers import admin

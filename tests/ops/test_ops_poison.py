@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sync_core import operations as ops
+from sync_core.adapters.storage.core import CHANGES_QUEUE, FAILURES_TABLE, POISON_QUEUE, Storage
+from sync_core.adapters.storage.failures import FailureLedger
+from sync_core.domain.messages import CrmChange, GraphChange, encode
 from sync_core.errors import NotFoundError, TransientError, UnprocessableError
-from sync_core.failures import FailureLedger
-from sync_core.messages import CrmChange, GraphChange, encode
-from sync_core.storage import CHANGES_QUEUE, FAILURES_TABLE, POISON_QUEUE, Storage
+from sync_core.ops import operations as ops
 from tests.ops.conftest import MAILBOX_A, MAILBOX_B
 
 

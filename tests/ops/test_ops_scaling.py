@@ -19,18 +19,7 @@ import pytest
 from azure.data.tables.aio import TableClient
 
 from devstack.crm_emulator import CrmEmulator
-from sync_core import operations as ops
-from sync_core.bootstrap import Container, policy_from
-from sync_core.crm_ingress import REPLAY_REASON, handle_crm_webhook
-from sync_core.crm_replay import ReplayGuard, fingerprint, partition
-from sync_core.crm_webhook import sign
-from sync_core.decision_log import INDEX_RETENTION, DecisionLog, index_partition
-from sync_core.mapping_store import MappingStore
-from sync_core.messages import MailboxResync, decode
-from sync_core.policy import load_policy
-from sync_core.reconcile import MailboxState, MailboxStateStore
-from sync_core.settings import load_settings
-from sync_core.storage import (
+from sync_core.adapters.storage.core import (
     CHANGES_QUEUE,
     DECISIONS_TABLE,
     MAILBOXES_TABLE,
@@ -38,9 +27,20 @@ from sync_core.storage import (
     SUBSCRIPTIONS_TABLE,
     Storage,
 )
-from sync_core.subscriptions import SubscriptionRow, SubscriptionStore
-from sync_core.sweeps import run_sweep
-from sync_core.table_purge import delete_range
+from sync_core.adapters.storage.decisions import INDEX_RETENTION, DecisionLog, index_partition
+from sync_core.adapters.storage.mappings import MappingStore
+from sync_core.adapters.storage.purge import delete_range
+from sync_core.adapters.storage.replays import ReplayGuard, fingerprint, partition
+from sync_core.adapters.storage.subscriptions import SubscriptionRow, SubscriptionStore
+from sync_core.bootstrap import Container, policy_from
+from sync_core.domain.messages import MailboxResync, decode
+from sync_core.domain.policy import load_policy
+from sync_core.ingress.crm import REPLAY_REASON, handle_crm_webhook
+from sync_core.ingress.crm_webhook import sign
+from sync_core.ops import operations as ops
+from sync_core.service.reconcile import MailboxState, MailboxStateStore
+from sync_core.service.sweeps import run_sweep
+from sync_core.settings import load_settings
 from tests.clock import ManualClock
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -5,15 +5,21 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from sync_core import operations as ops
-from sync_core.actions import GraphCopy, Mapping
-from sync_core.decision_log import DecisionLog
-from sync_core.mapping_store import MappingStore
-from sync_core.policy import load_policy
-from sync_core.reconcile import MailboxState, MailboxStateStore
+from sync_core.adapters.storage.core import (
+    DECISIONS_TABLE,
+    MAILBOXES_TABLE,
+    MAPPINGS_TABLE,
+    SUBSCRIPTIONS_TABLE,
+    Storage,
+)
+from sync_core.adapters.storage.decisions import DecisionLog
+from sync_core.adapters.storage.mappings import MappingStore
+from sync_core.adapters.storage.subscriptions import SubscriptionRow, SubscriptionStore
+from sync_core.domain.actions import GraphCopy, Mapping
+from sync_core.domain.policy import load_policy
+from sync_core.ops import operations as ops
+from sync_core.service.reconcile import MailboxState, MailboxStateStore
 from sync_core.settings import Settings
-from sync_core.storage import DECISIONS_TABLE, MAILBOXES_TABLE, MAPPINGS_TABLE, SUBSCRIPTIONS_TABLE, Storage
-from sync_core.subscriptions import SubscriptionRow, SubscriptionStore
 from tests.ops.conftest import MAILBOX_A, MAILBOX_B, POLICY
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -16,19 +16,20 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from sync_core import dispatch, telemetry
-from sync_core import operations as ops
-from sync_core.actions import Skip
-from sync_core.engine import Decision
+from sync_core.adapters import telemetry
+from sync_core.adapters.graph.errors import from_status
+from sync_core.adapters.storage.core import FAILURES_TABLE, MAILBOXES_TABLE, SUBSCRIPTIONS_TABLE, Storage
+from sync_core.adapters.storage.failures import FailureLedger
+from sync_core.adapters.storage.subscriptions import SubscriptionRow, SubscriptionStore
+from sync_core.domain.actions import Skip
+from sync_core.domain.messages import CrmChange, GraphChange, encode
+from sync_core.domain.policy import load_policy
+from sync_core.engine.decide import Decision
 from sync_core.errors import PermissionError_, ThrottledError
-from sync_core.failures import FailureLedger
-from sync_core.graph_errors import from_status
-from sync_core.messages import CrmChange, GraphChange, encode
-from sync_core.policy import load_policy
-from sync_core.reconcile import MailboxState, MailboxStateStore
-from sync_core.storage import FAILURES_TABLE, MAILBOXES_TABLE, SUBSCRIPTIONS_TABLE, Storage
-from sync_core.subscriptions import SubscriptionRow, SubscriptionStore
-from sync_core.worker import Outcome
+from sync_core.ops import operations as ops
+from sync_core.service import retry as dispatch
+from sync_core.service.reconcile import MailboxState, MailboxStateStore
+from sync_core.service.worker import Outcome
 from tests.ops.conftest import MAILBOX_A, MAILBOX_B, POLICY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -208,7 +209,7 @@ def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_without_a_connection_string_nothing_is_exported_and_the_exporter_is_never_imported() -> None:
     done = _python(
-        "import sys; from sync_core import telemetry; "
+        "import sys; from sync_core.adapters import telemetry; "
         "print(telemetry.configure(), telemetry.configure(), 'azure.monitor.opentelemetry' in sys.modules)",
         {"PATH": "/usr/bin:/bin"},
     )
@@ -224,7 +225,7 @@ def test_with_a_connection_string_the_azure_monitor_meter_provider_is_configured
         "IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/"
     )
     done = _python(
-        "from opentelemetry import metrics; from sync_core import telemetry; "
+        "from opentelemetry import metrics; from sync_core.adapters import telemetry; "
         "first = telemetry.configure(); provider = metrics.get_meter_provider(); "
         "second = telemetry.configure(); "
         "print(first, second, type(provider).__module__, metrics.get_meter_provider() is provider)",

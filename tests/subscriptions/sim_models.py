@@ -13,7 +13,11 @@ import itertools
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sync_core.actions import Mapping
+from sync_core.adapters.graph.adapter import CreatedSubscription, DeltaPage
+from sync_core.adapters.storage.subscriptions import SubscriptionRow
+from sync_core.domain.actions import Mapping
+from sync_core.domain.model import Appointment, GraphEvent
+from sync_core.engine.subscription_plan import MAX_LIFETIME
 from sync_core.errors import (
     ConcurrencyError,
     ConflictError,
@@ -21,11 +25,7 @@ from sync_core.errors import (
     PermissionError_,
     UnprocessableError,
 )
-from sync_core.graph import CreatedSubscription, DeltaPage
-from sync_core.model import Appointment, GraphEvent
-from sync_core.reconcile import MailboxState
-from sync_core.subscription_plan import MAX_LIFETIME
-from sync_core.subscriptions import SubscriptionRow
+from sync_core.service.reconcile import MailboxState
 
 
 class SimClock:

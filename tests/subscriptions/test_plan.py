@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devstack.azurite import Azurite
+from sync_core.adapters.storage.subscriptions import RunLease, SubscriptionRow, SubscriptionStore
+from sync_core.engine.subscription_plan import Limits, max_in_window, plan
 from sync_core.errors import ConcurrencyError
-from sync_core.lifecycle import reauthorization_action
-from sync_core.subscription_plan import Limits, max_in_window, plan
-from sync_core.subscriptions import RunLease, SubscriptionRow, SubscriptionStore
+from sync_core.service.lifecycle import reauthorization_action
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -8,10 +8,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from devstack.azurite import Azurite
+from sync_core.adapters.storage.subscriptions import SubscriptionRow, SubscriptionStore
+from sync_core.engine.subscription_plan import Limits, purgeable
+from sync_core.service.subscription_manager import SubscriptionManager
 from sync_core.settings import Settings
-from sync_core.subscription_manager import SubscriptionManager
-from sync_core.subscription_plan import Limits, purgeable
-from sync_core.subscriptions import SubscriptionRow, SubscriptionStore
 from tests.subscriptions.sim_models import GraphModel, Rows, SimClock
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
@@ -108,9 +108,9 @@ async def test_X1_budgets_and_notice_claims_of_days_ago_are_purged_by_the_renewa
     needed for their hour or their window; the renewal run deletes old ones, a bounded number per run."""
     from azure.data.tables.aio import TableServiceClient
 
-    from sync_core.actions import NotifyOrganizer
-    from sync_core.gather import DeleteBudget
-    from sync_core.notices import NoticeLedger
+    from sync_core.adapters.storage.notices import NoticeLedger
+    from sync_core.domain.actions import NotifyOrganizer
+    from sync_core.service.gather import DeleteBudget
 
     clock = SimClock(NOW)
 

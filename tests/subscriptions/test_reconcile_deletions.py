@@ -18,13 +18,13 @@ import pytest
 
 from devstack.azurite import Azurite
 from devstack.graph_emulator import GraphEmulator
-from sync_core.actions import GraphCopy, Mapping
-from sync_core.graph import GraphAdapter, build_client
-from sync_core.mapping_store import MappingStore
-from sync_core.messages import GraphChange, MailboxResync, decode
-from sync_core.model import Appointment, Recurrence, RecurrencePattern, RecurrenceRange
-from sync_core.policy import DEFAULT_EXTENDED_PROPERTY_ID, Policy
-from sync_core.reconcile import MailboxStateStore, Reconciler
+from sync_core.adapters.graph.adapter import GraphAdapter, build_client
+from sync_core.adapters.storage.mappings import MappingStore
+from sync_core.domain.actions import GraphCopy, Mapping
+from sync_core.domain.messages import GraphChange, MailboxResync, decode
+from sync_core.domain.model import Appointment, Recurrence, RecurrencePattern, RecurrenceRange
+from sync_core.domain.policy import DEFAULT_EXTENDED_PROPERTY_ID, Policy
+from sync_core.service.reconcile import MailboxStateStore, Reconciler
 from sync_core.settings import Settings
 
 DANA, ERIK = "dana@contoso.example", "erik@contoso.example"

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from devstack.azurite import Azurite
 from devstack.graph_emulator import GraphEmulator
-from sync_core.graph import GraphAdapter, build_client
-from sync_core.mapping_store import MappingStore
-from sync_core.messages import GraphChange, MailboxResync, decode
-from sync_core.policy import DEFAULT_EXTENDED_PROPERTY_ID, Policy
-from sync_core.reconcile import MailboxStateStore, Reconciler
+from sync_core.adapters.graph.adapter import GraphAdapter, build_client
+from sync_core.adapters.storage.mappings import MappingStore
+from sync_core.domain.messages import GraphChange, MailboxResync, decode
+from sync_core.domain.policy import DEFAULT_EXTENDED_PROPERTY_ID, Policy
+from sync_core.service.reconcile import MailboxStateStore, Reconciler
 from sync_core.settings import Settings
 from tests.subscriptions.conftest import MAILBOX, create_event
 

@@ -14,13 +14,13 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from sync_core.messages import GraphChange, MailboxResync, SubscriptionLifecycle, decode
-from sync_core.policy import Policy
-from sync_core.reconcile import SWEEP_REASON, Reconciler
+from sync_core.domain.messages import GraphChange, MailboxResync, SubscriptionLifecycle, decode
+from sync_core.domain.policy import Policy
+from sync_core.engine.subscription_plan import max_in_window, purgeable
+from sync_core.service.reconcile import SWEEP_REASON, Reconciler
+from sync_core.service.subscription_manager import SubscriptionManager
+from sync_core.service.sweeps import sweep_delays
 from sync_core.settings import Settings
-from sync_core.subscription_manager import SubscriptionManager
-from sync_core.subscription_plan import max_in_window, purgeable
-from sync_core.sweeps import sweep_delays
 from tests.subscriptions.sim_models import (
     Calendars,
     GraphModel,
@@ -197,6 +197,6 @@ async def _never() -> None:
 
 
 def _key(mailbox: str) -> str:
-    from sync_core.storage import key_of
+    from sync_core.adapters.storage.core import key_of
 
     return key_of(mailbox.lower())

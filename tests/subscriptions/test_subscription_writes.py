@@ -23,14 +23,14 @@ from aiohttp import web
 
 from devstack.azurite import Azurite
 from devstack.graph_emulator import GraphEmulator
+from sync_core.adapters.graph.adapter import GraphAdapter, build_client
+from sync_core.adapters.storage.subscriptions import RunLease, SubscriptionRow, SubscriptionStore
+from sync_core.domain.messages import SubscriptionLifecycle
+from sync_core.domain.policy import DEFAULT_EXTENDED_PROPERTY_ID
 from sync_core.errors import ThrottledError, TransientError
-from sync_core.graph import GraphAdapter, build_client
-from sync_core.lifecycle import LifecycleHandler
-from sync_core.messages import SubscriptionLifecycle
-from sync_core.policy import DEFAULT_EXTENDED_PROPERTY_ID
+from sync_core.service.lifecycle import LifecycleHandler
+from sync_core.service.subscription_manager import MAX_LIFETIME, SubscriptionManager
 from sync_core.settings import Settings
-from sync_core.subscription_manager import MAX_LIFETIME, SubscriptionManager
-from sync_core.subscriptions import RunLease, SubscriptionRow, SubscriptionStore
 
 ALICE, BOB = "alice@contoso.example", "bob@contoso.example"
 

@@ -1,0 +1,1 @@
+"""I/O at the edges: Microsoft Graph, the CRM, Azure Storage, telemetry."""

@@ -1,0 +1,1 @@
+"""CRM connectors (the REST contract of docs/crm-contract.openapi.yaml)."""

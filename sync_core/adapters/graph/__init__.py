@@ -1,0 +1,1 @@
+"""Microsoft Graph through msgraph-sdk: reads, writes, subscriptions, limits, errors."""

@@ -1,0 +1,444 @@
+"""The Microsoft Graph adapter: every call we make to Graph, on msgraph-sdk, with errors translated once.
+
+I/O side. Every request carries `Prefer: IdType="ImmutableId"` and `Prefer: outlook.timezone="UTC"` (I4, F4),
+goes through the per-mailbox limiter, and raises only sync_core.errors. The client, the guarded call and
+its retries live in sync_core.adapters.graph.base; `$batch` in sync_core.adapters.graph.batch; free/busy in
+sync_core.adapters.graph.schedule; the error mapping in sync_core.adapters.graph.errors.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from kiota_abstractions.request_information import RequestInformation
+from msgraph.generated.models.event import Event
+from msgraph.generated.models.subscription import Subscription
+from msgraph.generated.users.item.events.item.accept.accept_post_request_body import AcceptPostRequestBody
+from msgraph.generated.users.item.events.item.cancel.cancel_post_request_body import CancelPostRequestBody
+from msgraph.generated.users.item.events.item.decline.decline_post_request_body import DeclinePostRequestBody
+from msgraph.generated.users.item.events.item.event_item_request_builder import EventItemRequestBuilder
+from msgraph.generated.users.item.events.item.tentatively_accept.tentatively_accept_post_request_body import (
+    TentativelyAcceptPostRequestBody,
+)
+
+from sync_core.adapters.graph.base import (
+    INLINE_RETRIES,
+    INLINE_RETRY_MAX_SECONDS,
+    PREFER_HEADERS,
+    REQUEST_TIMEOUT_SECONDS,
+    GraphBase,
+    build_client,
+)
+from sync_core.adapters.graph.base import config as _config
+from sync_core.adapters.graph.base import graph_time as _graph_time
+from sync_core.adapters.graph.batch import (
+    MAX_BATCH,
+    BatchRequest,
+    BatchResult,
+    from_request_information,
+    run_batch,
+)
+from sync_core.adapters.graph.convert import appointment_to_event, event_to_graph_event
+from sync_core.adapters.graph.create import find_created
+from sync_core.adapters.graph.errors import translate
+from sync_core.adapters.graph.schedule import Schedule, get_schedule, room_conflicts
+from sync_core.domain.model import Appointment, GraphEvent
+from sync_core.errors import ConflictError, NotFoundError, TransientError, UnprocessableError
+
+__all__ = [
+    "INLINE_RETRIES",
+    "INLINE_RETRY_MAX_SECONDS",
+    "PREFER_HEADERS",
+    "REQUEST_TIMEOUT_SECONDS",
+    "BatchRequest",
+    "BatchResult",
+    "CreatedSubscription",
+    "DeltaPage",
+    "GraphAdapter",
+    "Schedule",
+    "build_client",
+    "translate",
+]
+
+CALENDAR_VIEW_PAGE = 100  # $top per calendarView page; the rest comes through @odata.nextLink
+
+
+@dataclass(frozen=True)
+class DeltaPage:
+    """One page of calendarView/delta: changed events, ids removed, and the link to follow or keep."""
+
+    events: list[GraphEvent]
+    removed_ids: list[str]
+    next_link: str | None
+    delta_link: str | None
+
+
+@dataclass(frozen=True)
+class CreatedSubscription:
+    subscription_id: str
+    expires_at: datetime
+
+
+class GraphAdapter(GraphBase):
+    """Calendar operations on mailboxes, translated to and from the neutral model."""
+
+    def _event(self, mailbox: str, event_id: str) -> EventItemRequestBuilder:
+        return self._client.users.by_user_id(mailbox).events.by_event_id(event_id)
+
+    async def get_event(self, mailbox: str, event_id: str) -> GraphEvent | None:
+        """The event as it is now, with our write tag; None when it no longer exists."""
+        query = EventItemRequestBuilder.EventItemRequestBuilderGetQueryParameters(
+            expand=[f"singleValueExtendedProperties($filter=id eq '{self._prop}')"]
+        )
+        try:
+            event = await self._call(
+                mailbox, event_id, lambda: self._event(mailbox, event_id).get(_config(query))
+            )
+        except NotFoundError:
+            return None
+        if event is None:
+            return None
+        return event_to_graph_event(event, mailbox, extended_property_id=self._prop)
+
+    async def create_event(
+        self, mailbox: str, appointment: Appointment, *, transaction_id: str, tag: str
+    ) -> GraphEvent:
+        """Create in the organizer's mailbox, at most once per `transaction_id` (I3).
+
+        Graph documents that a retried POST with the same transactionId is not duplicated, not what the
+        retry answers: the first event (201), or an error naming the duplicate (`ErrorDuplicateTransactionId`,
+        seen as 400 and as 409; both ConflictError). On a conflict the event is looked up by our tag and
+        returned; if no event of ours is found the conflict is raised for the operator.
+        """
+        body = appointment_to_event(
+            appointment, extended_property=(self._prop, tag), transaction_id=transaction_id
+        )
+        try:
+            created = await self._call(
+                mailbox,
+                transaction_id,
+                lambda: self._client.users.by_user_id(mailbox).events.post(body, _config()),
+            )
+        except ConflictError:
+            found = await self.find_created(mailbox, tag=tag, transaction_id=transaction_id)
+            if found is None:
+                raise
+            return found
+        if created is None:
+            raise TransientError("Graph returned no event on create", side="graph", mailbox=mailbox)
+        return event_to_graph_event(created, mailbox, extended_property_id=self._prop)
+
+    async def find_created(self, mailbox: str, *, tag: str, transaction_id: str) -> GraphEvent | None:
+        """The event we created in `mailbox` under `tag` (our extended property), or None."""
+        return await find_created(self, mailbox, tag=tag, transaction_id=transaction_id)
+
+    async def update_event(
+        self, mailbox: str, event_id: str, appointment: Appointment, *, fields: Iterable[str], tag: str
+    ) -> GraphEvent:
+        """PATCH only the fields that differ (W4), re-tagging the item as written by us."""
+        body = appointment_to_event(appointment, fields=list(fields), extended_property=(self._prop, tag))
+        updated = await self._call(
+            mailbox, event_id, lambda: self._event(mailbox, event_id).patch(body, _config())
+        )
+        if updated is None:
+            raise TransientError(
+                "Graph returned no event on update", side="graph", mailbox=mailbox, item_id=event_id
+            )
+        return event_to_graph_event(updated, mailbox, extended_property_id=self._prop)
+
+    async def cancel_event(self, mailbox: str, event_id: str, comment: str = "") -> None:
+        """Cancel as organizer: Exchange tells the attendees (L3)."""
+        body = CancelPostRequestBody(comment=comment)
+        await self._call(
+            mailbox, event_id, lambda: self._event(mailbox, event_id).cancel.post(body, _config())
+        )
+
+    async def delete_event(self, mailbox: str, event_id: str) -> None:
+        try:
+            await self._call(mailbox, event_id, lambda: self._event(mailbox, event_id).delete(_config()))
+        except NotFoundError:
+            return
+
+    async def cancel_occurrence(self, mailbox: str, series_event_id: str, original_start: datetime) -> None:
+        """Delete one occurrence of a series (R3): the instance whose original start matches."""
+        from msgraph.generated.users.item.events.item.instances.instances_request_builder import (
+            InstancesRequestBuilder,
+        )
+
+        query = InstancesRequestBuilder.InstancesRequestBuilderGetQueryParameters(
+            start_date_time=_graph_time(original_start - timedelta(days=1)),
+            end_date_time=_graph_time(original_start + timedelta(days=2)),
+        )
+        series = self._event(mailbox, series_event_id)
+        page = await self._call(mailbox, series_event_id, lambda: series.instances.get(_config(query)))
+        for item in page.value if page and page.value else []:
+            seen = item.original_start
+            if item.id and seen is not None and seen.astimezone(UTC) == original_start.astimezone(UTC):
+                await self.delete_event(mailbox, item.id)
+                return
+
+    async def respond(self, mailbox: str, event_id: str, response: str, comment: str = "") -> None:
+        """Accept, tentatively accept or decline this mailbox's copy (rooms: M4, attendees: L3).
+
+        Not retried inline after an unclear failure (sendResponse mails the organiser: a retry could send
+        it twice); only a refusal Graph did not read (429) is retried, as for sendMail."""
+        item = self._event(mailbox, event_id)
+        if response == "accept":
+            a = AcceptPostRequestBody(comment=comment, send_response=True)
+            await self._call(mailbox, event_id, lambda: item.accept.post(a, _config()), idempotent=False)
+        elif response == "tentativelyAccept":
+            t = TentativelyAcceptPostRequestBody(comment=comment, send_response=True)
+            await self._call(
+                mailbox, event_id, lambda: item.tentatively_accept.post(t, _config()), idempotent=False
+            )
+        elif response == "decline":
+            d = DeclinePostRequestBody(comment=comment, send_response=True)
+            await self._call(mailbox, event_id, lambda: item.decline.post(d, _config()), idempotent=False)
+        else:
+            raise UnprocessableError(f"unknown response {response!r}", side="graph", mailbox=mailbox)
+
+    async def send_mail(self, mailbox: str, subject: str, text: str) -> None:
+        """Tell a mailbox's owner something (M4, M5): a plain-text mail from their own mailbox to itself."""
+        from msgraph.generated.models.body_type import BodyType
+        from msgraph.generated.models.email_address import EmailAddress
+        from msgraph.generated.models.item_body import ItemBody
+        from msgraph.generated.models.message import Message
+        from msgraph.generated.models.recipient import Recipient
+        from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
+
+        message = Message(
+            subject=subject,
+            body=ItemBody(content_type=BodyType.Text, content=text),
+            to_recipients=[Recipient(email_address=EmailAddress(address=mailbox))],
+        )
+        body = SendMailPostRequestBody(message=message, save_to_sent_items=False)
+        send = self._client.users.by_user_id(mailbox).send_mail
+        await self._call(mailbox, None, lambda: send.post(body, _config()), idempotent=False)
+
+    async def calendar_view(self, mailbox: str, start: datetime, end: datetime) -> list[GraphEvent]:
+        """Every event instance in [start, end) of the primary calendar, series expanded into occurrences.
+
+        `/users/{id}/calendarView`, following `@odata.nextLink` to the end; each page is one limited,
+        translated request. Our write tag is expanded so callers can tell our own writes (E1).
+        """
+        from msgraph.generated.users.item.calendar_view.calendar_view_request_builder import (
+            CalendarViewRequestBuilder,
+        )
+
+        builder = self._client.users.by_user_id(mailbox).calendar_view
+        query = CalendarViewRequestBuilder.CalendarViewRequestBuilderGetQueryParameters(
+            start_date_time=_graph_time(start),
+            end_date_time=_graph_time(end),
+            expand=[f"singleValueExtendedProperties($filter=id eq '{self._prop}')"],
+            top=CALENDAR_VIEW_PAGE,
+        )
+        page = await self._call(mailbox, None, lambda: builder.get(_config(query)))
+        events: list[GraphEvent] = []
+        seen: set[str] = set()
+        while True:
+            for item in page.value if page and page.value else []:
+                if item.id and item.id not in seen:
+                    seen.add(item.id)
+                    events.append(event_to_graph_event(item, mailbox, extended_property_id=self._prop))
+            link = page.odata_next_link if page else None
+            if not link:
+                return events
+            page = await self._call(mailbox, None, functools.partial(builder.with_url(link).get, _config()))
+
+    async def delta_page(
+        self, mailbox: str, *, link: str | None, start: datetime | None = None, end: datetime | None = None
+    ) -> DeltaPage:
+        """One page of `/users/{id}/calendarView/delta`: first the window, then links verbatim (facts §7).
+
+        A delta token Graph no longer knows (410, syncStateNotFound) raises NotFoundError: start again.
+        """
+        from msgraph.generated.users.item.calendar_view.delta.delta_request_builder import DeltaRequestBuilder
+
+        builder = self._client.users.by_user_id(mailbox).calendar_view.delta
+        if link:
+            page = await self._call(mailbox, None, lambda: builder.with_url(link).get(_config()))
+        else:
+            if start is None or end is None:
+                raise UnprocessableError("a first delta round needs a window", side="graph", mailbox=mailbox)
+            query = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
+                start_date_time=_graph_time(start), end_date_time=_graph_time(end)
+            )
+            page = await self._call(mailbox, None, lambda: builder.get(_config(query)))
+        events: list[GraphEvent] = []
+        removed: list[str] = []
+        for item in page.value if page and page.value else []:
+            if "@removed" in (item.additional_data or {}):
+                if item.id:
+                    removed.append(item.id)
+                continue
+            events.append(event_to_graph_event(item, mailbox, extended_property_id=self._prop))
+        return DeltaPage(
+            events=events,
+            removed_ids=removed,
+            next_link=page.odata_next_link if page else None,
+            delta_link=page.odata_delta_link if page else None,
+        )
+
+    async def batch(self, requests: Sequence[BatchRequest]) -> dict[str, BatchResult]:
+        """One `$batch` of up to 20 requests; results by request id, failures translated per request.
+
+        Build items with `batch_request(...)` from any msgraph request builder. `dependsOn` makes the batch
+        sequential (a failed dependency answers 424 for its dependents).
+        """
+        return await run_batch(
+            self,
+            requests,
+            prefer=PREFER_HEADERS,
+            call=lambda slots, op: self._guarded(slots, op, mailbox=None, item_id=None),
+            sleep=self._sleep,
+            time_left=self.time_left,
+            attempts=INLINE_RETRIES,
+        )
+
+    def batch_request(
+        self,
+        info: RequestInformation,
+        *,
+        id: str,
+        mailbox: str,
+        item_id: str | None = None,
+        depends_on: Sequence[str] = (),
+        idempotent: bool | None = None,
+    ) -> BatchRequest:
+        """A batch item from `builder.to_get_request_information(config())` and the like."""
+        return from_request_information(
+            info,
+            self._client.request_adapter.base_url,
+            id=id,
+            mailbox=mailbox,
+            item_id=item_id,
+            depends_on=depends_on,
+            idempotent=idempotent,
+        )
+
+    async def get_events(self, mailbox: str, event_ids: Sequence[str]) -> dict[str, GraphEvent | None]:
+        """Several events of one mailbox in as few `$batch` calls as possible; None for the ones gone."""
+        query = EventItemRequestBuilder.EventItemRequestBuilderGetQueryParameters(
+            expand=[f"singleValueExtendedProperties($filter=id eq '{self._prop}')"]
+        )
+        out: dict[str, GraphEvent | None] = {}
+        unique = list(dict.fromkeys(event_ids))
+        for chunk_start in range(0, len(unique), MAX_BATCH):
+            chunk = unique[chunk_start : chunk_start + MAX_BATCH]
+            requests = [
+                self.batch_request(
+                    self._event(mailbox, event_id).to_get_request_information(_config(query)),
+                    id=str(n),
+                    mailbox=mailbox,
+                    item_id=event_id,
+                )
+                for n, event_id in enumerate(chunk)
+            ]
+            results = await self.batch(requests)
+            for n, event_id in enumerate(chunk):
+                result = results[str(n)]
+                if isinstance(result.error, NotFoundError):
+                    out[event_id] = None
+                elif result.error is not None:
+                    raise result.error
+                else:
+                    event = result.parse(Event)
+                    out[event_id] = (
+                        event_to_graph_event(event, mailbox, extended_property_id=self._prop)
+                        if event
+                        else None
+                    )
+        return out
+
+    async def get_schedule(
+        self, mailbox: str, addresses: Sequence[str], start: datetime, end: datetime, *, interval: int = 30
+    ) -> list[Schedule]:
+        """Free/busy of `addresses` (rooms, people) seen from `mailbox`: `calendar/getSchedule`."""
+        return await get_schedule(self, mailbox, addresses, start, end, interval_minutes=interval)
+
+    async def room_conflicts(
+        self, room: str, start: datetime, end: datetime, *, ignore_ical_uid: str | None = None
+    ) -> list[GraphEvent]:
+        """Bookings in a room's calendar overlapping [start, end), our own meeting left out (M4)."""
+        return await room_conflicts(self, room, start, end, ignore_ical_uid=ignore_ical_uid)
+
+    async def create_subscription(
+        self,
+        mailbox: str,
+        *,
+        notification_url: str,
+        lifecycle_url: str,
+        client_state: str,
+        expires_at: datetime,
+    ) -> CreatedSubscription:
+        """Subscribe to a mailbox's events, lifecycle URL set at creation (it cannot be added later).
+
+        Not retried inline (only a 429, which Graph refused unread): after a timeout or a 5xx Graph may have
+        made the subscription, and a blind retry would add an untracked one (or meet 409, a duplicate). The
+        caller settles such an unclear failure with `list_subscriptions` (SubscriptionManager._create)."""
+        body = Subscription(
+            change_type="created,updated,deleted",
+            notification_url=notification_url,
+            lifecycle_notification_url=lifecycle_url,
+            resource=f"/users/{mailbox}/events",
+            expiration_date_time=expires_at,
+            client_state=client_state,
+        )
+        sub = await self._call(
+            mailbox, None, lambda: self._client.subscriptions.post(body, _config()), idempotent=False
+        )
+        if sub is None or not sub.id or sub.expiration_date_time is None:
+            raise TransientError("Graph returned no subscription", side="graph", mailbox=mailbox)
+        return CreatedSubscription(sub.id, sub.expiration_date_time)
+
+    async def list_subscriptions(self, mailbox: str, notification_url: str) -> list[str]:
+        """Ids of this app's subscriptions to `mailbox`'s events that notify `notification_url`.
+
+        `GET /subscriptions` lists every subscription of the app (application permission), all pages; Graph
+        has no $filter here, so the resource (as we create it, /users/{mailbox}/events) and the URL are
+        matched locally. Listing is throttled hard (25 per 20 s per tenant): for unclear creates only."""
+        builder = self._client.subscriptions
+        page = await self._call(mailbox, None, lambda: builder.get(_config()))
+        wanted = f"users/{mailbox.lower()}/events"
+        found: list[str] = []
+        while True:
+            for sub in page.value if page and page.value else []:
+                resource = (sub.resource or "").strip("/").lower()
+                if sub.id and resource == wanted and sub.notification_url == notification_url:
+                    found.append(sub.id)
+            link = page.odata_next_link if page else None
+            if not link:
+                return found
+            page = await self._call(mailbox, None, functools.partial(builder.with_url(link).get, _config()))
+
+    async def subscription_exists(self, subscription_id: str, mailbox: str) -> bool:
+        """Whether Graph still has the subscription (it deletes expired or removed ones without a word)."""
+        builder = self._client.subscriptions.by_subscription_id(subscription_id)
+        try:
+            await self._call(mailbox, subscription_id, lambda: builder.get(_config()))
+        except NotFoundError:
+            return False
+        return True
+
+    async def renew_subscription(self, subscription_id: str, mailbox: str, expires_at: datetime) -> datetime:
+        body = Subscription(expiration_date_time=expires_at)
+        sub = await self._call(
+            mailbox,
+            subscription_id,
+            lambda: self._client.subscriptions.by_subscription_id(subscription_id).patch(body, _config()),
+        )
+        return sub.expiration_date_time if sub and sub.expiration_date_time else expires_at
+
+    async def reauthorize_subscription(self, subscription_id: str, mailbox: str) -> None:
+        builder = self._client.subscriptions.by_subscription_id(subscription_id)
+        await self._call(mailbox, subscription_id, lambda: builder.reauthorize.post(_config()))
+
+    async def delete_subscription(self, subscription_id: str, mailbox: str) -> None:
+        builder = self._client.subscriptions.by_subscription_id(subscription_id)
+        try:
+            await self._call(mailbox, subscription_id, lambda: builder.delete(_config()))
+        except NotFoundError:
+            return

@@ -1,0 +1,239 @@
+"""The base of the Graph adapter: the msgraph-sdk client, and one guarded call with retries.
+
+I/O side. Every request carries `Prefer: IdType="ImmutableId"` and `Prefer: outlook.timezone="UTC"` (I4, F4),
+holds places of the per-mailbox limiter (sync_core.adapters.graph.limits), is retried inline only within
+the time limit, and raises only sync_core.errors (sync_core.adapters.graph.errors.translate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+from kiota_abstractions.authentication import (
+    AccessTokenProvider,
+    AllowedHostsValidator,
+    AuthenticationProvider,
+    BaseBearerTokenAuthenticationProvider,
+)
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_http.middleware.options import RetryHandlerOption
+from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph.graph_service_client import GraphServiceClient
+from msgraph_core import GraphClientFactory
+
+from sync_core.adapters.graph.errors import server_retry_after, translate
+from sync_core.adapters.graph.limits import Backoff, MailboxLimiter, deadline, shared_limiter
+from sync_core.errors import ConcurrencyError, SyncError, ThrottledError, TransientError
+from sync_core.settings import Settings
+
+T = TypeVar("T")
+
+PREFER_HEADERS = ('IdType="ImmutableId"', 'outlook.timezone="UTC"')
+# Retry inline only when Graph asks for a short pause; longer ones go back to the queue with a visibility
+# delay equal to Retry-After (sync_core.service.retry), which does not spend the message's dequeue count.
+INLINE_RETRY_MAX_SECONDS = 2.0
+INLINE_RETRIES = 3
+REQUEST_TIMEOUT_SECONDS = 30.0
+
+
+def config(query: Any = None) -> RequestConfiguration[Any]:
+    cfg: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
+    for value in PREFER_HEADERS:
+        cfg.headers.add("Prefer", value)
+    return cfg
+
+
+def graph_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _StaticToken(AccessTokenProvider):
+    """For the local Graph emulator only: it accepts any bearer token."""
+
+    async def get_authorization_token(
+        self, uri: str, additional_authentication_context: dict[str, Any] | None = None
+    ) -> str:
+        return "emulator-token"
+
+    def get_allowed_hosts_validator(self) -> AllowedHostsValidator:
+        return AllowedHostsValidator([])
+
+
+def _auth_provider(settings: Settings) -> AuthenticationProvider:
+    if settings.graph_auth_mode == "emulator":
+        return BaseBearerTokenAuthenticationProvider(_StaticToken())
+    from azure.identity.aio import (
+        CertificateCredential,
+        ClientAssertionCredential,
+        ClientSecretCredential,
+    )
+    from kiota_authentication_azure.azure_identity_authentication_provider import (
+        AzureIdentityAuthenticationProvider,
+    )
+
+    tenant, client = settings.graph_tenant_id or "", settings.graph_client_id or ""
+    credential: Any
+    if settings.graph_auth_mode == "client_secret":
+        credential = ClientSecretCredential(tenant, client, settings.graph_client_secret or "")
+    elif settings.graph_auth_mode == "certificate":
+        credential = CertificateCredential(tenant, client, certificate_path=settings.graph_certificate_path)
+    else:
+        # Managed identity as a federated credential of the app registration (no secret anywhere).
+        # The assertion callback is synchronous; the sync credential caches its token for about an hour.
+        from azure.identity import ManagedIdentityCredential as SyncManagedIdentityCredential
+
+        mi = SyncManagedIdentityCredential(client_id=settings.graph_managed_identity_client_id)
+        credential = ClientAssertionCredential(
+            tenant, client, lambda: mi.get_token("api://AzureADTokenExchange/.default").token
+        )
+    return AzureIdentityAuthenticationProvider(credential, scopes=["https://graph.microsoft.com/.default"])
+
+
+def build_client(settings: Settings, *, timeout: float = 30.0) -> GraphServiceClient:
+    """A GraphServiceClient for real Graph or the emulator; kiota's own retries are off (we own them)."""
+    http = GraphClientFactory.create_with_default_middleware(
+        client=httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=100)),
+        options={
+            RetryHandlerOption.RETRY_HANDLER_OPTION_KEY: RetryHandlerOption(max_retries=0, should_retry=False)
+        },
+    )
+    adapter = GraphRequestAdapter(_auth_provider(settings), client=http)
+    adapter.base_url = settings.graph_base_url.rstrip("/")
+    return GraphServiceClient(request_adapter=adapter)
+
+
+async def close_client(client: GraphServiceClient) -> None:
+    """Close a GraphServiceClient's httpx client and every transport it wraps.
+
+    msgraph-core's AsyncGraphTransport inherits a no-op aclose and never closes the transport it wraps (the
+    bug kiota-python#494 fixed in kiota's own wrapper), so the chain is closed down to httpx's pool.
+    """
+    http = getattr(client.request_adapter, "_http_client", None)  # kiota's HttpxRequestAdapter
+    if not isinstance(http, httpx.AsyncClient):
+        return
+    transport = getattr(http, "_transport", None)
+    await http.aclose()
+    while transport is not None:
+        inner = getattr(transport, "transport", None)
+        if isinstance(inner, httpx.AsyncBaseTransport):
+            await inner.aclose()
+        transport = inner
+
+
+class GraphBase:
+    """The client, the limiter and the one way to send a request; GraphAdapter adds the operations."""
+
+    def __init__(
+        self,
+        client: GraphServiceClient,
+        *,
+        extended_property_id: str,
+        limiter: MailboxLimiter | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._prop = extended_property_id
+        self._limiter = limiter or shared_limiter()
+        self._sleep = sleep
+        self._backoff = backoff or Backoff()
+        self._clock = clock
+        self.requests = 0  # Graph requests sent by this adapter (economy benchmarks)
+
+    @property
+    def limiter(self) -> MailboxLimiter:
+        return self._limiter
+
+    @property
+    def client(self) -> GraphServiceClient:
+        return self._client
+
+    @property
+    def backoff(self) -> Backoff:
+        return self._backoff
+
+    @property
+    def extended_property_id(self) -> str:
+        """The id of the single-value extended property that tags our writes."""
+        return self._prop
+
+    async def aclose(self) -> None:
+        """Close the HTTP client's pooled connections; call it before the event loop that used them ends."""
+        await close_client(self._client)
+
+    async def _call(
+        self,
+        mailbox: str,
+        item_id: str | None,
+        op: Callable[[], Awaitable[T]],
+        *,
+        idempotent: bool = True,
+    ) -> T:
+        """One request for one mailbox; see `_guarded`."""
+        return await self._guarded({mailbox: 1}, op, mailbox=mailbox, item_id=item_id, idempotent=idempotent)
+
+    async def _guarded(
+        self,
+        slots: Mapping[str, int],
+        op: Callable[[], Awaitable[T]],
+        *,
+        mailbox: str | None,
+        item_id: str | None,
+        idempotent: bool = True,
+    ) -> T:
+        """One request holding `slots` limiter places per mailbox, errors translated, retried inline.
+
+        Throttling (429/503/509 with Retry-After) is retried after Retry-After when that is short, else
+        raised for the queue to delay the message. Other transient failures back off exponentially with
+        jitter. A request that is not idempotent (sendMail) is retried only when Graph refused it unread
+        (throttled). Nothing waits past `graph_limits.deadline()`: neither a limiter place, nor a pause,
+        nor the request itself. Places are taken in mailbox order, so two batches cannot deadlock.
+        """
+        until = deadline(clock=self._clock)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with AsyncExitStack() as held:
+                    for name in sorted(slots, key=str.lower):
+                        await held.enter_async_context(self._limiter.slot(name, slots[name], until=until))
+                    self.requests += sum(slots.values())
+                    remaining = until - self._clock()
+                    if remaining <= 0:
+                        raise TimeoutError("the function's time limit is reached")
+                    async with asyncio.timeout(min(remaining, REQUEST_TIMEOUT_SECONDS)):
+                        return await op()
+            except Exception as exc:
+                err = translate(exc, mailbox=mailbox, item_id=item_id)
+                pause = self._retry_pause(err, exc, attempt, idempotent)
+                if pause is None or self._clock() + pause >= until:
+                    raise err from exc
+                await self._sleep(pause)
+
+    def time_left(self) -> float:
+        """Seconds until the time limit of the current invocation (graph_limits.deadline)."""
+        return deadline(clock=self._clock) - self._clock()
+
+    def _retry_pause(
+        self, err: SyncError, exc: BaseException, attempt: int, idempotent: bool
+    ) -> float | None:
+        """Seconds to wait before trying again inline, or None to give up (raise `err`)."""
+        if attempt >= max(INLINE_RETRIES, self._backoff.attempts):
+            return None
+        if isinstance(err, ThrottledError):
+            told = err.retry_after if isinstance(exc, SyncError) else server_retry_after(exc)
+            if told is None:
+                return self._backoff.delay(attempt)
+            if told > INLINE_RETRY_MAX_SECONDS or attempt >= INLINE_RETRIES:
+                return None  # the queue waits instead (visibility delay = Retry-After)
+            return told + self._backoff.rng.uniform(0, 0.1)
+        if isinstance(err, TransientError) and not isinstance(err, ConcurrencyError) and idempotent:
+            return self._backoff.delay(attempt)
+        return None

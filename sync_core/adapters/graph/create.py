@@ -1,0 +1,74 @@
+"""Finding an event we created, when Graph refuses a retried create instead of returning it (I3).
+
+I/O side, used through GraphAdapter.create_event() and GraphAdapter.find_created(). Every event we create
+carries our single-value extended property (the tag, the meeting key) and a transactionId derived from the
+same key, so the organizer's mailbox can be asked for it with the documented extended-property filter.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+from msgraph.generated.models.event import Event
+from msgraph.generated.users.item.events.events_request_builder import EventsRequestBuilder
+
+from sync_core.adapters.graph.base import config
+from sync_core.adapters.graph.convert import event_to_graph_event
+from sync_core.domain.model import GraphEvent
+
+if TYPE_CHECKING:
+    from sync_core.adapters.graph.adapter import GraphAdapter
+
+FIND_CREATED_PAGE = 10  # a tag names one meeting: one page is the usual answer
+
+
+def odata_text(value: str) -> str:
+    """A value inside an OData string literal: a single quote is written twice."""
+    return value.replace("'", "''")
+
+
+def tag_filter(prop_id: str, tag: str) -> str:
+    """`$filter` for items whose extended property `prop_id` has the value `tag`.
+
+    The form documented in Graph's singleValueLegacyExtendedProperty-get:
+    `singleValueExtendedProperties/Any(ep: ep/id eq '{id}' and ep/value eq '{value}')`.
+    """
+    return (
+        f"singleValueExtendedProperties/Any(ep: ep/id eq '{odata_text(prop_id)}'"
+        f" and ep/value eq '{odata_text(tag)}')"
+    )
+
+
+async def find_created(
+    adapter: GraphAdapter, mailbox: str, *, tag: str, transaction_id: str
+) -> GraphEvent | None:
+    """The event created in `mailbox` under `tag` with `transaction_id`, or None.
+
+    `GET /users/{id}/events?$filter=<tag_filter>` with our property expanded, following `@odata.nextLink`.
+    An event carrying another transactionId is not the create we are retrying and is never taken. Graph
+    returns transactionId only when an app set it, so a tagged organizer's event without one is taken when
+    no exact match exists.
+    """
+    prop = adapter.extended_property_id
+    builder = adapter.client.users.by_user_id(mailbox).events
+    query = EventsRequestBuilder.EventsRequestBuilderGetQueryParameters(
+        filter=tag_filter(prop, tag),
+        expand=[f"singleValueExtendedProperties($filter=id eq '{odata_text(prop)}')"],
+        top=FIND_CREATED_PAGE,
+    )
+    page = await adapter._call(mailbox, transaction_id, lambda: builder.get(config(query)))
+    fallback: Event | None = None
+    while True:
+        for item in page.value if page and page.value else []:
+            if item.transaction_id == transaction_id:
+                return event_to_graph_event(item, mailbox, extended_property_id=prop)
+            if item.transaction_id is None and item.is_organizer is not False and fallback is None:
+                fallback = item
+        link = page.odata_next_link if page else None
+        if not link:
+            break
+        page = await adapter._call(
+            mailbox, transaction_id, functools.partial(builder.with_url(link).get, config())
+        )
+    return None if fallback is None else event_to_graph_event(fallback, mailbox, extended_property_id=prop)

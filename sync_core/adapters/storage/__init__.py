@@ -1,0 +1,1 @@
+"""Azure Storage: the queues and the tables (mappings, decisions, failures, subscriptions)."""

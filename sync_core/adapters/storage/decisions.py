@@ -1,0 +1,150 @@
+"""The decision log (rule E1): every decision the worker took, findable from either side's id.
+
+I/O side. Rows are partitioned by the item the change was about, so `explain` reads one partition.
+Each decision is also written once more, without its versions, to a time index: a partition per UTC
+hour (`recent-YYYYMMDDHH`) under the same inverted-tick RowKey, so "the newest N decisions" is a key-only
+read of the latest hour partitions, newest first (`recent`). Cost: one extra Table write per decision
+(sent together with the item row), and in the hourly sweep one batched delete per 100 index rows
+past `INDEX_RETENTION` (`purge_index`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.data.tables.aio import TableClient
+
+from sync_core.adapters.storage.core import create_entity, get_json, key_of, put_json, query, translate
+from sync_core.adapters.storage.purge import delete_range
+
+log = logging.getLogger("sync_core.decision_log")
+
+_MAX_TICKS = 10**19
+INDEX_PREFIX = "recent-"
+INDEX_RETENTION = timedelta(days=7)  # the status page shows 24 h
+INDEX_SKEW = timedelta(minutes=5)  # a worker's clock may run ahead of the reader's
+MAX_INDEX_HOURS = 24 * 8  # how many hour partitions one `recent` call may read, at most
+MAX_PURGED_PER_RUN = 100_000
+
+
+def item_partition(side: str, item_id: str) -> str:
+    return key_of("item", side, item_id)
+
+
+def index_partition(at: datetime) -> str:
+    """The time index's partition for decisions taken in the UTC hour of `at`; sorts by time."""
+    return f"{INDEX_PREFIX}{at.astimezone(UTC):%Y%m%d%H}"
+
+
+def _ticks(at: datetime) -> int:
+    """Inverted microseconds: RowKeys sort ascending, so the newest decision comes first."""
+    return _MAX_TICKS - int(at.timestamp() * 1_000_000)
+
+
+def _hours(newest: datetime, oldest: datetime) -> list[str]:
+    """Index partitions from the hour of `newest` back to the hour of `oldest`, newest first. Pure."""
+    hour, last = (t.astimezone(UTC).replace(minute=0, second=0, microsecond=0) for t in (newest, oldest))
+    out: list[str] = []
+    while hour >= last and len(out) < MAX_INDEX_HOURS:
+        out.append(index_partition(hour))
+        hour -= timedelta(hours=1)
+    return out
+
+
+def _row(entity: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "at": entity["At"],
+        "side": entity["Side"],
+        "item_id": entity["ItemId"],
+        "meeting_key": entity["MeetingKey"],
+        "rule": entity["Rule"],
+        "reason": entity["Reason"],
+        "correlation_id": entity["CorrelationId"],
+        "outcome": entity["Outcome"],
+        "actions": get_json(entity, "Actions"),
+    }
+
+
+class DecisionLog:
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    async def record(
+        self,
+        *,
+        side: str,
+        item_id: str,
+        at: datetime,
+        meeting_key: str | None,
+        rule: str,
+        reason: str,
+        actions: list[dict[str, Any]],
+        correlation_id: str,
+        versions: dict[str, str],
+        outcome: str,
+    ) -> None:
+        entity: dict[str, Any] = {
+            "PartitionKey": item_partition(side, item_id),
+            "RowKey": f"{_ticks(at):020d}-{uuid.uuid4().hex[:8]}",
+            "Side": side,
+            "ItemId": item_id,
+            "At": at.astimezone(UTC).isoformat(),
+            "MeetingKey": meeting_key or "",
+            "Rule": rule,
+            "Reason": reason[:1000],
+            "CorrelationId": correlation_id,
+            "Outcome": outcome,
+        }
+        put_json(entity, "Actions", actions)
+        index = entity | {"PartitionKey": index_partition(at)}
+        put_json(entity, "Versions", versions)
+        # Both at once: the item row is the record (E1) and its failure fails the change; the index row
+        # only feeds the status page, so losing it is logged, not retried.
+        done, indexed = await asyncio.gather(
+            create_entity(self._table, entity), create_entity(self._table, index), return_exceptions=True
+        )
+        if isinstance(done, BaseException):
+            raise done
+        if isinstance(indexed, BaseException):
+            if not isinstance(indexed, Exception):
+                raise indexed
+            log.warning("decision on %s %s not added to the time index: %s", side, item_id, indexed)
+
+    async def for_item(self, side: str, item_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        async for entity in query(self._table, "PartitionKey eq @pk", pk=item_partition(side, item_id)):
+            out.append(_row(entity) | {"versions": get_json(entity, "Versions")})
+            if len(out) >= limit:
+                break
+        return out
+
+    async def recent(self, *, since: datetime, now: datetime, limit: int = 25) -> list[dict[str, Any]]:
+        """The newest `limit` decisions taken at or after `since`, newest first, across all items.
+
+        Key-only reads of the time index: hour partitions from `now` back to `since`, each read from its
+        newest row, stopping once `limit` rows are found (usually one request)."""
+        out: list[dict[str, Any]] = []
+        below = f"{_ticks(since) + 1:020d}"  # every RowKey of a decision at or after `since` sorts below
+        for pk in _hours(now + INDEX_SKEW, since):
+            flt = "PartitionKey eq @pk and RowKey lt @below"
+            try:
+                pages = self._table.query_entities(
+                    flt, parameters={"pk": pk, "below": below}, results_per_page=min(limit, 1000)
+                )
+                async for entity in pages:
+                    out.append(_row(entity))
+                    if len(out) >= limit:
+                        return out
+            except Exception as exc:
+                raise translate(exc) from exc
+        return out
+
+    async def purge_index(self, now: datetime, *, max_rows: int = MAX_PURGED_PER_RUN) -> int:
+        """Delete time-index rows of hours wholly before `INDEX_RETENTION` (the item rows stay)."""
+        flt = "PartitionKey ge @lo and PartitionKey lt @hi"
+        hi = index_partition(now - INDEX_RETENTION)
+        return await delete_range(self._table, flt, {"lo": INDEX_PREFIX, "hi": hi}, max_rows=max_rows)

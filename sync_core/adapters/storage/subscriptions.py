@@ -1,0 +1,211 @@
+"""Graph subscription state in Table Storage, and the clientState lookup the ingress needs.
+
+I/O side. One row per subscription (secret, mailbox, expiry, status); an in-process cache keeps the
+ingress to milliseconds, with a short negative cache so forged ids cannot hammer the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient
+
+from sync_core.adapters.storage.core import call, create_entity, get_entity, key_of, query, replace_if_match
+from sync_core.errors import ConcurrencyError, NotFoundError
+
+_PK = "subscription"
+CLIENT_STATE_BYTES = 48  # 64 url-safe characters: within Graph's 128-character limit
+
+
+def new_client_state() -> str:
+    return secrets.token_urlsafe(CLIENT_STATE_BYTES)
+
+
+@dataclass(frozen=True)
+class SubscriptionRow:
+    subscription_id: str
+    mailbox: str
+    client_state: str
+    expires_at: datetime
+    status: str = "active"  # active | removed | deleted | polling (X3: Graph refused; delta polls instead)
+    last_renewal: datetime | None = None
+    last_notification: datetime | None = None  # per mailbox, kept on the SyncMailboxes row (ingress)
+    last_reauthorization: datetime | None = None
+    next_attempt: datetime | None = None  # polling: when to ask Graph for a subscription again
+    reason: str = ""  # polling: why Graph refused
+    ended_at: datetime | None = None  # when it became history (removed, deleted): purged some days later
+    etag: str | None = field(default=None, compare=False)
+
+    def retired(self, status: str, at: datetime, reason: str | None = None) -> SubscriptionRow:
+        """This row as history: `removed` (Graph no longer has it) or `deleted` (we deleted or retired it)."""
+        return replace(self, status=status, ended_at=at, reason=self.reason if reason is None else reason)
+
+    def entity(self) -> dict[str, Any]:
+        def iso(v: datetime | None) -> str:
+            return v.astimezone(UTC).isoformat() if v else ""
+
+        return {
+            "PartitionKey": _PK,
+            "RowKey": self.subscription_id,
+            "Mailbox": self.mailbox,
+            "ClientState": self.client_state,
+            "ExpiresAt": self.expires_at.astimezone(UTC).isoformat(),
+            "Status": self.status,
+            "LastRenewal": iso(self.last_renewal),
+            "LastReauthorization": iso(self.last_reauthorization),
+            "NextAttempt": iso(self.next_attempt),
+            "Reason": self.reason[:1000],
+            "EndedAt": iso(self.ended_at),
+        }
+
+    @classmethod
+    def from_entity(cls, e: dict[str, Any]) -> SubscriptionRow:
+        def dt(v: Any) -> datetime | None:
+            return datetime.fromisoformat(v) if v else None
+
+        expires = dt(e.get("ExpiresAt"))
+        return cls(
+            subscription_id=str(e["RowKey"]),
+            mailbox=str(e["Mailbox"]),
+            client_state=str(e["ClientState"]),
+            expires_at=expires or datetime.min.replace(tzinfo=UTC),
+            status=str(e.get("Status") or "active"),
+            last_renewal=dt(e.get("LastRenewal")),
+            last_notification=dt(e.get("LastNotification")),
+            last_reauthorization=dt(e.get("LastReauthorization")),
+            next_attempt=dt(e.get("NextAttempt")),
+            reason=str(e.get("Reason") or ""),
+            ended_at=dt(e.get("EndedAt")),
+            etag=e.get("_etag"),
+        )
+
+
+def polling_id(mailbox: str) -> str:
+    """The row id of a mailbox's polling placeholder (X3): never a Graph subscription id."""
+    return f"polling-{key_of(mailbox.lower())}"
+
+
+class SubscriptionStore:
+    """Subscription rows, with a read-through cache for the ingress's clientState checks."""
+
+    def __init__(
+        self, table: TableClient, *, ttl_seconds: float = 300.0, negative_ttl_seconds: float = 10.0
+    ) -> None:
+        self._table = table
+        self._ttl = ttl_seconds
+        self._negative_ttl = negative_ttl_seconds
+        self._cache: dict[str, tuple[float, SubscriptionRow | None]] = {}
+
+    async def get(self, subscription_id: str, *, fresh: bool = False) -> SubscriptionRow | None:
+        """The row (cached for the ingress); `fresh` reads the table, for decisions that need its ETag."""
+        now = time.monotonic()
+        hit = self._cache.get(subscription_id)
+        if hit is not None and hit[0] > now and not fresh:
+            return hit[1]
+        entity = await get_entity(self._table, _PK, subscription_id) if _key_safe(subscription_id) else None
+        row = SubscriptionRow.from_entity(entity) if entity else None
+        self._cache[subscription_id] = (now + (self._ttl if row else self._negative_ttl), row)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        return row
+
+    async def save(self, row: SubscriptionRow) -> None:
+        entity = row.entity()
+        await call(
+            lambda: self._table.upsert_entity(entity, mode=UpdateMode.MERGE), item_id=row.subscription_id
+        )
+        self._cache[row.subscription_id] = (time.monotonic() + self._ttl, row)
+
+    async def claim(self, row: SubscriptionRow) -> SubscriptionRow:
+        """Save only if the row is unchanged since it was read (its ETag): ConcurrencyError otherwise.
+
+        Two workers handling copies of one lifecycle event both read the row; one claim wins, so Graph
+        sees one reauthorize or one PATCH, never both within 10 minutes (facts §5)."""
+        if row.etag is None:
+            raise ConcurrencyError("claim needs a row read with its ETag", side="storage")
+        entity, etag = row.entity(), row.etag
+        meta = await call(
+            lambda: self._table.update_entity(
+                entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
+            ),
+            item_id=row.subscription_id,
+        )
+        claimed = replace(row, etag=str(meta.get("etag")))
+        self._cache[row.subscription_id] = (time.monotonic() + self._ttl, claimed)
+        return claimed
+
+    async def delete(self, row: SubscriptionRow) -> None:
+        """Delete the row as it was read (its ETag): a row written since is kept; one already gone is fine."""
+        kw: dict[str, Any] = {}
+        if row.etag is not None:
+            kw = {"etag": row.etag, "match_condition": MatchConditions.IfNotModified}
+        with contextlib.suppress(ConcurrencyError, NotFoundError):
+            await call(
+                lambda: self._table.delete_entity(_PK, row.subscription_id, **kw), item_id=row.subscription_id
+            )
+        self._cache.pop(row.subscription_id, None)
+
+    async def all(self) -> list[SubscriptionRow]:
+        return [
+            SubscriptionRow.from_entity(e) async for e in query(self._table, "PartitionKey eq @pk", pk=_PK)
+        ]
+
+    async def for_mailbox(self, mailbox: str) -> list[SubscriptionRow]:
+        return [r for r in await self.all() if r.mailbox.lower() == mailbox.lower()]
+
+    def mailbox_lease(self, mailbox: str) -> RunLease:
+        """A claim on subscribing one mailbox, so two workers never both create its subscription (S1)."""
+        return RunLease(self._table, f"ensure-{key_of(mailbox.lower())}")
+
+
+class RunLease:
+    """A row claimed with its ETag so a timer run never overlaps another; a crashed run's claim lapses.
+
+    Timers are singletons only per schedule occurrence; a run that outlasts its period, a manual run and
+    a scale-out can still overlap. The claim holds until `until`, which outlives the run's own deadline."""
+
+    def __init__(self, table: TableClient, name: str) -> None:
+        self._table = table
+        self._name = name
+        self._etag: str | None = None
+        self._owner = secrets.token_hex(8)
+
+    async def acquire(self, now: datetime, hold: timedelta) -> bool:
+        entity = {
+            "PartitionKey": "lease",
+            "RowKey": self._name,
+            "Owner": self._owner,
+            "Until": (now + hold).astimezone(UTC).isoformat(),
+        }
+        current = await get_entity(self._table, "lease", self._name)
+        try:
+            if current is None:
+                self._etag = await create_entity(self._table, entity)
+                return True
+            until = datetime.fromisoformat(str(current.get("Until") or "1970-01-01T00:00:00+00:00"))
+            if until > now and current.get("Owner") != self._owner:
+                return False
+            self._etag = await replace_if_match(self._table, entity, str(current["_etag"]))
+            return True
+        except ConcurrencyError:
+            return False  # another run claimed it between our read and write
+
+    async def release(self) -> None:
+        if self._etag is None:
+            return
+        entity = {"PartitionKey": "lease", "RowKey": self._name, "Owner": "", "Until": ""}
+        with contextlib.suppress(ConcurrencyError, NotFoundError):  # lapsed and taken: theirs now
+            await replace_if_match(self._table, entity, self._etag)
+        self._etag = None
+
+
+def _key_safe(value: str) -> bool:
+    """Table keys may not hold / \\ # ? or control characters; such an id cannot be one of ours."""
+    return 0 < len(value) <= 255 and not any(c in value for c in "/\\#?") and value.isprintable()

@@ -1,0 +1,1 @@
+"""The vocabulary: meetings, actions, messages, the policy, identities and time zones. Pure."""

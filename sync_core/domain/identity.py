@@ -1,0 +1,81 @@
+"""Meeting identity (rule I1) and the deterministic keys that make creates idempotent (I3).
+
+Pure functions. A meeting key names one meeting across every mailbox copy and the CRM record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sync_core.domain.model import CrmRecord, GraphEvent, Side, utc
+from sync_core.errors import UnprocessableError
+
+# Fixed namespace: changing it would change every idempotency key and transactionId.
+_NAMESPACE = uuid.UUID("8f0c7d5e-3b1a-5c4e-9a6d-2f1e0b9c8a7d")
+
+SERIES_TYPES = frozenset({"occurrence", "exception"})
+
+
+def series_identity(event: GraphEvent) -> str:
+    """The key of a single instance or a series master: its iCalUId, the same in every copy (I1)."""
+    if event.ical_uid:
+        return "ical:" + event.ical_uid
+    # No iCalUId (seen on some drafts): only this copy can be named, so it cannot join other copies.
+    return f"graph:{event.mailbox.lower()}:{event.event_id}"
+
+
+def meeting_key(event: GraphEvent, series_key: str | None = None) -> str:
+    """I1: a single instance or series master by iCalUId; an occurrence or exception by its series key
+    plus its originalStart (never its own iCalUId, whose meaning for occurrences differs between sources).
+
+    `series_key` is the key of the series master the caller found for `event.series_master_id`.
+    """
+    if event.type in SERIES_TYPES:
+        if series_key is None:
+            raise UnprocessableError(
+                "an occurrence needs the key of its series master",
+                side="m365",
+                mailbox=event.mailbox,
+                item_id=event.event_id,
+            )
+        if event.original_start is None:
+            raise UnprocessableError(
+                "an occurrence without originalStart",
+                side="m365",
+                mailbox=event.mailbox,
+                item_id=event.event_id,
+            )
+        return occurrence_key(series_key, event.original_start)
+    return series_identity(event)
+
+
+def occurrence_key(series_key: str, original_start: datetime) -> str:
+    """The key of one occurrence of a series: series key plus its original start in UTC."""
+    return f"{series_key}|{utc(original_start).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+def crm_meeting_key(record: CrmRecord) -> str:
+    """The key of a CRM record: the meeting key we stored on it (`external_ref`); else, for an exception of
+    a series edited in the CRM, the series key plus its original start (R3); else "crm:" + its id."""
+    if record.external_ref:
+        return record.external_ref
+    appt = record.appointment
+    if appt.series_ref and appt.original_start is not None:
+        return occurrence_key(appt.series_ref, appt.original_start)
+    return "crm:" + record.crm_id
+
+
+def crm_id_from_key(key: str) -> str | None:
+    """The CRM id named by a CRM-originated key ("crm:<id>"), else None."""
+    return key[4:] if key.startswith("crm:") and "|" not in key else None
+
+
+def idempotency_key(meeting_key: str, side: Side | str) -> str:
+    """The idempotency key for creating `meeting_key` on `side` (I3): the same on every retry."""
+    return f"{Side(side).value}-{uuid.uuid5(_NAMESPACE, f'{Side(side).value}:{meeting_key}')}"
+
+
+def transaction_id(meeting_key: str) -> str:
+    """The Graph `transactionId` for creating `meeting_key` (I3): a UUID5, 36 characters."""
+    return str(uuid.uuid5(_NAMESPACE, "graph-create:" + meeting_key))

@@ -1,0 +1,63 @@
+"""How a mapping row changes when an action has been carried out: pure, shared by the worker and the tests.
+
+The engine's `Decision.mapping` is the row to save (snapshot, copies, state); these add what only the write
+itself tells: the ids a side gave, and receipts of what the side holds after our write (its version and
+the fingerprint `content_sync.is_echo` compares), so the echo that follows is recognised (D4).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sync_core.domain.actions import GraphCopy, Mapping, Receipt
+from sync_core.domain.model import CrmRecord, GraphEvent
+from sync_core.engine.content_sync import receipt_fingerprint
+
+
+def with_copy(mapping: Mapping, copy: GraphCopy) -> Mapping:
+    """Add (or replace) one mailbox's copy; the first organizer copy becomes the authoritative one."""
+    copies = (*(c for c in mapping.copies if c.mailbox.lower() != copy.mailbox.lower()), copy)
+    update: dict[str, object] = {"copies": copies}
+    if copy.role != "room" and (
+        mapping.graph_event_id is None
+        or (copy.role == "organizer" and mapping.organizer_mailbox not in (None, copy.mailbox))
+    ):
+        update |= {"graph_event_id": copy.event_id, "organizer_mailbox": copy.mailbox}
+    elif mapping.organizer_mailbox and mapping.organizer_mailbox.lower() == copy.mailbox.lower():
+        update |= {"graph_event_id": copy.event_id}
+    return mapping.model_copy(update=update)
+
+
+def after_crm_write(mapping: Mapping, record: CrmRecord, now: datetime) -> Mapping:
+    receipt = Receipt(
+        target_id=record.crm_id,
+        version=record.version,
+        fingerprint=receipt_fingerprint(record.appointment),
+        at=now,
+    )
+    return mapping.model_copy(update={"crm_id": record.crm_id, "crm_receipt": receipt})
+
+
+def after_graph_write(mapping: Mapping, event: GraphEvent, now: datetime) -> Mapping:
+    receipt = Receipt(
+        target_id=event.event_id,
+        version=event.change_key,
+        fingerprint=receipt_fingerprint(event.appointment),
+        at=now,
+    )
+    copy = GraphCopy(
+        mailbox=event.mailbox, event_id=event.event_id, role="organizer" if event.is_organizer else "attendee"
+    )
+    updated = with_copy(mapping, copy)
+    update: dict[str, object] = {"graph_receipt": receipt}
+    if event.ical_uid and event.type in ("singleInstance", "seriesMaster"):
+        update["ical_uid"] = event.ical_uid
+    return updated.model_copy(update=update)
+
+
+def cancelled(mapping: Mapping) -> Mapping:
+    return mapping.model_copy(update={"state": "cancelled"})
+
+
+def unlinked(mapping: Mapping) -> Mapping:
+    return mapping.model_copy(update={"state": "unlinked"})

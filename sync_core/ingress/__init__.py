@@ -1,0 +1,1 @@
+"""The front doors: Graph notifications and CRM webhooks, validated and queued."""

@@ -1,0 +1,224 @@
+"""Front door for Microsoft Graph change notifications: validate, check clientState, enqueue, 202.
+
+I/O at the edges only (the subscription lookup and the queue send are passed in). Nothing syncs here:
+Graph wants a 2xx within 3 s and drops notifications for slow endpoints (facts §3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sync_core.adapters import telemetry
+from sync_core.adapters.storage.subscriptions import SubscriptionRow
+from sync_core.domain.messages import GraphChange, MailboxResync, SubscriptionLifecycle, encode
+
+log = logging.getLogger("sync_core.ingress")
+
+MAX_NOTIFICATION_BODY = 1024 * 1024  # Graph batches are small; anything larger is not Graph
+NOTIFICATION_TOUCH_INTERVAL = timedelta(seconds=60)  # how often a mailbox's last notification is recorded
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class ResourceData(_Lenient):
+    odata_type: str | None = Field(None, alias="@odata.type")
+    odata_id: str | None = Field(None, alias="@odata.id")
+    odata_etag: str | None = Field(None, alias="@odata.etag")
+    id: str = Field(min_length=1, max_length=1024)
+
+
+class Notification(_Lenient):
+    subscription_id: str = Field(alias="subscriptionId", min_length=1, max_length=255)
+    client_state: str | None = Field(None, alias="clientState", max_length=255)
+    change_type: Literal["created", "updated", "deleted"] | None = Field(None, alias="changeType")
+    resource: str | None = Field(None, max_length=2048)
+    resource_data: ResourceData | None = Field(None, alias="resourceData")
+    lifecycle_event: Literal["reauthorizationRequired", "subscriptionRemoved", "missed"] | None = Field(
+        None, alias="lifecycleEvent"
+    )
+    tenant_id: str | None = Field(None, alias="tenantId")
+    subscription_expiration: datetime | None = Field(None, alias="subscriptionExpirationDateTime")
+
+
+class NotificationCollection(_Lenient):
+    value: list[Notification] = Field(min_length=1, max_length=1000)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: str = ""
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A notification that passed validation, with the subscription row it belongs to."""
+
+    notification: Notification
+    subscription: SubscriptionRow
+
+
+LookupSubscription = Callable[[str], Awaitable[SubscriptionRow | None]]
+Enqueue = Callable[[str], Awaitable[None]]
+Touch = Callable[[str, datetime], Awaitable[None]]  # record a mailbox's last notification (X2)
+
+
+def validation_reply(params: Mapping[str, str]) -> Reply | None:
+    """Graph's handshake: 200, text/plain, the decoded token verbatim (facts §2)."""
+    token = params.get("validationToken")
+    if token is None:
+        return None
+    return Reply(200, token, "text/plain")
+
+
+def parse(body: bytes) -> NotificationCollection | Reply:
+    if len(body) > MAX_NOTIFICATION_BODY:
+        return Reply(413, '{"error":"notification body too large"}')
+    try:
+        return NotificationCollection.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        reason = f"{where}: {first['msg']}"
+        return Reply(400, _json_error(f"malformed notification: {reason}"))
+
+
+async def authenticate(collection: NotificationCollection, lookup: LookupSubscription) -> list[Accepted]:
+    """Keep the notifications whose clientState matches the secret stored for their subscription."""
+    out: list[Accepted] = []
+    for n in collection.value:
+        row = await lookup(n.subscription_id)
+        if row is None:
+            log.warning("discarded notification for unknown subscription %s", n.subscription_id)
+            continue
+        given = (n.client_state or "").encode()
+        if not hmac.compare_digest(given, row.client_state.encode()):
+            log.warning(
+                "discarded notification with a wrong clientState for subscription %s (mailbox %s): "
+                "possible forgery",
+                n.subscription_id,
+                row.mailbox,
+            )
+            continue
+        out.append(Accepted(n, row))
+    return out
+
+
+def to_messages(accepted: list[Accepted], now: datetime) -> list[str]:
+    """One queue message per change notification. Lifecycle events (facts §5): `missed` becomes a full
+    mailbox resync; `reauthorizationRequired` and `subscriptionRemoved` become subscription work."""
+    out: list[str] = []
+    for a in accepted:
+        n, row = a.notification, a.subscription
+        correlation_id = telemetry.new_correlation_id()  # on this change's log records from here on
+        if n.lifecycle_event == "missed":
+            out.append(
+                encode(
+                    MailboxResync(
+                        correlation_id=correlation_id,
+                        received_at=now,
+                        mailbox=row.mailbox,
+                        reason=f"lifecycle:missed:{row.subscription_id}",
+                        full=True,
+                    )
+                )
+            )
+            continue
+        if n.lifecycle_event is not None:
+            out.append(
+                encode(
+                    SubscriptionLifecycle(
+                        correlation_id=correlation_id,
+                        received_at=now,
+                        mailbox=row.mailbox,
+                        subscription_id=row.subscription_id,
+                        event=n.lifecycle_event,
+                    )
+                )
+            )
+            continue
+        if n.resource_data is None or n.change_type is None:
+            log.warning(
+                "discarded notification without resourceData/changeType (subscription %s)",
+                row.subscription_id,
+            )
+            continue
+        out.append(
+            encode(
+                GraphChange(
+                    correlation_id=correlation_id,
+                    received_at=now,
+                    mailbox=row.mailbox,
+                    event_id=n.resource_data.id,
+                    change_type=n.change_type,
+                    subscription_id=row.subscription_id,
+                )
+            )
+        )
+    return out
+
+
+class NotificationClock:
+    """Records when each mailbox last heard from Graph (X2), at most once a minute per mailbox and process,
+    so the front door stays fast. A failed write is logged, never fails the request: it only risks a
+    needless X2 subscription check."""
+
+    def __init__(self, touch: Touch, interval: timedelta = NOTIFICATION_TOUCH_INTERVAL) -> None:
+        self._touch = touch
+        self._interval = interval
+        self._last: dict[str, datetime] = {}
+
+    async def heard(self, accepted: list[Accepted], now: datetime) -> None:
+        for mailbox in {a.subscription.mailbox for a in accepted if a.notification.lifecycle_event is None}:
+            last = self._last.get(mailbox.lower())
+            if last is not None and now - last < self._interval:
+                continue
+            self._last[mailbox.lower()] = now
+            if len(self._last) > 100_000:
+                self._last.clear()
+            try:
+                await self._touch(mailbox, now)
+            except Exception as exc:  # never fail the 202 for a bookkeeping write
+                log.warning("could not record the last notification of %s: %s", mailbox, exc)
+
+
+async def handle_notifications(
+    params: Mapping[str, str],
+    body: bytes,
+    lookup: LookupSubscription,
+    enqueue: Enqueue,
+    now: datetime,
+    *,
+    heard: NotificationClock | None = None,
+) -> Reply:
+    """The whole front door: handshake, or validate + authenticate + enqueue, then 202."""
+    handshake = validation_reply(params)
+    if handshake is not None:
+        return handshake
+    parsed = parse(body)
+    if isinstance(parsed, Reply):
+        return parsed
+    accepted = await authenticate(parsed, lookup)
+    messages = to_messages(accepted, now)
+    telemetry.notifications_received(
+        "graph", accepted=len(messages), discarded=len(parsed.value) - len(messages)
+    )
+    bookkeeping = [heard.heard(accepted, now)] if heard is not None and accepted else []
+    await asyncio.gather(*(enqueue(m) for m in messages), *bookkeeping)
+    return Reply(202, f'{{"accepted":{len(messages)},"discarded":{len(parsed.value) - len(accepted)}}}')
+
+
+def _json_error(reason: str) -> str:
+    return json.dumps({"error": reason})

@@ -1,0 +1,1 @@
+"""Operating the sync: poison replay, status, explain, and the command line."""

@@ -1,0 +1,1 @@
+"""The interfaces the service needs from the outside world (Protocols only)."""

@@ -1,0 +1,1 @@
+"""The queue worker and the scheduled runs: gather, decide, apply; reconcile; subscriptions."""

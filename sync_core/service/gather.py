@@ -1,0 +1,283 @@
+"""What the worker reads before it asks the engine: the mapping, both sides' current state, and the facts.
+
+I/O side. Everything here is a read of current state (never trusted from the message), plus the X1 delete
+budget, the only counter the worker keeps. The engine (`engine.decide`) gets the result and stays pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.data.tables.aio import TableClient
+
+from sync_core.adapters.graph.adapter import GraphAdapter
+from sync_core.adapters.storage.core import create_entity, get_entity, key_of, replace_if_match
+from sync_core.adapters.storage.mappings import MappingStore
+from sync_core.domain import identity
+from sync_core.domain.actions import Change, ChangeType, GraphCopy, Mapping
+from sync_core.domain.messages import CrmChange, GraphChange
+from sync_core.domain.model import Appointment, CrmRecord, GraphEvent, Side
+from sync_core.domain.policy import Policy
+from sync_core.engine.content_sync import with_copy as add_copy
+from sync_core.engine.decide import Facts
+from sync_core.engine.from_crm import target_mailbox
+from sync_core.errors import ConcurrencyError
+from sync_core.ports.crm import CrmConnector
+
+# X1: a queue worker has no "run"; a run is one fixed clock hour per mailbox (docs/sync-rules.md, X1).
+DELETE_RUN = timedelta(hours=1)
+_DELETES_PK = "deletes"
+_OCCURRENCE_SEARCH = timedelta(days=1)
+
+
+@dataclass
+class Gathered:
+    change: Change
+    meeting_key: str | None
+    mapping: Mapping | None  # the stored row plus the copies this read found (room copies, our lost create)
+    stored: Mapping | None  # the row exactly as stored: its ETag and index rows
+    graph: GraphEvent | None
+    crm: CrmRecord | None
+    facts: Facts
+    run_mailbox: str | None  # the mailbox whose X1 delete budget this change spends
+
+
+class DeleteBudget:
+    """X1: cancels and deletes carried out per mailbox in the current run (one clock hour), in Table Storage
+    so every worker instance shares it. Counting is exact under races (ETag-conditioned increments)."""
+
+    def __init__(self, table: TableClient, *, run: timedelta = DELETE_RUN) -> None:
+        self._table = table
+        self._run = run
+
+    def _row(self, mailbox: str, now: datetime) -> str:
+        seconds = int(self._run.total_seconds())
+        bucket = int(now.astimezone(UTC).timestamp()) // seconds * seconds
+        return key_of(mailbox.lower(), str(bucket))
+
+    async def used(self, mailbox: str, now: datetime) -> int:
+        entity = await get_entity(self._table, _DELETES_PK, self._row(mailbox, now))
+        return int(entity["Count"]) if entity else 0
+
+    async def spend(self, mailbox: str, now: datetime) -> int:
+        """Count one cancel or delete; returns the count so far in this run."""
+        row = self._row(mailbox, now)
+        for _ in range(10):
+            entity = await get_entity(self._table, _DELETES_PK, row)
+            count = (int(entity["Count"]) if entity else 0) + 1
+            new: dict[str, Any] = {
+                "PartitionKey": _DELETES_PK,
+                "RowKey": row,
+                "Mailbox": mailbox.lower(),
+                "RunStart": now.astimezone(UTC).isoformat(),
+                "Count": count,
+            }
+            try:
+                if entity is None:
+                    await create_entity(self._table, new)
+                else:
+                    await replace_if_match(self._table, new, entity["_etag"])
+                return count
+            except ConcurrencyError:
+                continue
+        raise ConcurrencyError("delete budget contended", mailbox=mailbox)
+
+    async def purge(self, before: datetime, at_most: int) -> int:
+        """Delete up to `at_most` budget rows last spent before `before` (past runs); returns how many."""
+        from sync_core.adapters.storage.purge import delete_range
+
+        flt = "PartitionKey eq @pk and RunStart lt @before"
+        params = {"pk": _DELETES_PK, "before": before.astimezone(UTC).isoformat()}
+        return await delete_range(self._table, flt, params, max_rows=at_most)
+
+
+class Gatherer:
+    def __init__(
+        self,
+        *,
+        graph: GraphAdapter,
+        crm: CrmConnector,
+        mappings: MappingStore,
+        policy: Policy,
+        budget: DeleteBudget | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.graph = graph
+        self.crm = crm
+        self.mappings = mappings
+        self.policy = policy
+        self.budget = budget
+        self.clock = clock
+
+    # -- a change in a Microsoft 365 mailbox ----------------------------------------------------------
+
+    async def graph_change(self, msg: GraphChange) -> Gathered:
+        change = Change(
+            source=Side.M365,
+            change_type=ChangeType(msg.change_type),
+            item_id=msg.event_id,
+            mailbox=msg.mailbox,
+        )
+        event = await self.graph.get_event(msg.mailbox, msg.event_id)
+        series_key = await self._series_key(msg.mailbox, event)
+        key = await self.mappings.find_by_graph(msg.mailbox, msg.event_id)
+        if key is None and event is not None:
+            key = await self._graph_key(event, series_key)
+        stored = await self.mappings.get(key) if key else None
+        crm_id = stored.crm_id if stored else (identity.crm_id_from_key(key) if key else None)
+        # A tagged event whose mapping save was lost names its CRM record in the tag: adopt it (I3).
+        crm = await self.crm.get_appointment(crm_id) if crm_id else None
+        if crm_id is None and stored is None and key and event and event.type not in identity.SERIES_TYPES:
+            # I5: an unmapped meeting may have a CRM record linked to it before onboarding: adopt it.
+            crm = await self.crm.find_by_external_ref(key)
+        overlaps: tuple[GraphEvent, ...] = ()
+        room = self.policy.room(msg.mailbox)
+        if event is not None and room is not None and room.mode == "crm_managed":
+            overlaps = await self._room_overlaps(room.mailbox, event.appointment, exclude=event.ical_uid)
+        facts = Facts(
+            known_contacts=await self._known(event, stored),
+            room_overlaps=overlaps,
+            deletes_this_run=await self._used(msg.mailbox),
+            series_key=series_key,
+            series_mapping=await self.mappings.get(series_key) if series_key else None,
+        )
+        return Gathered(change, key, stored, stored, event, crm, facts, msg.mailbox)
+
+    async def _series_key(self, mailbox: str, event: GraphEvent | None) -> str | None:
+        """I1/R3: the meeting key of the series an occurrence or exception belongs to."""
+        if event is None or event.type not in identity.SERIES_TYPES or not event.series_master_id:
+            return None
+        known = await self.mappings.find_by_graph(mailbox, event.series_master_id)
+        if known is not None:
+            return known
+        master = await self.graph.get_event(mailbox, event.series_master_id)
+        if master is None:
+            return None
+        return master.written_by_us or await self._graph_key(master, None)
+
+    async def _graph_key(self, event: GraphEvent, series_key: str | None) -> str | None:
+        if event.written_by_us:
+            return event.written_by_us
+        if event.type in identity.SERIES_TYPES:
+            return identity.meeting_key(event, series_key) if series_key else None
+        return await self.mappings.find_by_ical(event.ical_uid) or identity.meeting_key(event)
+
+    async def _known(self, event: GraphEvent | None, mapping: Mapping | None) -> frozenset[str]:
+        """S5: which attendees resolve to CRM contacts; only asked before the meeting is mapped."""
+        if event is None or mapping is not None:
+            return frozenset()
+        emails = {a.email for a in event.appointment.attendees}
+        if event.appointment.organizer:
+            emails.add(event.appointment.organizer.email)
+        return frozenset(await self.crm.find_contacts(sorted(emails))) if emails else frozenset()
+
+    # -- a change of a CRM record ---------------------------------------------------------------------
+
+    async def crm_change(self, msg: CrmChange) -> Gathered:
+        change = Change(source=Side.CRM, change_type=_crm_change_type(msg.change_type), item_id=msg.crm_id)
+        record = await self.crm.get_appointment(msg.crm_id)
+        key = await self.mappings.find_by_crm(msg.crm_id)
+        if key is None and record is not None:
+            key = identity.crm_meeting_key(record)
+        stored = await self.mappings.get(key) if key else None
+        mapping = stored
+        event: GraphEvent | None = None
+        occurrence_id: str | None = None
+        if mapping and mapping.graph_event_id and mapping.organizer_mailbox:
+            event = await self.graph.get_event(mapping.organizer_mailbox, mapping.graph_event_id)
+        elif record is not None and key is not None:
+            appt = record.appointment
+            if mapping is None and appt.series_ref and appt.original_start is not None:
+                event = await self._occurrence(appt.series_ref, appt.original_start)
+                occurrence_id = event.event_id if event else None
+            else:
+                event = await self._our_lost_create(key, record, mapping)  # the engine links it (I3)
+        facts_overlaps: list[GraphEvent] = []
+        if record is not None and mapping is not None:
+            mapping, facts_overlaps = await self._room_copies(record, mapping, event)
+        run_mailbox = mapping.organizer_mailbox if mapping else (event.mailbox if event else None)
+        facts = Facts(
+            room_overlaps=tuple(facts_overlaps),
+            deletes_this_run=await self._used(run_mailbox),
+            occurrence_event_id=occurrence_id,
+            series_key=record.appointment.series_ref if record else None,
+        )
+        return Gathered(change, key, mapping, stored, event, record, facts, run_mailbox)
+
+    async def _occurrence(self, series_key: str, original_start: datetime) -> GraphEvent | None:
+        """R3: the Graph occurrence a CRM-edited exception stands for: series master plus original start."""
+        series = await self.mappings.get(series_key)
+        if series is None or not series.organizer_mailbox or not series.graph_event_id:
+            return None
+        view = await self.graph.calendar_view(
+            series.organizer_mailbox, original_start - _OCCURRENCE_SEARCH, original_start + _OCCURRENCE_SEARCH
+        )
+        for e in view:
+            if (
+                e.series_master_id == series.graph_event_id
+                and e.original_start is not None
+                and e.original_start.astimezone(UTC) == original_start.astimezone(UTC)
+            ):
+                return await self.graph.get_event(e.mailbox, e.event_id) or e
+        return None
+
+    async def _our_lost_create(
+        self, key: str, record: CrmRecord, mapping: Mapping | None
+    ) -> GraphEvent | None:
+        """I3: an event we created whose mapping save never happened (a crash between the two) carries our
+        tag; find it in the mailbox we write to, so the engine links it instead of creating a second one.
+        Asked by the tag itself (`/events?$filter=` on our extended property: one short answer, series masters
+        included), not by reading every event of the booking's time window, which costs the worker a parse
+        per event of a busy organizer's calendar on every CRM create."""
+        mailbox = mapping.organizer_mailbox if mapping and mapping.organizer_mailbox else None
+        mailbox = mailbox or target_mailbox(self.policy, record)[0]
+        if mailbox is None:
+            return None
+        e = await self.graph.find_created(mailbox, tag=key, transaction_id=identity.transaction_id(key))
+        if e is None or e.written_by_us != key or not e.is_organizer:
+            return None
+        return e if e.type in ("singleInstance", "seriesMaster") else None
+
+    async def _room_copies(
+        self, record: CrmRecord, mapping: Mapping, event: GraphEvent | None
+    ) -> tuple[Mapping, list[GraphEvent]]:
+        """M4: each CRM-managed room's copy of this meeting (found by iCalUId, so a room need not be
+        subscribed) joins the mapping; the room's other invitations for the slot are the overlaps."""
+        ical = (event.ical_uid if event else None) or mapping.ical_uid
+        overlaps: list[GraphEvent] = []
+        for attendee in record.appointment.rooms:
+            room = self.policy.room(attendee.email)
+            if room is None or room.mode != "crm_managed":
+                continue
+            for e in await self.graph.calendar_view(
+                room.mailbox, record.appointment.start, record.appointment.end
+            ):
+                if ical and e.ical_uid == ical:
+                    if not e.is_organizer:
+                        mapping = add_copy(
+                            mapping, GraphCopy(mailbox=room.mailbox, event_id=e.event_id, role="room")
+                        )
+                elif not e.is_cancelled:
+                    overlaps.append(e)
+        return mapping, overlaps
+
+    async def _room_overlaps(self, room: str, appt: Appointment, *, exclude: str) -> tuple[GraphEvent, ...]:
+        view = await self.graph.calendar_view(room, appt.start, appt.end)
+        return tuple(e for e in view if e.ical_uid != exclude and not e.is_cancelled)
+
+    async def _used(self, mailbox: str | None) -> int:
+        if self.budget is None or not mailbox:
+            return 0
+        return await self.budget.used(mailbox, self.clock())
+
+
+def _crm_change_type(value: str) -> ChangeType:
+    return {
+        "created": ChangeType.CREATED,
+        "updated": ChangeType.UPDATED,
+        "cancelled": ChangeType.UPDATED,
+        "deleted": ChangeType.DELETED,
+    }[value]

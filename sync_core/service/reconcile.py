@@ -1,0 +1,399 @@
+"""Reconciliation: find every change the notifications missed, through calendarView/delta (X2, X3, I5, S6).
+
+I/O side. Each item found goes through the same queue and worker as a notification would; the delta
+link, the window it is bound to and the mailbox's "last confirmed in sync" time are kept in Table
+Storage (SyncMailboxes). The initial backfill of a mailbox is a first round of the same code (I5).
+
+Deletions a first round cannot show (X2): a delta round started without a token lists only what is live,
+so an event we mapped that was deleted while its notification was lost is in no round's answer. When such a
+full round completes, every copy mapped in the mailbox whose meeting lies in the round's window and that the
+round did not return is enqueued as a `deleted` hint; the worker reads its current state as for any
+notification (gone: the deletion rules apply; moved out of the window: an ordinary update).
+
+Windows (S6): a delta round is bound to the window it started with. The round's window reaches
+`ROLL` beyond the policy's, so it is kept for weeks and each sweep is incremental; as the policy window
+advances day by day, the slice entering it is read once by a separate one-off round, because events
+that are already in the delta window but did not change would otherwise never be looked at again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from azure.core import MatchConditions
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient
+
+from sync_core.adapters.graph.adapter import DeltaPage
+from sync_core.adapters.storage.core import call, create_entity, get_entity, key_of, translate
+from sync_core.domain.actions import Mapping
+from sync_core.domain.messages import GraphChange, MailboxResync, SubscriptionLifecycle, encode
+from sync_core.domain.policy import Policy
+from sync_core.errors import ConcurrencyError, NotFoundError, PermanentError
+from sync_core.ingress.graph import NOTIFICATION_TOUCH_INTERVAL
+
+log = logging.getLogger("sync_core.reconcile")
+
+_MAILBOX_PK = "mailbox"
+MAX_PAGES = 10_000
+ROLL = timedelta(days=30)  # how far the delta window reaches beyond the policy window
+SWEEP_REASON = "sweep"
+SUBSCRIBED, POLLING = "subscribed", "polling"
+
+
+@dataclass
+class MailboxState:
+    mailbox: str
+    delta_link: str | None = None
+    window_start: datetime | None = None  # the window the delta link is bound to
+    window_end: datetime | None = None
+    last_confirmed: datetime | None = None  # freshness: when a delta round last completed (X2)
+    etag: str | None = None
+    scanned_end: datetime | None = None  # the policy window's end the last round covered (S6)
+    last_sweep: datetime | None = None
+    last_notification: datetime | None = None  # written by the ingress only
+    status: str = SUBSCRIBED  # subscribed | polling (X3), written by the subscription manager only
+    status_reason: str = ""
+    silent_since: datetime | None = None  # X2: a sweep found changes no notification announced
+    silent_sweeps: int = 0
+    last_found: int = 0
+
+
+def _iso(v: datetime | None) -> str:
+    return v.astimezone(UTC).isoformat() if v else ""
+
+
+def _dt(e: dict[str, Any], name: str) -> datetime | None:
+    v = e.get(name)
+    return datetime.fromisoformat(v) if v else None
+
+
+class MailboxStateStore:
+    """SyncMailboxes: one row per mailbox. Each writer merges only the columns it owns, so the ingress's
+    notification times, the manager's polling status and the reconciler's delta state never clobber."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    async def get(self, mailbox: str) -> MailboxState:
+        e = await get_entity(self._table, _MAILBOX_PK, key_of(mailbox.lower()))
+        if e is None:
+            return MailboxState(mailbox=mailbox)
+        return MailboxState(
+            mailbox=str(e.get("Mailbox") or mailbox),
+            delta_link=str(e.get("DeltaLink") or "") or None,
+            window_start=_dt(e, "WindowStart"),
+            window_end=_dt(e, "WindowEnd"),
+            last_confirmed=_dt(e, "LastConfirmed"),
+            etag=e["_etag"],
+            scanned_end=_dt(e, "ScannedEnd"),
+            last_sweep=_dt(e, "LastSweep"),
+            last_notification=_dt(e, "LastNotification"),
+            status=str(e.get("Status") or SUBSCRIBED),
+            status_reason=str(e.get("StatusReason") or ""),
+            silent_since=_dt(e, "SilentSince"),
+            silent_sweeps=int(e.get("SilentSweeps") or 0),
+            last_found=int(e.get("LastFound") or 0),
+        )
+
+    async def last_confirmed_all(self) -> dict[str, datetime | None]:
+        """Every mailbox's "last confirmed in sync", by lower-cased mailbox: one query of the partition,
+        two columns (the status page and gauges; a read per mailbox would be thousands of requests)."""
+        out: dict[str, datetime | None] = {}
+        flt, cols = "PartitionKey eq @pk", ["Mailbox", "LastConfirmed"]
+        try:
+            async for e in self._table.query_entities(flt, parameters={"pk": _MAILBOX_PK}, select=cols):
+                out[str(e.get("Mailbox") or "").lower()] = _dt(e, "LastConfirmed")
+        except Exception as exc:
+            raise translate(exc) from exc
+        return out
+
+    async def _merge(self, mailbox: str, fields: dict[str, Any], *, if_unchanged: str | None = None) -> None:
+        """Merge `fields`; `if_unchanged`: only if the row's ETag is still this ("*": only if it is new)."""
+        entity = {"PartitionKey": _MAILBOX_PK, "RowKey": key_of(mailbox.lower()), "Mailbox": mailbox} | fields
+        if if_unchanged == "*":
+            await create_entity(self._table, entity)
+        elif if_unchanged is not None:
+            etag = if_unchanged
+            await call(
+                lambda: self._table.update_entity(
+                    entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
+                ),
+                item_id=mailbox,
+            )
+        else:
+            await call(lambda: self._table.upsert_entity(entity, mode=UpdateMode.MERGE), item_id=mailbox)
+
+    async def save(self, state: MailboxState, *, if_unchanged: bool = False) -> None:
+        """The reconciler's columns: delta state, freshness, X2 flags. `if_unchanged`: only if the row is as
+        `state` was read (its ETag; none: the row did not exist), else ConcurrencyError."""
+        await self._merge(
+            state.mailbox,
+            {
+                "DeltaLink": state.delta_link or "",
+                "WindowStart": _iso(state.window_start),
+                "WindowEnd": _iso(state.window_end),
+                "ScannedEnd": _iso(state.scanned_end),
+                "LastConfirmed": _iso(state.last_confirmed),
+                "LastSweep": _iso(state.last_sweep),
+                "SilentSince": _iso(state.silent_since),
+                "SilentSweeps": state.silent_sweeps,
+                "LastFound": state.last_found,
+            },
+            if_unchanged=(state.etag or "*") if if_unchanged else None,
+        )
+
+    async def set_status(self, mailbox: str, status: str, reason: str = "") -> None:
+        """X3: `polling` when Graph refuses the mailbox a subscription, `subscribed` once it has one."""
+        await self._merge(mailbox, {"Status": status, "StatusReason": reason[:1000]})
+
+    async def touch_notification(self, mailbox: str, at: datetime) -> None:
+        await self._merge(mailbox, {"LastNotification": _iso(at)})
+
+
+class MailboxStates(Protocol):
+    async def get(self, mailbox: str) -> MailboxState: ...
+    async def save(self, state: MailboxState, *, if_unchanged: bool = False) -> None: ...
+
+
+class MappedCopies(Protocol):
+    """What the reconciler reads of the mappings (MappingStore): a mailbox's mapped copies, a meeting."""
+
+    async def copies_in(self, mailbox: str) -> list[tuple[str, str]]: ...
+    async def get(self, meeting_key: str) -> Mapping | None: ...
+
+
+class DeltaSource(Protocol):
+    async def delta_page(
+        self, mailbox: str, *, link: str | None, start: datetime | None = None, end: datetime | None = None
+    ) -> DeltaPage: ...
+
+
+def policy_window(policy: Policy, now: datetime) -> tuple[datetime, datetime]:
+    """The days the policy syncs (S6), whole UTC days, a superset of the engine's own check."""
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=policy.past_days), day + timedelta(days=policy.future_days + 1)
+
+
+def delta_window(
+    state: MailboxState, wanted: tuple[datetime, datetime], full: bool
+) -> tuple[datetime, datetime, bool]:
+    """(start, end, fresh): keep the stored round while its window covers the policy's, else start anew."""
+    start, end = wanted
+    covered = (
+        state.delta_link is not None
+        and state.window_start is not None
+        and state.window_end is not None
+        and state.window_start <= start
+        and state.window_end >= end
+    )
+    if covered and not full:
+        assert state.window_start is not None and state.window_end is not None
+        return state.window_start, state.window_end, False
+    return start, end + ROLL, True
+
+
+def in_window(mapping: Mapping, start: datetime, end: datetime) -> bool:
+    """Whether the meeting as last synced has an instance in [start, end) (a series: any occurrence may).
+
+    Pure. Without a snapshot nothing is known: True (the check is a read, never a write)."""
+    appt = mapping.snapshot
+    if appt is None:
+        return True
+    if appt.recurrence is None:
+        return appt.start < end and appt.end > start
+    rng = appt.recurrence.range
+    last = rng.end_date if rng.type == "endDate" else None  # numbered: its end is not worked out here
+    return appt.start < end and (last is None or last >= (start - timedelta(days=1)).date())
+
+
+def silent(state: MailboxState, found: int, fresh: bool) -> bool:
+    """X2: an incremental round found changes, yet no notification arrived since the previous round."""
+    if fresh or found == 0 or state.status == POLLING or state.last_confirmed is None:
+        return False
+    heard = state.last_notification
+    return heard is None or heard < state.last_confirmed - NOTIFICATION_TOUCH_INTERVAL
+
+
+class Reconciler:
+    """Runs delta for one mailbox and enqueues what it finds."""
+
+    def __init__(
+        self,
+        *,
+        graph: DeltaSource,
+        states: MailboxStates,
+        policy: Policy,
+        enqueue: Callable[[str], Awaitable[None]],
+        clock: Callable[[], datetime],
+        mappings: MappedCopies,
+    ) -> None:
+        self._graph = graph
+        self._states = states
+        self._policy = policy
+        self._enqueue = enqueue
+        self._clock = clock
+        self._mappings = mappings
+
+    def window(self, now: datetime) -> tuple[datetime, datetime]:
+        return policy_window(self._policy, now)
+
+    async def resync_mailbox(self, message: MailboxResync) -> int:
+        """One delta round of the mailbox (and the slice entering its window); returns items enqueued."""
+        now = self._clock()
+        state = await self._states.get(message.mailbox)
+        read = (state.last_confirmed, state.delta_link)  # what another round's save would have changed
+        wanted = self.window(now)
+        start, end, fresh = delta_window(state, wanted, message.full)
+        seen: set[str] = set()
+        try:
+            found, delta_link = await self._round(
+                message, None if fresh else state.delta_link, start, end, seen=seen
+            )
+        except NotFoundError:
+            log.warning("delta state for %s is gone (410/syncStateNotFound); full resync", message.mailbox)
+            start, end, fresh = delta_window(state, wanted, True)
+            seen.clear()
+            found, delta_link = await self._round(message, None, start, end, seen=seen)
+        if fresh:
+            found += await self._check_unseen(message, seen, start, end)
+        if not fresh and state.scanned_end is not None and state.scanned_end < wanted[1]:
+            # S6: events entering the policy window, changed or not (the delta round only shows changes).
+            found += (await self._round(message, None, state.scanned_end, wanted[1], entering=True))[0]
+        was_silent = message.reason.startswith(SWEEP_REASON) and silent(state, found, fresh)
+        if was_silent:
+            state.silent_since = state.silent_since or state.last_confirmed
+            state.silent_sweeps += 1
+            log.warning(
+                "X2: %s had %d change(s) since %s that no notification announced; checking its subscription",
+                message.mailbox,
+                found,
+                _iso(state.last_confirmed),
+            )
+            await self._enqueue(encode(self._silent(message)))
+        elif found and not fresh and message.reason.startswith(SWEEP_REASON):
+            state.silent_since, state.silent_sweeps = None, 0
+        state.delta_link = delta_link
+        state.window_start, state.window_end = start, end
+        state.scanned_end = wanted[1]
+        state.last_confirmed = now
+        state.last_found = found
+        if message.reason.startswith(SWEEP_REASON):
+            state.last_sweep = now
+        if not await self._save(state, read, sweep=now if message.reason.startswith(SWEEP_REASON) else None):
+            log.info(
+                "%s: another round of %s saved first; its state is kept", message.reason, message.mailbox
+            )
+            return found
+        log.info(
+            "resync of %s (%s, fresh=%s): %d items enqueued", message.mailbox, message.reason, fresh, found
+        )
+        return found
+
+    async def _save(
+        self, state: MailboxState, read: tuple[datetime | None, str | None], *, sweep: datetime | None
+    ) -> bool:
+        """Save the round's state only over the row it read (If-Match). A row changed since by another round
+        (sweep, poll, lifecycle resync: its LastConfirmed or DeltaLink moved) is left as that round saved it
+        (False): what this round found is queued already, so nothing is lost (at worst the next round sees
+        some of it again); its X2 check, if any, is queued too. A sweep still records that it swept (`sweep`:
+        LastSweep on that row, nothing else). A row changed only in the columns of other writers (the
+        ingress's LastNotification, the manager's Status) is merged again."""
+        for _ in range(5):
+            try:
+                await self._states.save(state, if_unchanged=True)
+                return True
+            except ConcurrencyError:
+                current = await self._states.get(state.mailbox)
+                if (current.last_confirmed, current.delta_link) != read:
+                    if sweep is not None and (current.last_sweep is None or current.last_sweep < sweep):
+                        current.last_sweep = sweep
+                        await self._save(current, (current.last_confirmed, current.delta_link), sweep=None)
+                    return False
+                state.etag = current.etag
+        raise ConcurrencyError("the mailbox row kept changing", side="storage", mailbox=state.mailbox)
+
+    async def _round(
+        self,
+        message: MailboxResync,
+        link: str | None,
+        start: datetime,
+        end: datetime,
+        *,
+        entering: bool = False,
+        seen: set[str] | None = None,
+    ) -> tuple[int, str | None]:
+        found = 0
+        seen = set() if seen is None else seen
+        for _ in range(MAX_PAGES):
+            page = await self._graph.delta_page(message.mailbox, link=link, start=start, end=end)
+            for event in page.events:
+                found += 1
+                seen.add(event.event_id)
+                if event.series_master_id:  # an occurrence shows its series is still there
+                    seen.add(event.series_master_id)
+                await self._enqueue(self._change(message, event.event_id, "updated"))
+            for removed in [] if entering else page.removed_ids:
+                found += 1
+                seen.add(removed)
+                await self._enqueue(self._change(message, removed, "deleted"))
+            if page.next_link:
+                link = page.next_link
+                continue
+            return found, page.delta_link
+        # Not a lost delta token (NotFoundError would restart the round forever): give up with the reason.
+        raise PermanentError(
+            f"delta did not end within {MAX_PAGES} pages", side="graph", mailbox=message.mailbox
+        )
+
+    async def _check_unseen(
+        self, message: MailboxResync, seen: set[str], start: datetime, end: datetime
+    ) -> int:
+        """After a full round: each live mapped copy of the mailbox inside the window that the round did not
+        return (deleted while its notification was lost) goes to the worker as a `deleted` hint."""
+        checked = 0
+        for event_id, meeting_key in await self._mappings.copies_in(message.mailbox):
+            if event_id in seen:
+                continue
+            mapping = await self._mappings.get(meeting_key)
+            if mapping is None or mapping.state != "active" or not in_window(mapping, start, end):
+                continue
+            mailbox = message.mailbox.lower()
+            if not any(c.event_id == event_id and c.mailbox.lower() == mailbox for c in mapping.copies):
+                continue  # no longer a copy of this meeting (I2 removed it)
+            checked += 1
+            await self._enqueue(self._change(message, event_id, "deleted"))
+        if checked:
+            log.warning(
+                "%s: %d mapped event(s) in the window missing from a full delta round; checking them",
+                message.mailbox,
+                checked,
+            )
+        return checked
+
+    def _change(self, message: MailboxResync, event_id: str, change_type: str) -> str:
+        return encode(
+            GraphChange.model_validate(
+                {
+                    "correlation_id": f"{message.correlation_id[:40]}-{uuid.uuid4().hex[:8]}",
+                    "received_at": self._clock(),
+                    "mailbox": message.mailbox,
+                    "event_id": event_id,
+                    "change_type": change_type,
+                }
+            )
+        )
+
+    def _silent(self, message: MailboxResync) -> SubscriptionLifecycle:
+        return SubscriptionLifecycle(
+            correlation_id=f"x2-{uuid.uuid4().hex[:16]}",
+            received_at=self._clock(),
+            mailbox=message.mailbox,
+            subscription_id=None,
+            event="silent",
+        )

@@ -1,0 +1,282 @@
+"""The queue worker: gather both sides and the mapping, ask the engine, apply its actions, remember.
+
+I/O side (the imperative shell around `engine.decide`; the reads are in `gather`). Processing a message
+twice, or two messages in either order, ends in the same state: reads are of current state, creates are
+claimed and idempotent (and a create whose mapping save was lost is found again by its tag, I3), notices
+to organisers are claimed before they are sent (`notices`), and the mapping is saved with an ETag condition.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sync_core.adapters.graph.adapter import GraphAdapter
+from sync_core.adapters.storage.decisions import DecisionLog
+from sync_core.adapters.storage.mappings import MappingStore
+from sync_core.adapters.storage.notices import NoticeLedger
+from sync_core.domain.actions import (
+    CancelCrmAppointment,
+    CancelGraphEvent,
+    CancelGraphOccurrence,
+    CreateCrmAppointment,
+    CreateGraphEvent,
+    LinkCopy,
+    Mapping,
+    NotifyOrganizer,
+    RespondGraphEvent,
+    Skip,
+    Unlink,
+    UpdateCrmAppointment,
+    UpdateGraphEvent,
+)
+from sync_core.domain.messages import CrmChange, GraphChange
+from sync_core.domain.policy import Policy
+from sync_core.engine.decide import Decision, decide
+from sync_core.engine.mapping_update import after_crm_write, after_graph_write, unlinked
+from sync_core.errors import ConcurrencyError, PolicyError
+from sync_core.ports.crm import CrmConnector
+from sync_core.service.gather import DeleteBudget, Gathered, Gatherer
+
+log = logging.getLogger("sync_core.worker")
+
+MAX_RACE_RETRIES = 3
+_DELETES = (CancelCrmAppointment, CancelGraphEvent, CancelGraphOccurrence)
+
+
+@dataclass
+class Outcome:
+    """What one message led to: the decision and the writes carried out (and a second look, if any)."""
+
+    decision: Decision
+    writes: list[str] = field(default_factory=list)
+    then: Outcome | None = None
+
+    @property
+    def all_writes(self) -> list[str]:
+        return self.writes + (self.then.all_writes if self.then else [])
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        graph: GraphAdapter,
+        crm: CrmConnector,
+        mappings: MappingStore,
+        decisions: DecisionLog,
+        policy: Policy,
+        clock: Callable[[], datetime],
+        notices: NoticeLedger,
+        deletes: DeleteBudget | None = None,
+    ) -> None:
+        self.graph = graph
+        self.crm = crm
+        self.mappings = mappings
+        self.decisions = decisions
+        self.policy = policy
+        self.clock = clock
+        self.notices = notices
+        self.deletes = deletes
+        self.gatherer = Gatherer(
+            graph=graph, crm=crm, mappings=mappings, policy=policy, budget=deletes, clock=clock
+        )
+
+    async def handle(self, message: GraphChange | CrmChange) -> Outcome:
+        """Process one change message. A CRM booking we just wrote to Outlook gets a second look, because
+        Exchange has only now made the room copies M4 answers, and auto-accept rooms may already have answered
+        (M5); a subscribed room mailbox, or the organizer's next notification, would tell us too."""
+        outcome = await self._once(message)
+        if isinstance(message, CrmChange) and self._rooms_booked(outcome.decision):
+            outcome.then = await self._once(message)
+        return outcome
+
+    def _rooms_booked(self, decision: Decision) -> bool:
+        """A create that invited mapped rooms: M4 answers for CRM-managed ones, M5 reports the others'."""
+        for action in decision.actions:
+            if isinstance(action, CreateGraphEvent):
+                return any(self.policy.room(a.email) is not None for a in action.appointment.rooms)
+        return False
+
+    async def _once(self, message: GraphChange | CrmChange) -> Outcome:
+        """Gather, decide, apply; a lost ETag race re-reads everything and decides again."""
+        for attempt in range(MAX_RACE_RETRIES):
+            try:
+                gathered = await (
+                    self.gatherer.graph_change(message)
+                    if isinstance(message, GraphChange)
+                    else self.gatherer.crm_change(message)
+                )
+                return await self._decide_and_apply(gathered, message.correlation_id)
+            except ConcurrencyError:
+                if attempt == MAX_RACE_RETRIES - 1:
+                    raise
+                log.info("mapping changed under us; deciding again (%s)", message.correlation_id)
+        raise AssertionError("unreachable")
+
+    # -- decide and apply -----------------------------------------------------------------------------
+
+    async def _decide_and_apply(self, g: Gathered, correlation_id: str) -> Outcome:
+        now = self.clock()
+        decision = decide(g.change, g.mapping, g.graph, g.crm, self.policy, now, g.facts)
+        outcome = Outcome(decision)
+        key = decision.meeting_key or g.meeting_key
+        held = next((a for a in decision.actions if isinstance(a, Skip) and a.needs_operator), None)
+        if held is None:
+            await self._apply(decision, g, outcome, now)
+        await self.decisions.record(
+            side=g.change.source.value,
+            item_id=g.change.item_id,
+            at=now,
+            meeting_key=key,
+            rule=decision.rule,
+            reason=decision.reason,
+            actions=[a.model_dump(mode="json", exclude={"appointment"}) for a in decision.actions],
+            correlation_id=correlation_id,
+            versions=_versions(g),
+            outcome="needs-operator" if held else ("applied" if outcome.writes else "no-op"),
+        )
+        log.info(
+            "decided %s for %s %s: %s (%s) writes=%s [%s]",
+            decision.rule,
+            g.change.source.value,
+            g.change.item_id[:24],
+            decision.reason,
+            key,
+            outcome.writes,
+            correlation_id,
+        )
+        if held is not None:
+            # X1: the change waits for an operator in the poison queue, its reason in the failures ledger;
+            # replaying it (python -m sync_core replay) decides again once the operator agrees.
+            raise PolicyError(
+                f"{held.rule}: {held.reason}",
+                side=g.change.source.value,
+                mailbox=g.run_mailbox,
+                item_id=g.change.item_id,
+            )
+        return outcome
+
+    async def _apply(self, decision: Decision, g: Gathered, out: Outcome, now: datetime) -> None:
+        stored = g.stored  # the row as it stands in storage: its ETag, and which index rows exist
+        if any(isinstance(a, Unlink) for a in decision.actions):
+            await self._writes(decision, None, g, out, now)
+            if stored is not None:
+                await self.mappings.save(unlinked(stored), previous=stored)
+            return
+        mapping = decision.mapping
+        if mapping is not None:
+            same_row = stored is not None and stored.meeting_key == mapping.meeting_key
+            mapping = mapping.model_copy(update={"etag": stored.etag if same_row and stored else None})
+            stored = stored if same_row else None
+        mapping, stored = await self._writes(decision, mapping, g, out, now, stored)
+        if mapping is not None and (out.writes or _content(mapping) != _content(stored)):
+            await self.mappings.save(mapping, previous=stored)
+
+    async def _writes(
+        self,
+        decision: Decision,
+        mapping: Mapping | None,
+        g: Gathered,
+        out: Outcome,
+        now: datetime,
+        stored: Mapping | None = None,
+    ) -> tuple[Mapping | None, Mapping | None]:
+        """Carry out the external writes in order; a create first claims the mapping row (I3)."""
+        for action in decision.actions:
+            if isinstance(action, Skip | LinkCopy | Unlink):
+                continue
+            if isinstance(action, CreateCrmAppointment | CreateGraphEvent):
+                if mapping is None:
+                    raise AssertionError(f"{action.kind} without a mapping to claim")
+                if mapping.etag is None:  # claim the row before the external create (I3)
+                    mapping = stored = await self.mappings.save(mapping)
+            if isinstance(action, CreateCrmAppointment):
+                assert mapping is not None
+                record = await self.crm.create_appointment(
+                    action.appointment,
+                    idempotency_key=action.idempotency_key,
+                    external_ref=mapping.meeting_key,
+                )
+                mapping = after_crm_write(mapping, record, now)
+            elif isinstance(action, UpdateCrmAppointment):
+                record = await self.crm.update_appointment(
+                    action.crm_id,
+                    action.appointment,
+                    fields=action.changed_fields,
+                    expected_version=action.expected_version,
+                )
+                mapping = after_crm_write(mapping, record, now) if mapping else None
+            elif isinstance(action, CancelCrmAppointment):
+                record = await self.crm.cancel_appointment(action.crm_id)
+                mapping = after_crm_write(mapping, record, now) if mapping else None
+            elif isinstance(action, CreateGraphEvent):
+                assert mapping is not None
+                event = await self.graph.create_event(
+                    action.mailbox,
+                    action.appointment,
+                    transaction_id=action.transaction_id,
+                    tag=mapping.meeting_key,
+                )
+                mapping = after_graph_write(mapping, event, now)
+            elif isinstance(action, UpdateGraphEvent):
+                tag = mapping.meeting_key if mapping else (decision.meeting_key or "")
+                event = await self.graph.update_event(
+                    action.mailbox, action.event_id, action.appointment, fields=action.changed_fields, tag=tag
+                )
+                mapping = after_graph_write(mapping, event, now) if mapping else None
+            elif isinstance(action, CancelGraphEvent):
+                await self.graph.cancel_event(action.mailbox, action.event_id, action.comment)
+            elif isinstance(action, CancelGraphOccurrence):
+                await self.graph.cancel_occurrence(
+                    action.mailbox, action.series_event_id, action.original_start
+                )
+            elif isinstance(action, RespondGraphEvent):
+                await self.graph.respond(action.mailbox, action.event_id, action.response, action.comment)
+            elif isinstance(action, NotifyOrganizer):
+                key = mapping.meeting_key if mapping else (decision.meeting_key or g.meeting_key or "")
+                if not await self._notify(key, action, now):
+                    continue
+            else:
+                raise AssertionError(f"unhandled action {action!r}")
+            if isinstance(action, _DELETES) and self.deletes is not None and g.run_mailbox:
+                await self.deletes.spend(g.run_mailbox, now)
+            out.writes.append(f"{action.kind}:{action.rule}")
+        return mapping, stored
+
+    async def _notify(self, meeting_key: str, notice: NotifyOrganizer, now: datetime) -> bool:
+        """Send a notice once (M4, M5): claimed first, released if the send fails; False if already sent."""
+        if not await self.notices.claim(meeting_key, notice, now):
+            log.info(
+                "%s notice to %s for %s already sent: %s",
+                notice.rule,
+                notice.mailbox,
+                meeting_key,
+                notice.reason,
+            )
+            return False
+        try:
+            await self.graph.send_mail(notice.mailbox, notice.subject, notice.text)
+        except BaseException:
+            await self.notices.release(meeting_key, notice)
+            raise
+        return True
+
+
+def _content(mapping: Mapping | None) -> object:
+    return None if mapping is None else mapping.model_dump(exclude={"etag"})
+
+
+def _versions(g: Gathered) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if g.graph is not None:
+        out["graph_event_id"] = g.graph.event_id
+        out["graph_change_key"] = g.graph.change_key
+    if g.crm is not None:
+        out["crm_id"] = g.crm.crm_id
+        out["crm_version"] = g.crm.version
+    if g.stored is not None and g.stored.etag:
+        out["mapping_etag"] = g.stored.etag
+    return out
