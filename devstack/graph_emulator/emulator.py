@@ -15,15 +15,14 @@ import aiohttp
 from aiohttp import web
 
 from devstack.graph_emulator.admin import admin_routes
-from devstack.graph_emulator.batch import BatchApi
 from devstack.graph_emulator.clock import Clock
 from devstack.graph_emulator.errors import error_body
 from devstack.graph_emulator.events import RenderContext, render_event
 from devstack.graph_emulator.events_api import EventsApi
 from devstack.graph_emulator.faults import GLOBAL, Faults, FaultSpec
 from devstack.graph_emulator.http import GraphRequest, normalize_query
+from devstack.graph_emulator.mail import MailApi
 from devstack.graph_emulator.notifier import Notifier
-from devstack.graph_emulator.schedule import ScheduleApi
 from devstack.graph_emulator.service import GraphService
 from devstack.graph_emulator.state import ROOM_MODES, EmulatorState, Mailbox
 from devstack.graph_emulator.subscriptions import SubscriptionsApi
@@ -70,8 +69,7 @@ class GraphEmulator:
         self.subscriptions_api = SubscriptionsApi(
             self.service, self.notifier, validation_timeout, allow_remote_notification_urls
         )
-        BatchApi(self.service)
-        ScheduleApi(self.service)
+        MailApi(self.service)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -224,7 +222,7 @@ class GraphEmulator:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Every Graph request received (batch items included, flagged `batch`)."""
+        """Every Graph request received."""
         with self.service.log_lock:
             return copy.deepcopy(self.service.request_log)
 

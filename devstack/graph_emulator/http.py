@@ -1,4 +1,4 @@
-"""Framework-free request/response types and the router, so `$batch` can re-enter the same pipeline."""
+"""Framework-free request/response types and the router."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from multidict import CIMultiDict
 
@@ -21,14 +20,13 @@ JSON_CONTENT_TYPE = (
 
 @dataclass
 class GraphRequest:
-    """One Graph call: from the socket, or one item of a `$batch`."""
+    """One Graph call."""
 
     method: str
     path: str
     query: dict[str, str]
     headers: CIMultiDict[str]
     body: Any = None
-    in_batch: bool = False
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     @property
@@ -52,18 +50,6 @@ Handler = Callable[[GraphRequest, dict[str, str]], Awaitable[GraphResponse]]
 def normalize_query(pairs: list[tuple[str, str]]) -> dict[str, str]:
     """Query keys lowercased, with the optional OData '$' dropped ('$top' and 'top' are one)."""
     return {key.lower().lstrip("$"): value for key, value in pairs}
-
-
-def split_relative_url(url: str) -> tuple[str, dict[str, str]]:
-    """A `$batch` item url ('/users/x/events?$top=2', or absolute) -> (decoded path, query)."""
-    parts = urlsplit(url)
-    path = parts.path
-    for prefix in ("/v1.0", "v1.0"):
-        if path.startswith(prefix + "/"):
-            path = path[len(prefix) :]
-    if not path.startswith("/"):
-        path = "/" + path
-    return unquote(path), normalize_query(parse_qsl(parts.query, keep_blank_values=True))
 
 
 @dataclass

@@ -71,15 +71,12 @@ class GraphService:
     async def dispatch(self, req: GraphRequest) -> GraphResponse:
         mailbox_id: str | None = None
         try:
-            if not req.in_batch and not req.headers.get("Authorization"):
+            if not req.headers.get("Authorization"):
                 raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.")
             route, params = self.router.match(req.method, req.path)
             if "user" in params:
                 mailbox_id = self.state.mailbox(params["user"]).id
-            if route.template == "/$batch":
-                response = await route.handler(req, params)
-            else:
-                response = await self._guarded(req, params, route.handler, mailbox_id)
+            response = await self._guarded(req, params, route.handler, mailbox_id)
         except GraphError as exc:
             response = GraphResponse(
                 exc.status,
@@ -154,7 +151,6 @@ class GraphService:
             "time": format_instant(self.clock.now()),
             "status": response.status,
             "mailbox": mailbox_id,
-            "batch": req.in_batch,
         }
         with self.log_lock:
             self.request_log.append(entry)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from devstack.graph_emulator import GraphEmulator
-from sync_core.adapters.graph.adapter import GraphAdapter, build_client
+from sync_core.adapters.graph.adapter import GraphAdapter
+from sync_core.adapters.graph.base import build_client
 from sync_core.adapters.graph.limits import MailboxLimiter
 from sync_core.domain.model import Appointment, Attendee, Person
 from sync_core.domain.policy import DEFAULT_EXTENDED_PROPERTY_ID

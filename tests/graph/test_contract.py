@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from graph_support import ALICE, ALICE_MAIL, BOB_MAIL, PROP, ROOM_MAIL, at, meeting
+from graph_support import ALICE, ALICE_MAIL, BOB_MAIL, PROP, at, meeting
 from kiota_serialization_json.json_parse_node_factory import JsonParseNodeFactory
 from msgraph.generated.models.event import Event
 from msgraph.generated.models.event_collection_response import EventCollectionResponse
@@ -36,7 +36,7 @@ def prefer(request: dict[str, Any]) -> str:
 
 
 async def _exercise(adapter: GraphAdapter) -> str:
-    """One of everything the adapter does to events, mail and free/busy."""
+    """One of everything the adapter does to events and mail."""
     created = await adapter.create_event(
         ALICE_MAIL,
         meeting("Contract", at(4), attendees=(BOB_MAIL,)),
@@ -46,14 +46,12 @@ async def _exercise(adapter: GraphAdapter) -> str:
     await adapter.get_event(ALICE_MAIL, created.event_id)
     changed = meeting("Contract renamed", at(4), attendees=(BOB_MAIL,))
     await adapter.update_event(ALICE_MAIL, created.event_id, changed, fields=["subject"], tag="key-1")
-    await adapter.get_events(ALICE_MAIL, [created.event_id])
     await adapter.calendar_view(ALICE_MAIL, at(1), at(20))
     page = await adapter.delta_page(ALICE_MAIL, link=None, start=at(1), end=at(20))
     while page.next_link:
         page = await adapter.delta_page(ALICE_MAIL, link=page.next_link)
     bob_copy = next(e for e in await adapter.calendar_view(BOB_MAIL, at(1), at(20)))
     await adapter.respond(BOB_MAIL, bob_copy.event_id, "tentativelyAccept")
-    await adapter.get_schedule(ALICE_MAIL, [ROOM_MAIL], at(4), at(5))
     await adapter.send_mail(ALICE_MAIL, "Note", "text")
     await adapter.cancel_event(ALICE_MAIL, created.event_id, "off")
     return created.event_id
@@ -62,7 +60,7 @@ async def _exercise(adapter: GraphAdapter) -> str:
 async def test_every_request_prefers_immutable_ids_and_utc(adapter: GraphAdapter, emu: GraphEmulator) -> None:
     await _exercise(adapter)
     requests = emu.requests
-    assert len(requests) >= 12
+    assert len(requests) >= 9  # one of each call _exercise makes
     for request in requests:
         assert 'IdType="ImmutableId"' in prefer(request), (request["method"], request["path"])
         assert 'outlook.timezone="UTC"' in prefer(request), (request["method"], request["path"])
@@ -106,7 +104,7 @@ async def test_event_payloads_match_the_documented_shape_and_parse_into_msgraph_
     event_id = await _exercise(adapter)
     documented = fixture("graph_event_get_response.json")
     for request in emu.requests:
-        if request["method"] != "GET" or request["batch"]:
+        if request["method"] != "GET":
             continue
         async with httpx.AsyncClient(headers={"Authorization": "Bearer x"}) as http:
             reply = await http.get(
@@ -132,7 +130,7 @@ async def test_event_payloads_match_the_documented_shape_and_parse_into_msgraph_
     assert event_id
 
 
-async def test_delta_and_batch_envelopes_match_the_documented_ones(
+async def test_delta_and_error_envelopes_match_the_documented_ones(
     adapter: GraphAdapter, emu: GraphEmulator
 ) -> None:
     for n in (7, 8):
@@ -145,11 +143,6 @@ async def test_delta_and_batch_envelopes_match_the_documented_ones(
                 headers={"Prefer": "odata.maxpagesize=1"},
             )
         ).json()
-        batch = (
-            await http.post(
-                "/$batch", json={"requests": [{"id": "1", "method": "GET", "url": f"/users/{ALICE}/events"}]}
-            )
-        ).json()
         throttled = None
         emu.set_faults(ALICE_MAIL, throttle_count=1, retry_after=1)
         reply = await http.get(f"/users/{ALICE}/events")
@@ -157,9 +150,6 @@ async def test_delta_and_batch_envelopes_match_the_documented_ones(
     page1 = fixture("graph_event_delta_response_page1_nextLink.json")
     assert set(page1) <= set(delta) | {"@odata.nextLink"} and "@odata.nextLink" in delta
     assert set(page1["value"][0]) <= set(delta["value"][0])
-    documented = fixture("graph_batch_response_docs_example.json")
-    assert set(documented["responses"][0]) <= set(batch["responses"][0]) | {"headers"}
-    assert set(batch["responses"][0]) <= set(documented["responses"][0])
     assert reply.status_code == 429 and reply.headers["Retry-After"]
     assert set(fixture("graph_throttled_429_response.json")["error"]) <= set(throttled["error"])
     error = parse(throttled, ODataError)

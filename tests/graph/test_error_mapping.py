@@ -15,8 +15,7 @@ from kiota_abstractions.api_error import APIError
 from msgraph.generated.models.o_data_errors.main_error import MainError
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
-from sync_core.adapters.graph.adapter import translate
-from sync_core.adapters.graph.errors import classify, retry_after_seconds
+from sync_core.adapters.graph.errors import classify, retry_after_seconds, translate
 from sync_core.errors import (
     ConcurrencyError,
     ConflictError,

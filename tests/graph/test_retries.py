@@ -10,7 +10,8 @@ import pytest
 from graph_support import ALICE_MAIL, PROP, at, make_adapter, meeting, settings_for
 
 from devstack.graph_emulator import GraphEmulator
-from sync_core.adapters.graph.adapter import GraphAdapter, build_client
+from sync_core.adapters.graph.adapter import GraphAdapter
+from sync_core.adapters.graph.base import build_client
 from sync_core.adapters.graph.limits import Backoff, MailboxLimiter, time_limit
 from sync_core.errors import ThrottledError, TransientError
 

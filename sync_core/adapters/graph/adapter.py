@@ -2,19 +2,16 @@
 
 I/O side. Every request carries `Prefer: IdType="ImmutableId"` and `Prefer: outlook.timezone="UTC"` (I4, F4),
 goes through the per-mailbox limiter, and raises only sync_core.errors. The client, the guarded call and
-its retries live in sync_core.adapters.graph.base; `$batch` in sync_core.adapters.graph.batch; free/busy in
-sync_core.adapters.graph.schedule; the error mapping in sync_core.adapters.graph.errors.
+its retries live in sync_core.adapters.graph.base; the error mapping in sync_core.adapters.graph.errors.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from kiota_abstractions.request_information import RequestInformation
-from msgraph.generated.models.event import Event
 from msgraph.generated.models.subscription import Subscription
 from msgraph.generated.users.item.events.item.accept.accept_post_request_body import AcceptPostRequestBody
 from msgraph.generated.users.item.events.item.cancel.cancel_post_request_body import CancelPostRequestBody
@@ -25,43 +22,14 @@ from msgraph.generated.users.item.events.item.tentatively_accept.tentatively_acc
 )
 
 from sync_core.adapters.graph.base import (
-    INLINE_RETRIES,
-    INLINE_RETRY_MAX_SECONDS,
-    PREFER_HEADERS,
-    REQUEST_TIMEOUT_SECONDS,
     GraphBase,
-    build_client,
 )
 from sync_core.adapters.graph.base import config as _config
 from sync_core.adapters.graph.base import graph_time as _graph_time
-from sync_core.adapters.graph.batch import (
-    MAX_BATCH,
-    BatchRequest,
-    BatchResult,
-    from_request_information,
-    run_batch,
-)
 from sync_core.adapters.graph.convert import appointment_to_event, event_to_graph_event
 from sync_core.adapters.graph.create import find_created
-from sync_core.adapters.graph.errors import translate
-from sync_core.adapters.graph.schedule import Schedule, get_schedule, room_conflicts
 from sync_core.domain.model import Appointment, GraphEvent
 from sync_core.errors import ConflictError, NotFoundError, TransientError, UnprocessableError
-
-__all__ = [
-    "INLINE_RETRIES",
-    "INLINE_RETRY_MAX_SECONDS",
-    "PREFER_HEADERS",
-    "REQUEST_TIMEOUT_SECONDS",
-    "BatchRequest",
-    "BatchResult",
-    "CreatedSubscription",
-    "DeltaPage",
-    "GraphAdapter",
-    "Schedule",
-    "build_client",
-    "translate",
-]
 
 CALENDAR_VIEW_PAGE = 100  # $top per calendarView page; the rest comes through @odata.nextLink
 
@@ -281,89 +249,6 @@ class GraphAdapter(GraphBase):
             next_link=page.odata_next_link if page else None,
             delta_link=page.odata_delta_link if page else None,
         )
-
-    async def batch(self, requests: Sequence[BatchRequest]) -> dict[str, BatchResult]:
-        """One `$batch` of up to 20 requests; results by request id, failures translated per request.
-
-        Build items with `batch_request(...)` from any msgraph request builder. `dependsOn` makes the batch
-        sequential (a failed dependency answers 424 for its dependents).
-        """
-        return await run_batch(
-            self,
-            requests,
-            prefer=PREFER_HEADERS,
-            call=lambda slots, op: self._guarded(slots, op, mailbox=None, item_id=None),
-            sleep=self._sleep,
-            time_left=self.time_left,
-            attempts=INLINE_RETRIES,
-        )
-
-    def batch_request(
-        self,
-        info: RequestInformation,
-        *,
-        id: str,
-        mailbox: str,
-        item_id: str | None = None,
-        depends_on: Sequence[str] = (),
-        idempotent: bool | None = None,
-    ) -> BatchRequest:
-        """A batch item from `builder.to_get_request_information(config())` and the like."""
-        return from_request_information(
-            info,
-            self._client.request_adapter.base_url,
-            id=id,
-            mailbox=mailbox,
-            item_id=item_id,
-            depends_on=depends_on,
-            idempotent=idempotent,
-        )
-
-    async def get_events(self, mailbox: str, event_ids: Sequence[str]) -> dict[str, GraphEvent | None]:
-        """Several events of one mailbox in as few `$batch` calls as possible; None for the ones gone."""
-        query = EventItemRequestBuilder.EventItemRequestBuilderGetQueryParameters(
-            expand=[f"singleValueExtendedProperties($filter=id eq '{self._prop}')"]
-        )
-        out: dict[str, GraphEvent | None] = {}
-        unique = list(dict.fromkeys(event_ids))
-        for chunk_start in range(0, len(unique), MAX_BATCH):
-            chunk = unique[chunk_start : chunk_start + MAX_BATCH]
-            requests = [
-                self.batch_request(
-                    self._event(mailbox, event_id).to_get_request_information(_config(query)),
-                    id=str(n),
-                    mailbox=mailbox,
-                    item_id=event_id,
-                )
-                for n, event_id in enumerate(chunk)
-            ]
-            results = await self.batch(requests)
-            for n, event_id in enumerate(chunk):
-                result = results[str(n)]
-                if isinstance(result.error, NotFoundError):
-                    out[event_id] = None
-                elif result.error is not None:
-                    raise result.error
-                else:
-                    event = result.parse(Event)
-                    out[event_id] = (
-                        event_to_graph_event(event, mailbox, extended_property_id=self._prop)
-                        if event
-                        else None
-                    )
-        return out
-
-    async def get_schedule(
-        self, mailbox: str, addresses: Sequence[str], start: datetime, end: datetime, *, interval: int = 30
-    ) -> list[Schedule]:
-        """Free/busy of `addresses` (rooms, people) seen from `mailbox`: `calendar/getSchedule`."""
-        return await get_schedule(self, mailbox, addresses, start, end, interval_minutes=interval)
-
-    async def room_conflicts(
-        self, room: str, start: datetime, end: datetime, *, ignore_ical_uid: str | None = None
-    ) -> list[GraphEvent]:
-        """Bookings in a room's calendar overlapping [start, end), our own meeting left out (M4)."""
-        return await room_conflicts(self, room, start, end, ignore_ical_uid=ignore_ical_uid)
 
     async def create_subscription(
         self,

@@ -8,17 +8,13 @@ same key, so the organizer's mailbox can be asked for it with the documented ext
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
 
 from msgraph.generated.models.event import Event
 from msgraph.generated.users.item.events.events_request_builder import EventsRequestBuilder
 
-from sync_core.adapters.graph.base import config
+from sync_core.adapters.graph.base import GraphBase, config
 from sync_core.adapters.graph.convert import event_to_graph_event
 from sync_core.domain.model import GraphEvent
-
-if TYPE_CHECKING:
-    from sync_core.adapters.graph.adapter import GraphAdapter
 
 FIND_CREATED_PAGE = 10  # a tag names one meeting: one page is the usual answer
 
@@ -41,7 +37,7 @@ def tag_filter(prop_id: str, tag: str) -> str:
 
 
 async def find_created(
-    adapter: GraphAdapter, mailbox: str, *, tag: str, transaction_id: str
+    adapter: GraphBase, mailbox: str, *, tag: str, transaction_id: str
 ) -> GraphEvent | None:
     """The event created in `mailbox` under `tag` with `transaction_id`, or None.
 
