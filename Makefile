@@ -65,6 +65,7 @@ run: bootstrap
 lint: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: bootstrap
 	$(VENV)/bin/mypy

@@ -27,7 +27,7 @@ import httpx
 
 from bench.common import StorageCounter, app_graph_requests, storage_ports, wait_idle, wait_until
 from devstack.stack import CRM_SECRET, LocalStack
-from sync_core.ingress.crm_webhook import sign
+from sync_core.ports.crm_webhook import sign
 
 MAILBOXES = ("adele@contoso.example", "bruno@contoso.example", "chen@contoso.example")
 

@@ -87,11 +87,10 @@ def seed_crm(emu: Any) -> None:
 async def prepare(mailboxes: list[str]) -> None:
     """Create queues and tables, and a Graph subscription per sync mailbox (the emulator shakes hands)."""
     from sync_core.bootstrap import opened
-    from sync_core.service.sweeps import manager
 
     async with opened() as c:
         await c.storage.ensure()
-        subscriptions = manager(c)  # a newly subscribed mailbox gets its backfill (I5)
+        subscriptions = c.subscription_manager()  # a newly subscribed mailbox gets its backfill (I5)
         for mailbox in mailboxes:
             row = await subscriptions.ensure(mailbox)
             print(f"  subscribed {mailbox}: subscription {row.subscription_id}")

@@ -126,11 +126,12 @@ class LocalStack:
 
     async def _prepare(self) -> None:
         from sync_core.bootstrap import opened
-        from sync_core.service.sweeps import manager
 
         async with opened() as c:
             await c.storage.ensure()
-            subscriptions = manager(c)  # a newly subscribed mailbox gets its backfill (I5), run by the host
+            subscriptions = (
+                c.subscription_manager()
+            )  # a newly subscribed mailbox gets its backfill (I5), run by the host
             for user in c.policy.sync_users:
                 await subscriptions.ensure(user.primary_mailbox or user.email)
 

@@ -53,14 +53,13 @@ def app_environment(resource_group: str, app_name: str, run: Runner = az) -> dic
 async def subscribe(mailboxes: Sequence[str]) -> None:
     """Ensure a live subscription for each mailbox (default: every enabled sync user of the policy)."""
     from sync_core.bootstrap import configuration, opened
-    from sync_core.service.sweeps import manager
 
     _, policy = configuration()
     wanted = list(mailboxes) or [user.primary for user in policy.sync_users if user.enabled]
     if not wanted:
         raise SystemExit("the policy lists no enabled sync_users, and no --mailbox was given")
     async with opened() as container:
-        subscriptions = manager(container)  # a newly subscribed mailbox gets its backfill (I5)
+        subscriptions = container.subscription_manager()  # a newly subscribed mailbox gets its backfill (I5)
         for mailbox in wanted:
             row = await subscriptions.ensure(mailbox)
             print(f"{mailbox}: subscription {row.subscription_id}, expires {row.expires_at.isoformat()}")

@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from sync_core.adapters import telemetry
 from sync_core.adapters.crm.rest import RestCrmConnector
-from sync_core.adapters.graph.adapter import GraphAdapter, build_client
+from sync_core.adapters.graph.adapter import GraphAdapter
+from sync_core.adapters.graph.base import build_client
 from sync_core.adapters.storage.core import (
     DECISIONS_TABLE,
     FAILURES_TABLE,
@@ -29,13 +31,16 @@ from sync_core.adapters.storage.decisions import DecisionLog
 from sync_core.adapters.storage.failures import FailureLedger
 from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.adapters.storage.notices import NoticeLedger
-from sync_core.adapters.storage.subscriptions import SubscriptionStore
+from sync_core.adapters.storage.replays import ReplayGuard
+from sync_core.adapters.storage.subscriptions import RunLease, SubscriptionStore
 from sync_core.clock import Clock, SystemClock
-from sync_core.domain.messages import AnyMessage, MailboxResync, SubscriptionLifecycle
+from sync_core.domain.messages import AnyMessage, CrmChange, GraphChange, MailboxResync, SubscriptionLifecycle
 from sync_core.domain.policy import Policy, load_policy
 from sync_core.errors import ConfigurationError
 from sync_core.service.gather import DeleteBudget
+from sync_core.service.lifecycle import LifecycleHandler
 from sync_core.service.reconcile import MailboxStateStore, Reconciler
+from sync_core.service.subscription_manager import RENEWAL_LEASE, MailboxScope, SubscriptionManager
 from sync_core.service.worker import Worker
 from sync_core.settings import Settings, load_settings
 
@@ -88,6 +93,10 @@ class Container:
         self.decisions = DecisionLog(self.storage.table(DECISIONS_TABLE))
         self.subscriptions = SubscriptionStore(self.storage.table(SUBSCRIPTIONS_TABLE))
         self.failures = FailureLedger(self.storage.table(FAILURES_TABLE))
+        # CRM webhook plumbing shares the subscriptions table, in partitions of its own (replays)
+        self.replays = ReplayGuard(self.storage.table(SUBSCRIPTIONS_TABLE))
+        self.notices = NoticeLedger(self.storage.table(MAPPINGS_TABLE))
+        self.deletes = DeleteBudget(self.storage.table(MAILBOXES_TABLE))
         self.worker = Worker(
             graph=self.graph,
             crm=self.crm,
@@ -95,8 +104,8 @@ class Container:
             decisions=self.decisions,
             policy=policy,
             clock=self.clock.now,
-            notices=NoticeLedger(self.storage.table(MAPPINGS_TABLE)),
-            deletes=DeleteBudget(self.storage.table(MAILBOXES_TABLE)),
+            notices=self.notices,
+            deletes=self.deletes,
         )
         self.mailbox_states = MailboxStateStore(self.storage.table(MAILBOXES_TABLE))
         self.reconciler = Reconciler(
@@ -108,15 +117,37 @@ class Container:
             mappings=self.mappings,
         )
 
-    async def handle(self, message: AnyMessage) -> object:
-        """Route one decoded queue message to the worker, the reconciler or the lifecycle handler."""
-        if isinstance(message, MailboxResync):
-            return await self.reconciler.resync_mailbox(message)
-        if isinstance(message, SubscriptionLifecycle):
-            from sync_core.service.sweeps import lifecycle
+        self._routes: dict[type[AnyMessage], Callable[[Any], Awaitable[object]]] = {
+            GraphChange: self.worker.handle,
+            CrmChange: self.worker.handle,
+            MailboxResync: self.reconciler.resync_mailbox,
+            SubscriptionLifecycle: lambda message: self.lifecycle().handle(message),
+        }
 
-            return await lifecycle(self).handle(message)
-        return await self.worker.handle(message)
+    def subscription_manager(self, *, lease: bool = False, mailbox: str | None = None) -> SubscriptionManager:
+        """The subscription manager: with `lease`, under the renewal runs' lease (the timer's and an
+        operator's never overlap); with `mailbox`, seeing only that mailbox's rows."""
+        return SubscriptionManager(
+            graph=self.graph,
+            store=MailboxScope(self.subscriptions, mailbox) if mailbox else self.subscriptions,
+            settings=self.settings,
+            clock=self.clock.now,
+            lease=RunLease(self.storage.table(SUBSCRIPTIONS_TABLE), RENEWAL_LEASE) if lease else None,
+            statuses=self.mailbox_states,
+            enqueue=self.storage.enqueue,  # a new or re-created subscription is followed by a resync
+            housekeeping=(self.deletes.purge, self.notices.purge),  # X1 budgets, old notice claims
+        )
+
+    def lifecycle(self) -> LifecycleHandler:
+        manager = self.subscription_manager()
+        return LifecycleHandler(
+            graph=self.graph, store=self.subscriptions, manager=manager, clock=self.clock.now
+        )
+
+    async def handle(self, message: AnyMessage) -> object:
+        """Route one decoded queue message: changes to the worker, resyncs to the reconciler, subscription
+        events to the lifecycle handler."""
+        return await self._routes[type(message)](message)
 
     async def aclose(self) -> None:
         await self.crm.aclose()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from sync_core.adapters.storage.core import SUBSCRIPTIONS_TABLE
-from sync_core.adapters.storage.replays import ReplayGuard
 from sync_core.bootstrap import container
 from sync_core.errors import ConfigurationError
 from sync_core.ingress.crm import handle_crm_webhook
@@ -25,8 +23,7 @@ async def crm_webhook(req: func.HttpRequest) -> func.HttpResponse:
         req.get_body(),
         secrets=c.settings.crm_secrets,
         enqueue=c.storage.enqueue,
-        # Webhook plumbing shares the subscriptions table, in partitions of its own (crm_replay).
-        replays=ReplayGuard(c.storage.table(SUBSCRIPTIONS_TABLE)),
+        replays=c.replays,
         now=c.clock.now(),
     )
     return respond(reply)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from devstack.crm_emulator.store import ChangeEvent
-from sync_core.ingress.crm_webhook import sign
+from sync_core.ports.crm_webhook import sign
 
 log = logging.getLogger("devstack.crm_emulator")
 

@@ -130,9 +130,7 @@ class _Status(Protocol):
     """What `publish_status` needs of an `ops_status.StatusReport` (kept structural: no import cycle)."""
 
     @property
-    def queue_depth(self) -> int: ...
-    @property
-    def poison_depth(self) -> int: ...
+    def queue_depths(self) -> dict[str, int]: ...
     @property
     def mailboxes(self) -> Iterable[Any]: ...
 
@@ -185,11 +183,9 @@ class Telemetry:
             for m in report.mailboxes
             if m.expires_at is not None and m.subscription_status == "active"
         }
-        from sync_core.adapters.storage.core import CHANGES_QUEUE, POISON_QUEUE
-
         with self._lock:
             self._confirmed, self._expires = confirmed, expires
-            self._depths = {CHANGES_QUEUE: report.queue_depth, POISON_QUEUE: report.poison_depth}
+            self._depths = dict(report.queue_depths)
 
     def _since(self, values: dict[str, datetime], sign: int) -> list[Observation]:
         now = datetime.now(UTC)

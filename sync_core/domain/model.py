@@ -260,3 +260,23 @@ class CrmRecord(_Frozen):
     mailbox_hint: str | None = None  # the organizer's primary mailbox, when the CRM knows it
     external_ref: str | None = None  # our meeting key, when the CRM stores it
     updated_at: datetime | None = None
+
+
+# Fields of Appointment that a Graph create or PATCH can carry. The rest are read-only in Graph
+# (organizer, onlineMeeting link, attachments: own endpoint; cancelled occurrences: delete the instance)
+# or CRM-only (status, kind).
+GRAPH_WRITABLE_FIELDS: tuple[str, ...] = (
+    "subject",
+    "body",
+    "start",
+    "end",
+    "time_zone",
+    "is_all_day",
+    "locations",
+    "attendees",
+    "sensitivity",
+    "show_as",
+    "reminder_minutes",
+    "categories",
+    "recurrence",
+)

@@ -28,7 +28,7 @@ from sync_core.engine import scope
 from sync_core.engine.merge import SYNC_FIELDS, crm_view, norm, three_way
 
 if TYPE_CHECKING:
-    from sync_core.engine.decide import Inputs
+    from sync_core.engine.inputs import Inputs
 
 # What an attendee (not the organizer) may change on their own copy of a meeting.
 ATTENDEE_LOCAL_FIELDS: tuple[str, ...] = ("sensitivity", "show_as", "reminder_minutes", "categories")

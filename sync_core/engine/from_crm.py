@@ -24,7 +24,7 @@ from sync_core.engine.content_sync import cancel_crm, cancel_graph, is_echo, syn
 from sync_core.engine.rooms import crm_managed_room_actions, hold_notices, room_copies, room_outcomes
 
 if TYPE_CHECKING:
-    from sync_core.engine.decide import Inputs
+    from sync_core.engine.inputs import Inputs
 
 Result = tuple[list[Action], str | None, Mapping | None]
 

@@ -43,7 +43,7 @@ from sync_core.engine.content_sync import (
 from sync_core.engine.rooms import crm_managed_room_actions, room_outcomes
 
 if TYPE_CHECKING:
-    from sync_core.engine.decide import Inputs
+    from sync_core.engine.inputs import Inputs
 
 Result = tuple[list[Action], str | None, Mapping | None]
 Role = Literal["organizer", "attendee", "room"]

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sync_core.adapters.graph.convert import GRAPH_WRITABLE_FIELDS
 from sync_core.domain import timezones
-from sync_core.domain.model import Appointment, Attendee, Response
+from sync_core.domain.model import GRAPH_WRITABLE_FIELDS, Appointment, Attendee, Response
 
 # Fields both sides hold and write (F1). Occurrence cancellations are written as their own action (R3).
 BOTH_WAYS: tuple[str, ...] = (*GRAPH_WRITABLE_FIELDS, "cancelled_occurrences")

@@ -10,7 +10,7 @@ from sync_core.domain.model import Appointment, CrmRecord, Origin, Response, Sta
 from sync_core.domain.policy import Policy, RoomMapping
 
 if TYPE_CHECKING:
-    from sync_core.engine.decide import Inputs
+    from sync_core.engine.inputs import Inputs
 
 
 # An invitation the room has not answered yet: only these are declined when another booking is confirmed;

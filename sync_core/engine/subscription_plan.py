@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sync_core.adapters.storage.subscriptions import SubscriptionRow
+from sync_core.domain.subscription import SubscriptionRow
 
 MAX_LIFETIME = timedelta(minutes=10_080)  # Outlook events, basic notifications (facts §1)
 REQUESTED_LIFETIME = MAX_LIFETIME - timedelta(minutes=60)

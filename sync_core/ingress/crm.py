@@ -16,8 +16,8 @@ from typing import Protocol
 
 from sync_core.adapters import telemetry
 from sync_core.domain.messages import CrmChange, encode
-from sync_core.ingress.crm_webhook import WebhookRejected, parse_events, verify_signature
 from sync_core.ingress.graph import Reply
+from sync_core.ports.crm_webhook import WebhookRejected, parse_events, verify_signature
 
 log = logging.getLogger("sync_core.crm_ingress")
 

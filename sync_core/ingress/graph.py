@@ -18,8 +18,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sync_core.adapters import telemetry
-from sync_core.adapters.storage.subscriptions import SubscriptionRow
 from sync_core.domain.messages import GraphChange, MailboxResync, SubscriptionLifecycle, encode
+from sync_core.domain.subscription import SubscriptionRow
 
 log = logging.getLogger("sync_core.ingress")
 

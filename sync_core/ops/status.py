@@ -14,8 +14,9 @@ from sync_core.adapters import telemetry
 from sync_core.adapters.storage.core import CHANGES_QUEUE, DECISIONS_TABLE, POISON_QUEUE, Storage
 from sync_core.adapters.storage.decisions import DecisionLog
 from sync_core.adapters.storage.mappings import MappingStore
-from sync_core.adapters.storage.subscriptions import SubscriptionRow, SubscriptionStore
+from sync_core.adapters.storage.subscriptions import SubscriptionStore
 from sync_core.domain.policy import Policy
+from sync_core.domain.subscription import SubscriptionRow
 from sync_core.errors import SyncError
 from sync_core.service.reconcile import MailboxStateStore
 
@@ -107,6 +108,11 @@ class StatusReport:
     mailboxes: list[MailboxStatus]
     queue_depth: int
     poison_depth: int
+
+    @property
+    def queue_depths(self) -> dict[str, int]:
+        """Messages per queue, by queue name (the queue-depth gauge's labels)."""
+        return {CHANGES_QUEUE: self.queue_depth, POISON_QUEUE: self.poison_depth}
 
     @property
     def nearest_expiry(self) -> MailboxStatus | None:

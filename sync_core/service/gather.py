@@ -22,8 +22,8 @@ from sync_core.domain.messages import CrmChange, GraphChange
 from sync_core.domain.model import Appointment, CrmRecord, GraphEvent, Side
 from sync_core.domain.policy import Policy
 from sync_core.engine.content_sync import with_copy as add_copy
-from sync_core.engine.decide import Facts
 from sync_core.engine.from_crm import target_mailbox
+from sync_core.engine.inputs import Facts
 from sync_core.errors import ConcurrencyError
 from sync_core.ports.crm import CrmConnector
 

@@ -20,8 +20,9 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sync_core.adapters.graph.adapter import CreatedSubscription
-from sync_core.adapters.storage.subscriptions import SubscriptionRow, new_client_state, polling_id
+from sync_core.adapters.storage.subscriptions import new_client_state, polling_id
 from sync_core.domain.messages import MailboxResync, encode
+from sync_core.domain.subscription import SubscriptionRow
 from sync_core.engine.subscription_plan import (
     MAX_LIFETIME,
     RENEW_MARGIN,
@@ -421,3 +422,31 @@ class SubscriptionManager:
                 )
                 return
             await self._store.claim(replace(current, expires_at=expires, last_renewal=now))
+
+
+class MailboxScope:
+    """The subscription store seen through one mailbox, so the manager's renewal touches only it: `all`
+    is filtered, every other call goes to the store itself."""
+
+    def __init__(self, inner: SubscriptionRows, mailbox: str | None) -> None:
+        self._inner = inner
+        self._mailbox = mailbox
+
+    async def all(self) -> list[SubscriptionRow]:
+        rows = await self._inner.all()
+        return [r for r in rows if self._mailbox is None or r.mailbox.lower() == self._mailbox.lower()]
+
+    async def get(self, subscription_id: str, *, fresh: bool = False) -> SubscriptionRow | None:
+        return await self._inner.get(subscription_id, fresh=fresh)
+
+    async def save(self, row: SubscriptionRow) -> None:
+        await self._inner.save(row)
+
+    async def claim(self, row: SubscriptionRow) -> SubscriptionRow:
+        return await self._inner.claim(row)
+
+    async def delete(self, row: SubscriptionRow) -> None:
+        await self._inner.delete(row)
+
+    def mailbox_lease(self, mailbox: str) -> Lease:
+        return self._inner.mailbox_lease(mailbox)

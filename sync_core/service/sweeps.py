@@ -17,20 +17,21 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from azure.data.tables.aio import TableClient
 
 from sync_core.adapters.storage.core import (
-    DECISIONS_TABLE,
     MAILBOXES_TABLE,
     SUBSCRIPTIONS_TABLE,
+    Storage,
     get_entity,
     upsert,
 )
 from sync_core.adapters.storage.decisions import DecisionLog
 from sync_core.adapters.storage.replays import ReplayGuard
-from sync_core.adapters.storage.subscriptions import RunLease
+from sync_core.adapters.storage.subscriptions import RunLease, SubscriptionStore
+from sync_core.clock import Clock
 from sync_core.domain.messages import CrmChange, MailboxResync, encode
 from sync_core.domain.policy import Policy
 from sync_core.engine.subscription_plan import Limits
@@ -38,10 +39,6 @@ from sync_core.errors import NotFoundError, SyncError
 from sync_core.ports.crm import CrmConnector
 from sync_core.service.reconcile import SWEEP_REASON
 from sync_core.service.subscription_manager import RenewalReport, SubscriptionManager
-
-if TYPE_CHECKING:
-    from sync_core.bootstrap import Container
-    from sync_core.service.lifecycle import LifecycleHandler
 
 log = logging.getLogger("sync_core.sweeps")
 
@@ -67,41 +64,34 @@ def sweep_delays(mailboxes: Sequence[str], rng: random.Random) -> list[tuple[str
     return [(mb, int(rng.random() * (spread + 1))) for mb in mailboxes]
 
 
-# -- wiring (the container's parts, for the timers and the worker) ---------------------------------
+class Runtime(Protocol):
+    """What the scheduled runs need of the composition root (`bootstrap.Container` is one)."""
 
-
-def manager(c: Container, *, lease: bool = False) -> SubscriptionManager:
-    from sync_core.adapters.storage.core import MAPPINGS_TABLE
-    from sync_core.adapters.storage.notices import NoticeLedger
-    from sync_core.service.gather import DeleteBudget
-
-    return SubscriptionManager(
-        graph=c.graph,
-        store=c.subscriptions,
-        settings=c.settings,
-        clock=c.clock.now,
-        lease=RunLease(c.storage.table(SUBSCRIPTIONS_TABLE), "renewal") if lease else None,
-        statuses=c.mailbox_states,
-        enqueue=c.storage.enqueue,
-        housekeeping=(  # the renewal run purges these too (X1 budgets of past hours, old notice claims)
-            DeleteBudget(c.storage.table(MAILBOXES_TABLE)).purge,
-            NoticeLedger(c.storage.table(MAPPINGS_TABLE)).purge,
-        ),
-    )
-
-
-def lifecycle(c: Container) -> LifecycleHandler:
-    from sync_core.service.lifecycle import LifecycleHandler
-
-    return LifecycleHandler(graph=c.graph, store=c.subscriptions, manager=manager(c), clock=c.clock.now)
+    @property
+    def storage(self) -> Storage: ...
+    @property
+    def policy(self) -> Policy: ...
+    @property
+    def crm(self) -> CrmConnector: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def subscriptions(self) -> SubscriptionStore: ...
+    @property
+    def decisions(self) -> DecisionLog: ...
+    @property
+    def replays(self) -> ReplayGuard: ...
+    def subscription_manager(
+        self, *, lease: bool = False, mailbox: str | None = None
+    ) -> SubscriptionManager: ...
 
 
 # -- runs ---------------------------------------------------------------------------------------------
 
 
-async def run_renewals(c: Container, limits: Limits | None = None) -> RenewalReport:
+async def run_renewals(c: Runtime, limits: Limits | None = None) -> RenewalReport:
     """The renewal timer: subscriptions for enabled mailboxes, renewed within the rate budget."""
-    m = manager(c, lease=True)
+    m = c.subscription_manager(lease=True)
     return await m.run(enabled_mailboxes(c.policy), limits=limits)
 
 
@@ -113,7 +103,7 @@ class SweepReport:
     purged: int = 0  # replay records and decision-index rows past their retention (purge_expired)
 
 
-async def run_sweep(c: Container, rng: random.Random | None = None) -> SweepReport:
+async def run_sweep(c: Runtime, rng: random.Random | None = None) -> SweepReport:
     """The reconciliation timer: a delta resync of every enabled mailbox, then the CRM by its cursor."""
     clock = c.clock.now
     report = SweepReport()
@@ -142,14 +132,14 @@ async def run_sweep(c: Container, rng: random.Random | None = None) -> SweepRepo
     return report
 
 
-async def purge_expired(c: Container, now: datetime) -> int:
+async def purge_expired(c: Runtime, now: datetime) -> int:
     """Housekeeping under the sweep's lease, off every request path, bounded per run (batched deletes):
     the CRM webhooks' replay records past the window (crm_replay) and the decision log's time index past
     its retention. Best effort: a failure is logged and the next hourly run catches up."""
     purged = 0
     parts: list[tuple[str, Callable[[], Awaitable[int]]]] = [
-        ("CRM replay records", lambda: ReplayGuard(c.storage.table(SUBSCRIPTIONS_TABLE)).purge(now)),
-        ("decision index rows", lambda: DecisionLog(c.storage.table(DECISIONS_TABLE)).purge_index(now)),
+        ("CRM replay records", lambda: c.replays.purge(now)),
+        ("decision index rows", lambda: c.decisions.purge_index(now)),
     ]
     for what, purge in parts:
         try:
@@ -163,7 +153,7 @@ async def purge_expired(c: Container, now: datetime) -> int:
     return purged
 
 
-async def run_polls(c: Container) -> int:
+async def run_polls(c: Runtime) -> int:
     """X3: mailboxes Graph refused a subscription are polled by delta on this (shorter) schedule."""
     now = c.clock.now()
     enabled = {m.lower() for m in enabled_mailboxes(c.policy)}

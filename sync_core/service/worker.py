@@ -34,7 +34,8 @@ from sync_core.domain.actions import (
 )
 from sync_core.domain.messages import CrmChange, GraphChange
 from sync_core.domain.policy import Policy
-from sync_core.engine.decide import Decision, decide
+from sync_core.engine.decide import decide
+from sync_core.engine.inputs import Decision
 from sync_core.engine.mapping_update import after_crm_write, after_graph_write, unlinked
 from sync_core.errors import ConcurrencyError, PolicyError
 from sync_core.ports.crm import CrmConnector

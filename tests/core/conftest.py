@@ -20,7 +20,8 @@ from devstack.crm_emulator import CrmEmulator
 from devstack.graph_emulator import GraphEmulator
 from devstack.run import seed_crm, seed_graph
 from sync_core.adapters.crm.rest import RestCrmConnector
-from sync_core.adapters.graph.adapter import GraphAdapter, build_client
+from sync_core.adapters.graph.adapter import GraphAdapter
+from sync_core.adapters.graph.base import build_client
 from sync_core.adapters.storage.decisions import DecisionLog
 from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.adapters.storage.notices import NoticeLedger

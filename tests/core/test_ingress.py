@@ -19,8 +19,8 @@ from sync_core.adapters.storage.core import (
     proxy_configured,
     upsert,
 )
-from sync_core.adapters.storage.subscriptions import SubscriptionRow
 from sync_core.domain.messages import GraphChange, MailboxResync, decode
+from sync_core.domain.subscription import SubscriptionRow
 from sync_core.errors import PermanentError
 from sync_core.ingress.graph import handle_notifications
 from sync_core.settings import Settings, load_settings

@@ -17,7 +17,8 @@ from azure.data.tables.aio import TableClient
 
 from devstack.crm_emulator import CrmEmulator
 from devstack.graph_emulator import GraphEmulator
-from sync_core.adapters.graph.adapter import GraphAdapter, build_client
+from sync_core.adapters.graph.adapter import GraphAdapter
+from sync_core.adapters.graph.base import build_client
 from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.adapters.storage.notices import NoticeLedger, notice_keys
 from sync_core.domain.actions import Mapping, NotifyOrganizer

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sync_core.domain.model import Appointment
-from sync_core.ingress.crm_webhook import CrmWebhookEvent
 from sync_core.ports.crm import Contact, CrmUser, Space
+from sync_core.ports.crm_webhook import CrmWebhookEvent
 
 SPEC = (Path(__file__).resolve().parents[2] / "docs" / "crm-contract.openapi.yaml").read_text()
 

@@ -18,7 +18,7 @@ from aiohttp import web
 from devstack.crm_emulator import DEFAULT_WEBHOOK_SECRET, CrmEmulator
 from sync_core.adapters.crm.rest import RestCrmConnector
 from sync_core.domain.model import Appointment
-from sync_core.ingress.crm_webhook import CrmWebhookEvent, WebhookRejected, parse_events, verify_signature
+from sync_core.ports.crm_webhook import CrmWebhookEvent, WebhookRejected, parse_events, verify_signature
 
 START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 APPT = Appointment(subject="Review", start=START, end=START + timedelta(hours=1))

@@ -16,7 +16,7 @@ from sync_core.adapters.storage.replays import ReplayGuard, fingerprint, partiti
 from sync_core.domain.messages import CrmChange, decode
 from sync_core.errors import TransientError
 from sync_core.ingress.crm import REPLAY_REASON, handle_crm_webhook
-from sync_core.ingress.crm_webhook import MAX_BODY_BYTES, SIGNATURE_HEADER, sign
+from sync_core.ports.crm_webhook import MAX_BODY_BYTES, SIGNATURE_HEADER, sign
 
 SECRET = "current-secret-0123456789abcdef0123"
 NEXT_SECRET = "next-secret-fedcba9876543210fedcba98"

@@ -9,7 +9,7 @@ import pytest
 
 from sync_core.domain.actions import ChangeType
 from sync_core.errors import ConfigurationError
-from sync_core.ingress.crm_webhook import (
+from sync_core.ports.crm_webhook import (
     MAX_BODY_BYTES,
     MAX_EVENTS,
     SIGNATURE_HEADER,

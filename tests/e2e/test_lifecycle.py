@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from sync_core.adapters.storage.core import CHANGES_QUEUE
-from sync_core.adapters.storage.subscriptions import SubscriptionRow
+from sync_core.domain.subscription import SubscriptionRow
 from tests.clock import days_ahead, graph_time
 from tests.e2e.conftest import Stack, on_container, wait_for
 

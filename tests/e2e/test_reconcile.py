@@ -117,7 +117,6 @@ def test_X2_L4_a_deletion_whose_notification_was_lost_cancels_the_crm_record_aft
 
 
 def test_X3_a_mailbox_graph_refuses_a_subscription_is_polled_by_delta_and_reported(stack: Stack) -> None:
-    from sync_core.service import sweeps
 
     mailbox = "chen@contoso.example"
 
@@ -128,7 +127,7 @@ def test_X3_a_mailbox_graph_refuses_a_subscription_is_polled_by_delta_and_report
         # Graph cannot validate this notification URL, so it refuses the subscription (400).
         dead = "http://127.0.0.1:9"
         c.settings = c.settings.model_copy(update={"public_base_url": dead})
-        manager = sweeps.manager(c)
+        manager = c.subscription_manager()
         return await manager.ensure(mailbox)
 
     row = on_container(refuse)

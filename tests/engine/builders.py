@@ -21,7 +21,8 @@ from sync_core.domain.model import (
     Side,
 )
 from sync_core.domain.policy import Policy
-from sync_core.engine.decide import Decision, Facts, decide
+from sync_core.engine.decide import decide
+from sync_core.engine.inputs import Decision, Facts
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 CLIENT = "bob@client.com"

@@ -41,7 +41,8 @@ from sync_core.domain.model import (
 )
 from sync_core.domain.policy import Policy
 from sync_core.engine.content_sync import receipt_fingerprint
-from sync_core.engine.decide import Decision, Facts, decide
+from sync_core.engine.decide import decide
+from sync_core.engine.inputs import Decision, Facts
 
 _TIME = ("start", "end", "time_zone", "is_all_day")
 

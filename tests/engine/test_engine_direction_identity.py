@@ -8,7 +8,8 @@ from sync_core.domain import identity
 from sync_core.domain.actions import ChangeType, Receipt
 from sync_core.domain.model import Origin, Person, Response, Side
 from sync_core.engine.content_sync import receipt_fingerprint
-from sync_core.engine.decide import Facts, decide
+from sync_core.engine.decide import decide
+from sync_core.engine.inputs import Facts
 from tests.engine.builders import (
     CLIENT,
     NOW,

@@ -17,7 +17,8 @@ from sync_core.domain.model import (
     Status,
 )
 from sync_core.domain.policy import DeletePolicy, EventDefaults
-from sync_core.engine.decide import Facts, decide
+from sync_core.engine.decide import decide
+from sync_core.engine.inputs import Facts
 from sync_core.engine.merge import SYNC_FIELDS
 from tests.engine.builders import (
     CLIENT,

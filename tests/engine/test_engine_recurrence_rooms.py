@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from sync_core.domain.actions import Mapping
 from sync_core.domain.model import AttendeeType, Location, Origin, Response, Status
-from sync_core.engine.decide import Facts, decide
+from sync_core.engine.decide import decide
+from sync_core.engine.inputs import Facts
 from tests.engine.builders import (
     CLIENT,
     KNOWN,

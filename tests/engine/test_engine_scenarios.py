@@ -11,7 +11,8 @@ import pytest
 from sync_core.domain.actions import ChangeType
 from sync_core.domain.model import AttendeeType, Origin, Response, Sensitivity, Status
 from sync_core.domain.policy import DeletePolicy, RoomMapping
-from sync_core.engine.decide import Decision, Facts, decide
+from sync_core.engine.decide import decide
+from sync_core.engine.inputs import Decision, Facts
 from tests.engine.builders import (
     CLIENT,
     KNOWN,

@@ -7,7 +7,8 @@ from datetime import timedelta
 from sync_core.domain.actions import ChangeType
 from sync_core.domain.model import Origin, Person, Response, Sensitivity, Status
 from sync_core.domain.policy import Policy, SyncUser
-from sync_core.engine.decide import Facts, decide
+from sync_core.engine.decide import decide
+from sync_core.engine.inputs import Facts
 from tests.engine.builders import (
     CLIENT,
     NOW,

@@ -29,7 +29,7 @@ from sync_core.domain.model import (
 )
 from sync_core.domain.policy import Policy
 from sync_core.engine import scope
-from sync_core.engine.decide import Facts
+from sync_core.engine.inputs import Facts
 from sync_core.engine.merge import SYNC_FIELDS, crm_view
 from tests.engine.builders import CLIENT, NOW, attendee, weekly
 from tests.engine.fake_world import Crash, World

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from sync_core.domain.messages import CrmChange, GraphChange, decode, encode
 from sync_core.errors import UnprocessableError
-from sync_core.ingress.crm_webhook import sign
+from sync_core.ports.crm_webhook import sign
 from tests.fuzz.conftest import CRM_SECRET, FrontDoor
 
 # Generous: a Storage call that stalls is retried after its 10 s read timeout; the request must still end

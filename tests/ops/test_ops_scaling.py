@@ -31,13 +31,14 @@ from sync_core.adapters.storage.decisions import INDEX_RETENTION, DecisionLog, i
 from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.adapters.storage.purge import delete_range
 from sync_core.adapters.storage.replays import ReplayGuard, fingerprint, partition
-from sync_core.adapters.storage.subscriptions import SubscriptionRow, SubscriptionStore
+from sync_core.adapters.storage.subscriptions import SubscriptionStore
 from sync_core.bootstrap import Container, policy_from
 from sync_core.domain.messages import MailboxResync, decode
 from sync_core.domain.policy import load_policy
+from sync_core.domain.subscription import SubscriptionRow
 from sync_core.ingress.crm import REPLAY_REASON, handle_crm_webhook
-from sync_core.ingress.crm_webhook import sign
 from sync_core.ops import operations as ops
+from sync_core.ports.crm_webhook import sign
 from sync_core.service.reconcile import MailboxState, MailboxStateStore
 from sync_core.service.sweeps import run_sweep
 from sync_core.settings import load_settings

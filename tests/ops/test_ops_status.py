@@ -14,9 +14,10 @@ from sync_core.adapters.storage.core import (
 )
 from sync_core.adapters.storage.decisions import DecisionLog
 from sync_core.adapters.storage.mappings import MappingStore
-from sync_core.adapters.storage.subscriptions import SubscriptionRow, SubscriptionStore
+from sync_core.adapters.storage.subscriptions import SubscriptionStore
 from sync_core.domain.actions import GraphCopy, Mapping
 from sync_core.domain.policy import load_policy
+from sync_core.domain.subscription import SubscriptionRow
 from sync_core.ops import operations as ops
 from sync_core.service.reconcile import MailboxState, MailboxStateStore
 from sync_core.settings import Settings

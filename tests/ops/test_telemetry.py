@@ -20,11 +20,12 @@ from sync_core.adapters import telemetry
 from sync_core.adapters.graph.errors import from_status
 from sync_core.adapters.storage.core import FAILURES_TABLE, MAILBOXES_TABLE, SUBSCRIPTIONS_TABLE, Storage
 from sync_core.adapters.storage.failures import FailureLedger
-from sync_core.adapters.storage.subscriptions import SubscriptionRow, SubscriptionStore
+from sync_core.adapters.storage.subscriptions import SubscriptionStore
 from sync_core.domain.actions import Skip
 from sync_core.domain.messages import CrmChange, GraphChange, encode
 from sync_core.domain.policy import load_policy
-from sync_core.engine.decide import Decision
+from sync_core.domain.subscription import SubscriptionRow
+from sync_core.engine.inputs import Decision
 from sync_core.errors import PermissionError_, ThrottledError
 from sync_core.ops import operations as ops
 from sync_core.service import retry as dispatch

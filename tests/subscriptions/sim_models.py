@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sync_core.adapters.graph.adapter import CreatedSubscription, DeltaPage
-from sync_core.adapters.storage.subscriptions import SubscriptionRow
 from sync_core.domain.actions import Mapping
 from sync_core.domain.model import Appointment, GraphEvent
+from sync_core.domain.subscription import SubscriptionRow
 from sync_core.engine.subscription_plan import MAX_LIFETIME
 from sync_core.errors import (
     ConcurrencyError,

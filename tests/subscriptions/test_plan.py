@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devstack.azurite import Azurite
-from sync_core.adapters.storage.subscriptions import RunLease, SubscriptionRow, SubscriptionStore
+from sync_core.adapters.storage.subscriptions import RunLease, SubscriptionStore
+from sync_core.domain.subscription import SubscriptionRow
 from sync_core.engine.subscription_plan import Limits, max_in_window, plan
 from sync_core.errors import ConcurrencyError
 from sync_core.service.lifecycle import reauthorization_action

@@ -8,7 +8,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from devstack.azurite import Azurite
-from sync_core.adapters.storage.subscriptions import SubscriptionRow, SubscriptionStore
+from sync_core.adapters.storage.subscriptions import SubscriptionStore
+from sync_core.domain.subscription import SubscriptionRow
 from sync_core.engine.subscription_plan import Limits, purgeable
 from sync_core.service.subscription_manager import SubscriptionManager
 from sync_core.settings import Settings

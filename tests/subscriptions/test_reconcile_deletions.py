@@ -18,7 +18,8 @@ import pytest
 
 from devstack.azurite import Azurite
 from devstack.graph_emulator import GraphEmulator
-from sync_core.adapters.graph.adapter import GraphAdapter, build_client
+from sync_core.adapters.graph.adapter import GraphAdapter
+from sync_core.adapters.graph.base import build_client
 from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.domain.actions import GraphCopy, Mapping
 from sync_core.domain.messages import GraphChange, MailboxResync, decode

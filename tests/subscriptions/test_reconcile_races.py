@@ -14,7 +14,8 @@ import pytest
 
 from devstack.azurite import Azurite
 from devstack.graph_emulator import GraphEmulator
-from sync_core.adapters.graph.adapter import DeltaPage, GraphAdapter, build_client
+from sync_core.adapters.graph.adapter import DeltaPage, GraphAdapter
+from sync_core.adapters.graph.base import build_client
 from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.domain.messages import MailboxResync
 from sync_core.domain.policy import DEFAULT_EXTENDED_PROPERTY_ID, Policy

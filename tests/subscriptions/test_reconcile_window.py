@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from devstack.azurite import Azurite
 from devstack.graph_emulator import GraphEmulator
-from sync_core.adapters.graph.adapter import GraphAdapter, build_client
+from sync_core.adapters.graph.adapter import GraphAdapter
+from sync_core.adapters.graph.base import build_client
 from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.domain.messages import GraphChange, MailboxResync, decode
 from sync_core.domain.policy import DEFAULT_EXTENDED_PROPERTY_ID, Policy

@@ -23,10 +23,12 @@ from aiohttp import web
 
 from devstack.azurite import Azurite
 from devstack.graph_emulator import GraphEmulator
-from sync_core.adapters.graph.adapter import GraphAdapter, build_client
-from sync_core.adapters.storage.subscriptions import RunLease, SubscriptionRow, SubscriptionStore
+from sync_core.adapters.graph.adapter import GraphAdapter
+from sync_core.adapters.graph.base import build_client
+from sync_core.adapters.storage.subscriptions import RunLease, SubscriptionStore
 from sync_core.domain.messages import SubscriptionLifecycle
 from sync_core.domain.policy import DEFAULT_EXTENDED_PROPERTY_ID
+from sync_core.domain.subscription import SubscriptionRow
 from sync_core.errors import ThrottledError, TransientError
 from sync_core.service.lifecycle import LifecycleHandler
 from sync_core.service.subscription_manager import MAX_LIFETIME, SubscriptionManager

@@ -41,6 +41,7 @@ from msgraph.generated.models.week_index import WeekIndex
 
 from sync_core.domain import timezones
 from sync_core.domain.model import (
+    GRAPH_WRITABLE_FIELDS,
     Appointment,
     Attachment,
     Attendee,
@@ -60,24 +61,6 @@ from sync_core.domain.model import (
 
 log = logging.getLogger(__name__)
 
-# Fields of Appointment that a Graph create or PATCH can carry. The rest are read-only in Graph
-# (organizer, onlineMeeting link, attachments: own endpoint; cancelled occurrences: delete the instance)
-# or CRM-only (status, kind).
-GRAPH_WRITABLE_FIELDS: tuple[str, ...] = (
-    "subject",
-    "body",
-    "start",
-    "end",
-    "time_zone",
-    "is_all_day",
-    "locations",
-    "attendees",
-    "sensitivity",
-    "show_as",
-    "reminder_minutes",
-    "categories",
-    "recurrence",
-)
 _TIME_FIELDS = frozenset({"start", "end", "time_zone", "is_all_day"})
 
 

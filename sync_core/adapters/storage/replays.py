@@ -23,7 +23,7 @@ from azure.data.tables.aio import TableClient
 from sync_core.adapters.storage.core import call, create_entity
 from sync_core.adapters.storage.purge import delete_range
 from sync_core.errors import ConcurrencyError, SyncError
-from sync_core.ingress.crm_webhook import DEFAULT_WINDOW_SECONDS
+from sync_core.ports.crm_webhook import DEFAULT_WINDOW_SECONDS
 
 log = logging.getLogger("sync_core.crm_replay")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from sync_core.adapters.storage.core import call, create_entity, get_entity, key_of, query, replace_if_match
+from sync_core.domain.subscription import SubscriptionRow
 from sync_core.errors import ConcurrencyError, NotFoundError
 
 _PK = "subscription"
@@ -28,63 +29,48 @@ def new_client_state() -> str:
     return secrets.token_urlsafe(CLIENT_STATE_BYTES)
 
 
-@dataclass(frozen=True)
-class SubscriptionRow:
-    subscription_id: str
-    mailbox: str
-    client_state: str
-    expires_at: datetime
-    status: str = "active"  # active | removed | deleted | polling (X3: Graph refused; delta polls instead)
-    last_renewal: datetime | None = None
-    last_notification: datetime | None = None  # per mailbox, kept on the SyncMailboxes row (ingress)
-    last_reauthorization: datetime | None = None
-    next_attempt: datetime | None = None  # polling: when to ask Graph for a subscription again
-    reason: str = ""  # polling: why Graph refused
-    ended_at: datetime | None = None  # when it became history (removed, deleted): purged some days later
-    etag: str | None = field(default=None, compare=False)
+def to_entity(row: SubscriptionRow) -> dict[str, Any]:
+    """The row as a Table entity of the subscriptions partition."""
 
-    def retired(self, status: str, at: datetime, reason: str | None = None) -> SubscriptionRow:
-        """This row as history: `removed` (Graph no longer has it) or `deleted` (we deleted or retired it)."""
-        return replace(self, status=status, ended_at=at, reason=self.reason if reason is None else reason)
+    def iso(v: datetime | None) -> str:
+        return v.astimezone(UTC).isoformat() if v else ""
 
-    def entity(self) -> dict[str, Any]:
-        def iso(v: datetime | None) -> str:
-            return v.astimezone(UTC).isoformat() if v else ""
+    return {
+        "PartitionKey": _PK,
+        "RowKey": row.subscription_id,
+        "Mailbox": row.mailbox,
+        "ClientState": row.client_state,
+        "ExpiresAt": row.expires_at.astimezone(UTC).isoformat(),
+        "Status": row.status,
+        "LastRenewal": iso(row.last_renewal),
+        "LastReauthorization": iso(row.last_reauthorization),
+        "NextAttempt": iso(row.next_attempt),
+        "Reason": row.reason[:1000],
+        "EndedAt": iso(row.ended_at),
+    }
 
-        return {
-            "PartitionKey": _PK,
-            "RowKey": self.subscription_id,
-            "Mailbox": self.mailbox,
-            "ClientState": self.client_state,
-            "ExpiresAt": self.expires_at.astimezone(UTC).isoformat(),
-            "Status": self.status,
-            "LastRenewal": iso(self.last_renewal),
-            "LastReauthorization": iso(self.last_reauthorization),
-            "NextAttempt": iso(self.next_attempt),
-            "Reason": self.reason[:1000],
-            "EndedAt": iso(self.ended_at),
-        }
 
-    @classmethod
-    def from_entity(cls, e: dict[str, Any]) -> SubscriptionRow:
-        def dt(v: Any) -> datetime | None:
-            return datetime.fromisoformat(v) if v else None
+def from_entity(e: dict[str, Any]) -> SubscriptionRow:
+    """A row read from the table."""
 
-        expires = dt(e.get("ExpiresAt"))
-        return cls(
-            subscription_id=str(e["RowKey"]),
-            mailbox=str(e["Mailbox"]),
-            client_state=str(e["ClientState"]),
-            expires_at=expires or datetime.min.replace(tzinfo=UTC),
-            status=str(e.get("Status") or "active"),
-            last_renewal=dt(e.get("LastRenewal")),
-            last_notification=dt(e.get("LastNotification")),
-            last_reauthorization=dt(e.get("LastReauthorization")),
-            next_attempt=dt(e.get("NextAttempt")),
-            reason=str(e.get("Reason") or ""),
-            ended_at=dt(e.get("EndedAt")),
-            etag=e.get("_etag"),
-        )
+    def dt(v: Any) -> datetime | None:
+        return datetime.fromisoformat(v) if v else None
+
+    expires = dt(e.get("ExpiresAt"))
+    return SubscriptionRow(
+        subscription_id=str(e["RowKey"]),
+        mailbox=str(e["Mailbox"]),
+        client_state=str(e["ClientState"]),
+        expires_at=expires or datetime.min.replace(tzinfo=UTC),
+        status=str(e.get("Status") or "active"),
+        last_renewal=dt(e.get("LastRenewal")),
+        last_notification=dt(e.get("LastNotification")),
+        last_reauthorization=dt(e.get("LastReauthorization")),
+        next_attempt=dt(e.get("NextAttempt")),
+        reason=str(e.get("Reason") or ""),
+        ended_at=dt(e.get("EndedAt")),
+        etag=e.get("_etag"),
+    )
 
 
 def polling_id(mailbox: str) -> str:
@@ -110,14 +96,14 @@ class SubscriptionStore:
         if hit is not None and hit[0] > now and not fresh:
             return hit[1]
         entity = await get_entity(self._table, _PK, subscription_id) if _key_safe(subscription_id) else None
-        row = SubscriptionRow.from_entity(entity) if entity else None
+        row = from_entity(entity) if entity else None
         self._cache[subscription_id] = (now + (self._ttl if row else self._negative_ttl), row)
         if len(self._cache) > 10_000:
             self._cache.clear()
         return row
 
     async def save(self, row: SubscriptionRow) -> None:
-        entity = row.entity()
+        entity = to_entity(row)
         await call(
             lambda: self._table.upsert_entity(entity, mode=UpdateMode.MERGE), item_id=row.subscription_id
         )
@@ -130,7 +116,7 @@ class SubscriptionStore:
         sees one reauthorize or one PATCH, never both within 10 minutes (facts §5)."""
         if row.etag is None:
             raise ConcurrencyError("claim needs a row read with its ETag", side="storage")
-        entity, etag = row.entity(), row.etag
+        entity, etag = to_entity(row), row.etag
         meta = await call(
             lambda: self._table.update_entity(
                 entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
@@ -153,9 +139,7 @@ class SubscriptionStore:
         self._cache.pop(row.subscription_id, None)
 
     async def all(self) -> list[SubscriptionRow]:
-        return [
-            SubscriptionRow.from_entity(e) async for e in query(self._table, "PartitionKey eq @pk", pk=_PK)
-        ]
+        return [from_entity(e) async for e in query(self._table, "PartitionKey eq @pk", pk=_PK)]
 
     async def for_mailbox(self, mailbox: str) -> list[SubscriptionRow]:
         return [r for r in await self.all() if r.mailbox.lower() == mailbox.lower()]
