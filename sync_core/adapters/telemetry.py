@@ -72,15 +72,6 @@ def correlation(value: str) -> Iterator[str]:
         _correlation.reset(token)
 
 
-class CorrelationFilter(logging.Filter):
-    """Sets `record.correlation_id` (if the record factory did not); for handlers formatting it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "correlation_id"):
-            record.correlation_id = _correlation.get()
-        return True
-
-
 _factory_lock = threading.Lock()
 _factory_installed = False
 

@@ -22,7 +22,6 @@ class ChangeType(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
     DELETED = "deleted"
-    RESYNC = "resync"  # found by reconciliation rather than announced
 
 
 class Change(_Frozen):
@@ -168,14 +167,3 @@ Action = Annotated[
     | Unlink,
     Field(discriminator="kind"),
 ]
-
-WRITES = (
-    CreateCrmAppointment,
-    UpdateCrmAppointment,
-    CancelCrmAppointment,
-    CreateGraphEvent,
-    UpdateGraphEvent,
-    CancelGraphEvent,
-    CancelGraphOccurrence,
-    RespondGraphEvent,
-)

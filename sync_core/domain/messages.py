@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from sync_core.domain.actions import ChangeType
 from sync_core.errors import UnprocessableError
 
 MAX_MESSAGE_BYTES = 48 * 1024  # 64 KiB queue limit, less base64 overhead
@@ -40,6 +41,16 @@ class CrmChange(_Message):
     crm_id: str = Field(min_length=1, max_length=1024)
     change_type: Literal["created", "updated", "cancelled", "deleted"]
     version: str | None = None
+
+
+# What a CRM change means to the engine. A cancellation is a change of status: the worker reads the record
+# and sees it cancelled (L3).
+CRM_CHANGE_TYPES: dict[str, ChangeType] = {
+    "created": ChangeType.CREATED,
+    "updated": ChangeType.UPDATED,
+    "cancelled": ChangeType.UPDATED,
+    "deleted": ChangeType.DELETED,
+}
 
 
 class MailboxResync(_Message):

@@ -220,18 +220,6 @@ def fingerprint(appt: Appointment, fields: tuple[str, ...] = CONTENT_FIELDS) -> 
     return hashlib.sha256(canon.encode()).hexdigest()[:32]
 
 
-class OccurrenceKey(_Frozen):
-    """An occurrence is identified by its series plus its original start, never by iCalUId alone (I1)."""
-
-    series_key: str
-    original_start: datetime
-
-    @field_validator("original_start")
-    @classmethod
-    def _utc(cls, v: datetime) -> datetime:
-        return utc(v)
-
-
 class GraphEvent(_Frozen):
     """The current state of one event copy in one mailbox, as read from Microsoft Graph."""
 

@@ -55,9 +55,5 @@ def after_graph_write(mapping: Mapping, event: GraphEvent, now: datetime) -> Map
     return updated.model_copy(update=update)
 
 
-def cancelled(mapping: Mapping) -> Mapping:
-    return mapping.model_copy(update={"state": "cancelled"})
-
-
 def unlinked(mapping: Mapping) -> Mapping:
     return mapping.model_copy(update={"state": "unlinked"})

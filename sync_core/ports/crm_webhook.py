@@ -14,8 +14,6 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from sync_core.domain.actions import Change, ChangeType
-from sync_core.domain.model import Side
 from sync_core.errors import ConfigurationError
 
 TIMESTAMP_HEADER = "X-Crm-Timestamp"
@@ -32,14 +30,6 @@ _HEX_DIGEST_CHARS = 64
 EventType = Literal[
     "appointment.created", "appointment.updated", "appointment.cancelled", "appointment.deleted"
 ]
-
-_CHANGE_TYPES: dict[str, ChangeType] = {
-    "appointment.created": ChangeType.CREATED,
-    "appointment.updated": ChangeType.UPDATED,
-    # A cancellation is a change of status: the worker reads the record and sees it cancelled (L3).
-    "appointment.cancelled": ChangeType.UPDATED,
-    "appointment.deleted": ChangeType.DELETED,
-}
 
 
 class WebhookRejected(Exception):
@@ -61,10 +51,6 @@ class CrmWebhookEvent(BaseModel):
     appointment_id: str = Field(min_length=1, max_length=200)
     version: str = Field(min_length=1, max_length=200)
     occurred_at: AwareDatetime
-
-    def to_change(self) -> Change:
-        """The engine's side-neutral change hint for this event."""
-        return Change(source=Side.CRM, change_type=_CHANGE_TYPES[self.type], item_id=self.appointment_id)
 
 
 class _Payload(BaseModel):

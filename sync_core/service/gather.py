@@ -18,7 +18,7 @@ from sync_core.adapters.storage.core import create_entity, get_entity, key_of, r
 from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.domain import identity
 from sync_core.domain.actions import Change, ChangeType, GraphCopy, Mapping
-from sync_core.domain.messages import CrmChange, GraphChange
+from sync_core.domain.messages import CRM_CHANGE_TYPES, CrmChange, GraphChange
 from sync_core.domain.model import Appointment, CrmRecord, GraphEvent, Side
 from sync_core.domain.policy import Policy
 from sync_core.engine.content_sync import with_copy as add_copy
@@ -177,7 +177,7 @@ class Gatherer:
     # -- a change of a CRM record ---------------------------------------------------------------------
 
     async def crm_change(self, msg: CrmChange) -> Gathered:
-        change = Change(source=Side.CRM, change_type=_crm_change_type(msg.change_type), item_id=msg.crm_id)
+        change = Change(source=Side.CRM, change_type=CRM_CHANGE_TYPES[msg.change_type], item_id=msg.crm_id)
         record = await self.crm.get_appointment(msg.crm_id)
         key = await self.mappings.find_by_crm(msg.crm_id)
         if key is None and record is not None:
@@ -272,12 +272,3 @@ class Gatherer:
         if self.budget is None or not mailbox:
             return 0
         return await self.budget.used(mailbox, self.clock())
-
-
-def _crm_change_type(value: str) -> ChangeType:
-    return {
-        "created": ChangeType.CREATED,
-        "updated": ChangeType.UPDATED,
-        "cancelled": ChangeType.UPDATED,
-        "deleted": ChangeType.DELETED,
-    }[value]

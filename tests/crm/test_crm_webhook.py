@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from sync_core.domain.actions import ChangeType
 from sync_core.errors import ConfigurationError
 from sync_core.ports.crm_webhook import (
     MAX_BODY_BYTES,
@@ -176,12 +175,8 @@ def test_parse_events_returns_validated_events_and_their_change_hints() -> None:
     ).encode()
     events = parse_events(body)
     assert [e.id for e in events] == ["evt-1", "evt-2", "e3"]
-    assert [e.to_change().change_type for e in events] == [
-        ChangeType.UPDATED,
-        ChangeType.UPDATED,
-        ChangeType.DELETED,
-    ]
-    assert events[0].to_change().item_id == "apt-1"
+    assert [e.type for e in events] == ["appointment.updated", "appointment.cancelled", "appointment.deleted"]
+    assert events[0].appointment_id == "apt-1"
 
 
 def test_parse_events_ignores_unknown_fields_for_forward_compatibility() -> None:

@@ -227,7 +227,7 @@ def test_I5_onboarding_adopts_an_existing_crm_record_instead_of_creating() -> No
 
 
 def test_I5_backfill_is_the_same_code_path_as_a_notification() -> None:
-    resync = judge(m365(kind=ChangeType.RESYNC), None, gev(), None)
+    resync = judge(m365(kind=ChangeType.UPDATED), None, gev(), None)  # what a delta round enqueues
     notified = judge(m365(kind=ChangeType.CREATED), None, gev(), None)
     assert resync == notified
     assert Facts() == Facts()

@@ -245,10 +245,12 @@ class SyncMachine(RuleBasedStateMachine):
 
     def _check_resync_writes_nothing(self) -> None:
         changes = [
-            Change(source=Side.M365, change_type=ChangeType.RESYNC, item_id=e, mailbox=m)
+            Change(source=Side.M365, change_type=ChangeType.UPDATED, item_id=e, mailbox=m)
             for m, e in self.world.graph
         ]
-        changes += [Change(source=Side.CRM, change_type=ChangeType.RESYNC, item_id=c) for c in self.world.crm]
+        changes += [
+            Change(source=Side.CRM, change_type=ChangeType.UPDATED, item_id=c) for c in self.world.crm
+        ]
         for change in changes:
             d = self.world.process(change)
             assert not d.writes, f"resync wrote: {d.explain()}"

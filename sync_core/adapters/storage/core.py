@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 from urllib.request import getproxies
 
@@ -264,12 +263,3 @@ async def query(table: TableClient, flt: str, **params: Any) -> AsyncIterator[di
             yield dict(entity) | {"_etag": entity.metadata.get("etag")}
     except Exception as exc:
         raise translate(exc) from exc
-
-
-@asynccontextmanager
-async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
-    storage = Storage(settings)
-    try:
-        yield storage
-    finally:
-        await storage.aclose()
