@@ -28,6 +28,7 @@ from sync_core.adapters.storage.core import (
     Storage,
 )
 from sync_core.adapters.storage.decisions import DecisionLog
+from sync_core.adapters.storage.deletes import TableDeleteBudget
 from sync_core.adapters.storage.failures import FailureLedger
 from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.adapters.storage.notices import NoticeLedger
@@ -37,7 +38,7 @@ from sync_core.clock import Clock, SystemClock
 from sync_core.domain.messages import AnyMessage, CrmChange, GraphChange, MailboxResync, SubscriptionLifecycle
 from sync_core.domain.policy import Policy, load_policy
 from sync_core.errors import ConfigurationError
-from sync_core.service.gather import DeleteBudget
+from sync_core.ingress.graph import NotificationClock
 from sync_core.service.lifecycle import LifecycleHandler
 from sync_core.service.reconcile import MailboxStateStore, Reconciler
 from sync_core.service.subscription_manager import RENEWAL_LEASE, MailboxScope, SubscriptionManager
@@ -96,7 +97,7 @@ class Container:
         # CRM webhook plumbing shares the subscriptions table, in partitions of its own (replays)
         self.replays = ReplayGuard(self.storage.table(SUBSCRIPTIONS_TABLE))
         self.notices = NoticeLedger(self.storage.table(MAPPINGS_TABLE))
-        self.deletes = DeleteBudget(self.storage.table(MAILBOXES_TABLE))
+        self.deletes = TableDeleteBudget(self.storage.table(MAILBOXES_TABLE))
         self.worker = Worker(
             graph=self.graph,
             crm=self.crm,
@@ -108,6 +109,7 @@ class Container:
             deletes=self.deletes,
         )
         self.mailbox_states = MailboxStateStore(self.storage.table(MAILBOXES_TABLE))
+        self.heard = NotificationClock(self.mailbox_states.touch_notification)  # X2, for the Graph ingress
         self.reconciler = Reconciler(
             graph=self.graph,
             states=self.mailbox_states,

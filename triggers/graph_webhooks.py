@@ -5,25 +5,14 @@ Lifecycle work (reauthorize, re-create, resync) is never done here: it is queued
 
 from __future__ import annotations
 
-import weakref
-
 import azure.functions as func
 
-from sync_core.bootstrap import Container, container
+from sync_core.bootstrap import container
 from sync_core.errors import ConfigurationError
-from sync_core.ingress.graph import NotificationClock, handle_notifications, validation_reply
+from sync_core.ingress.graph import handle_notifications, validation_reply
 from triggers.http import misconfigured, respond
 
 bp = func.Blueprint()
-
-_clocks: weakref.WeakKeyDictionary[Container, NotificationClock] = weakref.WeakKeyDictionary()
-
-
-def _heard(c: Container) -> NotificationClock:
-    found = _clocks.get(c)
-    if found is None:
-        found = _clocks[c] = NotificationClock(c.mailbox_states.touch_notification)
-    return found
 
 
 async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
@@ -35,7 +24,7 @@ async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
     except ConfigurationError as exc:
         return misconfigured(exc)
     reply = await handle_notifications(
-        req.params, req.get_body(), c.subscriptions.get, c.storage.enqueue, c.clock.now(), heard=_heard(c)
+        req.get_body(), c.subscriptions.get, c.storage.enqueue, c.clock.now(), heard=c.heard
     )
     return respond(reply)
 

@@ -14,7 +14,6 @@ from sync_core.domain.actions import (
     CancelCrmAppointment,
     CancelGraphEvent,
     CancelGraphOccurrence,
-    GraphCopy,
     Mapping,
     Receipt,
     RespondGraphEvent,
@@ -65,12 +64,6 @@ def x1_limit(inp: Inputs, what: str) -> Skip | None:
             needs_operator=True,
         )
     return None
-
-
-def with_copy(mapping: Mapping, copy: GraphCopy) -> Mapping:
-    if any(c.mailbox == copy.mailbox and c.event_id == copy.event_id for c in mapping.copies):
-        return mapping
-    return mapping.model_copy(update={"copies": (*mapping.copies, copy)})
 
 
 def crm_content(appt: Appointment, inp: Inputs, status: Status) -> Appointment:

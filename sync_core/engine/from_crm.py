@@ -18,9 +18,9 @@ from sync_core.domain.actions import (
     Skip,
 )
 from sync_core.domain.model import Appointment, CrmRecord, GraphEvent, Status
-from sync_core.domain.policy import Policy
 from sync_core.engine import scope
-from sync_core.engine.content_sync import cancel_crm, cancel_graph, is_echo, sync_content, with_copy
+from sync_core.engine.content_sync import cancel_crm, cancel_graph, is_echo, sync_content
+from sync_core.engine.mapping_update import add_copy
 from sync_core.engine.rooms import crm_managed_room_actions, hold_notices, room_copies, room_outcomes
 
 if TYPE_CHECKING:
@@ -180,7 +180,7 @@ def _new(inp: Inputs, key: str, crm: CrmRecord, mapping: Mapping | None = None) 
             inp, key, crm, g, None, "I3", "our earlier create is already in M365: linked, not created again"
         )
 
-    mailbox, rule, why = target_mailbox(inp.policy, crm)
+    mailbox, rule, why = scope.write_target(inp.policy, crm)
     if mailbox is None:
         return _skip("W2", why, key, mapping)
     content = _with_defaults(scope.shape(appt, policy), inp)
@@ -195,37 +195,6 @@ def _new(inp: Inputs, key: str, crm: CrmRecord, mapping: Mapping | None = None) 
         update={"crm_id": crm.crm_id, "organizer_mailbox": mailbox, "snapshot": content}
     )
     return [action], key, new
-
-
-def target_mailbox(policy: Policy, crm: CrmRecord) -> tuple[str | None, str, str]:
-    """W1: the organizer's own primary mailbox; W2: else the default calendar, else the room calendar.
-
-    Also used by the worker to look for our own earlier create after a crash (I3)."""
-    appt = crm.appointment
-    user = policy.user_for_email(appt.organizer.email if appt.organizer else None)
-    if user is None and crm.mailbox_hint:
-        user = policy.user_for_mailbox(crm.mailbox_hint)
-    if user is not None:
-        return (
-            user.primary,
-            "W1",
-            f"written to the organizer's primary mailbox {user.primary}; Exchange invites",
-        )
-    if policy.default_calendar:
-        return (
-            policy.default_calendar,
-            "W2",
-            "organizer has no synced mailbox: written to the default calendar",
-        )
-    for a in appt.rooms:
-        room = policy.room(a.email)
-        if room is not None:
-            return (
-                room.mailbox,
-                "W2",
-                f"organizer has no synced mailbox: booked on room {room.display_name} alone",
-            )
-    return None, "W2", "organizer has no synced mailbox, and there is no default calendar or mapped room"
 
 
 def _with_defaults(appt: Appointment, inp: Inputs) -> Appointment:
@@ -257,10 +226,10 @@ def _update(inp: Inputs, key: str, mapping: Mapping, crm: CrmRecord, g: GraphEve
         if current is None:
             continue
         actions += crm_managed_room_actions(inp, mapping, crm, room, event_id, current)
-    writes, merged = sync_content(inp, key, with_copy(mapping, _copy(g)), g, crm)
+    writes, merged = sync_content(inp, key, add_copy(mapping, _copy(g)), g, crm)
     actions += room_outcomes(inp, mapping, merged)
     actions += writes
-    new = with_copy(mapping, _copy(g)).model_copy(update={"snapshot": merged})
+    new = add_copy(mapping, _copy(g)).model_copy(update={"snapshot": merged})
     before = mapping.snapshot.status if mapping.snapshot is not None else None
     if not actions:
         if before is Status.CONFIRMED and crm.appointment.status is not Status.CONFIRMED:

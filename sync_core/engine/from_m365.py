@@ -38,8 +38,8 @@ from sync_core.engine.content_sync import (
     crm_content,
     is_echo,
     sync_content,
-    with_copy,
 )
+from sync_core.engine.mapping_update import add_copy
 from sync_core.engine.rooms import crm_managed_room_actions, room_outcomes
 
 if TYPE_CHECKING:
@@ -286,7 +286,7 @@ def _secondary_copy(inp: Inputs, key: str, g: GraphEvent, role: Role, room: Room
             "I2", "the organizer is a sync user: the organizer's copy syncs, not this one", key, None
         )
     copy = GraphCopy(mailbox=g.mailbox, event_id=g.event_id, role=role)
-    new = with_copy(mapping, copy)
+    new = add_copy(mapping, copy)
     actions: list[Action] = []
     if new is not mapping:
         actions.append(
@@ -381,7 +381,7 @@ def _update(inp: Inputs, key: str, mapping: Mapping, g: GraphEvent, role: Role) 
         return _skip(
             "L5", f"ended more than {inp.policy.activity_sync_days} days ago: no longer synced", key, mapping
         )
-    new = with_copy(mapping, GraphCopy(mailbox=g.mailbox, event_id=g.event_id, role=role))
+    new = add_copy(mapping, GraphCopy(mailbox=g.mailbox, event_id=g.event_id, role=role))
     actions, merged = sync_content(inp, key, new, g, crm)
     actions = room_outcomes(inp, new, merged) + actions
     new = new.model_copy(update={"snapshot": merged})

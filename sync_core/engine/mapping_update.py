@@ -14,7 +14,14 @@ from sync_core.domain.model import CrmRecord, GraphEvent
 from sync_core.engine.content_sync import receipt_fingerprint
 
 
-def with_copy(mapping: Mapping, copy: GraphCopy) -> Mapping:
+def add_copy(mapping: Mapping, copy: GraphCopy) -> Mapping:
+    """The mapping with this copy among its copies (unchanged if it is there already)."""
+    if any(c.mailbox == copy.mailbox and c.event_id == copy.event_id for c in mapping.copies):
+        return mapping
+    return mapping.model_copy(update={"copies": (*mapping.copies, copy)})
+
+
+def set_copy(mapping: Mapping, copy: GraphCopy) -> Mapping:
     """Add (or replace) one mailbox's copy; the first organizer copy becomes the authoritative one."""
     copies = (*(c for c in mapping.copies if c.mailbox.lower() != copy.mailbox.lower()), copy)
     update: dict[str, object] = {"copies": copies}
@@ -48,7 +55,7 @@ def after_graph_write(mapping: Mapping, event: GraphEvent, now: datetime) -> Map
     copy = GraphCopy(
         mailbox=event.mailbox, event_id=event.event_id, role="organizer" if event.is_organizer else "attendee"
     )
-    updated = with_copy(mapping, copy)
+    updated = set_copy(mapping, copy)
     update: dict[str, object] = {"graph_receipt": receipt}
     if event.ical_uid and event.type in ("singleInstance", "seriesMaster"):
         update["ical_uid"] = event.ical_uid

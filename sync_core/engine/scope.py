@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from sync_core.domain.model import Appointment, Attendee, AttendeeType, Kind, Location, Sensitivity
+from sync_core.domain.model import (
+    Appointment,
+    Attendee,
+    AttendeeType,
+    CrmRecord,
+    Kind,
+    Location,
+    Sensitivity,
+)
 from sync_core.domain.policy import Policy
 
 
@@ -129,3 +137,34 @@ def shape(appt: Appointment, policy: Policy) -> Appointment:
     if policy.attachments == "none":
         update["attachments"] = ()
     return appt.model_copy(update=update)
+
+
+def write_target(policy: Policy, crm: CrmRecord) -> tuple[str | None, str, str]:
+    """Where a CRM record is written in Microsoft 365, with the rule and why. W1: the organizer's own primary
+    mailbox; W2: else the default calendar, else the room calendar. The gatherer looks there for our own
+    earlier create after a crash (I3)."""
+    appt = crm.appointment
+    user = policy.user_for_email(appt.organizer.email if appt.organizer else None)
+    if user is None and crm.mailbox_hint:
+        user = policy.user_for_mailbox(crm.mailbox_hint)
+    if user is not None:
+        return (
+            user.primary,
+            "W1",
+            f"written to the organizer's primary mailbox {user.primary}; Exchange invites",
+        )
+    if policy.default_calendar:
+        return (
+            policy.default_calendar,
+            "W2",
+            "organizer has no synced mailbox: written to the default calendar",
+        )
+    for a in appt.rooms:
+        room = policy.room(a.email)
+        if room is not None:
+            return (
+                room.mailbox,
+                "W2",
+                f"organizer has no synced mailbox: booked on room {room.display_name} alone",
+            )
+    return None, "W2", "organizer has no synced mailbox, and there is no default calendar or mapped room"

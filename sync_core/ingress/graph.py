@@ -195,7 +195,6 @@ class NotificationClock:
 
 
 async def handle_notifications(
-    params: Mapping[str, str],
     body: bytes,
     lookup: LookupSubscription,
     enqueue: Enqueue,
@@ -203,10 +202,8 @@ async def handle_notifications(
     *,
     heard: NotificationClock | None = None,
 ) -> Reply:
-    """The whole front door: handshake, or validate + authenticate + enqueue, then 202."""
-    handshake = validation_reply(params)
-    if handshake is not None:
-        return handshake
+    """A notification POST (the handshake, `validation_reply`, comes first and needs no settings): validate,
+    authenticate, enqueue, then 202."""
     parsed = parse(body)
     if isinstance(parsed, Reply):
         return parsed

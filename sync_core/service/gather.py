@@ -9,27 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from azure.data.tables.aio import TableClient
-
-from sync_core.adapters.graph.adapter import GraphAdapter
-from sync_core.adapters.storage.core import create_entity, get_entity, key_of, replace_if_match
-from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.domain import identity
 from sync_core.domain.actions import Change, ChangeType, GraphCopy, Mapping
 from sync_core.domain.messages import CRM_CHANGE_TYPES, CrmChange, GraphChange
 from sync_core.domain.model import Appointment, CrmRecord, GraphEvent, Side
 from sync_core.domain.policy import Policy
-from sync_core.engine.content_sync import with_copy as add_copy
-from sync_core.engine.from_crm import target_mailbox
 from sync_core.engine.inputs import Facts
-from sync_core.errors import ConcurrencyError
+from sync_core.engine.mapping_update import add_copy
+from sync_core.engine.scope import write_target
+from sync_core.ports.calendar import Calendar
 from sync_core.ports.crm import CrmConnector
+from sync_core.ports.stores import DeleteBudget, Mappings
 
-# X1: a queue worker has no "run"; a run is one fixed clock hour per mailbox (docs/sync-rules.md, X1).
-DELETE_RUN = timedelta(hours=1)
-_DELETES_PK = "deletes"
 _OCCURRENCE_SEARCH = timedelta(days=1)
 
 
@@ -45,62 +37,13 @@ class Gathered:
     run_mailbox: str | None  # the mailbox whose X1 delete budget this change spends
 
 
-class DeleteBudget:
-    """X1: cancels and deletes carried out per mailbox in the current run (one clock hour), in Table Storage
-    so every worker instance shares it. Counting is exact under races (ETag-conditioned increments)."""
-
-    def __init__(self, table: TableClient, *, run: timedelta = DELETE_RUN) -> None:
-        self._table = table
-        self._run = run
-
-    def _row(self, mailbox: str, now: datetime) -> str:
-        seconds = int(self._run.total_seconds())
-        bucket = int(now.astimezone(UTC).timestamp()) // seconds * seconds
-        return key_of(mailbox.lower(), str(bucket))
-
-    async def used(self, mailbox: str, now: datetime) -> int:
-        entity = await get_entity(self._table, _DELETES_PK, self._row(mailbox, now))
-        return int(entity["Count"]) if entity else 0
-
-    async def spend(self, mailbox: str, now: datetime) -> int:
-        """Count one cancel or delete; returns the count so far in this run."""
-        row = self._row(mailbox, now)
-        for _ in range(10):
-            entity = await get_entity(self._table, _DELETES_PK, row)
-            count = (int(entity["Count"]) if entity else 0) + 1
-            new: dict[str, Any] = {
-                "PartitionKey": _DELETES_PK,
-                "RowKey": row,
-                "Mailbox": mailbox.lower(),
-                "RunStart": now.astimezone(UTC).isoformat(),
-                "Count": count,
-            }
-            try:
-                if entity is None:
-                    await create_entity(self._table, new)
-                else:
-                    await replace_if_match(self._table, new, entity["_etag"])
-                return count
-            except ConcurrencyError:
-                continue
-        raise ConcurrencyError("delete budget contended", mailbox=mailbox)
-
-    async def purge(self, before: datetime, at_most: int) -> int:
-        """Delete up to `at_most` budget rows last spent before `before` (past runs); returns how many."""
-        from sync_core.adapters.storage.purge import delete_range
-
-        flt = "PartitionKey eq @pk and RunStart lt @before"
-        params = {"pk": _DELETES_PK, "before": before.astimezone(UTC).isoformat()}
-        return await delete_range(self._table, flt, params, max_rows=at_most)
-
-
 class Gatherer:
     def __init__(
         self,
         *,
-        graph: GraphAdapter,
+        graph: Calendar,
         crm: CrmConnector,
-        mappings: MappingStore,
+        mappings: Mappings,
         policy: Policy,
         budget: DeleteBudget | None,
         clock: Callable[[], datetime],
@@ -233,7 +176,7 @@ class Gatherer:
         included), not by reading every event of the booking's time window, which costs the worker a parse
         per event of a busy organizer's calendar on every CRM create."""
         mailbox = mapping.organizer_mailbox if mapping and mapping.organizer_mailbox else None
-        mailbox = mailbox or target_mailbox(self.policy, record)[0]
+        mailbox = mailbox or write_target(self.policy, record)[0]
         if mailbox is None:
             return None
         e = await self.graph.find_created(mailbox, tag=key, transaction_id=identity.transaction_id(key))

@@ -19,16 +19,17 @@ import json
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from sync_core.adapters import telemetry
 from sync_core.adapters.graph import limits as graph_limits
 from sync_core.adapters.storage.core import POISON_QUEUE, Storage
 from sync_core.adapters.storage.failures import FailureLedger
+from sync_core.domain.actions import Action
 from sync_core.domain.messages import AnyMessage, decode
 from sync_core.errors import PermanentError, SyncError, ThrottledError, TransientError
-from sync_core.service.worker import Outcome
 
 log = logging.getLogger("sync_core.dispatch")
 
@@ -60,11 +61,22 @@ def _correlation_of(body: str) -> str:
     return value if isinstance(value, str) and value else telemetry.NO_CORRELATION
 
 
+@runtime_checkable
+class Handled(Protocol):
+    """What a handler returns when it decided something (`service.worker.Outcome`)."""
+
+    @property
+    def actions(self) -> Sequence[Action]: ...
+
+    @property
+    def writes(self) -> Sequence[str]: ...
+
+
 def observe(message: AnyMessage, result: object, now: datetime) -> None:
     """Metrics of one handled message: each action by rule and kind; the latency when it wrote something."""
-    if not isinstance(result, Outcome):
+    if not isinstance(result, Handled):
         return
-    for action in result.decision.actions:
+    for action in result.actions:
         telemetry.action_decided(action.rule, action.kind)
     side = SIDES.get(message.type)
     if result.writes and side is not None:

@@ -9,15 +9,13 @@ to organisers are claimed before they are sent (`notices`), and the mapping is s
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sync_core.adapters.graph.adapter import GraphAdapter
-from sync_core.adapters.storage.decisions import DecisionLog
-from sync_core.adapters.storage.mappings import MappingStore
-from sync_core.adapters.storage.notices import NoticeLedger
 from sync_core.domain.actions import (
+    Action,
     CancelCrmAppointment,
     CancelGraphEvent,
     CancelGraphOccurrence,
@@ -38,13 +36,26 @@ from sync_core.engine.decide import decide
 from sync_core.engine.inputs import Decision
 from sync_core.engine.mapping_update import after_crm_write, after_graph_write, unlinked
 from sync_core.errors import ConcurrencyError, PolicyError
+from sync_core.ports.calendar import Calendar
 from sync_core.ports.crm import CrmConnector
-from sync_core.service.gather import DeleteBudget, Gathered, Gatherer
+from sync_core.ports.stores import Decisions, DeleteBudget, Mappings, Notices
+from sync_core.service.gather import Gathered, Gatherer
 
 log = logging.getLogger("sync_core.worker")
 
 MAX_RACE_RETRIES = 3
 _DELETES = (CancelCrmAppointment, CancelGraphEvent, CancelGraphOccurrence)
+
+
+@dataclass
+class _Step:
+    """One decision being applied: the mapping as the writes so far left it, and the row as stored."""
+
+    decision: Decision
+    g: Gathered
+    now: datetime
+    mapping: Mapping | None
+    stored: Mapping | None
 
 
 @dataclass
@@ -56,6 +67,10 @@ class Outcome:
     then: Outcome | None = None
 
     @property
+    def actions(self) -> tuple[Action, ...]:
+        return self.decision.actions
+
+    @property
     def all_writes(self) -> list[str]:
         return self.writes + (self.then.all_writes if self.then else [])
 
@@ -64,13 +79,13 @@ class Worker:
     def __init__(
         self,
         *,
-        graph: GraphAdapter,
+        graph: Calendar,
         crm: CrmConnector,
-        mappings: MappingStore,
-        decisions: DecisionLog,
+        mappings: Mappings,
+        decisions: Decisions,
         policy: Policy,
         clock: Callable[[], datetime],
-        notices: NoticeLedger,
+        notices: Notices,
         deletes: DeleteBudget | None = None,
     ) -> None:
         self.graph = graph
@@ -84,6 +99,21 @@ class Worker:
         self.gatherer = Gatherer(
             graph=graph, crm=crm, mappings=mappings, policy=policy, budget=deletes, clock=clock
         )
+        # Applying a decision: one effect per action type, in the order the engine listed the actions.
+        self._effects: dict[type, Callable[[Any, _Step], Awaitable[bool]]] = {
+            Skip: self._nothing,
+            LinkCopy: self._nothing,
+            Unlink: self._nothing,
+            CreateCrmAppointment: self._create_crm,
+            UpdateCrmAppointment: self._update_crm,
+            CancelCrmAppointment: self._cancel_crm,
+            CreateGraphEvent: self._create_graph,
+            UpdateGraphEvent: self._update_graph,
+            CancelGraphEvent: self._cancel_graph,
+            CancelGraphOccurrence: self._cancel_occurrence,
+            RespondGraphEvent: self._respond,
+            NotifyOrganizer: self._notify_organizer,
+        }
 
     async def handle(self, message: GraphChange | CrmChange) -> Outcome:
         """Process one change message. A CRM booking we just wrote to Outlook gets a second look, because
@@ -186,66 +216,85 @@ class Worker:
         stored: Mapping | None = None,
     ) -> tuple[Mapping | None, Mapping | None]:
         """Carry out the external writes in order; a create first claims the mapping row (I3)."""
+        step = _Step(decision, g, now, mapping, stored)
         for action in decision.actions:
-            if isinstance(action, Skip | LinkCopy | Unlink):
-                continue
+            effect = self._effects.get(type(action))
+            if effect is None:
+                raise AssertionError(f"no effect for {action!r}")
             if isinstance(action, CreateCrmAppointment | CreateGraphEvent):
-                if mapping is None:
+                if step.mapping is None:
                     raise AssertionError(f"{action.kind} without a mapping to claim")
-                if mapping.etag is None:  # claim the row before the external create (I3)
-                    mapping = stored = await self.mappings.save(mapping)
-            if isinstance(action, CreateCrmAppointment):
-                assert mapping is not None
-                record = await self.crm.create_appointment(
-                    action.appointment,
-                    idempotency_key=action.idempotency_key,
-                    external_ref=mapping.meeting_key,
-                )
-                mapping = after_crm_write(mapping, record, now)
-            elif isinstance(action, UpdateCrmAppointment):
-                record = await self.crm.update_appointment(
-                    action.crm_id,
-                    action.appointment,
-                    fields=action.changed_fields,
-                    expected_version=action.expected_version,
-                )
-                mapping = after_crm_write(mapping, record, now) if mapping else None
-            elif isinstance(action, CancelCrmAppointment):
-                record = await self.crm.cancel_appointment(action.crm_id)
-                mapping = after_crm_write(mapping, record, now) if mapping else None
-            elif isinstance(action, CreateGraphEvent):
-                assert mapping is not None
-                event = await self.graph.create_event(
-                    action.mailbox,
-                    action.appointment,
-                    transaction_id=action.transaction_id,
-                    tag=mapping.meeting_key,
-                )
-                mapping = after_graph_write(mapping, event, now)
-            elif isinstance(action, UpdateGraphEvent):
-                tag = mapping.meeting_key if mapping else (decision.meeting_key or "")
-                event = await self.graph.update_event(
-                    action.mailbox, action.event_id, action.appointment, fields=action.changed_fields, tag=tag
-                )
-                mapping = after_graph_write(mapping, event, now) if mapping else None
-            elif isinstance(action, CancelGraphEvent):
-                await self.graph.cancel_event(action.mailbox, action.event_id, action.comment)
-            elif isinstance(action, CancelGraphOccurrence):
-                await self.graph.cancel_occurrence(
-                    action.mailbox, action.series_event_id, action.original_start
-                )
-            elif isinstance(action, RespondGraphEvent):
-                await self.graph.respond(action.mailbox, action.event_id, action.response, action.comment)
-            elif isinstance(action, NotifyOrganizer):
-                key = mapping.meeting_key if mapping else (decision.meeting_key or g.meeting_key or "")
-                if not await self._notify(key, action, now):
-                    continue
-            else:
-                raise AssertionError(f"unhandled action {action!r}")
+                if step.mapping.etag is None:  # claim the row before the external create (I3)
+                    step.mapping = step.stored = await self.mappings.save(step.mapping)
+            if not await effect(action, step):
+                continue
             if isinstance(action, _DELETES) and self.deletes is not None and g.run_mailbox:
                 await self.deletes.spend(g.run_mailbox, now)
             out.writes.append(f"{action.kind}:{action.rule}")
-        return mapping, stored
+        return step.mapping, step.stored
+
+    # -- the effect of each action: True when it wrote something ------------------------------------
+
+    async def _nothing(self, action: Any, step: _Step) -> bool:
+        return False  # Skip, LinkCopy, Unlink: the decision's mapping says it all
+
+    async def _create_crm(self, action: CreateCrmAppointment, step: _Step) -> bool:
+        assert step.mapping is not None
+        record = await self.crm.create_appointment(
+            action.appointment, idempotency_key=action.idempotency_key, external_ref=step.mapping.meeting_key
+        )
+        step.mapping = after_crm_write(step.mapping, record, step.now)
+        return True
+
+    async def _update_crm(self, action: UpdateCrmAppointment, step: _Step) -> bool:
+        record = await self.crm.update_appointment(
+            action.crm_id,
+            action.appointment,
+            fields=action.changed_fields,
+            expected_version=action.expected_version,
+        )
+        step.mapping = after_crm_write(step.mapping, record, step.now) if step.mapping else None
+        return True
+
+    async def _cancel_crm(self, action: CancelCrmAppointment, step: _Step) -> bool:
+        record = await self.crm.cancel_appointment(action.crm_id)
+        step.mapping = after_crm_write(step.mapping, record, step.now) if step.mapping else None
+        return True
+
+    async def _create_graph(self, action: CreateGraphEvent, step: _Step) -> bool:
+        assert step.mapping is not None
+        event = await self.graph.create_event(
+            action.mailbox,
+            action.appointment,
+            transaction_id=action.transaction_id,
+            tag=step.mapping.meeting_key,
+        )
+        step.mapping = after_graph_write(step.mapping, event, step.now)
+        return True
+
+    async def _update_graph(self, action: UpdateGraphEvent, step: _Step) -> bool:
+        tag = step.mapping.meeting_key if step.mapping else (step.decision.meeting_key or "")
+        event = await self.graph.update_event(
+            action.mailbox, action.event_id, action.appointment, fields=action.changed_fields, tag=tag
+        )
+        step.mapping = after_graph_write(step.mapping, event, step.now) if step.mapping else None
+        return True
+
+    async def _cancel_graph(self, action: CancelGraphEvent, step: _Step) -> bool:
+        await self.graph.cancel_event(action.mailbox, action.event_id, action.comment)
+        return True
+
+    async def _cancel_occurrence(self, action: CancelGraphOccurrence, step: _Step) -> bool:
+        await self.graph.cancel_occurrence(action.mailbox, action.series_event_id, action.original_start)
+        return True
+
+    async def _respond(self, action: RespondGraphEvent, step: _Step) -> bool:
+        await self.graph.respond(action.mailbox, action.event_id, action.response, action.comment)
+        return True
+
+    async def _notify_organizer(self, action: NotifyOrganizer, step: _Step) -> bool:
+        key = step.mapping.meeting_key if step.mapping else (step.decision.meeting_key or step.g.meeting_key)
+        return await self._notify(key or "", action, step.now)
 
     async def _notify(self, meeting_key: str, notice: NotifyOrganizer, now: datetime) -> bool:
         """Send a notice once (M4, M5): claimed first, released if the send fails; False if already sent."""

@@ -23,11 +23,11 @@ from sync_core.adapters.crm.rest import RestCrmConnector
 from sync_core.adapters.graph.adapter import GraphAdapter
 from sync_core.adapters.graph.base import build_client
 from sync_core.adapters.storage.decisions import DecisionLog
+from sync_core.adapters.storage.deletes import TableDeleteBudget
 from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.adapters.storage.notices import NoticeLedger
 from sync_core.domain.messages import CrmChange
 from sync_core.domain.policy import load_policy
-from sync_core.service.gather import DeleteBudget
 from sync_core.service.worker import Worker
 from sync_core.settings import Settings, load_settings
 
@@ -77,7 +77,7 @@ class WorkerParts:
         )
         self.crm = RestCrmConnector(crm_emu.base_url, token=crm_emu.token)
         self.decisions = DecisionLog(tables["Dec"])
-        self.budget = DeleteBudget(tables["Mbx"])
+        self.budget = TableDeleteBudget(tables["Mbx"])
 
     def worker(self, store: MappingStore | None = None, graph: GraphAdapter | None = None) -> Worker:
         return Worker(

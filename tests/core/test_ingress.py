@@ -22,7 +22,7 @@ from sync_core.adapters.storage.core import (
 from sync_core.domain.messages import GraphChange, MailboxResync, decode
 from sync_core.domain.subscription import SubscriptionRow
 from sync_core.errors import PermanentError
-from sync_core.ingress.graph import handle_notifications
+from sync_core.ingress.graph import handle_notifications, validation_reply
 from sync_core.settings import Settings, load_settings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "graph"
@@ -56,16 +56,15 @@ def _documented_notification(client_state: str = SECRET, sub_id: str = "sub-1") 
 
 async def test_validation_handshake_returns_the_decoded_token_as_plain_text() -> None:
     fakes = Fakes({})
-    reply = await handle_notifications(
-        {"validationToken": "a token/with+chars"}, b"", fakes.lookup, fakes.enqueue, NOW
-    )
+    reply = validation_reply({"validationToken": "a token/with+chars"})
+    assert reply is not None
     assert (reply.status, reply.body, reply.content_type) == (200, "a token/with+chars", "text/plain")
     assert fakes.sent == []
 
 
 async def test_a_valid_notification_is_enqueued_once_and_acknowledged_with_202() -> None:
     fakes = Fakes({"sub-1": _row()})
-    reply = await handle_notifications({}, _documented_notification(), fakes.lookup, fakes.enqueue, NOW)
+    reply = await handle_notifications(_documented_notification(), fakes.lookup, fakes.enqueue, NOW)
     assert reply.status == 202
     assert len(fakes.sent) == 1
     message = decode(fakes.sent[0])
@@ -79,9 +78,7 @@ async def test_a_valid_notification_is_enqueued_once_and_acknowledged_with_202()
 
 async def test_a_wrong_client_state_is_discarded_but_still_answered_202() -> None:
     fakes = Fakes({"sub-1": _row()})
-    reply = await handle_notifications(
-        {}, _documented_notification("forged"), fakes.lookup, fakes.enqueue, NOW
-    )
+    reply = await handle_notifications(_documented_notification("forged"), fakes.lookup, fakes.enqueue, NOW)
     assert reply.status == 202
     assert fakes.sent == []
     assert json.loads(reply.body) == {"accepted": 0, "discarded": 1}
@@ -90,7 +87,7 @@ async def test_a_wrong_client_state_is_discarded_but_still_answered_202() -> Non
 async def test_an_unknown_subscription_is_discarded_but_still_answered_202() -> None:
     fakes = Fakes({"sub-1": _row()})
     reply = await handle_notifications(
-        {}, _documented_notification(sub_id="other"), fakes.lookup, fakes.enqueue, NOW
+        _documented_notification(sub_id="other"), fakes.lookup, fakes.enqueue, NOW
     )
     assert reply.status == 202
     assert fakes.sent == []
@@ -99,7 +96,7 @@ async def test_an_unknown_subscription_is_discarded_but_still_answered_202() -> 
 async def test_malformed_bodies_get_400_with_a_reason_and_enqueue_nothing() -> None:
     fakes = Fakes({"sub-1": _row()})
     for body in (b"", b"not json", b"{}", b'{"value": []}', b'{"value": [{"clientState": "x"}]}'):
-        reply = await handle_notifications({}, body, fakes.lookup, fakes.enqueue, NOW)
+        reply = await handle_notifications(body, fakes.lookup, fakes.enqueue, NOW)
         assert reply.status == 400, body
         assert "malformed notification" in json.loads(reply.body)["error"]
     assert fakes.sent == []
@@ -111,7 +108,7 @@ async def test_a_batch_mixing_subscriptions_enqueues_only_the_authentic_ones() -
     two = json.loads(_documented_notification(sub_id="sub-2"))["value"][0]
     bad = json.loads(_documented_notification("nope", sub_id="sub-2"))["value"][0]
     body = json.dumps({"value": [one, two, bad]}).encode()
-    reply = await handle_notifications({}, body, fakes.lookup, fakes.enqueue, NOW)
+    reply = await handle_notifications(body, fakes.lookup, fakes.enqueue, NOW)
     assert reply.status == 202
     assert len(fakes.sent) == 2
 
@@ -121,7 +118,7 @@ async def test_lifecycle_missed_becomes_a_full_mailbox_resync() -> None:
     payload["value"][0]["subscriptionId"] = "sub-1"
     payload["value"][0]["clientState"] = SECRET
     fakes = Fakes({"sub-1": _row()})
-    reply = await handle_notifications({}, json.dumps(payload).encode(), fakes.lookup, fakes.enqueue, NOW)
+    reply = await handle_notifications(json.dumps(payload).encode(), fakes.lookup, fakes.enqueue, NOW)
     assert reply.status == 202
     message = decode(fakes.sent[0])
     assert isinstance(message, MailboxResync)

@@ -111,15 +111,15 @@ def test_operator_renewal_waits_for_the_renewal_lease_and_recreate_keeps_the_old
 
 def test_X1_the_renewal_timer_purges_delete_budgets_and_notice_claims_of_days_ago(stack: Stack) -> None:
     from sync_core.adapters.storage.core import MAILBOXES_TABLE, MAPPINGS_TABLE
+    from sync_core.adapters.storage.deletes import TableDeleteBudget
     from sync_core.adapters.storage.notices import NoticeLedger
     from sync_core.domain.actions import NotifyOrganizer
-    from sync_core.service.gather import DeleteBudget
 
     now = datetime.now(UTC)
     notice = NotifyOrganizer(rule="M5", reason="r", mailbox="chen@contoso.example", subject="s", text="t")
 
     async def seed(c: Any) -> None:
-        budget = DeleteBudget(c.storage.table(MAILBOXES_TABLE))
+        budget = TableDeleteBudget(c.storage.table(MAILBOXES_TABLE))
         ledger = NoticeLedger(c.storage.table(MAPPINGS_TABLE))
         for at in (now - timedelta(days=5), now):
             await budget.spend("chen@contoso.example", at)

@@ -109,9 +109,9 @@ async def test_X1_budgets_and_notice_claims_of_days_ago_are_purged_by_the_renewa
     needed for their hour or their window; the renewal run deletes old ones, a bounded number per run."""
     from azure.data.tables.aio import TableServiceClient
 
+    from sync_core.adapters.storage.deletes import TableDeleteBudget
     from sync_core.adapters.storage.notices import NoticeLedger
     from sync_core.domain.actions import NotifyOrganizer
-    from sync_core.service.gather import DeleteBudget
 
     clock = SimClock(NOW)
 
@@ -124,7 +124,7 @@ async def test_X1_budgets_and_notice_claims_of_days_ago_are_purged_by_the_renewa
     async with TableServiceClient.from_connection_string(azurite.connection_string) as service:
         mailboxes = await service.create_table(f"Mailboxes{unique_name}")
         mappings = await service.create_table(f"Mappings{unique_name}")
-        budget, ledger = DeleteBudget(mailboxes), NoticeLedger(mappings)
+        budget, ledger = TableDeleteBudget(mailboxes), NoticeLedger(mappings)
         for hours_ago in (100, 99, 98, 97, 2, 0):  # 4 of days ago, 2 recent
             await budget.spend("m1@x.example", NOW - timedelta(hours=hours_ago))
         for n, days_ago in enumerate((10, 9, 8, 5, 1, 0)):

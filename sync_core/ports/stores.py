@@ -1,0 +1,65 @@
+"""What the worker keeps: mappings, the decision record, notice claims and the X1 delete budget (Protocols).
+
+Implemented by the Table Storage adapters in `adapters.storage` (and in-memory fakes in the tests; both pass
+the same contract suites).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from sync_core.domain.actions import Mapping, NotifyOrganizer
+
+
+class Mappings(Protocol):
+    """Mapping rows by meeting key, with indexes by Graph copy, CRM id and iCalUId. `save` is conditional:
+    with `previous` (as read, with its ETag) it fails with ConcurrencyError if the row changed since; with
+    no ETag on `mapping` it creates the row and fails with ConcurrencyError if one exists (the I3 claim)."""
+
+    async def get(self, meeting_key: str) -> Mapping | None: ...
+
+    async def find_by_graph(self, mailbox: str, event_id: str) -> str | None: ...
+
+    async def find_by_crm(self, crm_id: str) -> str | None: ...
+
+    async def find_by_ical(self, ical_uid: str) -> str | None: ...
+
+    async def save(self, mapping: Mapping, *, previous: Mapping | None = None) -> Mapping: ...
+
+
+class Decisions(Protocol):
+    """The record of every decision (E1), by item."""
+
+    async def record(
+        self,
+        *,
+        side: str,
+        item_id: str,
+        at: datetime,
+        meeting_key: str | None,
+        rule: str,
+        reason: str,
+        actions: list[dict[str, Any]],
+        correlation_id: str,
+        versions: dict[str, str],
+        outcome: str,
+    ) -> None: ...
+
+    async def for_item(self, side: str, item_id: str, *, limit: int = 50) -> list[dict[str, Any]]: ...
+
+
+class Notices(Protocol):
+    """Claims on notices to organisers (M4, M5): claimed before the send, released if it failed."""
+
+    async def claim(self, meeting_key: str, notice: NotifyOrganizer, now: datetime) -> bool: ...
+
+    async def release(self, meeting_key: str, notice: NotifyOrganizer) -> None: ...
+
+
+class DeleteBudget(Protocol):
+    """X1: cancels and deletes carried out per mailbox in the current run (one clock hour)."""
+
+    async def used(self, mailbox: str, now: datetime) -> int: ...
+
+    async def spend(self, mailbox: str, now: datetime) -> int: ...
