@@ -31,7 +31,8 @@ from sync_core.errors import (
 BASE = "https://crm.test/api"
 APPT = Appointment(start=datetime(2026, 1, 5, 9, tzinfo=UTC), end=datetime(2026, 1, 5, 10, tzinfo=UTC))
 
-# The statuses with a meaning of their own; every other status falls back by its class.
+# The statuses with a meaning of their own (the same for Graph, the CRM and Storage: sync_core.errors);
+# every other status falls back by its class. 503 and 509 without Retry-After are transient.
 EXPECTED: dict[int, type[SyncError]] = {
     400: UnprocessableError,
     401: PermissionError_,
@@ -41,8 +42,16 @@ EXPECTED: dict[int, type[SyncError]] = {
     409: ConflictError,
     410: NotFoundError,
     412: ConcurrencyError,
+    413: UnprocessableError,  # too large: sending it again cannot help
+    415: UnprocessableError,
     422: UnprocessableError,
+    423: TransientError,  # locked: comes back
+    424: TransientError,  # a failed dependency
     429: ThrottledError,
+    451: PermissionError_,
+    501: PermanentError,  # not implemented, HTTP version, over quota: retrying cannot help
+    505: PermanentError,
+    507: PermanentError,
 }
 BY_CLASS: dict[int, type[SyncError]] = {3: PermanentError, 4: PermanentError, 5: TransientError}
 

@@ -10,7 +10,6 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
@@ -20,16 +19,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sync_core.domain.model import Appointment, CrmRecord
 from sync_core.errors import (
-    ConcurrencyError,
     ConfigurationError,
-    ConflictError,
     NotFoundError,
     PermanentError,
-    PermissionError_,
     SyncError,
     ThrottledError,
     TransientError,
     UnprocessableError,
+    retry_after_seconds,
+    status_class,
 )
 from sync_core.ports.crm import ChangedPage, Contact, CrmUser, Space
 from sync_core.settings import Settings, is_header_name
@@ -43,37 +41,6 @@ DEFAULT_CONTACT_TTL_S = 300.0
 DEFAULT_API_KEY_HEADER = "X-Api-Key"  # the contract's apiKeyAuth scheme; CRM_API_KEY_HEADER changes it
 _MAX_PAGES = 10_000  # guards list_users/list_spaces against a CRM that never ends its paging
 APPOINTMENT_FIELDS: frozenset[str] = frozenset(Appointment.model_fields)
-
-# Statuses with a meaning of their own; the rest fall back by class in `translate_error`.
-_STATUS_ERRORS: dict[int, type[SyncError]] = {
-    400: UnprocessableError,
-    401: PermissionError_,
-    403: PermissionError_,
-    404: NotFoundError,
-    408: TransientError,  # the server timed out waiting for us: as retryable as a client-side timeout
-    409: ConflictError,
-    410: NotFoundError,  # gone for good; list_changed: the cursor expired, start a full sweep
-    412: ConcurrencyError,
-    422: UnprocessableError,
-}
-
-
-def _retry_after(value: str | None, now: float) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date, RFC 9110 10.2.3)."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -113,15 +80,11 @@ def translate_error(
     detail = _error_detail(outcome)
     if detail:
         message = f"{message}: {detail}"
-    wait = _retry_after(outcome.headers.get("Retry-After"), time.time() if now is None else now)
-    if status == 429 or (status == 503 and wait is not None):
+    wait = retry_after_seconds(outcome.headers.get("Retry-After"), time.time() if now is None else now)
+    target = status_class(status, has_retry_after=wait is not None)
+    if target is ThrottledError:
         return ThrottledError(message, retry_after=DEFAULT_RETRY_AFTER_S if wait is None else wait, **ctx)
-    known = _STATUS_ERRORS.get(status)
-    if known is not None:
-        return known(message, **ctx)
-    if status >= 500:
-        return TransientError(message, **ctx)
-    return PermanentError(message, **ctx)
+    return target(message, **ctx)
 
 
 class _Wire(BaseModel):

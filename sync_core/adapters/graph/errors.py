@@ -10,7 +10,6 @@ for something not listed, which tests/graph/test_error_mapping.py turns into a f
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import time
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 from kiota_abstractions.api_error import APIError
 
+from sync_core import errors
 from sync_core.adapters import telemetry
 from sync_core.errors import (
     ConcurrencyError,
@@ -51,37 +51,6 @@ CODE_CLASSES: dict[str, type[SyncError]] = {
 }
 
 # Exact statuses first, then the class of the status (x // 100).
-STATUS_CLASSES: dict[int, type[SyncError]] = {
-    400: UnprocessableError,
-    401: PermissionError_,
-    403: PermissionError_,
-    404: NotFoundError,
-    408: TransientError,
-    409: ConflictError,
-    410: NotFoundError,
-    412: ConcurrencyError,
-    413: UnprocessableError,
-    415: UnprocessableError,
-    422: UnprocessableError,
-    423: TransientError,  # ErrorItemLocked / mailbox move: comes back
-    424: TransientError,  # a `$batch` item whose dependency failed: retried with it
-    429: ThrottledError,
-    451: PermissionError_,
-    501: PermanentError,
-    503: ThrottledError,  # with Retry-After; without it, TransientError (backoff)
-    505: PermanentError,
-    507: PermanentError,  # mailbox over quota: an operator must act
-    509: ThrottledError,  # bandwidth limit exceeded
-}
-STATUS_FAMILY: dict[int, type[SyncError]] = {
-    0: TransientError,  # no status: the response never arrived
-    1: TransientError,  # an informational status as the final answer is a protocol hiccup
-    2: TransientError,  # a success reported as a failure (empty body where one was promised)
-    3: PermanentError,  # redirect not followed: Graph does not redirect API calls
-    4: PermanentError,
-    5: TransientError,
-}
-
 # Exception types of the client stack, most specific first (checked with isinstance in this order).
 # Status-carrying types are handled before this table.
 EXCEPTION_CLASSES: tuple[tuple[type[BaseException] | str, type[SyncError]], ...] = (
@@ -162,32 +131,18 @@ def classify(exc_type: type[BaseException]) -> type[SyncError] | None:
 
 
 def status_class(status: int, code: str | None = None, *, has_retry_after: bool = False) -> type[SyncError]:
-    """The error class for an HTTP status (and the Graph error code, which wins when it is known)."""
+    """The error class for an HTTP status and the Graph error code, which wins when it is known."""
     known = CODE_CLASSES.get((code or "").lower())
     if known is not None and (known is not ThrottledError or has_retry_after):
         return known
-    target = STATUS_CLASSES.get(status) or STATUS_FAMILY.get(status // 100, PermanentError)
-    if target is ThrottledError and not has_retry_after and status != 429:
-        return TransientError  # 503/509 without Retry-After: our own backoff
-    return target
+    return errors.status_class(status, has_retry_after=has_retry_after)
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
     """`Retry-After` in seconds (delta-seconds, possibly fractional, or an HTTP-date); None when absent."""
-    if not headers:
-        return None
-    value = next((str(v) for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if value is None or not value.strip():
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+    return errors.retry_after_seconds(
+        errors.header(headers, "retry-after"), time.time() if now is None else now
+    )
 
 
 DEFAULT_THROTTLE_SECONDS = 1.0  # a 429 without Retry-After: the caller's backoff takes over from here

@@ -28,13 +28,12 @@ from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
 from sync_core.errors import (
     ConcurrencyError,
-    ConflictError,
     NotFoundError,
     PermanentError,
-    PermissionError_,
     SyncError,
     ThrottledError,
     TransientError,
+    status_class,
 )
 from sync_core.settings import Settings
 
@@ -119,17 +118,11 @@ def translate(exc: BaseException, *, item_id: str | None = None) -> SyncError:
         return NotFoundError(f"storage resource not found: {exc.message}", **kw)
     if isinstance(exc, HttpResponseError):
         status = exc.status_code or 0
-        if status in (429, 503):
+        # Storage answers 503 ServerBusy without Retry-After: it is throttling all the same (a second).
+        target = status_class(status, has_retry_after=True)
+        if target is ThrottledError:
             return ThrottledError(f"storage throttled ({status})", retry_after=1.0, **kw)
-        if status == 412:
-            return ConcurrencyError("storage precondition failed", **kw)
-        if status == 409:
-            return ConflictError(f"storage conflict: {exc.message}", **kw)
-        if status in (401, 403):
-            return PermissionError_(f"storage refused access ({status}): {exc.message}", **kw)
-        if status >= 500 or status == 408 or status == 0:
-            return TransientError(f"storage error {status}: {exc.message}", **kw)
-        return PermanentError(f"storage rejected the request ({status}): {exc.message}", **kw)
+        return target(f"storage answered {status}: {exc.message}", **kw)
     if isinstance(exc, ServiceRequestError | ServiceResponseError | AzureError | OSError | TimeoutError):
         return TransientError(f"storage unreachable: {exc}", **kw)
     return TransientError(f"unexpected storage failure: {exc!r}", **kw)
