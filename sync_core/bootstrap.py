@@ -33,7 +33,7 @@ from sync_core.adapters.storage.failures import FailureLedger
 from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.adapters.storage.notices import NoticeLedger
 from sync_core.adapters.storage.replays import ReplayGuard
-from sync_core.adapters.storage.subscriptions import RunLease, SubscriptionStore
+from sync_core.adapters.storage.subscriptions import MailboxScope, RunLease, SubscriptionStore
 from sync_core.clock import Clock, SystemClock
 from sync_core.domain.messages import AnyMessage, CrmChange, GraphChange, MailboxResync, SubscriptionLifecycle
 from sync_core.domain.policy import Policy, load_policy
@@ -41,7 +41,7 @@ from sync_core.errors import ConfigurationError
 from sync_core.ingress.graph import NotificationClock
 from sync_core.service.lifecycle import LifecycleHandler
 from sync_core.service.reconcile import MailboxStateStore, Reconciler
-from sync_core.service.subscription_manager import RENEWAL_LEASE, MailboxScope, SubscriptionManager
+from sync_core.service.subscription_manager import RENEWAL_LEASE, SubscriptionManager
 from sync_core.service.worker import Worker
 from sync_core.settings import Settings, load_settings
 

@@ -24,3 +24,11 @@ class SubscriptionRow:
     def retired(self, status: str, at: datetime, reason: str | None = None) -> SubscriptionRow:
         """This row as history: `removed` (Graph no longer has it) or `deleted` (we deleted or retired it)."""
         return replace(self, status=status, ended_at=at, reason=self.reason if reason is None else reason)
+
+
+@dataclass(frozen=True)
+class CreatedSubscription:
+    """What Graph answered to a subscription create."""
+
+    subscription_id: str
+    expires_at: datetime

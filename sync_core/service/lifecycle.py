@@ -24,7 +24,8 @@ from sync_core.adapters.storage.subscriptions import SubscriptionStore
 from sync_core.domain.messages import SubscriptionLifecycle
 from sync_core.engine.subscription_plan import REAUTHORIZE_GAP, Limits
 from sync_core.errors import ConcurrencyError, NotFoundError, SyncError
-from sync_core.service.subscription_manager import SubscriptionGraph, SubscriptionManager
+from sync_core.ports.subscriptions import SubscriptionGraph
+from sync_core.service.subscription_manager import SubscriptionManager
 
 log = logging.getLogger("sync_core.lifecycle")
 

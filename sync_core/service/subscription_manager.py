@@ -17,9 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Protocol
 
-from sync_core.adapters.graph.adapter import CreatedSubscription
 from sync_core.adapters.storage.subscriptions import new_client_state, polling_id
 from sync_core.domain.messages import MailboxResync, encode
 from sync_core.domain.subscription import SubscriptionRow
@@ -41,6 +39,7 @@ from sync_core.errors import (
     ThrottledError,
     TransientError,
 )
+from sync_core.ports.subscriptions import Lease, MailboxStatuses, SubscriptionGraph, SubscriptionRows
 from sync_core.settings import Settings
 
 log = logging.getLogger("sync_core.subscriptions")
@@ -53,47 +52,6 @@ BACKFILL_REASON = "backfill: mailbox enabled"
 # A mailbox's subscribe claim: one create (two validation handshakes of up to 10 s each) with its clean-up.
 CREATE_HOLD = timedelta(minutes=2)
 CLAIM_POLL_SECONDS = 0.5
-
-
-class SubscriptionGraph(Protocol):
-    """The Graph calls the manager makes (GraphAdapter; an in-memory model in the simulation)."""
-
-    async def create_subscription(
-        self,
-        mailbox: str,
-        *,
-        notification_url: str,
-        lifecycle_url: str,
-        client_state: str,
-        expires_at: datetime,
-    ) -> CreatedSubscription: ...
-    async def subscription_exists(self, subscription_id: str, mailbox: str) -> bool: ...
-    async def renew_subscription(
-        self, subscription_id: str, mailbox: str, expires_at: datetime
-    ) -> datetime: ...
-    async def reauthorize_subscription(self, subscription_id: str, mailbox: str) -> None: ...
-    async def delete_subscription(self, subscription_id: str, mailbox: str) -> None: ...
-    async def list_subscriptions(self, mailbox: str, notification_url: str) -> list[str]: ...
-
-
-class Lease(Protocol):
-    """Keeps runs from overlapping (subscriptions.RunLease: an ETag-claimed row that lapses on its own)."""
-
-    async def acquire(self, now: datetime, hold: timedelta) -> bool: ...
-    async def release(self) -> None: ...
-
-
-class SubscriptionRows(Protocol):
-    async def all(self) -> list[SubscriptionRow]: ...
-    async def get(self, subscription_id: str, *, fresh: bool = False) -> SubscriptionRow | None: ...
-    async def save(self, row: SubscriptionRow) -> None: ...
-    async def claim(self, row: SubscriptionRow) -> SubscriptionRow: ...  # ConcurrencyError if changed
-    async def delete(self, row: SubscriptionRow) -> None: ...
-    def mailbox_lease(self, mailbox: str) -> Lease: ...  # a claim on subscribing one mailbox
-
-
-class MailboxStatuses(Protocol):
-    async def set_status(self, mailbox: str, status: str, reason: str = "") -> None: ...
 
 
 @dataclass
@@ -422,31 +380,3 @@ class SubscriptionManager:
                 )
                 return
             await self._store.claim(replace(current, expires_at=expires, last_renewal=now))
-
-
-class MailboxScope:
-    """The subscription store seen through one mailbox, so the manager's renewal touches only it: `all`
-    is filtered, every other call goes to the store itself."""
-
-    def __init__(self, inner: SubscriptionRows, mailbox: str | None) -> None:
-        self._inner = inner
-        self._mailbox = mailbox
-
-    async def all(self) -> list[SubscriptionRow]:
-        rows = await self._inner.all()
-        return [r for r in rows if self._mailbox is None or r.mailbox.lower() == self._mailbox.lower()]
-
-    async def get(self, subscription_id: str, *, fresh: bool = False) -> SubscriptionRow | None:
-        return await self._inner.get(subscription_id, fresh=fresh)
-
-    async def save(self, row: SubscriptionRow) -> None:
-        await self._inner.save(row)
-
-    async def claim(self, row: SubscriptionRow) -> SubscriptionRow:
-        return await self._inner.claim(row)
-
-    async def delete(self, row: SubscriptionRow) -> None:
-        await self._inner.delete(row)
-
-    def mailbox_lease(self, mailbox: str) -> Lease:
-        return self._inner.mailbox_lease(mailbox)

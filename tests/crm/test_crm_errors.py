@@ -13,7 +13,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from sync_core.adapters.crm.rest import DEFAULT_RETRY_AFTER_S, RestCrmConnector, translate_error
+from sync_core.adapters.crm.rest import RestCrmConnector
+from sync_core.adapters.crm.wire import DEFAULT_RETRY_AFTER_S, translate_error
 from sync_core.domain.model import Appointment, utc
 from sync_core.errors import (
     ConcurrencyError,

@@ -13,10 +13,10 @@ import itertools
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sync_core.adapters.graph.adapter import CreatedSubscription, DeltaPage
+from sync_core.adapters.graph.adapter import DeltaPage
 from sync_core.domain.actions import Mapping
 from sync_core.domain.model import Appointment, GraphEvent
-from sync_core.domain.subscription import SubscriptionRow
+from sync_core.domain.subscription import CreatedSubscription, SubscriptionRow
 from sync_core.engine.subscription_plan import MAX_LIFETIME
 from sync_core.errors import (
     ConcurrencyError,

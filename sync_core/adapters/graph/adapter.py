@@ -29,6 +29,7 @@ from sync_core.adapters.graph.base import graph_time as _graph_time
 from sync_core.adapters.graph.convert import appointment_to_event, event_to_graph_event
 from sync_core.adapters.graph.create import find_created
 from sync_core.domain.model import Appointment, GraphEvent
+from sync_core.domain.subscription import CreatedSubscription
 from sync_core.errors import ConflictError, NotFoundError, TransientError, UnprocessableError
 
 CALENDAR_VIEW_PAGE = 100  # $top per calendarView page; the rest comes through @odata.nextLink
@@ -42,12 +43,6 @@ class DeltaPage:
     removed_ids: list[str]
     next_link: str | None
     delta_link: str | None
-
-
-@dataclass(frozen=True)
-class CreatedSubscription:
-    subscription_id: str
-    expires_at: datetime
 
 
 class GraphAdapter(GraphBase):

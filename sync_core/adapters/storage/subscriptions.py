@@ -193,3 +193,31 @@ class RunLease:
 def _key_safe(value: str) -> bool:
     """Table keys may not hold / \\ # ? or control characters; such an id cannot be one of ours."""
     return 0 < len(value) <= 255 and not any(c in value for c in "/\\#?") and value.isprintable()
+
+
+class MailboxScope:
+    """The subscription store seen through one mailbox, so the manager's renewal touches only it: `all`
+    is filtered, every other call goes to the store itself."""
+
+    def __init__(self, inner: SubscriptionStore, mailbox: str | None) -> None:
+        self._inner = inner
+        self._mailbox = mailbox
+
+    async def all(self) -> list[SubscriptionRow]:
+        rows = await self._inner.all()
+        return [r for r in rows if self._mailbox is None or r.mailbox.lower() == self._mailbox.lower()]
+
+    async def get(self, subscription_id: str, *, fresh: bool = False) -> SubscriptionRow | None:
+        return await self._inner.get(subscription_id, fresh=fresh)
+
+    async def save(self, row: SubscriptionRow) -> None:
+        await self._inner.save(row)
+
+    async def claim(self, row: SubscriptionRow) -> SubscriptionRow:
+        return await self._inner.claim(row)
+
+    async def delete(self, row: SubscriptionRow) -> None:
+        await self._inner.delete(row)
+
+    def mailbox_lease(self, mailbox: str) -> RunLease:
+        return self._inner.mailbox_lease(mailbox)
