@@ -25,6 +25,7 @@ from sync_core.domain.actions import (
 from sync_core.domain.model import Appointment, Attendee, CrmRecord, GraphEvent, Kind, Response, Status
 from sync_core.engine import scope
 from sync_core.engine.merge import SYNC_FIELDS, crm_view, norm, three_way
+from sync_core.engine.rooms import room_declines
 
 if TYPE_CHECKING:
     from sync_core.engine.inputs import Inputs
@@ -276,13 +277,7 @@ def cancel_graph(
             and copy.event_id != graph.event_id
         ):
             actions.append(
-                RespondGraphEvent(
-                    rule="M4",
-                    reason=f"{why}: CRM-managed room {room.display_name} declines",
-                    mailbox=copy.mailbox,
-                    event_id=copy.event_id,
-                    response="decline",
-                )
+                room_declines(room, copy.event_id, f"{why}: CRM-managed room {room.display_name} declines")
             )
     if not actions:
         actions.append(Skip(rule="L3", reason=f"{why}; our copy is already declined"))

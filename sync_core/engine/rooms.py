@@ -22,6 +22,13 @@ def _overlaps(a: Appointment, start: datetime, end: datetime) -> bool:
     return a.start < end and start < a.end
 
 
+def room_declines(room: RoomMapping, event_id: str, reason: str) -> RespondGraphEvent:
+    """M4: a CRM-managed room declines one invitation in its own calendar."""
+    return RespondGraphEvent(
+        rule="M4", reason=reason, mailbox=room.mailbox, event_id=event_id, response="decline"
+    )
+
+
 def crm_managed_room_actions(
     inp: Inputs, mapping: Mapping, crm: CrmRecord, room: RoomMapping, room_event_id: str, current: Response
 ) -> list[Action]:
@@ -49,23 +56,15 @@ def crm_managed_room_actions(
                 and _overlaps(other.appointment, appt.start, appt.end)
             ):
                 out.append(
-                    RespondGraphEvent(
-                        rule="M4",
-                        reason=f"room {room.display_name} was confirmed for another meeting in this slot",
-                        mailbox=room.mailbox,
-                        event_id=other.event_id,
-                        response="decline",
+                    room_declines(
+                        room,
+                        other.event_id,
+                        f"room {room.display_name} was confirmed for another meeting in this slot",
                     )
                 )
     elif status is Status.CANCELLED and current is not Response.DECLINED:
         out.append(
-            RespondGraphEvent(
-                rule="M4",
-                reason=f"cancelled in the CRM: room {room.display_name} declines",
-                mailbox=room.mailbox,
-                event_id=room_event_id,
-                response="decline",
-            )
+            room_declines(room, room_event_id, f"cancelled in the CRM: room {room.display_name} declines")
         )
     return out
 

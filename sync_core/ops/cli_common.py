@@ -80,10 +80,8 @@ def run_with(work: Callable[[Container], Awaitable[int]]) -> int:
 
 
 def filters(args: argparse.Namespace) -> dict[str, Any]:
+    """The poison filter and limit the command line chose, as keyword arguments of list_poison and replay."""
     return {
-        "mailbox": args.mailbox,
-        "error_class": args.error_class,
-        "older_than": args.older_than,
-        "message_id": args.message_id,
+        "flt": ops.PoisonFilter(args.mailbox, args.error_class, args.older_than, args.message_id),
         "limit": args.limit,
     }

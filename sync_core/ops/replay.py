@@ -185,11 +185,8 @@ async def _release(client: QueueClient, messages: Iterable[QueueMessage]) -> Non
 async def list_poison(
     storage: Storage,
     failures: FailureLedger,
+    flt: PoisonFilter | None = None,
     *,
-    mailbox: str | None = None,
-    error_class: str | None = None,
-    older_than: timedelta | None = None,
-    message_id: str | None = None,
     limit: int | None = None,
     now: datetime,
     peek: bool = False,
@@ -199,7 +196,7 @@ async def list_poison(
     `peek=True` has no side effect but sees at most the first 32 messages (the service's limit); otherwise
     messages are received, hidden for 30 s while read, and made visible again, so every one is seen.
     """
-    flt = PoisonFilter(mailbox, error_class, older_than, message_id)
+    flt = flt or PoisonFilter()
     client = storage.queue(POISON_QUEUE)
     if peek:
         page = await call(lambda: client.peek_messages(max_messages=PEEK_MAX), item_id=POISON_QUEUE)
@@ -237,11 +234,8 @@ class ReplayReport:
 async def replay(
     storage: Storage,
     failures: FailureLedger,
+    flt: PoisonFilter | None = None,
     *,
-    mailbox: str | None = None,
-    error_class: str | None = None,
-    older_than: timedelta | None = None,
-    message_id: str | None = None,
     dry_run: bool = False,
     limit: int | None = None,
     now: datetime,
@@ -253,7 +247,7 @@ async def replay(
     A crash between the two leaves the message in both queues (the poison copy reappears when its hold
     lapses), never in neither; processing is idempotent, so the duplicate is harmless.
     """
-    flt = PoisonFilter(mailbox, error_class, older_than, message_id)
+    flt = flt or PoisonFilter()
     client = storage.queue(POISON_QUEUE)
     scan = await _scan(client, failures, flt, limit, now, hold=hold_seconds)
     report = ReplayReport(
@@ -307,11 +301,9 @@ class ReplayRequest(BaseModel):
 
     def options(self) -> dict[str, Any]:
         """Keyword arguments for `replay`."""
+        older_than = parse_duration(self.older_than) if self.older_than else None
         return {
-            "mailbox": self.mailbox,
-            "error_class": self.error_class,
-            "older_than": parse_duration(self.older_than) if self.older_than else None,
-            "message_id": self.message_id,
+            "flt": PoisonFilter(self.mailbox, self.error_class, older_than, self.message_id),
             "dry_run": self.dry_run,
             "limit": self.limit,
         }

@@ -114,18 +114,38 @@ async def test_filters_choose_by_mailbox_error_class_age_and_message_id(
     later = now() + timedelta(hours=3)
 
     assert [
-        i.item_id for i in await ops.list_poison(storage, failures, now=now(), mailbox=MAILBOX_B.upper())
+        i.item_id
+        for i in await ops.list_poison(
+            storage, failures, ops.PoisonFilter(mailbox=MAILBOX_B.upper()), now=now()
+        )
     ] == ["ev-b"]
     assert [
-        i.item_id for i in await ops.list_poison(storage, failures, now=now(), error_class="transienterror")
+        i.item_id
+        for i in await ops.list_poison(
+            storage, failures, ops.PoisonFilter(error_class="transienterror"), now=now()
+        )
     ] == ["ev-a"]
-    assert len(await ops.list_poison(storage, failures, now=now(), error_class=ops.UNRECORDED)) == 2
-    assert await ops.list_poison(storage, failures, now=now(), older_than=timedelta(hours=2)) == []
-    assert len(await ops.list_poison(storage, failures, older_than=timedelta(hours=2), now=later)) == 3
+    assert (
+        len(await ops.list_poison(storage, failures, ops.PoisonFilter(error_class=ops.UNRECORDED), now=now()))
+        == 2
+    )
+    assert (
+        await ops.list_poison(storage, failures, ops.PoisonFilter(older_than=timedelta(hours=2)), now=now())
+        == []
+    )
+    assert (
+        len(
+            await ops.list_poison(
+                storage, failures, ops.PoisonFilter(older_than=timedelta(hours=2)), now=later
+            )
+        )
+        == 3
+    )
     one = everything[1].message_id
-    assert [i.message_id for i in await ops.list_poison(storage, failures, now=now(), message_id=one)] == [
-        one
-    ]
+    assert [
+        i.message_id
+        for i in await ops.list_poison(storage, failures, ops.PoisonFilter(message_id=one), now=now())
+    ] == [one]
     assert len(await ops.list_poison(storage, failures, now=now(), limit=2)) == 2
     assert len(await bodies(storage, POISON_QUEUE)) == 3, "filtered-out messages are visible again"
 
@@ -152,7 +172,11 @@ async def test_replay_moves_the_chosen_messages_to_sync_changes_and_out_of_poiso
     progress: list[tuple[int, int]] = []
 
     report = await ops.replay(
-        storage, failures, now=now(), mailbox=MAILBOX_A, on_progress=lambda d, t: progress.append((d, t))
+        storage,
+        failures,
+        ops.PoisonFilter(mailbox=MAILBOX_A),
+        now=now(),
+        on_progress=lambda d, t: progress.append((d, t)),
     )
 
     assert len(report.moved) == 1 and report.ok and progress == [(1, 1)]
