@@ -1,7 +1,5 @@
 """Builds the app's dependencies once, lazily, from validated settings: the only composition root.
-
-I/O side. Async clients belong to the event loop that made them, so there is one container per loop
-(the Functions worker has one; the development host and tests may have more).
+I/O side.
 """
 
 from __future__ import annotations

@@ -1,8 +1,4 @@
-"""The one source of the current time for the I/O side; the composition root owns it, tests replace it.
-
-The engine never reads a clock: the shell passes `now` in. Everything else takes `Clock.now` from the
-container (`bootstrap.Container.clock`), never from `datetime.now` of its own.
-"""
+"""The one source of the current time for the I/O side; the composition root owns it, tests replace it."""
 
 from __future__ import annotations
 

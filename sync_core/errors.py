@@ -1,18 +1,5 @@
 """The one error tree of the sync, and the HTTP status map every adapter translates with, once, at its edge.
-
-    SyncError
-    ├── TransientError            retry: throttling, 5xx, timeouts, ETag races
-    │   ├── ThrottledError        carries retry_after seconds (Graph 429/503 Retry-After)
-    │   └── ConcurrencyError      a conditional write lost a race (412 / ResourceModified)
-    ├── PermanentError            record and dead-letter at once: retrying cannot help
-    │   ├── NotFoundError         the item is gone (404 / 410)
-    │   ├── ConflictError         the target refuses this state (409)
-    │   ├── PermissionError_      401 / 403 from a side
-    │   ├── PolicyError           the policy forbids it, or needs an operator (X1)
-    │   └── UnprocessableError    the input cannot be understood (bad message, bad payload)
-    └── ConfigurationError        settings or policy invalid; lists every problem at once
-
-Triggers hold the only map from these to HTTP statuses or queue retries.
+Pure: no I/O.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""Application settings: one validated model, loaded once from the environment (Functions app settings).
-
-Names are identical here, in local.settings.sample.json, in infra/ and in the README; a test keeps them so.
-Every problem is reported at once (ConfigurationError), never the first alone.
+"""Application settings: one validated model, loaded once from the environment (Functions app settings). I/O
+side.
 """
 
 from __future__ import annotations

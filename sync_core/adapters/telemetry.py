@@ -1,15 +1,5 @@
-"""Telemetry: one correlation id on every log record of a change, and the sync's OpenTelemetry metrics.
-
-I/O side, but cheap to import: only the OpenTelemetry API is loaded here. `configure()` (called once per
-process by `bootstrap.container()`) exports to Application Insights through azure-monitor-opentelemetry
-only when APPLICATIONINSIGHTS_CONNECTION_STRING is set; otherwise every recording is a no-op.
-
-Correlation: the front doors mint the id (`new_correlation_id`), the queue message carries it, and
-`dispatch.process` puts it back into the context (`correlation`) for the worker and the adapters. A log
-record factory copies it onto every record as `correlation_id`, which the Azure Monitor log exporter sends
-as a custom dimension and `StructuredFormatter` writes as a JSON field.
-
-Metric names are the ones infra/modules/alerts.bicep, infra/modules/workbook.bicep and docs/deploy.md read.
+"""Telemetry: one correlation id on every log record of a change, and the sync's OpenTelemetry metrics. I/O
+side.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
 """The sync decision: one change in, the actions that follow out, each naming its rule (docs/sync-rules.md).
-
-Pure: no I/O, no clock, no os. The shell gathers the mapping, both sides' current state and the facts,
-calls `decide`, applies the actions, then saves `Decision.mapping` (with the ids its creates returned).
+Pure: no I/O.
 """
 
 from __future__ import annotations

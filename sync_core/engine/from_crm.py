@@ -1,8 +1,4 @@
-"""Decisions for a change announced by the CRM (one appointment record). Pure.
-
-Order of questions: is the record gone; our echo (D4); direction (D1, D2); new record (S7, L1, R4, S6, S3,
-W1-W3) or mapped one (L3, L2, M4, then merge).
-"""
+"""Decisions for a change announced by the CRM (one appointment record). Pure."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Decisions for a change announced by Microsoft 365 (one mailbox copy of an event). Pure.
-
-Order of questions: is the copy gone; scope (S1, S2, R4); our echo (D4); direction (D1); cancellation
-(L4); whose copy it is (I2, S8, rooms M2-M4); then create in the CRM or merge into it.
-"""
+"""Decisions for a change announced by Microsoft 365 (one mailbox copy of an event). Pure."""
 
 from __future__ import annotations
 

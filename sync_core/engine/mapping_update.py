@@ -1,9 +1,4 @@
-"""How a mapping row changes when an action has been carried out: pure, shared by the worker and the tests.
-
-The engine's `Decision.mapping` is the row to save (snapshot, copies, state); these add what only the write
-itself tells: the ids a side gave, and receipts of what the side holds after our write (its version and
-the fingerprint `content_sync.is_echo` compares), so the echo that follows is recognised (D4).
-"""
+"""How a mapping row changes when an action has been carried out: pure, shared by the worker and the tests."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
 """Three-way merge of one meeting's content (rules D1-D3, W4, L6): base snapshot, M365 copy, CRM record.
-
-Pure. Fields changed on one side only merge; fields changed on both follow the conflict policy; the result
-says which fields each side must be written with, so a write carries only what differs (W4).
+Pure: no I/O.
 """
 
 from __future__ import annotations

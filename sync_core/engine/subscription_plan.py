@@ -1,9 +1,5 @@
-"""Which subscription writes a renewal run makes, and when: a pure function of rows, mailboxes, now, limits.
-
-Pure (no I/O, randomness passed in). The timer's run executes the plan; the simulated-clock test drives the
-same function over thousands of mailboxes and days. Graph allows 500 subscription writes per 20 s per app
-per tenant; a run uses a fraction of that (lifecycle handling writes too) and spaces its writes evenly, each
-with jitter inside its own slot, so any 20-s window holds at most `per_window + 1` of them.
+"""Which subscription writes a renewal run makes, and when. Pure: a function of the rows, the
+mailboxes, now and the limits.
 """
 
 from __future__ import annotations

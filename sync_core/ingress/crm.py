@@ -1,8 +1,5 @@
-"""Front door for CRM webhooks: signature, replay window, validation, then one queue message per event.
-
-Pure apart from the `enqueue` and `replays` passed in. Bad signature, stale timestamp or a replay of
-an accepted request: 401; malformed: 400; too large: 413; each with a reason and nothing enqueued.
-Valid: 202, one message per event.
+"""Front door for CRM webhooks: signature, replay window, validation, then one queue message per event. I/O
+side.
 """
 
 from __future__ import annotations

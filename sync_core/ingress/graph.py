@@ -1,7 +1,5 @@
 """Front door for Microsoft Graph change notifications: validate, check clientState, enqueue, 202.
-
-I/O at the edges only (the subscription lookup and the queue send are passed in). Nothing syncs here:
-Graph wants a 2xx within 3 s and drops notifications for slow endpoints (facts §3).
+I/O side.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""`python -m sync_core`: the operator's command line (replay, failures, subscriptions, backfill, explain...).
-
-I/O side: reads settings like the app, calls `sync_core.ops.operations`, prints with rich. The commands live
-in `cli_poison` and `cli_sync`. Exit codes: 0 ok, 1 the operation failed or found problems, 2 usage or
-configuration errors.
+"""`python -m sync_core`: the operator's command line (replay, failures, subscriptions, backfill,
+explain...). I/O side.
 """
 
 from __future__ import annotations

@@ -1,9 +1,4 @@
-"""Operating the sync: one import for the CLI and the admin triggers.
-
-The poison queue and replay live in `sync_core.ops.replay`, status, health and explain in
-`sync_core.ops.status`; this module re-exports them and holds the subscription and backfill operations.
-I/O side, async, never prints.
-"""
+"""Operating the sync: one import for the CLI and the admin triggers. I/O side."""
 
 from __future__ import annotations
 

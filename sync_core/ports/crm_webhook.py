@@ -1,7 +1,5 @@
-"""CRM webhook security and decoding: HMAC-SHA256 signature check, replay window, event parsing.
-
-Pure: hmac, hashlib and json only; the caller passes headers, body, secrets and `now`.
-The scheme is the one documented in docs/crm-contract.openapi.yaml (info.description).
+"""CRM webhook security and decoding: HMAC-SHA256 signature check, replay window, event parsing. Pure: no
+I/O.
 """
 
 from __future__ import annotations

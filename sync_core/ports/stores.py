@@ -1,7 +1,5 @@
 """What the worker keeps: mappings, the decision record, notice claims and the X1 delete budget (Protocols).
-
-Implemented by the Table Storage adapters in `adapters.storage` (and in-memory fakes in the tests; both pass
-the same contract suites).
+Pure: no I/O.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
 """What the worker reads before it asks the engine: the mapping, both sides' current state, and the facts.
-
-I/O side. Everything here is a read of current state (never trusted from the message), plus the X1 delete
-budget, the only counter the worker keeps. The engine (`engine.decide`) gets the result and stays pure.
+I/O side.
 """
 
 from __future__ import annotations

@@ -1,15 +1,5 @@
 """Lifecycle work from the queue: reauthorize or renew, re-create and resync, check a silent subscription.
-
-I/O side. The HTTP function only checked clientState and enqueued (facts §5: answer 202 at once);
-the worker runs this. `missed` needs no subscription work and arrives as a full MailboxResync.
-
-- reauthorizationRequired: PATCH a new expiry when the subscription is due for renewal anyway (a renewal
-  reauthorizes too), otherwise POST /reauthorize. The row is claimed with its ETag first and records the
-  write, so duplicate events and the timer never send both within 10 minutes for one subscription. A write
-  Graph did not make (429, 5xx, timeout) gives the claim back, so the queue's retry makes it.
-- subscriptionRemoved: re-create, then resync the mailbox with delta (no notifications in between).
-- silent (X2): a sweep found changes no notification announced: make sure Graph still has the
-  subscription, re-creating it (and resyncing) when it does not.
+I/O side.
 """
 
 from __future__ import annotations

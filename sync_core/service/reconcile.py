@@ -1,19 +1,5 @@
 """Reconciliation: find every change the notifications missed, through calendarView/delta (X2, X3, I5, S6).
-
-I/O side. Each item found goes through the same queue and worker as a notification would; the delta
-link, the window it is bound to and the mailbox's "last confirmed in sync" time are kept in Table
-Storage (SyncMailboxes). The initial backfill of a mailbox is a first round of the same code (I5).
-
-Deletions a first round cannot show (X2): a delta round started without a token lists only what is live,
-so an event we mapped that was deleted while its notification was lost is in no round's answer. When such a
-full round completes, every copy mapped in the mailbox whose meeting lies in the round's window and that the
-round did not return is enqueued as a `deleted` hint; the worker reads its current state as for any
-notification (gone: the deletion rules apply; moved out of the window: an ordinary update).
-
-Windows (S6): a delta round is bound to the window it started with. The round's window reaches
-`ROLL` beyond the policy's, so it is kept for weeks and each sweep is incremental; as the policy window
-advances day by day, the slice entering it is read once by a separate one-off round, because events
-that are already in the delta window but did not change would otherwise never be looked at again.
+I/O side.
 """
 
 from __future__ import annotations

@@ -1,16 +1,5 @@
-"""What happens to a queue message when processing fails: the one map from error class to retry policy.
-
-UnprocessableError / PermanentError -> recorded, sent to `sync-changes-poison` now (no wasted retries)
-ThrottledError                      -> counted in the ledger, re-enqueued invisible for Retry-After (this
-                                       copy completes); the MAX_THROTTLE_ROUNDS-th time goes to poison
-TransientError (and bugs)           -> recorded, re-enqueued invisible for an exponential backoff with jitter;
-                                       the TRANSIENT_ATTEMPTS-th failure in a row sends it to poison instead
-If recording or re-enqueueing itself fails, the error is raised and the host's own retry takes over
-(visibilityTimeout, then the poison queue after maxDequeueCount). The whole invocation is bounded by the
-function's time limit (`graph_limits.time_limit`).
-
-Every log record while a message is handled carries its correlation id (`telemetry.correlation`), and the
-outcome feeds the metrics: actions by rule, end-to-end latency of writes, failures by error class.
+"""What happens to a queue message when processing fails: the one map from error class to retry policy. I/O
+side.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""Keeps one Graph subscription alive per enabled sync mailbox (S1): create, renew before expiry, re-create,
-delete when a mailbox is disabled, and fall back to delta polling where Graph refuses one (X3).
-
-I/O side. What to write and when is `subscription_plan.plan` (pure); this module carries the plan out,
-one write at its planned time, under a run lease so runs never overlap. Each write is saved as soon as it
-is made, so a run that crashes midway leaves rows the next run plans from; its lease lapses on its own.
+"""Keeps one Graph subscription alive per enabled sync mailbox (S1): create, renew, re-create, delete,
+or poll by delta where Graph refuses one (X3). I/O side.
 """
 
 from __future__ import annotations

@@ -1,12 +1,5 @@
 """The scheduled runs: subscription renewal, the reconciliation sweep (both sides), polling of X3 mailboxes.
-
-I/O side; the timers in triggers/timers.py call these, tests call them the same way. Each run holds a lease
-(a row claimed with its ETag in SyncSubscriptions) so it never overlaps itself, and keeps its progress in
-Table Storage as it goes, so a crash midway costs at most a page.
-
-Every item found goes on the same queue as a notification: a mailbox sweep enqueues one MailboxResync per
-mailbox (the worker then runs delta and enqueues a GraphChange per item), the CRM sweep one CrmChange per
-record changed since its cursor.
+I/O side.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""The queue worker: gather both sides and the mapping, ask the engine, apply its actions, remember.
-
-I/O side (the imperative shell around `engine.decide`; the reads are in `gather`). Processing a message
-twice, or two messages in either order, ends in the same state: reads are of current state, creates are
-claimed and idempotent (and a create whose mapping save was lost is found again by its tag, I3), notices
-to organisers are claimed before they are sent (`notices`), and the mapping is saved with an ETag condition.
+"""The queue worker: gather both sides and the mapping, ask the engine, apply its actions, remember. I/O
+side.
 """
 
 from __future__ import annotations

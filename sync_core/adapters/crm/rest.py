@@ -1,7 +1,5 @@
-"""RestCrmConnector: the CrmConnector port over the HTTP contract in docs/crm-contract.openapi.yaml.
-
-I/O side (httpx). Every transport exception and HTTP status becomes a sync_core.errors error in one
-function, `translate_error`; nothing else in this module inspects a status code.
+"""RestCrmConnector: the CrmConnector port over the HTTP contract in docs/crm-contract.openapi.yaml. I/O
+side.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""The Microsoft Graph adapter: every call we make to Graph, on msgraph-sdk, with errors translated once.
-
-I/O side. Every request carries `Prefer: IdType="ImmutableId"` and `Prefer: outlook.timezone="UTC"` (I4, F4),
-goes through the per-mailbox limiter, and raises only sync_core.errors. The client, the guarded call and
-its retries live in sync_core.adapters.graph.base; the error mapping in sync_core.adapters.graph.errors.
+"""The Microsoft Graph adapter: every call we make to Graph, on msgraph-sdk, with errors translated once. I/O
+side.
 """
 
 from __future__ import annotations

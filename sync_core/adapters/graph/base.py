@@ -1,9 +1,4 @@
-"""The base of the Graph adapter: the msgraph-sdk client, and one guarded call with retries.
-
-I/O side. Every request carries `Prefer: IdType="ImmutableId"` and `Prefer: outlook.timezone="UTC"` (I4, F4),
-holds places of the per-mailbox limiter (sync_core.adapters.graph.limits), is retried inline only within
-the time limit, and raises only sync_core.errors (sync_core.adapters.graph.errors.translate).
-"""
+"""The base of the Graph adapter: the msgraph-sdk client, and one guarded call with retries. I/O side."""
 
 from __future__ import annotations
 

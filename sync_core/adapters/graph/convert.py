@@ -1,13 +1,5 @@
 """Microsoft Graph event <-> neutral Appointment (rules F1, F4, R1), on the msgraph-sdk models.
-
-Pure translation, no I/O. Reads assume `Prefer: outlook.timezone="UTC"` but honour any zone Graph names.
-Writes put start/end in the event's own zone (its Windows name when one exists), so recurring series keep
-their wall-clock time across daylight-saving changes and Outlook shows the organiser's zone; the instant
-is the same UTC time the model holds. A start or end whose wall time is ambiguous in that zone (it falls in
-the hour a clock is set back) is written in UTC instead, so every instant round-trips (the zone is then
-read from the other end); a series' start stays a wall time, since Exchange lays out the occurrences in
-the start's zone. Bodies are kept as plain text (HTML from Exchange is reduced to text), so a body we
-wrote reads back unchanged and does not look like an edit (D4, W4).
+Pure translation: no I/O.
 """
 
 from __future__ import annotations

@@ -1,9 +1,4 @@
-"""Finding an event we created, when Graph refuses a retried create instead of returning it (I3).
-
-I/O side, used through GraphAdapter.create_event() and GraphAdapter.find_created(). Every event we create
-carries our single-value extended property (the tag, the meeting key) and a transactionId derived from the
-same key, so the organizer's mailbox can be asked for it with the documented extended-property filter.
-"""
+"""Finding an event we created, when Graph refuses a retried create instead of returning it (I3). I/O side."""
 
 from __future__ import annotations
 

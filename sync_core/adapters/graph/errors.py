@@ -1,10 +1,5 @@
-"""Graph failures -> the sync error tree, once, at the adapter edge (issue 4, "Errors").
-
-Pure: no I/O. Two inputs reach us: an HTTP status (from kiota's APIError / msgraph's ODataError, a `$batch`
-item, httpx's HTTPStatusError or azure-core's HttpResponseError) and an exception type from the client stack
-(httpx transport, kiota, kiota-authentication-azure, azure-identity, asyncio, the JSON parser). Every status
-class and every exception type those packages define has an explicit entry; `classify()` returns None only
-for something not listed, which tests/graph/test_error_mapping.py turns into a failure.
+"""Graph failures -> the sync error tree, once, at the adapter edge: every status and client-stack
+exception type has an entry. Pure: no I/O.
 """
 
 from __future__ import annotations

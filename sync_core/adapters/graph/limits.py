@@ -1,11 +1,5 @@
-"""Per-mailbox request budget for Microsoft Graph, retry pacing, and the time limit of one invocation.
-
-Outlook allows, per app and mailbox, four concurrent requests and 10,000 requests per 10 minutes (facts §10).
-One MailboxLimiter per process (`shared_limiter()`) is used by every GraphAdapter in it, across event loops
-and threads: the Functions worker, the development host and the CLI may each run their own loop.
-
-No I/O of its own. Waits are bounded by a deadline: nothing waits past the function's time limit
-(`functionTimeout` in host.json, FUNCTION_TIMEOUT_SECONDS here, checked by tests/graph/test_limits.py).
+"""Per-mailbox request budget for Microsoft Graph, retry pacing, and the time limit of one invocation. I/O
+side.
 """
 
 from __future__ import annotations

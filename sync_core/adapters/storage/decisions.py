@@ -1,12 +1,4 @@
-"""The decision log (rule E1): every decision the worker took, findable from either side's id.
-
-I/O side. Rows are partitioned by the item the change was about, so `explain` reads one partition.
-Each decision is also written once more, without its versions, to a time index: a partition per UTC
-hour (`recent-YYYYMMDDHH`) under the same inverted-tick RowKey, so "the newest N decisions" is a key-only
-read of the latest hour partitions, newest first (`recent`). Cost: one extra Table write per decision
-(sent together with the item row), and in the hourly sweep one batched delete per 100 index rows
-past `INDEX_RETENTION` (`purge_index`).
-"""
+"""The decision log (rule E1): every decision the worker took, findable from either side's id. I/O side."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""The failures ledger: why a queue message failed, kept beside the poison queue for replay (issue: operate).
-
-I/O side. Rows are keyed by the message text, so a poison message finds its reasons whichever queue
-moved it there (the host after maxDequeueCount, or the worker for a permanent error).
-"""
+"""The failures ledger: why a queue message failed, kept beside the poison queue for replay. I/O side."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Event-ID mappings in Table Storage: one row per meeting, plus index rows from each side's ids.
-
-I/O side. The meeting row is authoritative and written with ETag conditions (create = claim, I3);
-index rows are idempotent hints from a Graph copy or a CRM id to the meeting key.
-"""
+"""Event-ID mappings in Table Storage: one row per meeting, plus index rows from each side's ids. I/O side."""
 
 from __future__ import annotations
 

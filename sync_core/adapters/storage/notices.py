@@ -1,14 +1,5 @@
-"""Notices to organisers (M4 hold, M5 room outcome) sent once, however often a decision is made again.
-
-I/O side. The worker sends a notice before it saves the mapping that records the outcome; a lost ETag race
-(decide again), a crash before the save, or a queue retry would send the same notice again. So a notice is
-claimed first: a row in the `notices` partition of SyncMappings, keyed by the meeting and a fingerprint of
-the notice, inserted with create_entity (only one claimer wins). Notices are rare (M4, M5), so one partition
-holds them all and the purge reads that partition alone, never the meetings'. A send that fails releases
-its claim, so the retry sends it (at least once: a send whose answer was lost is sent again). A claim
-older than the window may be claimed again: the same notice (same rule, addressee, subject, text and
-reason, which names the answer before) days apart is news again, not a duplicate.
-A process that dies between the claim and the send loses that notice until the window has passed.
+"""Notices to organisers (M4 hold, M5 room outcome) sent once, however often a decision is made again. I/O
+side.
 """
 
 from __future__ import annotations

@@ -1,11 +1,4 @@
-"""Bounded deletion of a key range: rows read by key only, deleted in entity-group transactions.
-
-A transaction deletes up to 100 rows of one partition in one request, so a purge costs about one Table
-request per 100 rows (plus one query page per 1,000 keys) instead of one request per row. Used by the
-hourly sweep (sync_core.service.sweeps) for the CRM replay records and the decision log's time index.
-
-I/O side (Table Storage), errors translated by sync_core.adapters.storage.core.
-"""
+"""Bounded deletion of a key range: rows read by key only, deleted in entity-group transactions. I/O side."""
 
 from __future__ import annotations
 

@@ -1,16 +1,4 @@
-"""Refuses a replayed CRM webhook: the same signed timestamp and body accepted a second time.
-
-The replay window (crm_webhook.verify_signature) refuses a captured request after five minutes; this
-refuses it inside them too. One row per accepted request in Table Storage: `create_entity` is an atomic
-"seen before?" shared by every instance. Rows are grouped by hour of their signed timestamp, so whole
-hours past the window are purged by a key-range query and batched deletes. The purge runs in the hourly
-sweep (sync_core.service.sweeps), never inside a webhook request: the CRM does not wait for it.
-
-Refusal stays correct without a timely purge: a row is only ever deleted once its whole hour is past the
-replay window (plus a clock-skew margin), and a request signed then is refused by the window itself.
-
-I/O side (Table Storage), translated by sync_core.adapters.storage.core.
-"""
+"""Refuses a replayed CRM webhook: the same signed timestamp and body accepted a second time. I/O side."""
 
 from __future__ import annotations
 

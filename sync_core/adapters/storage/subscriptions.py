@@ -1,8 +1,4 @@
-"""Graph subscription state in Table Storage, and the clientState lookup the ingress needs.
-
-I/O side. One row per subscription (secret, mailbox, expiry, status); an in-process cache keeps the
-ingress to milliseconds, with a short negative cache so forged ids cannot hammer the table.
-"""
+"""Graph subscription state in Table Storage, and the clientState lookup the ingress needs. I/O side."""
 
 from __future__ import annotations
 
