@@ -1,4 +1,3 @@
-"""Calendar sync between Microsoft 365 and a CRM: the pure rule engine and the adapters around it.
-
-`engine`, `model`, `policy` and `actions` are pure; `graph`, `crm`, `storage` and `worker` do I/O.
+"""Calendar sync between Microsoft 365 and a CRM, in layers (docs/architecture.md): `domain`, `engine` and
+`ports` are pure; `adapters`, `ingress`, `service` and `ops` do I/O; `bootstrap` wires them.
 """
