@@ -30,13 +30,10 @@ _TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
 async def _subscriptions() -> list[Any]:
-    from sync_core.bootstrap import Container, configuration
+    from sync_core.bootstrap import opened
 
-    c = Container(*configuration())
-    try:
+    async with opened() as c:
         return [r for r in await c.subscriptions.all() if r.status == "active"]
-    finally:
-        await c.aclose()
 
 
 def _payload(row: Any, i: int) -> bytes:

@@ -84,11 +84,9 @@ class VirtualTime:
 
 
 async def _phases(stack: LocalStack, mailboxes: list[str]) -> list[dict[str, Any]]:
-    from sync_core.bootstrap import Container, configuration
+    from sync_core.bootstrap import opened
     from sync_core.domain.messages import MailboxResync
-    from sync_core.service.subscription_manager import SubscriptionManager
 
-    c = Container(*configuration())
     clock = VirtualTime(datetime.now(UTC))
     rows: list[dict[str, Any]] = []
     seeded = len(mailboxes[::SEED_EVERY])
@@ -97,16 +95,8 @@ async def _phases(stack: LocalStack, mailboxes: list[str]) -> list[dict[str, Any
     async def enqueue(text: str) -> None:
         backfills.append(text)
 
-    try:
-        manager = SubscriptionManager(
-            graph=c.graph,
-            store=c.subscriptions,
-            settings=c.settings,
-            clock=clock.now,
-            sleep=clock.sleep,
-            statuses=c.mailbox_states,
-            enqueue=enqueue,
-        )
+    async with opened(clock=clock) as c:
+        manager = c.subscription_manager(enqueue=enqueue, sleep=clock.sleep)
 
         async def runs(enabled: list[str] | None) -> str:
             done: list[str] = []
@@ -154,8 +144,6 @@ async def _phases(stack: LocalStack, mailboxes: list[str]) -> list[dict[str, Any
             result = f"{found} items enqueued" + (f" ({seeded} events seeded)" if full else "")
             rows.append(_row(name, len(mailboxes), stack, g0, t0, clock, v0, result))
         return rows
-    finally:
-        await c.aclose()
 
 
 def _row(

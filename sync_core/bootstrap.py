@@ -124,9 +124,17 @@ class Container:
             SubscriptionLifecycle: lambda message: self.lifecycle().handle(message),
         }
 
-    def subscription_manager(self, *, lease: bool = False, mailbox: str | None = None) -> SubscriptionManager:
+    def subscription_manager(
+        self,
+        *,
+        lease: bool = False,
+        mailbox: str | None = None,
+        enqueue: Callable[[str], Awaitable[None]] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> SubscriptionManager:
         """The subscription manager: with `lease`, under the renewal runs' lease (the timer's and an
-        operator's never overlap); with `mailbox`, seeing only that mailbox's rows."""
+        operator's never overlap); with `mailbox`, seeing only that mailbox's rows. A benchmark or a
+        simulation may catch what it enqueues and how it waits."""
         return SubscriptionManager(
             graph=self.graph,
             store=MailboxScope(self.subscriptions, mailbox) if mailbox else self.subscriptions,
@@ -134,7 +142,8 @@ class Container:
             clock=self.clock.now,
             lease=RunLease(self.storage.table(SUBSCRIPTIONS_TABLE), RENEWAL_LEASE) if lease else None,
             statuses=self.mailbox_states,
-            enqueue=self.storage.enqueue,  # a new or re-created subscription is followed by a resync
+            enqueue=enqueue or self.storage.enqueue,  # a new or re-created subscription is resynced
+            sleep=sleep,
             housekeeping=(self.deletes.purge, self.notices.purge),  # X1 budgets, old notice claims
         )
 

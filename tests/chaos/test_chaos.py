@@ -82,14 +82,11 @@ def stack(size: Size, tmp_path: Path) -> Iterator[ChaosStack]:
 
 def _run(coro_factory: Any) -> Any:
     """Run app code on a loop of our own, with a container built for it and closed after."""
-    from sync_core.bootstrap import Container, configuration
+    from sync_core.bootstrap import opened
 
     async def main() -> Any:
-        c = Container(*configuration())
-        try:
+        async with opened() as c:
             return await coro_factory(c)
-        finally:
-            await c.aclose()
 
     return asyncio.run(main())
 

@@ -32,10 +32,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from devstack.azurite import Azurite
 from devstack.stack import FUNCTION_KEY, LocalStack
 from sync_core.adapters import telemetry
-from sync_core.adapters.storage.core import MAILBOXES_TABLE
-from sync_core.bootstrap import Container, configuration
+from sync_core.bootstrap import configuration, opened
 from sync_core.ops import cli
-from sync_core.service.reconcile import MailboxStateStore
 from tests.clock import days_ahead, graph_time
 from tests.e2e.conftest import Stack, wait_for
 
@@ -187,14 +185,10 @@ def test_S3_explain_shows_the_rule_that_skipped_a_private_event_under_the_front_
 
 async def _age_mailbox(mailbox: str, by: timedelta) -> None:
     """Move a mailbox's last confirmation back by `by`, as time passing with nothing confirming it would."""
-    c = Container(*configuration())
-    try:
-        states = MailboxStateStore(c.storage.table(MAILBOXES_TABLE))
-        state = await states.get(mailbox)
+    async with opened() as c:
+        state = await c.mailbox_states.get(mailbox)
         assert state.last_confirmed is not None, f"{mailbox} was resynced first"
-        await states.save(replace(state, last_confirmed=state.last_confirmed - by))
-    finally:
-        await c.aclose()
+        await c.mailbox_states.save(replace(state, last_confirmed=state.last_confirmed - by))
 
 
 def test_status_and_health_report_a_stale_mailbox(

@@ -21,7 +21,7 @@ import pytest
 
 from devstack.stack import MASTER_KEY
 from sync_core.adapters.storage.core import POISON_QUEUE
-from sync_core.bootstrap import Container, configuration
+from sync_core.bootstrap import opened
 from sync_core.domain.messages import CrmChange, encode
 from sync_core.errors import UnprocessableError
 from tests.clock import days_ahead, graph_time
@@ -103,8 +103,7 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
 
 async def poison_with_reason(crm_id: str) -> str:
     """A message the worker would send to poison for a permanent error, with its ledger row."""
-    c = Container(*configuration())
-    try:
+    async with opened() as c:
         body = encode(
             CrmChange(
                 correlation_id="status-page",
@@ -124,8 +123,6 @@ async def poison_with_reason(crm_id: str) -> str:
         )
         await c.storage.enqueue(body, queue=POISON_QUEUE)
         return body
-    finally:
-        await c.aclose()
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ class FrontDoor:
 @pytest.fixture(scope="module")
 def front_door(azurite: Azurite) -> Iterator[FrontDoor]:
     from sync_core.adapters.storage.subscriptions import SubscriptionRow, new_client_state
-    from sync_core.bootstrap import Container, configuration
+    from sync_core.bootstrap import configuration, opened
     from triggers import crm_webhooks, graph_webhooks
 
     values = {
@@ -97,12 +97,9 @@ def front_door(azurite: Azurite) -> Iterator[FrontDoor]:
         configuration.cache_clear()
 
         async def prepare() -> None:
-            c = Container(*configuration())
-            try:
+            async with opened() as c:
                 await c.storage.ensure()
                 await c.subscriptions.save(row)
-            finally:
-                await c.aclose()
 
         asyncio.run(prepare())
         app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
