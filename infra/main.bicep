@@ -85,6 +85,11 @@ param crmApiKeyHeader string = 'X-Api-Key'
 @minLength(1)
 param crmWebhookSecrets string
 
+@description('EVENT_TAG_SECRETS: keys (at least 32 characters, comma separated: current,previous) that sign our tag on the events we write, stored in Key Vault.')
+@secure()
+@minLength(32)
+param eventTagSecrets string
+
 @description('WEBHOOK_FUNCTION_KEY: the host key Graph and the CRM send as ?code= (for example `openssl rand -hex 32`), stored in Key Vault.')
 @secure()
 @minLength(32)
@@ -188,6 +193,7 @@ module vault 'modules/keyvault.bicep' = {
     graphClientSecret: graphClientSecret
     crmApiToken: crmApiToken
     crmWebhookSecrets: crmWebhookSecrets
+    eventTagSecrets: eventTagSecrets
     webhookFunctionKey: webhookFunctionKey
   }
 }
@@ -231,6 +237,7 @@ module app 'modules/functionapp.bicep' = {
     crmAuthScheme: crmAuthScheme
     crmApiKeyHeader: crmApiKeyHeader
     crmWebhookSecretsUri: vault.outputs.crmWebhookSecretsUri
+    eventTagSecretsUri: vault.outputs.eventTagSecretsUri
     webhookFunctionKeyUri: vault.outputs.webhookFunctionKeyUri
     webhookKeyName: webhookKeyName
     webhookFunctionKey: webhookFunctionKey

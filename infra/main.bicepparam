@@ -64,4 +64,5 @@ param syncPolicy = {
 param graphClientSecret = readEnvironmentVariable('GRAPH_CLIENT_SECRET', '')
 param crmApiToken = readEnvironmentVariable('CRM_API_TOKEN', '')
 param crmWebhookSecrets = readEnvironmentVariable('CRM_WEBHOOK_SECRETS', '')
+param eventTagSecrets = readEnvironmentVariable('EVENT_TAG_SECRETS', '')
 param webhookFunctionKey = readEnvironmentVariable('WEBHOOK_FUNCTION_KEY', '')

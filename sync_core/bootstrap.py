@@ -86,7 +86,11 @@ class Container:
         self.policy = policy
         self.clock: Clock = clock or SystemClock()
         self.storage = Storage(settings)
-        self.graph = GraphAdapter(build_client(settings), extended_property_id=policy.extended_property_id)
+        self.graph = GraphAdapter(
+            build_client(settings),
+            extended_property_id=policy.extended_property_id,
+            tag_secrets=settings.tag_secrets,
+        )
         self.crm = RestCrmConnector.from_settings(settings)  # CRM_AUTH_SCHEME: bearer or api_key
         self.mappings = MappingStore(self.storage.table(MAPPINGS_TABLE))
         self.decisions = DecisionLog(self.storage.table(DECISIONS_TABLE))

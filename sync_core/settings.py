@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sync_core.errors import ConfigurationError
 
 GRAPH_PUBLIC_BASE_URL = "https://graph.microsoft.com/v1.0"
+EMULATOR_TAG_SECRET = "emulator-only-event-tag-secret-not-for-production"
 CRM_AUTH_SCHEMES = ("bearer", "api_key")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
 
@@ -70,6 +71,9 @@ class Settings(BaseSettings):
     crm_api_key_header: str = Field("X-Api-Key", validation_alias=_alias("CRM_API_KEY_HEADER"))
     crm_webhook_secrets: str | None = Field(None, validation_alias=_alias("CRM_WEBHOOK_SECRETS"))
 
+    # The MAC keys of the tag we put on the events we write (current first, then the one being retired).
+    event_tag_secrets: str | None = Field(None, validation_alias=_alias("EVENT_TAG_SECRETS"))
+
     # Sync policy: inline JSON or a file path (JSON).
     sync_policy: str | None = Field(None, validation_alias=_alias("SYNC_POLICY"))
     sync_policy_file: str | None = Field(None, validation_alias=_alias("SYNC_POLICY_FILE"))
@@ -77,6 +81,14 @@ class Settings(BaseSettings):
     @property
     def crm_secrets(self) -> list[str]:
         return [s.strip() for s in (self.crm_webhook_secrets or "").split(",") if s.strip()]
+
+    @property
+    def tag_secrets(self) -> list[str]:
+        """EVENT_TAG_SECRETS, current first; against the Graph emulator a fixed development key when unset."""
+        secrets = [s.strip() for s in (self.event_tag_secrets or "").split(",") if s.strip()]
+        if not secrets and self.graph_auth_mode == "emulator":
+            return [EMULATOR_TAG_SECRET]
+        return secrets
 
     @property
     def crm_uses_api_key(self) -> bool:
@@ -144,6 +156,15 @@ class Settings(BaseSettings):
             out.append("CRM_WEBHOOK_SECRETS: at most two secrets (current and next) may be active")
         if not self.crm_secrets:
             out.append("CRM_WEBHOOK_SECRETS: at least one secret is required to accept CRM webhooks")
+        if not self.tag_secrets:
+            out.append(
+                "EVENT_TAG_SECRETS: required (at least 32 characters): the key that signs our tag on the "
+                "events we write, so a tag a mailbox owner copies or forges is not taken for ours"
+            )
+        elif any(len(s) < 32 for s in self.tag_secrets):
+            out.append("EVENT_TAG_SECRETS: each secret needs at least 32 characters")
+        if len(self.tag_secrets) > 2:
+            out.append("EVENT_TAG_SECRETS: at most two secrets (current and the one being retired)")
         if self.sync_policy and self.sync_policy_file:
             out.append("SYNC_POLICY and SYNC_POLICY_FILE: set one, not both")
         if not self.public_base_url:

@@ -95,6 +95,9 @@ param crmApiKeyHeader string = 'X-Api-Key'
 @description('Key Vault URI of CRM_WEBHOOK_SECRETS.')
 param crmWebhookSecretsUri string
 
+@description('Key Vault URI of EVENT_TAG_SECRETS.')
+param eventTagSecretsUri string
+
 @description('Key Vault URI of WEBHOOK_FUNCTION_KEY.')
 param webhookFunctionKeyUri string
 
@@ -187,6 +190,7 @@ var appSettingsSync = {
   CRM_AUTH_SCHEME: crmAuthScheme
   CRM_API_KEY_HEADER: crmApiKeyHeader
   CRM_WEBHOOK_SECRETS: '@Microsoft.KeyVault(SecretUri=${crmWebhookSecretsUri})'
+  EVENT_TAG_SECRETS: '@Microsoft.KeyVault(SecretUri=${eventTagSecretsUri})'
 }
 
 var appSettingsGraphSecret = graphAuthMode == 'client_secret'

@@ -27,6 +27,10 @@ param crmApiToken string
 @secure()
 param crmWebhookSecrets string
 
+@description('Keys that sign our tag on the events we write, comma separated: current, previous (EVENT_TAG_SECRETS).')
+@secure()
+param eventTagSecrets string
+
 @description('Function key Graph and the CRM send as ?code= (WEBHOOK_FUNCTION_KEY).')
 @secure()
 param webhookFunctionKey string
@@ -76,6 +80,15 @@ resource crmWebhookSecretsEntry 'Microsoft.KeyVault/vaults/secrets@2023-07-01' =
   }
 }
 
+resource eventTagSecretsEntry 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: 'event-tag-secrets'
+  properties: {
+    value: eventTagSecrets
+    contentType: 'text/plain'
+  }
+}
+
 resource webhookFunctionKeyEntry 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   parent: vault
   name: 'webhook-function-key'
@@ -91,4 +104,5 @@ output name string = vault.name
 output graphClientSecretUri string = storeGraphClientSecret ? graphClientSecretEntry.properties.secretUri : ''
 output crmApiTokenUri string = crmApiTokenEntry.properties.secretUri
 output crmWebhookSecretsUri string = crmWebhookSecretsEntry.properties.secretUri
+output eventTagSecretsUri string = eventTagSecretsEntry.properties.secretUri
 output webhookFunctionKeyUri string = webhookFunctionKeyEntry.properties.secretUri

@@ -5,7 +5,10 @@ Pure functions. A meeting key names one meeting across every mailbox copy and th
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from sync_core.domain.model import CrmRecord, GraphEvent, Side, utc
@@ -79,3 +82,30 @@ def idempotency_key(meeting_key: str, side: Side | str) -> str:
 def transaction_id(meeting_key: str) -> str:
     """The Graph `transactionId` for creating `meeting_key` (I3): a UUID5, 36 characters."""
     return str(uuid.uuid5(_NAMESPACE, "graph-create:" + meeting_key))
+
+
+# -- our tag on the events we write ------------------------------------------------------------------------
+# The extended property's id and name are readable by any mailbox owner, and its value writable on their
+# own events (Outlook add-ins, Graph Explorer, delegates). So the value carries a MAC over the mailbox and the
+# meeting key: a tag is ours only if it verifies for the mailbox it is read from.
+
+TAG_VERSION = "v1"
+
+
+def sign_tag(meeting_key: str, mailbox: str, secret: str) -> str:
+    """The tag value for `meeting_key` on an event in `mailbox`: the key, then `#v1.` and its MAC."""
+    message = f"{TAG_VERSION}\n{mailbox.strip().lower()}\n{meeting_key}".encode()
+    mac = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
+    return f"{meeting_key}#{TAG_VERSION}.{mac}"
+
+
+def verify_tag(value: str | None, mailbox: str, secrets: Sequence[str]) -> str | None:
+    """The meeting key a tag read from `mailbox` names, if one of `secrets` signed it for that mailbox;
+    else None (a forged tag, one copied from another mailbox, or one of before the tags were signed)."""
+    if not value or "#" not in value:
+        return None
+    key = value.rpartition("#")[0]
+    for secret in secrets:
+        if hmac.compare_digest(sign_tag(key, mailbox, secret).encode(), value.encode()):
+            return key
+    return None

@@ -252,8 +252,35 @@ def _create(inp: Inputs, key: str, g: GraphEvent, role: Role, room: RoomMapping 
     return [action], key, new
 
 
+def _adoption_refused(inp: Inputs, key: str, g: GraphEvent, crm: CrmRecord) -> str | None:
+    """Why this M365 event may not take over `crm` (I3, I5), or None. A key from our own tag verified for
+    this mailbox proves we wrote the event for that record; any other route needs the record to be linked
+    to nothing else and to belong to the same sync user as the mailbox."""
+    if inp.facts.crm_mapped_under and inp.facts.crm_mapped_under != key:
+        return f"CRM record {crm.crm_id} is already linked to meeting {inp.facts.crm_mapped_under}"
+    if crm.external_ref and crm.external_ref != key:
+        return f"CRM record {crm.crm_id} names another meeting ({crm.external_ref})"
+    if g.written_by_us == key:
+        return None
+    mailbox_user = inp.policy.user_for_mailbox(g.mailbox)
+    organizer = crm.appointment.organizer.email if crm.appointment.organizer else None
+    owners = {
+        u.email
+        for u in (inp.policy.user_for_email(organizer), inp.policy.user_for_mailbox(crm.mailbox_hint))
+        if u
+    }
+    if mailbox_user is None or mailbox_user.email not in owners:
+        owner = organizer or crm.mailbox_hint or "nobody we sync"
+        return f"CRM record {crm.crm_id} belongs to {owner}, not to {g.mailbox}"
+    return None
+
+
 def _adopt(inp: Inputs, key: str, g: GraphEvent, crm: CrmRecord, copy: GraphCopy) -> Result:
     """I5/I3: a CRM record already exists for this meeting: link it instead of creating a second one."""
+    refused = _adoption_refused(inp, key, g, crm)
+    if refused is not None:
+        hold = Skip(rule="I5", reason=f"not adopted, held for an operator: {refused}", needs_operator=True)
+        return [hold], key, None
     base = Mapping(
         meeting_key=key,
         crm_id=crm.crm_id,

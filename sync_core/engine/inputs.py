@@ -24,6 +24,7 @@ class Facts(BaseModel):
     series_key: str | None = None  # meeting key of the series master of an occurrence (I1)
     occurrence_event_id: str | None = None  # Graph id of the occurrence a CRM exception edits (R3)
     logical_removal: bool = False  # the item left scope but still exists: unlink, never delete (X1)
+    crm_mapped_under: str | None = None  # the meeting key the CRM record is already mapped under, if any
 
 
 class Decision(BaseModel):

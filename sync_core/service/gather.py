@@ -74,6 +74,10 @@ class Gatherer:
         if crm_id is None and stored is None and key and event and event.type not in identity.SERIES_TYPES:
             # I5: an unmapped meeting may have a CRM record linked to it before onboarding: adopt it.
             crm = await self.crm.find_by_external_ref(key)
+        # A record about to be adopted may already belong to another meeting (I3/I5): the engine holds it.
+        mapped_under = (
+            await self.mappings.find_by_crm(crm.crm_id) if crm is not None and stored is None else None
+        )
         overlaps: tuple[GraphEvent, ...] = ()
         room = self.policy.room(msg.mailbox)
         if event is not None and room is not None and room.mode == "crm_managed":
@@ -84,6 +88,7 @@ class Gatherer:
             deletes_this_run=await self._used(msg.mailbox),
             series_key=series_key,
             series_mapping=await self.mappings.get(series_key) if series_key else None,
+            crm_mapped_under=mapped_under,
         )
         return Gathered(change, key, stored, stored, event, crm, facts, msg.mailbox)
 

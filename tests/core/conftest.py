@@ -73,7 +73,9 @@ class WorkerParts:
         )
         self.tables = tables
         self.graph = GraphAdapter(
-            build_client(self.settings), extended_property_id=self.policy.extended_property_id
+            build_client(self.settings),
+            extended_property_id=self.policy.extended_property_id,
+            tag_secrets=self.settings.tag_secrets,
         )
         self.crm = RestCrmConnector(crm_emu.base_url, token=crm_emu.token)
         self.decisions = DecisionLog(tables["Dec"])

@@ -134,7 +134,9 @@ async def test_M5_a_send_that_failed_releases_its_claim_and_the_retry_sends_the_
 ) -> None:
     crm_id = _book(crm_emu, "Unlucky workshop", 4)
     failing = SendFailsOnce(
-        build_client(parts.settings), extended_property_id=parts.policy.extended_property_id
+        build_client(parts.settings),
+        extended_property_id=parts.policy.extended_property_id,
+        tag_secrets=parts.settings.tag_secrets,
     )
     try:
         with pytest.raises(TransientError):

@@ -27,7 +27,10 @@ def settings_for(emu: GraphEmulator) -> Settings:
 
 def make_adapter(emu: GraphEmulator, limiter: MailboxLimiter | None = None) -> GraphAdapter:
     return GraphAdapter(
-        build_client(settings_for(emu)), extended_property_id=PROP, limiter=limiter or MailboxLimiter()
+        build_client(settings_for(emu)),
+        extended_property_id=PROP,
+        tag_secrets=settings_for(emu).tag_secrets,
+        limiter=limiter or MailboxLimiter(),
     )
 
 

@@ -73,7 +73,10 @@ async def test_a_create_sends_transaction_id_and_our_single_value_extended_prope
     (post,) = [r for r in emu.requests if r["method"] == "POST" and r["path"].endswith("/events")]
     body = post["json"]
     assert body["transactionId"] == "tx-tag"
-    assert body["singleValueExtendedProperties"] == [{"id": PROP, "value": "meeting-9"}]
+    # The value is the meeting key signed for this mailbox (issue 15): the key, then its MAC.
+    [prop] = body["singleValueExtendedProperties"]
+    assert prop == {"id": PROP, "value": adapter.signed_tag("meeting-9", ALICE_MAIL)}
+    assert prop["value"].startswith("meeting-9#v1.")
     documented = fixture("graph_event_create_with_single_value_extended_property.json")
     assert set(documented["singleValueExtendedProperties"][0]) == set(
         body["singleValueExtendedProperties"][0]

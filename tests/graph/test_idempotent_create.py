@@ -85,16 +85,18 @@ async def test_a_retried_create_refused_as_a_duplicate_returns_the_event_found_b
     ]
     lookup = emu.requests[-1]
     assert lookup["path"] == f"/users/{ALICE_MAIL}/events"
+    signed = adapter.signed_tag("key-refused", ALICE_MAIL)  # the tag's value is the key, signed
     assert lookup["query"]["filter"] == (
-        f"singleValueExtendedProperties/Any(ep: ep/id eq '{PROP}' and ep/value eq 'key-refused')"
+        f"singleValueExtendedProperties/Any(ep: ep/id eq '{PROP}' and ep/value eq '{signed}')"
     )
 
 
 async def test_the_lookup_takes_the_event_with_our_transaction_id_not_another_with_the_same_tag(
     adapter: GraphAdapter, emu: GraphEmulator
 ) -> None:
-    other = _raw_create(emu, transaction_id="tx-someone-else", tag="key-shared", subject="Other create")
-    ours = _raw_create(emu, transaction_id="tx-ours", tag="key-shared", subject="Our create")
+    tag = adapter.signed_tag("key-shared", ALICE_MAIL)
+    other = _raw_create(emu, transaction_id="tx-someone-else", tag=tag, subject="Other create")
+    ours = _raw_create(emu, transaction_id="tx-ours", tag=tag, subject="Our create")
     emu.set_faults(ALICE_MAIL, duplicate_transaction_status=409)
     found = await adapter.create_event(
         ALICE_MAIL, meeting("Our create", at(12)), transaction_id="tx-ours", tag="key-shared"
@@ -119,7 +121,8 @@ async def test_a_duplicate_refusal_with_no_event_of_ours_is_raised_as_a_conflict
 
 
 async def test_a_quote_in_the_tag_is_escaped_in_the_filter(adapter: GraphAdapter, emu: GraphEmulator) -> None:
-    ours = _raw_create(emu, transaction_id="tx-quote", tag="O'Brien:1", subject="Quoted")
+    tag = adapter.signed_tag("O'Brien:1", ALICE_MAIL)
+    ours = _raw_create(emu, transaction_id="tx-quote", tag=tag, subject="Quoted")
     found = await adapter.find_created(ALICE_MAIL, tag="O'Brien:1", transaction_id="tx-quote")
     assert found is not None and found.event_id == ours["id"]
     assert await adapter.find_created(ALICE_MAIL, tag="O'Brien:2", transaction_id="tx-quote") is None

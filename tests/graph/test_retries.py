@@ -35,6 +35,7 @@ def _recording(emu: GraphEmulator) -> tuple[GraphAdapter, list[float]]:
     adapter = GraphAdapter(
         build_client(settings_for(emu)),
         extended_property_id=PROP,
+        tag_secrets=settings_for(emu).tag_secrets,
         limiter=MailboxLimiter(),
         sleep=sleep,
         backoff=Backoff(rng=random.Random(1)),
@@ -87,6 +88,8 @@ async def test_no_retry_pause_reaches_past_the_time_limit(emu: GraphEmulator) ->
 async def test_the_default_adapter_uses_the_process_limiter(emu: GraphEmulator) -> None:
     from sync_core.adapters.graph.limits import shared_limiter
 
-    plain = GraphAdapter(build_client(settings_for(emu)), extended_property_id=PROP)
+    plain = GraphAdapter(
+        build_client(settings_for(emu)), extended_property_id=PROP, tag_secrets=settings_for(emu).tag_secrets
+    )
     assert plain.limiter is shared_limiter()
     assert make_adapter(emu).limiter is not shared_limiter()

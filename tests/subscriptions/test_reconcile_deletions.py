@@ -106,11 +106,11 @@ class World:
 async def world(emu: GraphEmulator, azurite: Azurite, unique_name: str) -> AsyncIterator[World]:
     from azure.data.tables.aio import TableServiceClient
 
+    settings = Settings.model_validate({"GRAPH_BASE_URL": emu.base_url, "GRAPH_AUTH_MODE": "emulator"})
     graph = GraphAdapter(
-        build_client(
-            Settings.model_validate({"GRAPH_BASE_URL": emu.base_url, "GRAPH_AUTH_MODE": "emulator"})
-        ),
+        build_client(settings),
         extended_property_id=DEFAULT_EXTENDED_PROPERTY_ID,
+        tag_secrets=settings.tag_secrets,
     )
     queued: list[str] = []
 

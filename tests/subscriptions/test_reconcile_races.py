@@ -67,7 +67,11 @@ async def world(emu: GraphEmulator, azurite: Azurite, unique_name: str) -> Async
     from azure.data.tables.aio import TableServiceClient
 
     settings = Settings.model_validate({"GRAPH_BASE_URL": emu.base_url, "GRAPH_AUTH_MODE": "emulator"})
-    graph = GraphAdapter(build_client(settings), extended_property_id=DEFAULT_EXTENDED_PROPERTY_ID)
+    graph = GraphAdapter(
+        build_client(settings),
+        extended_property_id=DEFAULT_EXTENDED_PROPERTY_ID,
+        tag_secrets=settings.tag_secrets,
+    )
     try:
         async with TableServiceClient.from_connection_string(azurite.connection_string) as service:
             states = MailboxStateStore(await service.create_table(f"Mailboxes{unique_name}"))

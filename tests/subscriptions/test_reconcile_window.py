@@ -25,11 +25,11 @@ async def test_S6_window_advance_picks_up_events_entering_the_window_without_a_f
     from azure.data.tables.aio import TableServiceClient
 
     policy = Policy.default().model_copy(update={"past_days": 1, "future_days": 10})
+    settings = Settings.model_validate({"GRAPH_BASE_URL": emu.base_url, "GRAPH_AUTH_MODE": "emulator"})
     graph = GraphAdapter(
-        build_client(
-            Settings.model_validate({"GRAPH_BASE_URL": emu.base_url, "GRAPH_AUTH_MODE": "emulator"})
-        ),
+        build_client(settings),
         extended_property_id=DEFAULT_EXTENDED_PROPERTY_ID,
+        tag_secrets=settings.tag_secrets,
     )
     inside = create_event(emu, "Inside from the start", T0 + timedelta(days=3))
     entering = create_event(emu, "Enters on day 5", T0 + timedelta(days=14))

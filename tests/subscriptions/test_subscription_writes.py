@@ -102,7 +102,11 @@ async def world(emulator: GraphEmulator, azurite: Azurite, unique_name: str) -> 
             "WEBHOOK_FUNCTION_KEY": "k",
         }
     )
-    graph = GraphAdapter(build_client(settings), extended_property_id=DEFAULT_EXTENDED_PROPERTY_ID)
+    graph = GraphAdapter(
+        build_client(settings),
+        extended_property_id=DEFAULT_EXTENDED_PROPERTY_ID,
+        tag_secrets=settings.tag_secrets,
+    )
     try:
         async with TableServiceClient.from_connection_string(azurite.connection_string) as service:
             store = SubscriptionStore(await service.create_table(f"Subs{unique_name}"))

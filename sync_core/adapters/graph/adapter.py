@@ -23,7 +23,7 @@ from sync_core.adapters.graph.base import (
 )
 from sync_core.adapters.graph.base import config as _config
 from sync_core.adapters.graph.base import graph_time as _graph_time
-from sync_core.adapters.graph.convert import appointment_to_event, event_to_graph_event
+from sync_core.adapters.graph.convert import appointment_to_event
 from sync_core.adapters.graph.create import find_created
 from sync_core.domain.model import Appointment, GraphEvent
 from sync_core.domain.subscription import CreatedSubscription
@@ -61,7 +61,7 @@ class GraphAdapter(GraphBase):
             return None
         if event is None:
             return None
-        return event_to_graph_event(event, mailbox, extended_property_id=self._prop)
+        return self.to_model(event, mailbox)
 
     async def create_event(
         self, mailbox: str, appointment: Appointment, *, transaction_id: str, tag: str
@@ -74,7 +74,9 @@ class GraphAdapter(GraphBase):
         returned; if no event of ours is found the conflict is raised for the operator.
         """
         body = appointment_to_event(
-            appointment, extended_property=(self._prop, tag), transaction_id=transaction_id
+            appointment,
+            extended_property=(self._prop, self.signed_tag(tag, mailbox)),
+            transaction_id=transaction_id,
         )
         try:
             created = await self._call(
@@ -89,7 +91,7 @@ class GraphAdapter(GraphBase):
             return found
         if created is None:
             raise TransientError("Graph returned no event on create", side="graph", mailbox=mailbox)
-        return event_to_graph_event(created, mailbox, extended_property_id=self._prop)
+        return self.to_model(created, mailbox)
 
     async def find_created(self, mailbox: str, *, tag: str, transaction_id: str) -> GraphEvent | None:
         """The event we created in `mailbox` under `tag` (our extended property), or None."""
@@ -99,7 +101,9 @@ class GraphAdapter(GraphBase):
         self, mailbox: str, event_id: str, appointment: Appointment, *, fields: Iterable[str], tag: str
     ) -> GraphEvent:
         """PATCH only the fields that differ (W4), re-tagging the item as written by us."""
-        body = appointment_to_event(appointment, fields=list(fields), extended_property=(self._prop, tag))
+        body = appointment_to_event(
+            appointment, fields=list(fields), extended_property=(self._prop, self.signed_tag(tag, mailbox))
+        )
         updated = await self._call(
             mailbox, event_id, lambda: self._event(mailbox, event_id).patch(body, _config())
         )
@@ -107,7 +111,7 @@ class GraphAdapter(GraphBase):
             raise TransientError(
                 "Graph returned no event on update", side="graph", mailbox=mailbox, item_id=event_id
             )
-        return event_to_graph_event(updated, mailbox, extended_property_id=self._prop)
+        return self.to_model(updated, mailbox)
 
     async def cancel_event(self, mailbox: str, event_id: str, comment: str = "") -> None:
         """Cancel as organizer: Exchange tells the attendees (L3)."""
@@ -202,7 +206,7 @@ class GraphAdapter(GraphBase):
             for item in page.value if page and page.value else []:
                 if item.id and item.id not in seen:
                     seen.add(item.id)
-                    events.append(event_to_graph_event(item, mailbox, extended_property_id=self._prop))
+                    events.append(self.to_model(item, mailbox))
             link = page.odata_next_link if page else None
             if not link:
                 return events
@@ -234,7 +238,7 @@ class GraphAdapter(GraphBase):
                 if item.id:
                     removed.append(item.id)
                 continue
-            events.append(event_to_graph_event(item, mailbox, extended_property_id=self._prop))
+            events.append(self.to_model(item, mailbox))
         return DeltaPage(
             events=events,
             removed_ids=removed,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -18,12 +18,16 @@ from kiota_abstractions.authentication import (
 )
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_http.middleware.options import RetryHandlerOption
+from msgraph.generated.models.event import Event
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
+from sync_core.adapters.graph.convert import event_to_graph_event
 from sync_core.adapters.graph.errors import server_retry_after, translate
 from sync_core.adapters.graph.limits import Backoff, MailboxLimiter, deadline, shared_limiter
+from sync_core.domain import identity
+from sync_core.domain.model import GraphEvent
 from sync_core.errors import ConcurrencyError, SyncError, ThrottledError, TransientError
 from sync_core.settings import Settings
 
@@ -129,6 +133,7 @@ class GraphBase:
         client: GraphServiceClient,
         *,
         extended_property_id: str,
+        tag_secrets: Sequence[str],
         limiter: MailboxLimiter | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         backoff: Backoff | None = None,
@@ -136,6 +141,11 @@ class GraphBase:
     ) -> None:
         self._client = client
         self._prop = extended_property_id
+        if not tag_secrets:
+            raise ValueError(
+                "the Graph adapter needs a secret to sign and verify our tag (EVENT_TAG_SECRETS)"
+            )
+        self._tag_secrets = tuple(tag_secrets)
         self._limiter = limiter or shared_limiter()
         self._sleep = sleep
         self._backoff = backoff or Backoff()
@@ -158,6 +168,22 @@ class GraphBase:
     def extended_property_id(self) -> str:
         """The id of the single-value extended property that tags our writes."""
         return self._prop
+
+    def signed_tag(self, meeting_key: str, mailbox: str) -> str:
+        """Our tag for `meeting_key` on an event in `mailbox`, signed with the current secret."""
+        return identity.sign_tag(meeting_key, mailbox, self._tag_secrets[0])
+
+    def signed_tags(self, meeting_key: str, mailbox: str) -> list[str]:
+        """The tag as each active secret signs it (the current one first): what an event of ours carries."""
+        return [identity.sign_tag(meeting_key, mailbox, s) for s in self._tag_secrets]
+
+    def to_model(self, event: Event, mailbox: str) -> GraphEvent:
+        """A Graph event as the model, its tag taken as ours only if it verifies for this mailbox."""
+        model = event_to_graph_event(event, mailbox, extended_property_id=self._prop)
+        if model.written_by_us is None:
+            return model
+        ours = identity.verify_tag(model.written_by_us, mailbox, self._tag_secrets)
+        return model.model_copy(update={"written_by_us": ours})
 
     async def aclose(self) -> None:
         """Close the HTTP client's pooled connections; call it before the event loop that used them ends."""

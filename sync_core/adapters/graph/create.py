@@ -8,7 +8,6 @@ from msgraph.generated.models.event import Event
 from msgraph.generated.users.item.events.events_request_builder import EventsRequestBuilder
 
 from sync_core.adapters.graph.base import GraphBase, config
-from sync_core.adapters.graph.convert import event_to_graph_event
 from sync_core.domain.model import GraphEvent
 
 FIND_CREATED_PAGE = 10  # a tag names one meeting: one page is the usual answer
@@ -34,7 +33,17 @@ def tag_filter(prop_id: str, tag: str) -> str:
 async def find_created(
     adapter: GraphBase, mailbox: str, *, tag: str, transaction_id: str
 ) -> GraphEvent | None:
-    """The event created in `mailbox` under `tag` with `transaction_id`, or None.
+    """The event created in `mailbox` for meeting key `tag` with `transaction_id`, or None: asked once per
+    active tag secret (two while one is being retired), since the tag's value is signed."""
+    for signed in adapter.signed_tags(tag, mailbox):
+        found = await _find(adapter, mailbox, signed, transaction_id)
+        if found is not None:
+            return found
+    return None
+
+
+async def _find(adapter: GraphBase, mailbox: str, tag: str, transaction_id: str) -> GraphEvent | None:
+    """The event created in `mailbox` under the tag value `tag` with `transaction_id`, or None.
 
     `GET /users/{id}/events?$filter=<tag_filter>` with our property expanded, following `@odata.nextLink`.
     An event carrying another transactionId is not the create we are retrying and is never taken. Graph
@@ -53,7 +62,7 @@ async def find_created(
     while True:
         for item in page.value if page and page.value else []:
             if item.transaction_id == transaction_id:
-                return event_to_graph_event(item, mailbox, extended_property_id=prop)
+                return adapter.to_model(item, mailbox)
             if item.transaction_id is None and item.is_organizer is not False and fallback is None:
                 fallback = item
         link = page.odata_next_link if page else None
@@ -62,4 +71,4 @@ async def find_created(
         page = await adapter._call(
             mailbox, transaction_id, functools.partial(builder.with_url(link).get, config())
         )
-    return None if fallback is None else event_to_graph_event(fallback, mailbox, extended_property_id=prop)
+    return None if fallback is None else adapter.to_model(fallback, mailbox)
