@@ -24,7 +24,12 @@ async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
     except ConfigurationError as exc:
         return misconfigured(exc)
     reply = await handle_notifications(
-        req.get_body(), c.subscriptions.get, c.storage.enqueue, c.clock.now(), heard=c.heard
+        req.get_body(),
+        c.subscriptions.get,
+        c.storage.enqueue,
+        c.clock.now(),
+        heard=c.heard,
+        tenant_id=c.settings.graph_tenant_id,
     )
     return respond(reply)
 

@@ -8,6 +8,7 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -93,24 +94,58 @@ def parse(body: bytes) -> NotificationCollection | Reply:
         return Reply(400, _json_error(f"malformed notification: {reason}"))
 
 
-async def authenticate(collection: NotificationCollection, lookup: LookupSubscription) -> list[Accepted]:
-    """Keep the notifications whose clientState matches the secret stored for their subscription."""
+# Graph names subscriptions by GUID; anything else is refused before any lookup.
+_SUBSCRIPTION_ID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_LOGGED_SAMPLES = 3
+
+
+def _printable(value: object, limit: int = 80) -> str:
+    """An untrusted value for a log line: control characters escaped, length bounded."""
+    return repr(str(value)[:limit])
+
+
+async def authenticate(
+    collection: NotificationCollection,
+    lookup: LookupSubscription,
+    now: datetime,
+    *,
+    tenant_id: str | None = None,
+) -> list[Accepted]:
+    """Keep the notifications of a live subscription of ours (active, unexpired, with a secret) whose
+    clientState matches that secret; each notification once per request. One log line sums up the rest."""
     out: list[Accepted] = []
+    seen: set[tuple[object, ...]] = set()
+    refused: dict[str, list[str]] = {}
     for n in collection.value:
-        row = await lookup(n.subscription_id)
-        if row is None:
-            log.warning("discarded notification for unknown subscription %s", n.subscription_id)
-            continue
-        given = (n.client_state or "").encode()
-        if not hmac.compare_digest(given, row.client_state.encode()):
-            log.warning(
-                "discarded notification with a wrong clientState for subscription %s (mailbox %s): "
-                "possible forgery",
-                n.subscription_id,
-                row.mailbox,
-            )
-            continue
-        out.append(Accepted(n, row))
+        why = None
+        identity = (n.subscription_id, n.change_type, n.resource, n.lifecycle_event, n.client_state)
+        if not _SUBSCRIPTION_ID.match(n.subscription_id):
+            why = "not a subscription id"
+        elif identity in seen:
+            why = "repeated in the request"
+        elif tenant_id and n.tenant_id and n.tenant_id.lower() != tenant_id.lower():
+            why = "another tenant"
+        else:
+            seen.add(identity)
+            row = await lookup(n.subscription_id)
+            if row is None or row.status != "active" or not row.client_state or row.expires_at <= now:
+                why = "no live subscription of ours"
+            elif not hmac.compare_digest((n.client_state or "").encode(), row.client_state.encode()):
+                why = "wrong clientState (possible forgery)"
+            else:
+                out.append(Accepted(n, row))
+        if why is not None:
+            refused.setdefault(why, []).append(n.subscription_id)
+    if refused:
+        log.warning(
+            "discarded %d of %d notifications: %s",
+            sum(len(ids) for ids in refused.values()),
+            len(collection.value),
+            "; ".join(
+                f"{why}: {len(ids)} (e.g. {', '.join(_printable(i) for i in ids[:_LOGGED_SAMPLES])})"
+                for why, ids in refused.items()
+            ),
+        )
     return out
 
 
@@ -199,13 +234,14 @@ async def handle_notifications(
     now: datetime,
     *,
     heard: NotificationClock | None = None,
+    tenant_id: str | None = None,
 ) -> Reply:
     """A notification POST (the handshake, `validation_reply`, comes first and needs no settings): validate,
     authenticate, enqueue, then 202."""
     parsed = parse(body)
     if isinstance(parsed, Reply):
         return parsed
-    accepted = await authenticate(parsed, lookup)
+    accepted = await authenticate(parsed, lookup, now, tenant_id=tenant_id)
     messages = to_messages(accepted, now)
     telemetry.notifications_received(
         "graph", accepted=len(messages), discarded=len(parsed.value) - len(messages)

@@ -37,9 +37,12 @@ def parse_duration(text: str) -> timedelta:
     if not re.fullmatch(r"(\d+[smhd])+", compact):
         raise UnprocessableError(f"not a duration: {text!r} (use e.g. 90s, 30m, 2h, 7d)")
     unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-    return sum(
-        (timedelta(**{unit[u]: int(n)}) for n, u in re.findall(r"(\d+)([smhd])", compact)), timedelta()
-    )
+    try:
+        return sum(
+            (timedelta(**{unit[u]: int(n)}) for n, u in re.findall(r"(\d+)([smhd])", compact)), timedelta()
+        )
+    except (OverflowError, ValueError) as exc:  # beyond what a timedelta holds (about 2.7 million years)
+        raise UnprocessableError(f"duration too large: {text!r}") from exc
 
 
 def _iso(value: datetime | None) -> str | None:

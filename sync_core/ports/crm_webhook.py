@@ -151,6 +151,8 @@ def parse_events(body: bytes) -> list[CrmWebhookEvent]:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WebhookRejected(400, f"malformed JSON: {exc}") from exc
+    except RecursionError as exc:  # nesting deeper than the interpreter's stack: input, not our failure
+        raise WebhookRejected(400, "malformed JSON: nested too deeply") from exc
     if not isinstance(data, dict):
         raise WebhookRejected(400, "invalid payload: expected a JSON object with `events`")
     events = data.get("events")

@@ -226,8 +226,9 @@ class SubscriptionManager:
     async def _fall_back_to_polling(self, mailbox: str, exc: SyncError) -> SubscriptionRow:
         """X3: Graph refuses this mailbox a subscription; the sweep polls it by delta, and status says so."""
         now = self._clock()
+        placeholder = next((r for r in await self._rows(mailbox) if r.status == "polling"), None)
         row = SubscriptionRow(
-            subscription_id=polling_id(mailbox),
+            subscription_id=placeholder.subscription_id if placeholder else polling_id(),
             mailbox=mailbox,
             client_state="",
             expires_at=now,

@@ -30,7 +30,7 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SECRET = "s3cret-client-state"
 
 
-def _row(sub_id: str = "sub-1") -> SubscriptionRow:
+def _row(sub_id: str = "11111111-1111-4111-8111-111111111111") -> SubscriptionRow:
     return SubscriptionRow(sub_id, "adele@contoso.example", SECRET, datetime(2026, 11, 25, tzinfo=UTC))
 
 
@@ -46,7 +46,9 @@ class Fakes:
         self.sent.append(text)
 
 
-def _documented_notification(client_state: str = SECRET, sub_id: str = "sub-1") -> bytes:
+def _documented_notification(
+    client_state: str = SECRET, sub_id: str = "11111111-1111-4111-8111-111111111111"
+) -> bytes:
     """Microsoft's documented event notification, with our subscription's id and secret filled in."""
     payload = json.loads((FIXTURES / "graph_change_notification_event_created.json").read_text())
     payload["value"][0]["subscriptionId"] = sub_id
@@ -63,7 +65,7 @@ async def test_validation_handshake_returns_the_decoded_token_as_plain_text() ->
 
 
 async def test_a_valid_notification_is_enqueued_once_and_acknowledged_with_202() -> None:
-    fakes = Fakes({"sub-1": _row()})
+    fakes = Fakes({"11111111-1111-4111-8111-111111111111": _row()})
     reply = await handle_notifications(_documented_notification(), fakes.lookup, fakes.enqueue, NOW)
     assert reply.status == 202
     assert len(fakes.sent) == 1
@@ -77,7 +79,7 @@ async def test_a_valid_notification_is_enqueued_once_and_acknowledged_with_202()
 
 
 async def test_a_wrong_client_state_is_discarded_but_still_answered_202() -> None:
-    fakes = Fakes({"sub-1": _row()})
+    fakes = Fakes({"11111111-1111-4111-8111-111111111111": _row()})
     reply = await handle_notifications(_documented_notification("forged"), fakes.lookup, fakes.enqueue, NOW)
     assert reply.status == 202
     assert fakes.sent == []
@@ -85,16 +87,19 @@ async def test_a_wrong_client_state_is_discarded_but_still_answered_202() -> Non
 
 
 async def test_an_unknown_subscription_is_discarded_but_still_answered_202() -> None:
-    fakes = Fakes({"sub-1": _row()})
+    fakes = Fakes({"11111111-1111-4111-8111-111111111111": _row()})
     reply = await handle_notifications(
-        _documented_notification(sub_id="other"), fakes.lookup, fakes.enqueue, NOW
+        _documented_notification(sub_id="33333333-3333-4333-8333-333333333333"),
+        fakes.lookup,
+        fakes.enqueue,
+        NOW,
     )
     assert reply.status == 202
     assert fakes.sent == []
 
 
 async def test_malformed_bodies_get_400_with_a_reason_and_enqueue_nothing() -> None:
-    fakes = Fakes({"sub-1": _row()})
+    fakes = Fakes({"11111111-1111-4111-8111-111111111111": _row()})
     for body in (b"", b"not json", b"{}", b'{"value": []}', b'{"value": [{"clientState": "x"}]}'):
         reply = await handle_notifications(body, fakes.lookup, fakes.enqueue, NOW)
         assert reply.status == 400, body
@@ -103,10 +108,17 @@ async def test_malformed_bodies_get_400_with_a_reason_and_enqueue_nothing() -> N
 
 
 async def test_a_batch_mixing_subscriptions_enqueues_only_the_authentic_ones() -> None:
-    fakes = Fakes({"sub-1": _row("sub-1"), "sub-2": _row("sub-2")})
-    one = json.loads(_documented_notification(sub_id="sub-1"))["value"][0]
-    two = json.loads(_documented_notification(sub_id="sub-2"))["value"][0]
-    bad = json.loads(_documented_notification("nope", sub_id="sub-2"))["value"][0]
+    fakes = Fakes(
+        {
+            "11111111-1111-4111-8111-111111111111": _row("11111111-1111-4111-8111-111111111111"),
+            "22222222-2222-4222-8222-222222222222": _row("22222222-2222-4222-8222-222222222222"),
+        }
+    )
+    one = json.loads(_documented_notification(sub_id="11111111-1111-4111-8111-111111111111"))["value"][0]
+    two = json.loads(_documented_notification(sub_id="22222222-2222-4222-8222-222222222222"))["value"][0]
+    bad = json.loads(_documented_notification("nope", sub_id="22222222-2222-4222-8222-222222222222"))[
+        "value"
+    ][0]
     body = json.dumps({"value": [one, two, bad]}).encode()
     reply = await handle_notifications(body, fakes.lookup, fakes.enqueue, NOW)
     assert reply.status == 202
@@ -115,9 +127,9 @@ async def test_a_batch_mixing_subscriptions_enqueues_only_the_authentic_ones() -
 
 async def test_lifecycle_missed_becomes_a_full_mailbox_resync() -> None:
     payload = json.loads((FIXTURES / "graph_lifecycle_missed.json").read_text())
-    payload["value"][0]["subscriptionId"] = "sub-1"
+    payload["value"][0]["subscriptionId"] = "11111111-1111-4111-8111-111111111111"
     payload["value"][0]["clientState"] = SECRET
-    fakes = Fakes({"sub-1": _row()})
+    fakes = Fakes({"11111111-1111-4111-8111-111111111111": _row()})
     reply = await handle_notifications(json.dumps(payload).encode(), fakes.lookup, fakes.enqueue, NOW)
     assert reply.status == 202
     message = decode(fakes.sent[0])

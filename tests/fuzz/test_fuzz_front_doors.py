@@ -119,8 +119,10 @@ def _expected_graph(door: FrontDoor, body: bytes) -> tuple[int, set[str], int]:
         and n.get("clientState") == door.client_state
     ]
     names = {str(n["resourceData"].get("id")) for n in ours if isinstance(n.get("resourceData"), dict)}
-    # Only a batch made wholly of authentic changes has a fixed answer (one invalid item refuses the batch).
-    must = len(items) if items and all(_is_authentic_change(door, n) for n in items) else 0
+    # Only a batch made wholly of authentic changes has a fixed answer (one invalid item refuses the batch);
+    # a notification repeated within one request is taken once.
+    whole = items and all(_is_authentic_change(door, n) for n in items)
+    must = len({json.dumps(n, sort_keys=True) for n in items}) if whole else 0
     return len(ours), names, must
 
 

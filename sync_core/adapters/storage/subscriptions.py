@@ -69,9 +69,10 @@ def from_entity(e: dict[str, Any]) -> SubscriptionRow:
     )
 
 
-def polling_id(mailbox: str) -> str:
-    """The row id of a mailbox's polling placeholder (X3): never a Graph subscription id."""
-    return f"polling-{key_of(mailbox.lower())}"
+def polling_id() -> str:
+    """A new id for a mailbox's polling placeholder (X3): never a Graph subscription id, and not guessable
+    (the ingress refuses it anyway: it accepts only active rows with a secret)."""
+    return f"polling-{secrets.token_hex(16)}"
 
 
 class SubscriptionStore:
