@@ -210,7 +210,11 @@ class GraphAdapter(GraphBase):
             link = page.odata_next_link if page else None
             if not link:
                 return events
-            page = await self._call(mailbox, None, functools.partial(builder.with_url(link).get, _config()))
+            page = await self._call(
+                mailbox,
+                None,
+                functools.partial(builder.with_url(self.checked_link(link, mailbox)).get, _config()),
+            )
 
     async def delta_page(
         self, mailbox: str, *, link: str | None, start: datetime | None = None, end: datetime | None = None
@@ -223,7 +227,9 @@ class GraphAdapter(GraphBase):
 
         builder = self._client.users.by_user_id(mailbox).calendar_view.delta
         if link:
-            page = await self._call(mailbox, None, lambda: builder.with_url(link).get(_config()))
+            page = await self._call(
+                mailbox, None, lambda: builder.with_url(self.checked_link(link, mailbox)).get(_config())
+            )
         else:
             if start is None or end is None:
                 raise UnprocessableError("a first delta round needs a window", side="graph", mailbox=mailbox)
@@ -293,7 +299,11 @@ class GraphAdapter(GraphBase):
             link = page.odata_next_link if page else None
             if not link:
                 return found
-            page = await self._call(mailbox, None, functools.partial(builder.with_url(link).get, _config()))
+            page = await self._call(
+                mailbox,
+                None,
+                functools.partial(builder.with_url(self.checked_link(link, mailbox)).get, _config()),
+            )
 
     async def subscription_exists(self, subscription_id: str, mailbox: str) -> bool:
         """Whether Graph still has the subscription (it deletes expired or removed ones without a word)."""

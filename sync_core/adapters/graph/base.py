@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from kiota_abstractions.authentication import (
@@ -28,7 +29,7 @@ from sync_core.adapters.graph.errors import server_retry_after, translate
 from sync_core.adapters.graph.limits import Backoff, MailboxLimiter, deadline, shared_limiter
 from sync_core.domain import identity
 from sync_core.domain.model import GraphEvent
-from sync_core.errors import ConcurrencyError, SyncError, ThrottledError, TransientError
+from sync_core.errors import ConcurrencyError, PermanentError, SyncError, ThrottledError, TransientError
 from sync_core.settings import Settings
 
 T = TypeVar("T")
@@ -53,20 +54,24 @@ def graph_time(value: datetime) -> str:
 
 
 class _StaticToken(AccessTokenProvider):
-    """For the local Graph emulator only: it accepts any bearer token."""
+    """For the local Graph emulator only: it accepts any bearer token, sent to the emulator's host alone."""
+
+    def __init__(self, host: str) -> None:
+        self._hosts = AllowedHostsValidator([host])
 
     async def get_authorization_token(
         self, uri: str, additional_authentication_context: dict[str, Any] | None = None
     ) -> str:
-        return "emulator-token"
+        return "emulator-token" if self._hosts.is_url_host_valid(uri) else ""
 
     def get_allowed_hosts_validator(self) -> AllowedHostsValidator:
-        return AllowedHostsValidator([])
+        return self._hosts
 
 
 def _auth_provider(settings: Settings) -> AuthenticationProvider:
+    host = urlsplit(settings.graph_base_url).hostname or "graph.microsoft.com"
     if settings.graph_auth_mode == "emulator":
-        return BaseBearerTokenAuthenticationProvider(_StaticToken())
+        return BaseBearerTokenAuthenticationProvider(_StaticToken(host))
     from azure.identity.aio import (
         CertificateCredential,
         ClientAssertionCredential,
@@ -91,7 +96,10 @@ def _auth_provider(settings: Settings) -> AuthenticationProvider:
         credential = ClientAssertionCredential(
             tenant, client, lambda: mi.get_token("api://AzureADTokenExchange/.default").token
         )
-    return AzureIdentityAuthenticationProvider(credential, scopes=["https://graph.microsoft.com/.default"])
+    # The token goes to Graph's host alone, whatever URL a request is built from.
+    return AzureIdentityAuthenticationProvider(
+        credential, scopes=["https://graph.microsoft.com/.default"], allowed_hosts=[host]
+    )
 
 
 def build_client(settings: Settings, *, timeout: float = 30.0) -> GraphServiceClient:
@@ -168,6 +176,20 @@ class GraphBase:
     def extended_property_id(self) -> str:
         """The id of the single-value extended property that tags our writes."""
         return self._prop
+
+    def checked_link(self, link: str, mailbox: str) -> str:
+        """A `@odata.nextLink` or `deltaLink` to follow, if it points at the Graph we are configured for
+        (scheme, host and API root); a link elsewhere would receive our token: refused, permanently."""
+        base, target = urlsplit(self._client.request_adapter.base_url), urlsplit(link)
+        if (target.scheme, target.netloc.lower()) != (base.scheme, base.netloc.lower()) or not (
+            target.path.startswith(base.path.rstrip("/") + "/")
+        ):
+            raise PermanentError(
+                f"refusing to follow a link outside {base.scheme}://{base.netloc}{base.path}: {link[:200]!r}",
+                side="graph",
+                mailbox=mailbox,
+            )
+        return link
 
     def signed_tag(self, meeting_key: str, mailbox: str) -> str:
         """Our tag for `meeting_key` on an event in `mailbox`, signed with the current secret."""

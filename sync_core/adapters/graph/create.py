@@ -69,6 +69,8 @@ async def _find(adapter: GraphBase, mailbox: str, tag: str, transaction_id: str)
         if not link:
             break
         page = await adapter._call(
-            mailbox, transaction_id, functools.partial(builder.with_url(link).get, config())
+            mailbox,
+            transaction_id,
+            functools.partial(builder.with_url(adapter.checked_link(link, mailbox)).get, config()),
         )
     return None if fallback is None else adapter.to_model(fallback, mailbox)
