@@ -109,3 +109,22 @@ def verify_tag(value: str | None, mailbox: str, secrets: Sequence[str]) -> str |
         if hmac.compare_digest(sign_tag(key, mailbox, secret).encode(), value.encode()):
             return key
     return None
+
+
+# Blank characters, listed (not `\s`): the CRM contract's JSON Schema pattern for ids says the same.
+_BLANK = frozenset(" \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff") | frozenset(
+    map(chr, range(0x2000, 0x200B))
+)
+
+
+def unsafe_id(value: str) -> str | None:
+    """Why an item id from outside (a Graph event id, a CRM id) cannot go into a URL path, or None.
+    Percent-encoding keeps `/` from splitting a path, but `.` and `..` survive it and are removed as dot
+    segments by HTTP clients, and control characters have no business in an id."""
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in value):
+        return "an id with control characters"
+    if all(ch in _BLANK for ch in value):
+        return "an empty id"
+    if value in (".", ".."):
+        return f"the id {value!r} is a dot segment"
+    return None

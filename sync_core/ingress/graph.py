@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sync_core.adapters import telemetry
+from sync_core.domain import identity
 from sync_core.domain.messages import GraphChange, MailboxResync, SubscriptionLifecycle, encode
 from sync_core.domain.subscription import SubscriptionRow
 
@@ -35,6 +36,14 @@ class ResourceData(_Lenient):
     odata_id: str | None = Field(None, alias="@odata.id")
     odata_etag: str | None = Field(None, alias="@odata.etag")
     id: str = Field(min_length=1, max_length=1024)
+
+    @field_validator("id")
+    @classmethod
+    def _usable(cls, value: str) -> str:
+        why = identity.unsafe_id(value)
+        if why is not None:
+            raise ValueError(why)
+        return value
 
 
 class Notification(_Lenient):
@@ -118,15 +127,15 @@ async def authenticate(
     refused: dict[str, list[str]] = {}
     for n in collection.value:
         why = None
-        identity = (n.subscription_id, n.change_type, n.resource, n.lifecycle_event, n.client_state)
+        once = (n.subscription_id, n.change_type, n.resource, n.lifecycle_event, n.client_state)
         if not _SUBSCRIPTION_ID.match(n.subscription_id):
             why = "not a subscription id"
-        elif identity in seen:
+        elif once in seen:
             why = "repeated in the request"
         elif tenant_id and n.tenant_id and n.tenant_id.lower() != tenant_id.lower():
             why = "another tenant"
         else:
-            seen.add(identity)
+            seen.add(once)
             row = await lookup(n.subscription_id)
             if row is None or row.status != "active" or not row.client_state or row.expires_at <= now:
                 why = "no live subscription of ours"

@@ -10,8 +10,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from sync_core.domain import identity
 from sync_core.errors import ConfigurationError
 
 TIMESTAMP_HEADER = "X-Crm-Timestamp"
@@ -47,6 +48,15 @@ class CrmWebhookEvent(BaseModel):
     id: str = Field(min_length=1, max_length=200)
     type: EventType
     appointment_id: str = Field(min_length=1, max_length=200)
+
+    @field_validator("appointment_id")
+    @classmethod
+    def _usable(cls, value: str) -> str:
+        why = identity.unsafe_id(value)
+        if why is not None:
+            raise ValueError(why)
+        return value
+
     version: str = Field(min_length=1, max_length=200)
     occurred_at: AwareDatetime
 

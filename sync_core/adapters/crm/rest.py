@@ -26,6 +26,7 @@ from sync_core.adapters.crm.wire import (
     record_from_wire,
     translate_error,
 )
+from sync_core.domain import identity
 from sync_core.domain.model import Appointment, CrmRecord
 from sync_core.errors import (
     ConfigurationError,
@@ -144,6 +145,9 @@ class RestCrmConnector:
 
     @staticmethod
     def _path(crm_id: str, suffix: str = "") -> str:
+        why = identity.unsafe_id(crm_id)
+        if why is not None:  # `.` and `..` survive quoting and would be resolved away by httpx
+            raise UnprocessableError(f"not a CRM id: {why}", side=SIDE, item_id=crm_id[:100])
         return f"appointments/{quote(crm_id, safe='')}{suffix}"
 
     async def get_appointment(self, crm_id: str) -> CrmRecord | None:

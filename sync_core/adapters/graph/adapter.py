@@ -25,6 +25,7 @@ from sync_core.adapters.graph.base import config as _config
 from sync_core.adapters.graph.base import graph_time as _graph_time
 from sync_core.adapters.graph.convert import appointment_to_event
 from sync_core.adapters.graph.create import find_created
+from sync_core.domain import identity
 from sync_core.domain.model import Appointment, GraphEvent
 from sync_core.domain.subscription import CreatedSubscription
 from sync_core.errors import ConflictError, NotFoundError, TransientError, UnprocessableError
@@ -46,6 +47,11 @@ class GraphAdapter(GraphBase):
     """Calendar operations on mailboxes, translated to and from the neutral model."""
 
     def _event(self, mailbox: str, event_id: str) -> EventItemRequestBuilder:
+        why = identity.unsafe_id(event_id) or identity.unsafe_id(mailbox)
+        if why is not None:  # `.` and `..` survive quoting and would be resolved away by httpx
+            raise UnprocessableError(
+                f"not a Graph id: {why}", side="graph", mailbox=mailbox, item_id=event_id[:100]
+            )
         return self._client.users.by_user_id(mailbox).events.by_event_id(event_id)
 
     async def get_event(self, mailbox: str, event_id: str) -> GraphEvent | None:
