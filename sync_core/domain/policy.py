@@ -45,6 +45,10 @@ class SyncUser(_Frozen):
     mailboxes: tuple[str, ...] = ()  # further mailboxes linked to the user (shared mailboxes)
     crm_user_id: str
     enabled: bool = True
+    # CRM users (by email) who may book in this user's name: their records are written to this mailbox and
+    # Exchange sends the invitations as this user. Everyone else's records naming this user as organizer
+    # follow W2 (the organizer field means "send as", so it is not taken from whoever typed it).
+    delegates: tuple[str, ...] = ()
 
     @field_validator("email")
     @classmethod
@@ -56,7 +60,7 @@ class SyncUser(_Frozen):
     def _primary(cls, v: str | None) -> str | None:
         return None if v is None else _email(v)
 
-    @field_validator("mailboxes")
+    @field_validator("mailboxes", "delegates")
     @classmethod
     def _mailboxes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_email(x) for x in v)

@@ -147,24 +147,24 @@ def write_target(policy: Policy, crm: CrmRecord) -> tuple[str | None, str, str]:
     user = policy.user_for_email(appt.organizer.email if appt.organizer else None)
     if user is None and crm.mailbox_hint:
         user = policy.user_for_mailbox(crm.mailbox_hint)
+    why = "organizer has no synced mailbox"
     if user is not None:
-        return (
-            user.primary,
-            "W1",
-            f"written to the organizer's primary mailbox {user.primary}; Exchange invites",
-        )
+        creator = (crm.created_by or "").strip().lower()
+        if not creator or policy.user_for_email(creator) == user or creator in user.delegates:
+            return (
+                user.primary,
+                "W1",
+                f"written to the organizer's primary mailbox {user.primary}; Exchange invites",
+            )
+        why = f"created by {creator}, who may not send as {user.email} (not a delegate in the policy)"
     if policy.default_calendar:
-        return (
-            policy.default_calendar,
-            "W2",
-            "organizer has no synced mailbox: written to the default calendar",
-        )
+        return (policy.default_calendar, "W2", f"{why}: written to the default calendar")
     for a in appt.rooms:
         room = policy.room(a.email)
         if room is not None:
             return (
                 room.mailbox,
                 "W2",
-                f"organizer has no synced mailbox: booked on room {room.display_name} alone",
+                f"{why}: booked on room {room.display_name} alone",
             )
-    return None, "W2", "organizer has no synced mailbox, and there is no default calendar or mapped room"
+    return None, "W2", f"{why}, and there is no default calendar or mapped room"

@@ -129,6 +129,7 @@ def record_from_wire(data: Mapping[str, Any]) -> CrmRecord:
         version=meta.version,
         appointment=appointment,
         mailbox_hint=meta.mailbox_hint,
+        created_by=meta.created_by,
         external_ref=meta.external_ref,
         updated_at=meta.updated_at,
     )
