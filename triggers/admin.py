@@ -29,13 +29,14 @@ def _json(body: Any, status: int) -> func.HttpResponse:
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
-    """200 when healthy, 503 with the reasons when not (storage, subscription expiry, stale mailboxes)."""
+    """200 when healthy, 503 when not (storage, subscription expiry, stale mailboxes): the verdict and
+    counts only; the reasons, by mailbox, are on the admin-level status page and in the CLI's `status`."""
     try:
         c = container()
     except ConfigurationError as exc:
         return misconfigured(exc)
     ok, body = await ops.health(c.storage, c.subscriptions, c.mailbox_states, c.policy, c.clock.now())
-    return _json(body, 200 if ok else 503)
+    return _json(ops.health_summary(body), 200 if ok else 503)
 
 
 @bp.route(route="ops/replay", methods=["POST"], auth_level=func.AuthLevel.ADMIN)

@@ -232,3 +232,17 @@ async def health(
     reasons = problems(report, stale_after=stale_after, expiry_margin=expiry_margin)
     body = {"ok": not reasons, "storage": "reachable", "reasons": reasons} | report.to_dict()
     return not reasons, body
+
+
+def health_summary(body: dict[str, Any]) -> dict[str, Any]:
+    """What `GET /api/health` tells a function-key caller: the verdict and counts, no mailbox, subscription
+    id or reason text (those are for operators: `ops/status`, admin level, and the CLI)."""
+    return {
+        "ok": body["ok"],
+        "storage": body["storage"],
+        "at": body.get("at"),
+        "mailboxes": len(body.get("mailboxes", [])),
+        "problems": len(body.get("reasons", [])),
+        "queue_depth": body.get("queue_depth"),
+        "poison_depth": body.get("poison_depth"),
+    }

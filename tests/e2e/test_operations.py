@@ -210,9 +210,9 @@ def test_status_and_health_report_a_stale_mailbox(
     assert status["stalest_mailbox"]["mailbox"] != CHEN
     assert not [r for r in status["reasons"] if r.startswith(f"{CHEN}: last confirmed")], "chen is fresh"
     assert health.status_code == 503
-    body = health.json()
-    assert body["ok"] is False and any(stale.match(r) for r in body["reasons"])
-    ages = {m["mailbox"]: m["age_seconds"] for m in body["mailboxes"]}
+    body = health.json()  # a function key's view: the verdict and counts, no mailbox named
+    assert body["ok"] is False and body["problems"] >= 1 and ADELE not in health.text
+    ages = {m["mailbox"]: m["age_seconds"] for m in status["mailboxes"]}
     assert ages[ADELE] >= 3 * 3600 and ages[CHEN] < 600
     freshness = {a["mailbox"]: v for a, v in metric_points(metrics, telemetry.FRESHNESS)}
     assert freshness[ADELE] >= 3 * 3600 and freshness[CHEN] < 600, "the gauge the freshness alert reads"

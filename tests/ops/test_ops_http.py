@@ -23,6 +23,7 @@ from sync_core.adapters.storage.failures import FailureLedger
 from sync_core.bootstrap import configuration
 from sync_core.domain.messages import CrmChange, encode
 from sync_core.errors import PolicyError
+from sync_core.ops import operations as ops
 from sync_core.service.reconcile import MailboxState, MailboxStateStore
 from tests.clock import ManualClock
 from tests.ops.conftest import MAILBOX_A, MAILBOX_B
@@ -92,7 +93,7 @@ def test_the_operator_routes_are_registered_with_their_auth_levels_and_avoid_the
     assert not [r for r in routes if r.lower().startswith(("admin", "runtime"))]
 
 
-async def test_health_answers_503_with_the_reasons_when_a_mailbox_is_stale(app_env: AppEnv) -> None:
+async def test_health_answers_503_with_counts_and_no_mailbox_when_a_mailbox_is_stale(app_env: AppEnv) -> None:
     states = MailboxStateStore(app_env.storage.table(MAILBOXES_TABLE))
     await states.save(MailboxState(mailbox=MAILBOX_A, last_confirmed=app_env.clock.now()))
     app_env.clock.advance(timedelta(hours=3, seconds=7))  # the app's clock: three hours without a sync
@@ -101,11 +102,16 @@ async def test_health_answers_503_with_the_reasons_when_a_mailbox_is_stale(app_e
 
     body = json.loads(response.get_body())
     assert response.status_code == 503 and response.mimetype == "application/json"
-    stale = [r for r in body["reasons"] if r.startswith(f"{MAILBOX_A}: last confirmed in sync ")]
-    assert len(stale) == 1, body["reasons"]
+    # A function key opens health: the verdict and counts, no mailbox or subscription (issue 15, item 5).
+    assert (body["ok"], body["mailboxes"]) == (False, 2) and body["problems"] >= 2  # stale, never, no subs
+    assert MAILBOX_A not in response.get_body().decode() and "subscription" not in body
+    # The reasons are the operators': the status report the admin page and the CLI show.
+    c = bootstrap.container()
+    ok, detail = await ops.health(c.storage, c.subscriptions, c.mailbox_states, c.policy, c.clock.now())
+    stale = [r for r in detail["reasons"] if r.startswith(f"{MAILBOX_A}: last confirmed in sync ")]
     seconds = int(re.search(r"in sync (\d+)", stale[0]).group(1))  # type: ignore[union-attr]
-    assert seconds == 3 * 3600 + 7, stale[0]
-    assert f"{MAILBOX_B}: never confirmed in sync" in body["reasons"]
+    assert not ok and seconds == 3 * 3600 + 7, stale[0]
+    assert f"{MAILBOX_B}: never confirmed in sync" in detail["reasons"]
 
 
 async def test_replay_over_http_dry_runs_then_moves_and_rejects_bad_bodies(app_env: AppEnv) -> None:
