@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-any-date lint typecheck unit bench chaos clean
+.PHONY: run test test-any-date lint typecheck unit bench chaos clean package
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -82,6 +82,10 @@ test-any-date: bootstrap chromium faketime
 	  echo "== tests/e2e with the clock moved $$offset: $$($(FAKETIME_BIN) -f "$$offset" date -u '+%Y-%m-%d %H:%M UTC')"; \
 	  $(FAKETIME_BIN) -f "$$offset" $(PY) -m pytest -p no:cacheprovider tests/e2e || exit 1; \
 	done
+
+# The deploy zip, as `func azure functionapp publish` builds it (the tree minus .funcignore).
+package: bootstrap
+	$(PY) -m devstack.package --out .artifacts/app.zip
 
 # make bench [SIZE=large]: every benchmark prints its table; docs/benchmarks.md records the run.
 bench: bootstrap
