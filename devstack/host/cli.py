@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host-json", type=Path, default=Path("host.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every request at INFO
+    # The app quiets the client libraries itself (sync_core.adapters.telemetry), as it must under the real
+    # worker, which sets the root logger to INFO; the host sets no level of its own.
     values, host_section = load_settings(args.settings)
     for name, value in values.items():
         # Like Core Tools: a variable already in the environment wins over local.settings.json.

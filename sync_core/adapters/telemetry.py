@@ -246,6 +246,17 @@ def publish_status(report: _Status) -> None:
 _configured: bool | None = None
 
 
+# Client libraries that log every request at INFO: the Functions worker sets the root logger to INFO and
+# forwards every record to the host, so each would become a billed Application Insights trace.
+QUIET_LOGGERS = ("azure", "httpx", "httpcore", "kiota_http", "kiota_abstractions", "msgraph", "msgraph_core")
+
+
+def quiet_client_libraries() -> None:
+    """Client libraries log WARNING and above only; `sync_core` keeps its own levels."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def configure(environ: dict[str, str] | None = None) -> bool:
     """Export to Application Insights when the connection string is set; once per process. True if on.
 
@@ -255,6 +266,7 @@ def configure(environ: dict[str, str] | None = None) -> bool:
     """
     global _configured
     install_log_context()
+    quiet_client_libraries()
     env = os.environ if environ is None else environ
     with _current_lock:
         if _configured is not None:

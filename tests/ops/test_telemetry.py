@@ -241,3 +241,15 @@ def test_with_a_connection_string_the_azure_monitor_meter_provider_is_configured
     first, second, module, same = done.stdout.split()
     assert (first, second, same) == ("True", "True", "True")
     assert module.startswith("opentelemetry.sdk.metrics")
+
+
+def test_the_app_quiets_client_libraries_that_log_every_request(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 17, item 4: under the real worker (root logger at INFO, every record forwarded to the host),
+    the Storage SDK's and httpx's request lines would each be a billed trace. The app sets them to WARNING."""
+    caplog.set_level(logging.INFO)  # as the Functions worker does
+    telemetry.configure({})
+    for name in telemetry.QUIET_LOGGERS:
+        logging.getLogger(f"{name}.pipeline").info("a request")
+    assert [r for r in caplog.records if r.name.split(".")[0] in telemetry.QUIET_LOGGERS] == []
+    logging.getLogger("sync_core.worker").info("a decision")
+    assert [r.getMessage() for r in caplog.records] == ["a decision"]
