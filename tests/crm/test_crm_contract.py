@@ -1,7 +1,8 @@
 """The CRM contract, written once (`CrmConnectorContract`) and run against every implementation.
 
-Today: RestCrmConnector against the CRM emulator. A fake connector joins by subclassing the contract
-and providing the `connector` and `backend` fixtures (vdirsyncer's StorageTests pattern).
+RestCrmConnector against the CRM emulator, and tests.fakes.MemoryCrm (the state machine's CRM). Another
+implementation joins by subclassing the contract and providing the `connector` and `backend` fixtures
+(vdirsyncer's StorageTests pattern).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import pytest
 
 from devstack.crm_emulator import CrmEmulator
 from sync_core.domain.model import Appointment, Attendee, Person, Status
-from sync_core.errors import ConcurrencyError, NotFoundError
+from sync_core.errors import ConcurrencyError, ConflictError, NotFoundError
 from sync_core.ports.crm import CrmConnector
+from tests.fakes import MemoryCrm
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -58,6 +60,15 @@ class CrmConnectorContract:
         assert created.external_ref == "mtg-1"
         assert created.crm_id and created.version
         assert await connector.get_appointment(created.crm_id) == created
+
+    async def test_a_record_made_by_a_crm_user_says_who_created_it(
+        self, connector: CrmConnector, backend: CrmBackend
+    ) -> None:
+        made = backend.user_create(make_appointment(), created_by="carol@contoso.example")
+        record = await connector.get_appointment(made["id"])
+        assert record is not None and record.created_by == "carol@contoso.example"
+        ours = await connector.create_appointment(make_appointment(), idempotency_key="k", external_ref="m")
+        assert ours.created_by is None
 
     async def test_get_of_an_unknown_id_is_none(self, connector: CrmConnector) -> None:
         assert await connector.get_appointment("no-such-id") is None
@@ -106,6 +117,29 @@ class CrmConnectorContract:
         assert other.crm_id != first.crm_id
         page = await connector.list_changed(None)
         assert sorted(r.crm_id for r in page.records) == sorted([first.crm_id, other.crm_id])
+
+    async def test_I3_a_retried_create_returns_the_record_as_it_is_now(
+        self, connector: CrmConnector, backend: CrmBackend
+    ) -> None:
+        first = await connector.create_appointment(
+            make_appointment(), idempotency_key="k-4", external_ref="m"
+        )
+        backend.user_update(first.crm_id, subject="edited in the CRM since")
+        retry = await connector.create_appointment(
+            make_appointment(), idempotency_key="k-4", external_ref="m"
+        )
+        assert retry.crm_id == first.crm_id and retry.appointment.subject == "edited in the CRM since"
+        assert retry == await connector.get_appointment(first.crm_id) and retry.version != first.version
+
+    async def test_I3_a_retried_create_of_a_record_deleted_since_is_refused(
+        self, connector: CrmConnector, backend: CrmBackend
+    ) -> None:
+        first = await connector.create_appointment(
+            make_appointment(), idempotency_key="k-5", external_ref="m"
+        )
+        backend.user_delete(first.crm_id)
+        with pytest.raises(ConflictError):
+            await connector.create_appointment(make_appointment(), idempotency_key="k-5", external_ref="m")
 
     async def test_update_changes_only_the_given_fields(self, connector: CrmConnector) -> None:
         created = await connector.create_appointment(
@@ -289,3 +323,13 @@ class TestRestCrmConnectorAgainstTheEmulator(CrmConnectorContract):
     @pytest.fixture
     def backend(self, crm: CrmEmulator) -> CrmBackend:
         return crm
+
+
+class TestMemoryCrm(CrmConnectorContract):
+    @pytest.fixture
+    def backend(self) -> MemoryCrm:
+        return MemoryCrm()
+
+    @pytest.fixture
+    def connector(self, backend: MemoryCrm) -> CrmConnector:
+        return backend
