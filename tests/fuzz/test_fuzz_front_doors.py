@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sync_core.domain import identity
 from sync_core.domain.messages import CrmChange, GraphChange, decode, encode
 from sync_core.errors import UnprocessableError
 from sync_core.ports.crm_webhook import sign
@@ -139,6 +140,7 @@ def _is_authentic_change(door: FrontDoor, n: Any) -> bool:
         and set(rd) == {"@odata.type", "id"}
         and isinstance(rd["id"], str)
         and 1 <= len(rd["id"]) <= 1024
+        and identity.unsafe_id(rd["id"]) is None  # `.`, `..`, blank or control characters: refused (400)
     )
 
 
