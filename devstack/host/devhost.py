@@ -440,9 +440,8 @@ class DevHost:
         if not matches:
             return web.Response(status=404)
         allowed = [(r, m) for r, m in matches if r.methods is None or request.method in r.methods]
-        if not allowed:
-            methods = sorted({m for r, _ in matches for m in (r.methods or ())})
-            return web.Response(status=405, headers={"Allow": ", ".join(methods)})
+        if not allowed:  # the Functions host answers a method a route does not take as an unknown route
+            return web.Response(status=404)
         # Like ASP.NET routing, prefer the most literal template: `items/special` over `items/{id}`.
         route, match = min(allowed, key=lambda candidate: candidate[0].pattern.groups)
         if not self._authorized(request, route.auth_level):
@@ -451,8 +450,10 @@ class DevHost:
         http_request = func.HttpRequest(
             method=request.method,
             url=str(request.url),
-            headers={k: ", ".join(request.headers.getall(k)) for k in request.headers},
-            params={k: request.query[k] for k in request.query},
+            # As the host hands them to the worker: header names lowercased, repeats joined with ", ";
+            # a query parameter with an empty value is absent.
+            headers={k.lower(): ", ".join(request.headers.getall(k)) for k in request.headers},
+            params={k: v for k in request.query if (v := request.query[k])},
             route_params={**route.defaults, **params},
             body=await request.read(),  # aiohttp answers 413 past client_max_size
         )

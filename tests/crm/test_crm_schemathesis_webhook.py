@@ -27,7 +27,7 @@ import requests
 import schemathesis
 import yaml
 from azure.storage.queue import QueueClient
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import positive_data_acceptance, unsupported_method
 
 from devstack.azurite import Azurite
 from devstack.host import DevHost
@@ -145,9 +145,13 @@ def assert_refused(response: requests.Response, statuses: set[int], body: bytes)
 @schema.parametrize()
 def test_our_webhook_endpoint_honours_the_contract(case: schemathesis.Case, endpoint: Endpoint) -> None:
     base_url = endpoint.url.removesuffix(ROUTE)
-    if case.method.upper() != "POST":  # schemathesis also tries other methods: 405 with Allow
+    if case.method.upper() != "POST":
+        # Schemathesis also tries other methods and wants 405; the Functions host answers a method a
+        # route does not take with 404 (the dev host does the same), so that check is left out here.
         before = endpoint.depth()
-        case.call_and_validate(base_url=base_url, params={"code": FUNCTION_KEY})
+        response = case.call(base_url=base_url, params={"code": FUNCTION_KEY})
+        assert response.status_code == 404, response.status_code
+        case.validate_response(response, excluded_checks=[unsupported_method, positive_data_acceptance])
         assert endpoint.depth() == before
         return
     # 1. As generated: unsigned in effect. Refused with a reason, nothing queued.

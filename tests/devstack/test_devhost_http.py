@@ -1,4 +1,4 @@
-"""DevHost HTTP triggers: auth levels and keys, routing (404/405, route params, prefix), round-trips, 500s."""
+"""DevHost HTTP triggers: auth levels and keys, routing (404, route params, prefix), round-trips, 500s."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def echo(req: func.HttpRequest) -> func.HttpResponse:
         "route_params": dict(req.route_params),
         "params": dict(req.params),
         "header": req.headers.get("x-test"),
+        "header_names_lowercase": all(k == k.lower() for k in req.headers),
         "body": req.get_body().decode(),
         "url": req.url,
     }
@@ -128,17 +129,28 @@ async def test_admin_level_accepts_only_the_master_key(
     assert await status(http, "GET", f"{host.base_url}/api/admin-only", **args) == expected
 
 
-async def test_unknown_routes_are_404_and_wrong_methods_405(
+async def test_unknown_routes_and_wrong_methods_are_404_as_the_functions_host_answers(
     host: DevHost, http: aiohttp.ClientSession
 ) -> None:
     base = host.base_url
     assert await status(http, "GET", f"{base}/api/nope") == 404
     assert await status(http, "GET", f"{base}/open") == 404  # outside the route prefix
     assert await status(http, "POST", f"{base}/api/items/a/notanint") == 404  # {id:int} constraint
-    async with http.delete(f"{base}/api/items/a/1") as response:
-        assert response.status == 405
-        assert response.headers["Allow"] == "POST, PUT"
-    assert await status(http, "POST", f"{base}/api/open") == 405
+    assert await status(http, "DELETE", f"{base}/api/items/a/1") == 404  # the host has no 405
+    assert await status(http, "POST", f"{base}/api/open") == 404
+
+
+async def test_empty_query_values_are_absent_and_header_names_lowercased_as_the_host_passes_them(
+    host: DevHost, http: aiohttp.ClientSession
+) -> None:
+    async with http.post(
+        f"{host.base_url}/api/items/events/7?x=&y=two&validationToken=",
+        data=b"",
+        headers=[("X-Test", "one"), ("X-Test", "two")],
+    ) as response:
+        echoed = await response.json()
+    assert echoed["params"] == {"y": "two"}  # `?validationToken=` is no handshake: it is not there
+    assert echoed["header"] == "one, two" and echoed["header_names_lowercase"]
 
 
 async def test_route_params_query_body_and_headers_round_trip(
