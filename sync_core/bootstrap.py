@@ -120,12 +120,17 @@ class Container:
             clock=self.clock.now,
             mappings=self.mappings,
         )
-
+        self.lifecycle = LifecycleHandler(
+            graph=self.graph,
+            store=self.subscriptions,
+            manager=self.subscription_manager(),
+            clock=self.clock.now,
+        )
         self._routes: dict[type[AnyMessage], Callable[[Any], Awaitable[object]]] = {
             GraphChange: self.worker.handle,
             CrmChange: self.worker.handle,
             MailboxResync: self.reconciler.resync_mailbox,
-            SubscriptionLifecycle: lambda message: self.lifecycle().handle(message),
+            SubscriptionLifecycle: self.lifecycle.handle,
         }
 
     def subscription_manager(
@@ -149,12 +154,6 @@ class Container:
             enqueue=enqueue or self.storage.enqueue,  # a new or re-created subscription is resynced
             sleep=sleep,
             housekeeping=(self.deletes.purge, self.notices.purge),  # X1 budgets, old notice claims
-        )
-
-    def lifecycle(self) -> LifecycleHandler:
-        manager = self.subscription_manager()
-        return LifecycleHandler(
-            graph=self.graph, store=self.subscriptions, manager=manager, clock=self.clock.now
         )
 
     async def handle(self, message: AnyMessage) -> object:

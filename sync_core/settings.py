@@ -80,12 +80,12 @@ class Settings(BaseSettings):
 
     @property
     def crm_secrets(self) -> list[str]:
-        return [s.strip() for s in (self.crm_webhook_secrets or "").split(",") if s.strip()]
+        return _listed(self.crm_webhook_secrets)
 
     @property
     def tag_secrets(self) -> list[str]:
         """EVENT_TAG_SECRETS, current first; against the Graph emulator a fixed development key when unset."""
-        secrets = [s.strip() for s in (self.event_tag_secrets or "").split(",") if s.strip()]
+        secrets = _listed(self.event_tag_secrets)
         if not secrets and self.graph_auth_mode == "emulator":
             return [EMULATOR_TAG_SECRET]
         return secrets
@@ -170,6 +170,11 @@ class Settings(BaseSettings):
         if not self.public_base_url:
             out.append("PUBLIC_BASE_URL: required, the https address Graph sends notifications to")
         return out
+
+
+def _listed(value: str | None) -> list[str]:
+    """A comma-separated setting (secrets: current first, then the one being rotated out)."""
+    return [s.strip() for s in (value or "").split(",") if s.strip()]
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

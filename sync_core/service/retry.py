@@ -30,9 +30,14 @@ BACKOFF_CAP_SECONDS = 120.0
 INVOCATION_SECONDS = graph_limits.FUNCTION_TIMEOUT_SECONDS - graph_limits.DEADLINE_MARGIN_SECONDS
 
 
+def backoff_ceiling(attempt: int) -> float:
+    """The longest delay before retry `attempt` (1-based): base * 2^(attempt-1), capped."""
+    return min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (attempt - 1))
+
+
 def backoff_seconds(attempt: int, rng: random.Random | None = None) -> int:
-    """Delay before retry `attempt` (1-based): base * 2^(attempt-1), capped, with jitter in [half, full]."""
-    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (attempt - 1))
+    """Delay before retry `attempt` (1-based): its ceiling, with jitter in [half, full]."""
+    ceiling = backoff_ceiling(attempt)
     draw = rng.random() if rng is not None else random.random()
     return max(1, math.ceil(ceiling * (0.5 + 0.5 * draw)))
 

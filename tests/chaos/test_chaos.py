@@ -128,7 +128,7 @@ async def _retries_due_by(c: Any) -> datetime:
             delay = max(1.0, math.ceil(float(GRAPH_FAULTS["retry_after"])))  # the CRM emulator sends 1
         else:
             attempt = max(1, int(row.get("RetryAttempts") or 1))
-            delay = min(dispatch.BACKOFF_CAP_SECONDS, dispatch.BACKOFF_BASE_SECONDS * 2.0 ** (attempt - 1))
+            delay = dispatch.backoff_ceiling(attempt)
         due = datetime.fromisoformat(str(row["LastFailedAt"])) + timedelta(seconds=delay + 2)
         latest = max(latest, due)
     return latest

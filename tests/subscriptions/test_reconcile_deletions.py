@@ -131,16 +131,17 @@ async def test_X2_a_deletion_lost_before_a_410_is_found_by_the_full_round_that_f
     day = T0 + timedelta(days=2)
     kept = world.create(DANA, "Kept", day)
     lost = world.create(DANA, "Deleted, notification lost", day + timedelta(hours=2))
+    until = (day + timedelta(days=2 * 365)).date()  # long after the window, derived from the test's day
     weekly = {
         "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": [day.strftime("%A").lower()]},
-        "range": {"type": "endDate", "startDate": day.date().isoformat(), "endDate": "2099-12-31"},
+        "range": {"type": "endDate", "startDate": day.date().isoformat(), "endDate": until.isoformat()},
     }
     series = world.create(DANA, "Weekly", day + timedelta(hours=4), recurrence=weekly)
     for event_id, start in ((kept, day), (lost, day + timedelta(hours=2))):
         await world.synced(DANA, event_id, start)
     pattern = Recurrence(
         pattern=RecurrencePattern(type="weekly", days_of_week=(day.strftime("%A").lower(),)),
-        range=RecurrenceRange(type="endDate", start_date=day.date(), end_date=day.date().replace(year=2099)),
+        range=RecurrenceRange(type="endDate", start_date=day.date(), end_date=until),
     )
     await world.synced(DANA, series, day + timedelta(hours=4), recurrence=pattern)  # the series, by master id
 

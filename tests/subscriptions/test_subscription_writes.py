@@ -33,6 +33,7 @@ from sync_core.errors import ThrottledError, TransientError
 from sync_core.service.lifecycle import LifecycleHandler
 from sync_core.service.subscription_manager import MAX_LIFETIME, SubscriptionManager
 from sync_core.settings import Settings
+from tests.clock import days_ahead, graph_time
 
 ALICE, BOB = "alice@contoso.example", "bob@contoso.example"
 
@@ -183,8 +184,8 @@ async def test_a_response_whose_answer_is_lost_is_not_sent_twice(world: World) -
             f"/users/{ALICE}/events",
             json={
                 "subject": "Respond once",
-                "start": {"dateTime": "2030-03-04T09:00:00", "timeZone": "UTC"},
-                "end": {"dateTime": "2030-03-04T10:00:00", "timeZone": "UTC"},
+                "start": graph_time(days_ahead(3, 9)),
+                "end": graph_time(days_ahead(3, 10)),
                 "attendees": [{"emailAddress": {"address": BOB}, "type": "required"}],
             },
         )
