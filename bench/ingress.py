@@ -29,21 +29,24 @@ from devstack.stack import FUNCTION_KEY, LocalStack, free_port
 _TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
-async def _subscriptions() -> list[Any]:
+async def _subscriptions(stack: LocalStack) -> list[tuple[Any, str]]:
+    """Our live subscriptions, each with its clientState as Graph holds it (we keep only its digest)."""
     from sync_core.bootstrap import opened
 
     async with opened() as c:
-        return [r for r in await c.subscriptions.all() if r.status == "active"]
+        rows = [r for r in await c.subscriptions.all() if r.status == "active"]
+    return [(r, stack.graph.state.subscriptions[r.subscription_id].client_state) for r in rows]
 
 
-def _payload(row: Any, i: int) -> bytes:
+def _payload(subscription: tuple[Any, str], i: int) -> bytes:
+    row, client_state = subscription
     event_id = f"AAMk-bench-{i}-{uuid.uuid4().hex[:8]}"
     return json.dumps(
         {
             "value": [
                 {
                     "subscriptionId": row.subscription_id,
-                    "clientState": row.client_state,
+                    "clientState": client_state,
                     "changeType": "updated",
                     "resource": f"Users/{row.mailbox}/Events/{event_id}",
                     "resourceData": {"@odata.type": "#Microsoft.Graph.Event", "id": event_id},
@@ -146,7 +149,7 @@ def run(
     stack = LocalStack().start()
     try:
         stack.host.stop()  # no in-process worker: the ingress host below is the only consumer of cores
-        rows = asyncio.run(_subscriptions())
+        rows = asyncio.run(_subscriptions(stack))
         port = free_port()
         with subprocess_host("bench.host_process", stack.settings, port, "--ingress-only"):
             url = f"http://127.0.0.1:{port}/api/graph/notifications?code={FUNCTION_KEY}"

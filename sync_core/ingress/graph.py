@@ -5,7 +5,6 @@ I/O side.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import re
@@ -137,9 +136,9 @@ async def authenticate(
         else:
             seen.add(once)
             row = await lookup(n.subscription_id)
-            if row is None or row.status != "active" or not row.client_state or row.expires_at <= now:
+            if row is None or not row.live(now):
                 why = "no live subscription of ours"
-            elif not hmac.compare_digest((n.client_state or "").encode(), row.client_state.encode()):
+            elif not row.admits(n.client_state, now):
                 why = "wrong clientState (possible forgery)"
             else:
                 out.append(Accepted(n, row))

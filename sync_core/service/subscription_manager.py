@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from sync_core.adapters.storage.subscriptions import new_client_state, polling_id
 from sync_core.domain.messages import MailboxResync, encode
-from sync_core.domain.subscription import SubscriptionRow
+from sync_core.domain.subscription import SubscriptionRow, client_state_digest
 from sync_core.engine.subscription_plan import (
     MAX_LIFETIME,
     RENEW_MARGIN,
@@ -199,7 +199,7 @@ class SubscriptionManager:
         row = SubscriptionRow(
             subscription_id=created.subscription_id,
             mailbox=mailbox,
-            client_state=client_state,
+            client_state_hash=client_state_digest(client_state),
             expires_at=created.expires_at,
             last_renewal=now,
         )
@@ -230,7 +230,7 @@ class SubscriptionManager:
         row = SubscriptionRow(
             subscription_id=placeholder.subscription_id if placeholder else polling_id(),
             mailbox=mailbox,
-            client_state="",
+            client_state_hash="",
             expires_at=now,
             status="polling",
             next_attempt=now + self._limits.retry_refused,

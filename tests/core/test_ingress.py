@@ -20,7 +20,7 @@ from sync_core.adapters.storage.core import (
     upsert,
 )
 from sync_core.domain.messages import GraphChange, MailboxResync, decode
-from sync_core.domain.subscription import SubscriptionRow
+from sync_core.domain.subscription import SubscriptionRow, client_state_digest
 from sync_core.errors import PermanentError
 from sync_core.ingress.graph import handle_notifications, validation_reply
 from sync_core.settings import Settings, load_settings
@@ -31,7 +31,8 @@ SECRET = "s3cret-client-state"
 
 
 def _row(sub_id: str = "11111111-1111-4111-8111-111111111111") -> SubscriptionRow:
-    return SubscriptionRow(sub_id, "adele@contoso.example", SECRET, datetime(2026, 11, 25, tzinfo=UTC))
+    return SubscriptionRow(
+        sub_id, "adele@contoso.example", client_state_digest(SECRET), datetime(2026, 11, 25, tzinfo=UTC))
 
 
 class Fakes:

@@ -70,6 +70,7 @@ class FrontDoor:
 def front_door(azurite: Azurite) -> Iterator[FrontDoor]:
     from sync_core.adapters.storage.subscriptions import SubscriptionRow, new_client_state
     from sync_core.bootstrap import configuration, opened
+    from sync_core.domain.subscription import client_state_digest
     from triggers import crm_webhooks, graph_webhooks
 
     values = {
@@ -85,10 +86,11 @@ def front_door(azurite: Azurite) -> Iterator[FrontDoor]:
         "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
         "DEVHOST_MASTER_KEY": "fuzz-master-key",
     }
+    client_state = new_client_state()  # Graph sends it; we keep only its digest
     row = SubscriptionRow(
         subscription_id=str(uuid.uuid4()),  # Graph's ids are GUIDs; the ingress refuses anything else
         mailbox=MAILBOX,
-        client_state=new_client_state(),
+        client_state_hash=client_state_digest(client_state),
         expires_at=datetime.now(UTC) + timedelta(days=3),
     )
     with pytest.MonkeyPatch.context() as mp:
@@ -109,7 +111,7 @@ def front_door(azurite: Azurite) -> Iterator[FrontDoor]:
         host_json: dict[str, Any] = json.loads((ROOT / "host.json").read_text())
         host = DevHost(app, values, host_json, port=free_port())
         host.start()
-        door = FrontDoor(host.base_url, row.subscription_id, row.client_state, azurite.connection_string)
+        door = FrontDoor(host.base_url, row.subscription_id, client_state, azurite.connection_string)
         door.drain()  # whatever earlier suites left behind
         try:
             yield door

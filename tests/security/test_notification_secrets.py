@@ -13,7 +13,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sync_core.domain.subscription import SubscriptionRow
+from sync_core.domain.subscription import SubscriptionRow, client_state_digest
 from sync_core.ingress.graph import handle_notifications
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "graph"
@@ -51,9 +51,9 @@ async def post(doors: Lookups, *items: dict[str, object], tenant: str | None = N
 
 
 def row(subscription_id: str, client_state: str, **kw: object) -> SubscriptionRow:
-    return SubscriptionRow(
-        subscription_id, "adele@contoso.example", client_state, NOW + timedelta(days=2), **kw
-    )
+    kw.setdefault("expires_at", NOW + timedelta(days=2))
+    digest = client_state_digest(client_state) if client_state else ""
+    return SubscriptionRow(subscription_id, "adele@contoso.example", digest, **kw)  # type: ignore[arg-type]
 
 
 async def test_a_polling_placeholder_with_no_secret_authenticates_nothing() -> None:
@@ -66,7 +66,7 @@ async def test_a_retired_or_expired_subscription_authenticates_nothing_even_with
     removed, expired = "33333333-3333-4333-8333-333333333333", "44444444-4444-4444-8444-444444444444"
     doors = Lookups(
         row(removed, SECRET, status="removed", ended_at=NOW - timedelta(hours=1)),
-        SubscriptionRow(expired, "adele@contoso.example", SECRET, NOW - timedelta(minutes=1)),
+        row(expired, SECRET, expires_at=NOW - timedelta(minutes=1)),
     )
     assert await post(doors, notification(removed, SECRET), notification(expired, SECRET)) == 0
 

@@ -14,7 +14,7 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from sync_core.adapters.storage.core import call, create_entity, get_entity, key_of, query, replace_if_match
-from sync_core.domain.subscription import SubscriptionRow
+from sync_core.domain.subscription import SubscriptionRow, client_state_digest
 from sync_core.errors import ConcurrencyError, NotFoundError
 
 _PK = "subscription"
@@ -35,7 +35,8 @@ def to_entity(row: SubscriptionRow) -> dict[str, Any]:
         "PartitionKey": _PK,
         "RowKey": row.subscription_id,
         "Mailbox": row.mailbox,
-        "ClientState": row.client_state,
+        "ClientStateSha256": row.client_state_hash,
+        "ClientState": "",  # rows written before the secret was kept hashed: erased on their next save
         "ExpiresAt": row.expires_at.astimezone(UTC).isoformat(),
         "Status": row.status,
         "LastRenewal": iso(row.last_renewal),
@@ -56,7 +57,8 @@ def from_entity(e: dict[str, Any]) -> SubscriptionRow:
     return SubscriptionRow(
         subscription_id=str(e["RowKey"]),
         mailbox=str(e["Mailbox"]),
-        client_state=str(e["ClientState"]),
+        client_state_hash=str(e.get("ClientStateSha256") or "")
+        or (client_state_digest(str(e["ClientState"])) if e.get("ClientState") else ""),
         expires_at=expires or datetime.min.replace(tzinfo=UTC),
         status=str(e.get("Status") or "active"),
         last_renewal=dt(e.get("LastRenewal")),
