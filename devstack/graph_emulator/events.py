@@ -349,7 +349,7 @@ def build_event(state: EmulatorState, mailbox: Mailbox, body: dict[str, Any]) ->
     fields = default_fields()
     apply_fields(fields, body, state)
     fields["recurrence"] = recurrence.normalize(
-        body.get("recurrence"), start.astimezone(zone(start_tz)).date()
+        body.get("recurrence"), start.astimezone(zone(start_tz)).date(), start_tz
     )
     _check_all_day(fields, start, start_tz, end, end_tz)
     now = state.clock.now()
@@ -387,7 +387,7 @@ def patch_event(state: EmulatorState, record: EventRecord, body: dict[str, Any])
     apply_fields(fields, body, state)
     if "recurrence" in body:
         fields["recurrence"] = recurrence.normalize(
-            body["recurrence"], start.astimezone(zone(start_tz)).date()
+            body["recurrence"], start.astimezone(zone(start_tz)).date(), start_tz
         )
     _check_all_day(fields, start, start_tz, end, end_tz)
     record.fields = fields

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+
+from dateutil import rrule
 
 from devstack.graph_emulator.errors import bad_request
 from devstack.graph_emulator.state import SeriesShape
@@ -15,6 +16,8 @@ DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sun
 PATTERN_TYPES = ("daily", "weekly", "absoluteMonthly", "relativeMonthly", "absoluteYearly", "relativeYearly")
 RANGE_TYPES = ("endDate", "noEnd", "numbered")
 INDEXES = ("first", "second", "third", "fourth", "last")
+_WEEKDAYS = (rrule.MO, rrule.TU, rrule.WE, rrule.TH, rrule.FR, rrule.SA, rrule.SU)  # in the order of DAYS
+_SET_POSITION = {"first": 1, "second": 2, "third": 3, "fourth": 4, "last": -1}
 # A guard against pathological series; Outlook itself caps expansions far below this.
 _MAX_STEPS = 200_000
 
@@ -36,8 +39,13 @@ def _parse_date(value: Any, what: str) -> date:
         raise bad_request(f"Invalid recurrence range {what} '{value}'.") from exc
 
 
-def normalize(recurrence: Any, event_start_local: date) -> dict[str, Any] | None:
-    """Validate a patternedRecurrence and return it in canonical Graph form (None stays None)."""
+def normalize(recurrence: Any, event_start_local: date, event_tz: str) -> dict[str, Any] | None:
+    """Validate a patternedRecurrence and return it in canonical Graph form (None stays None).
+
+    recurrenceTimeZone defaults to the event's start time zone: "If not specified, the time zone of the
+    event is used" (concepts/outlook-schedule-recurring-events.md), and Graph returns it filled in
+    (api/user-post-events.md, Response 3).
+    """
     if recurrence is None:
         return None
     if not isinstance(recurrence, dict) or not isinstance(recurrence.get("pattern"), dict):
@@ -70,7 +78,7 @@ def normalize(recurrence: Any, event_start_local: date) -> dict[str, Any] | None
         "type": rtype,
         "startDate": start.isoformat(),
         "endDate": "0001-01-01",
-        "recurrenceTimeZone": range_in.get("recurrenceTimeZone") or None,
+        "recurrenceTimeZone": range_in.get("recurrenceTimeZone") or event_tz,
         "numberOfOccurrences": 0,
     }
     if rtype == "endDate":
@@ -83,74 +91,50 @@ def normalize(recurrence: Any, event_start_local: date) -> dict[str, Any] | None
         if not isinstance(count, int) or count < 1:
             raise bad_request("A numbered recurrence range needs numberOfOccurrences >= 1.")
         rng["numberOfOccurrences"] = count
-    if rng["recurrenceTimeZone"] is not None:
-        zone(rng["recurrenceTimeZone"])
+    zone(rng["recurrenceTimeZone"])
     return {"pattern": pattern, "range": rng}
 
 
-def _add_months(year: int, month: int, count: int) -> tuple[int, int]:
-    index = year * 12 + (month - 1) + count
-    return index // 12, index % 12 + 1
-
-
-def _relative_day(year: int, month: int, days: list[str], index: str) -> date | None:
-    wanted = {DAYS.index(d) for d in days}
-    matches = [
-        date(year, month, day)
-        for day in range(1, calendar.monthrange(year, month)[1] + 1)
-        if date(year, month, day).weekday() in wanted
-    ]
-    if not matches:
-        return None
-    if index == "last":
-        return matches[-1]
-    position = INDEXES.index(index)
-    return matches[position] if position < len(matches) else None
+def _rule(pattern: dict[str, Any]) -> dict[str, Any]:
+    """The pattern as python-dateutil `rrule` arguments (all but dtstart and interval)."""
+    ptype = pattern["type"]
+    days = [_WEEKDAYS[DAYS.index(d)] for d in pattern["daysOfWeek"]]
+    if ptype == "daily":
+        return {"freq": rrule.DAILY}
+    if ptype == "weekly":
+        # firstDayOfWeek decides which days form one week, so which weeks an interval > 1 skips.
+        return {
+            "freq": rrule.WEEKLY,
+            "byweekday": days,
+            "wkst": _WEEKDAYS[DAYS.index(pattern["firstDayOfWeek"])],
+        }
+    args: dict[str, Any]
+    if ptype in ("relativeMonthly", "relativeYearly"):
+        # "index" counts instances of any of the allowed days: the first Thursday or Friday is the first
+        # day in the month that is either (recurrencepattern.md, daysOfWeek and index).
+        args = {"byweekday": days, "bysetpos": _SET_POSITION[pattern["index"]]}
+    else:
+        # As Outlook does, a dayOfMonth past the end of a shorter month falls on that month's last day.
+        day = pattern["dayOfMonth"]
+        args = {"bymonthday": list(range(min(day, 28), day + 1)), "bysetpos": -1}
+    if ptype in ("absoluteMonthly", "relativeMonthly"):
+        return {"freq": rrule.MONTHLY, **args}
+    return {"freq": rrule.YEARLY, "bymonth": pattern["month"], **args}
 
 
 def _candidate_dates(pattern: dict[str, Any], start: date) -> Iterator[date]:
-    """Dates the pattern produces on or after `start`, ascending, without any range limit."""
-    ptype, interval = pattern["type"], pattern["interval"]
-    if ptype == "daily":
-        current = start
-        while True:
-            yield current
-            current += timedelta(days=interval)
-    elif ptype == "weekly":
-        first = DAYS.index(pattern["firstDayOfWeek"])
-        week_start = start - timedelta(days=(start.weekday() - first) % 7)
-        offsets = sorted((DAYS.index(d) - first) % 7 for d in pattern["daysOfWeek"])
-        while True:
-            for offset in offsets:
-                candidate = week_start + timedelta(days=offset)
-                if candidate >= start:
-                    yield candidate
-            week_start += timedelta(weeks=interval)
-    elif ptype in ("absoluteMonthly", "relativeMonthly"):
-        step = 0
-        while True:
-            year, month = _add_months(start.year, start.month, step)
-            if ptype == "absoluteMonthly":
-                day: date | None = date(
-                    year, month, min(pattern["dayOfMonth"], calendar.monthrange(year, month)[1])
-                )
-            else:
-                day = _relative_day(year, month, pattern["daysOfWeek"], pattern["index"])
-            if day is not None and day >= start:
-                yield day
-            step += interval
-    else:
-        year = start.year
-        while True:
-            month = pattern["month"]
-            yearly: date | None
-            if ptype == "absoluteYearly":
-                yearly = date(year, month, min(pattern["dayOfMonth"], calendar.monthrange(year, month)[1]))
-            else:
-                yearly = _relative_day(year, month, pattern["daysOfWeek"], pattern["index"])
-            if yearly is not None and yearly >= start:
-                yield yearly
-            year += interval
+    """Dates the pattern produces on or after `start`, ascending, without any range limit.
+
+    The series begins on the first date on or after `start` that fits the pattern, and the interval
+    counts from there: "the first Thursday of every other month starting August 29, 2017" begins in
+    September, not in October (concepts/outlook-schedule-recurring-events.md).
+    """
+    rule = _rule(pattern)
+    first = next(iter(rrule.rrule(dtstart=datetime.combine(start, time()), count=1, **rule)), None)
+    if first is None:
+        return
+    for moment in rrule.rrule(dtstart=first, interval=pattern["interval"], **rule):
+        yield moment.date()
 
 
 def series_dates(shape: SeriesShape, until: datetime) -> Iterator[tuple[str, datetime, datetime]]:
