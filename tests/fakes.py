@@ -222,6 +222,7 @@ class MemoryCrm:
         self._deleted: dict[str, int] = {}  # id -> seq of its delete
         self._idempotency: dict[str, str] = {}
         self._created_by: dict[str, str | None] = {}
+        self._updated_by: dict[str, str | None] = {}
         self._ids = itertools.count(1)
 
     # -- CrmConnector --
@@ -342,10 +343,10 @@ class MemoryCrm:
             data = {"origin": "crm", **appointment}
         return _wire(self._create(data, external_ref, created_by=created_by))
 
-    def user_update(self, crm_id: str, **fields: Any) -> dict[str, Any]:
-        """Edit fields as a CRM user would (models and datetimes accepted); `external_ref` too."""
+    def user_update(self, crm_id: str, *, updated_by: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Edit fields as CRM user `updated_by` would (models and datetimes accepted); `external_ref` too."""
         external_ref = fields.pop("external_ref", _KEEP)
-        return _wire(self._change(self._get(crm_id), fields, external_ref=external_ref))
+        return _wire(self._change(self._get(crm_id), fields, external_ref=external_ref, by=updated_by))
 
     def user_cancel(self, crm_id: str) -> dict[str, Any]:
         return _wire(self._change(self._get(crm_id), {"status": Status.CANCELLED.value}))
@@ -372,18 +373,25 @@ class MemoryCrm:
     ) -> CrmRecord:
         crm_id = f"apt-{next(self._ids):05d}"
         appointment = _valid(data, crm_id)
-        self._created_by[crm_id] = created_by
+        self._created_by[crm_id] = self._updated_by[crm_id] = created_by
         return self._commit(crm_id, appointment, external_ref, "created")
 
     def _change(
-        self, record: CrmRecord, patch: AnyMapping[str, Any], *, external_ref: Any = _KEEP
+        self,
+        record: CrmRecord,
+        patch: AnyMapping[str, Any],
+        *,
+        external_ref: Any = _KEEP,
+        by: str | None = None,
     ) -> CrmRecord:
-        """Merge `patch`; a patch that changes nothing keeps the version and announces nothing."""
+        """Merge `patch` as CRM user `by` (None: an API write, the sync's own); a patch that changes
+        nothing keeps the version and announces nothing."""
         ref = record.external_ref if external_ref is _KEEP else external_ref
         merged = _valid({**record.appointment.model_dump(mode="json"), **patch}, record.crm_id)
         if merged == record.appointment and ref == record.external_ref:
             return record
         cancelled = merged.status is Status.CANCELLED and record.appointment.status is not Status.CANCELLED
+        self._updated_by[record.crm_id] = by
         return self._commit(record.crm_id, merged, ref, "cancelled" if cancelled else "updated")
 
     def _commit(
@@ -396,6 +404,7 @@ class MemoryCrm:
             appointment=appointment,
             mailbox_hint=self._mailbox_hint(appointment, self._created_by.get(crm_id)),
             created_by=self._created_by.get(crm_id),
+            updated_by=self._updated_by.get(crm_id),
             external_ref=external_ref,
             updated_at=self._clock(),
         )

@@ -218,10 +218,10 @@ class CrmEmulator:
         self._emit(events)
         return record
 
-    def user_update(self, crm_id: str, **fields: Any) -> dict[str, Any]:
-        """Edit fields (wire names; datetimes and models are accepted) as a CRM user would."""
+    def user_update(self, crm_id: str, *, updated_by: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Edit fields (wire names; datetimes and models are accepted) as CRM user `updated_by` would."""
         patch = {k: v.model_dump(mode="json") if hasattr(v, "model_dump") else v for k, v in fields.items()}
-        record, events = self.store.update(crm_id, patch, if_match=None)
+        record, events = self.store.update(crm_id, patch, if_match=None, updated_by=updated_by)
         self._emit(events)
         return record
 
@@ -276,7 +276,11 @@ class CrmEmulator:
             return web.json_response(self.user_create(body, created_by=created_by), status=201)
 
         async def user_update(request: web.Request) -> web.Response:
-            return web.json_response(self.user_update(request.match_info["id"], **await json_object(request)))
+            body = await json_object(request)
+            updated_by = body.pop("updated_by", None)
+            return web.json_response(
+                self.user_update(request.match_info["id"], updated_by=updated_by, **body)
+            )
 
         async def user_cancel(request: web.Request) -> web.Response:
             return web.json_response(self.user_cancel(request.match_info["id"]))

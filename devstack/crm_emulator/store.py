@@ -19,7 +19,7 @@ from pydantic_core import to_json
 from sync_core.domain.model import Appointment
 
 APPOINTMENT_FIELDS = frozenset(Appointment.model_fields)
-META_FIELDS = ("id", "version", "external_ref", "created_by", "mailbox_hint", "updated_at")
+META_FIELDS = ("id", "version", "external_ref", "created_by", "updated_by", "mailbox_hint", "updated_at")
 MANAGEMENT_MODES = ("outlook_auto_accept", "outlook_moderated", "crm_managed")
 MAX_EMAIL_LENGTH = 320  # the contract's maxLength (RFC 3696's limit)
 MAX_CONTACT_EMAILS = 50
@@ -181,6 +181,7 @@ class CrmStore:
                 "id": row_id,
                 "external_ref": body.get("external_ref"),
                 "created_by": body.get("created_by", created_by),
+                "updated_by": body.get("created_by", created_by),
                 **appointment,
             }
             saved = self._commit(record)
@@ -189,9 +190,15 @@ class CrmStore:
             return saved, True, [self._event("created", row_id, saved["version"])]
 
     def update(
-        self, crm_id: str, patch: Mapping[str, Any], *, if_match: str | None
+        self,
+        crm_id: str,
+        patch: Mapping[str, Any],
+        *,
+        if_match: str | None,
+        updated_by: str | None = None,
     ) -> tuple[dict[str, Any], list[ChangeEvent]]:
-        """Merge `patch`; a patch that changes nothing keeps the version and announces nothing."""
+        """Merge `patch`; a patch that changes nothing keeps the version and announces nothing.
+        `updated_by`: the CRM user making the change (None: an API write, the sync's own)."""
         unknown = set(patch) - APPOINTMENT_FIELDS - {"external_ref"}
         if unknown:
             raise ApiError(422, "unknown_field", f"unknown or read-only fields: {', '.join(sorted(unknown))}")
@@ -207,6 +214,7 @@ class CrmStore:
                 new["external_ref"] = patch["external_ref"]
             if new == row:
                 return dict(row), []
+            new["updated_by"] = updated_by
             cancelled_now = merged["status"] == "cancelled" and row["status"] != "cancelled"
             kind = "cancelled" if cancelled_now else "updated"
             saved = self._commit(new)

@@ -247,6 +247,7 @@ class CrmRecord(_Frozen):
     appointment: Appointment
     mailbox_hint: str | None = None  # the organizer's primary mailbox, when the CRM knows it
     created_by: str | None = None  # email of the CRM user who created the record, when the CRM says
+    updated_by: str | None = None  # email of the CRM user who made its last change, when the CRM says
     external_ref: str | None = None  # our meeting key, when the CRM stores it
     updated_at: datetime | None = None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sync_core.domain.actions import (
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 # What an attendee (not the organizer) may change on their own copy of a meeting.
 ATTENDEE_LOCAL_FIELDS: tuple[str, ...] = ("sensitivity", "show_as", "reminder_minutes", "categories")
+# What Exchange sends to the attendees as the organizer when the organizer's copy changes (W1).
+SEND_AS_FIELDS: tuple[str, ...] = ("attendees", "body")
 _RESPOND = {
     Response.ACCEPTED: "accept",
     Response.TENTATIVE: "tentativelyAccept",
@@ -109,6 +112,12 @@ def sync_content(
         fixed = {f: getattr(m, f) for f in to_graph if f not in ATTENDEE_LOCAL_FIELDS}
         merged = merged.model_copy(update=fixed)
         to_graph = [f for f in to_graph if f in ATTENDEE_LOCAL_FIELDS]
+    held = _not_sendable(inp, graph, crm, to_graph)
+    if held is not None:
+        # W1: an attendee or body change Exchange would send as the organizer, made by a CRM user who may
+        # not send as them, stays out of Outlook (M365 keeps its content) and stays as made in the CRM.
+        merged = merged.model_copy(update={f: getattr(m, f) for f in held.fields})
+        to_graph = [f for f in to_graph if f not in held.fields]
     actions: list[Action] = []
 
     # L6, CRM -> M365: a sync user's own response changed in the CRM is answered from their copy.
@@ -156,6 +165,7 @@ def sync_content(
     to_crm: list[str] = []
     if policy.direction != "crm_to_m365":
         to_crm = [f for f in SYNC_FIELDS if crm_view(c, f) != crm_view(merged, f)]
+        to_crm = [f for f in to_crm if held is None or f not in held.fields]
         if c.kind is not kind:
             to_crm.append("kind")
     conflict_note = f"; conflict on {', '.join(r.conflicts)}: {r.winner} wins (D3)" if r.conflicts else ""
@@ -184,7 +194,30 @@ def sync_content(
                 changed_fields=tuple(to_graph),
             )
         )
+    if held is not None:
+        actions.append(held.skip)
     return actions, merged
+
+
+@dataclass(frozen=True)
+class _Held:
+    fields: tuple[str, ...]
+    skip: Skip
+
+
+def _not_sendable(inp: Inputs, graph: GraphEvent, crm: CrmRecord, to_graph: list[str]) -> _Held | None:
+    """W1 on updates: the send-as fields of `to_graph` when the CRM user who made the change (or, if the CRM
+    does not say, who created the record) may not send as the sync user whose meeting it is."""
+    fields = tuple(f for f in to_graph if f in SEND_AS_FIELDS)
+    owner = inp.policy.user_for_mailbox(graph.mailbox) if graph.is_organizer and fields else None
+    editor = crm.updated_by or crm.created_by
+    if owner is None or scope.may_send_as(inp.policy, owner, editor):
+        return None
+    reason = (
+        f"{editor} changed {', '.join(fields)}, which Exchange would send as {owner.email}; {editor} may not "
+        f"send as them (not a delegate in the policy): not written to Outlook, left as is in the CRM"
+    )
+    return _Held(fields, Skip(rule="W1", reason=reason))
 
 
 def _crm_rule(

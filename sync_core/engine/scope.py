@@ -16,7 +16,7 @@ from sync_core.domain.model import (
     Location,
     Sensitivity,
 )
-from sync_core.domain.policy import Policy
+from sync_core.domain.policy import Policy, SyncUser
 
 
 def is_private(appt: Appointment) -> bool:
@@ -139,6 +139,14 @@ def shape(appt: Appointment, policy: Policy) -> Appointment:
     return appt.model_copy(update=update)
 
 
+def may_send_as(policy: Policy, user: SyncUser, crm_user: str | None) -> bool:
+    """The CRM organizer field means "send as": what we write into `user`'s mailbox as organizer, Exchange
+    sends as them. CRM user `crm_user` may do that when they are that user or one of the delegates the
+    policy lists for them; a CRM that does not say who (None) is taken at its word."""
+    who = (crm_user or "").strip().lower()
+    return not who or policy.user_for_email(who) == user or who in user.delegates
+
+
 def write_target(policy: Policy, crm: CrmRecord) -> tuple[str | None, str, str]:
     """Where a CRM record is written in Microsoft 365, with the rule and why. W1: the organizer's own primary
     mailbox; W2: else the default calendar, else the room calendar. The gatherer looks there for our own
@@ -149,14 +157,13 @@ def write_target(policy: Policy, crm: CrmRecord) -> tuple[str | None, str, str]:
         user = policy.user_for_mailbox(crm.mailbox_hint)
     why = "organizer has no synced mailbox"
     if user is not None:
-        creator = (crm.created_by or "").strip().lower()
-        if not creator or policy.user_for_email(creator) == user or creator in user.delegates:
+        if may_send_as(policy, user, crm.created_by):
             return (
                 user.primary,
                 "W1",
                 f"written to the organizer's primary mailbox {user.primary}; Exchange invites",
             )
-        why = f"created by {creator}, who may not send as {user.email} (not a delegate in the policy)"
+        why = f"created by {crm.created_by}, who may not send as {user.email} (not a delegate in the policy)"
     if policy.default_calendar:
         return (policy.default_calendar, "W2", f"{why}: written to the default calendar")
     for a in appt.rooms:

@@ -13,12 +13,13 @@ from datetime import timedelta
 
 import pytest
 
+from sync_core.domain.actions import Skip, UpdateCrmAppointment, UpdateGraphEvent
 from sync_core.domain.model import Appointment, Attendee, Person, Status
 from sync_core.domain.policy import Policy, SyncUser
 from sync_core.engine.scope import write_target
 from tests.clock import days_ahead
 from tests.e2e.conftest import Stack, wait_for
-from tests.engine.builders import appt, rec
+from tests.engine.builders import POLICY, appt, crm_change, crm_edited, gev, judge, rec, synced
 
 pytestmark = pytest.mark.e2e
 
@@ -64,3 +65,42 @@ def test_W1_the_organizer_themself_or_a_listed_delegate_books_in_the_organizers_
         mailbox, got, why = write_target(policy, rec(appt(), created_by=creator))
         assert got == rule, (creator, why)
         assert (mailbox == "linda@contoso.com") == (rule == "W1")
+
+
+@pytest.mark.parametrize(
+    ("editor", "written"),
+    [
+        ("bruno@contoso.example", False),  # another CRM user: not written to Outlook
+        ("linda@contoso.com", True),  # the organizer themself
+        ("assistant@contoso.com", True),  # a delegate the policy lists for them
+        (None, True),  # the CRM does not say who: the record's creator (here none) stands
+    ],
+)
+def test_W1_an_attendee_or_body_change_goes_out_as_the_organizer_only_from_who_may_send_as_them(
+    editor: str | None, written: bool
+) -> None:
+    linda = SyncUser(email="linda@contoso.com", crm_user_id="u-linda", delegates=("assistant@contoso.com",))
+    policy = POLICY.model_copy(update={"sync_users": (linda,)})
+    g = gev()  # Linda's meeting, synced to the CRM
+    mapping, record = synced(g, policy=policy)
+    outsider = Attendee(email="megan@fabrikam.example")
+    changed = crm_edited(
+        record,
+        attendees=(*record.appointment.attendees, outsider),
+        body="Bring the signed contract",
+        subject="Contract signing",
+    ).model_copy(update={"updated_by": editor})
+
+    d = judge(crm_change(), mapping, g, changed, policy=policy)
+
+    update = next(a for a in d.actions if isinstance(a, UpdateGraphEvent))
+    assert "subject" in update.changed_fields  # a change anyone may make still reaches Outlook
+    sent_as_linda = {"attendees", "body"} & set(update.changed_fields)
+    assert sent_as_linda == ({"attendees", "body"} if written else set()), d.explain()
+    assert not [a for a in d.actions if isinstance(a, UpdateCrmAppointment)], d.explain()  # no revert
+    held = [a for a in d.actions if isinstance(a, Skip) and a.rule == "W1"]
+    assert bool(held) is not written, d.explain()
+    if not written:
+        assert "may not send as" in held[0].reason
+        assert d.mapping is not None and d.mapping.snapshot is not None
+        assert outsider not in d.mapping.snapshot.attendees  # Outlook's content, as Outlook has it

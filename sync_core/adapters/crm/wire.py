@@ -83,6 +83,7 @@ class _WireRecordMeta(_Wire):
     version: str
     external_ref: str | None = None
     created_by: str | None = None
+    updated_by: str | None = None
     mailbox_hint: str | None = None
     updated_at: datetime | None = None
 
@@ -130,6 +131,7 @@ def record_from_wire(data: Mapping[str, Any]) -> CrmRecord:
         appointment=appointment,
         mailbox_hint=meta.mailbox_hint,
         created_by=meta.created_by,
+        updated_by=meta.updated_by,
         external_ref=meta.external_ref,
         updated_at=meta.updated_at,
     )
