@@ -41,6 +41,35 @@ DEMO_CONTACTS = [
 ]
 
 
+# The front doors that others call, each with its own function key as in Azure: Graph is told its key in
+# every subscription's notificationUrl (`?code=`, WEBHOOK_FUNCTION_KEY), the CRM is configured with its
+# own; neither key opens the other's routes. The host-level function key (DEVHOST_FUNCTION_KEY) opens all
+# FUNCTION-level routes, the master key (DEVHOST_MASTER_KEY) also the ADMIN-level ops/ routes.
+GRAPH_FUNCTIONS = ("graph_notifications", "graph_lifecycle")
+CRM_FUNCTIONS = ("crm_webhook",)
+DEV_GRAPH_KEY = "dev-graph-function-key"
+DEV_CRM_KEY = "dev-crm-function-key"
+
+
+def webhook_key_settings(graph_key: str, crm_key: str) -> dict[str, str]:
+    """The settings that give the Graph and CRM functions their own keys (devstack.host reads
+    `DEVHOST_FUNCTION_KEY__<function>`), and tell the app the Graph key to put in notification URLs."""
+    own = {f"DEVHOST_FUNCTION_KEY__{name}": graph_key for name in GRAPH_FUNCTIONS}
+    own.update({f"DEVHOST_FUNCTION_KEY__{name}": crm_key for name in CRM_FUNCTIONS})
+    return {"WEBHOOK_FUNCTION_KEY": graph_key, **own}
+
+
+def with_webhook_keys(values: dict[str, str]) -> dict[str, str]:
+    """local.settings.json's values with the webhook keys filled in where it has none of its own. A
+    WEBHOOK_FUNCTION_KEY equal to the host-level key (the sample's) is replaced: a key Graph is told must not
+    open every route."""
+    graph = values.get("DEVHOST_FUNCTION_KEY__graph_notifications") or values.get("WEBHOOK_FUNCTION_KEY", "")
+    if not graph or graph == values.get("DEVHOST_FUNCTION_KEY"):
+        graph = DEV_GRAPH_KEY
+    crm = values.get("DEVHOST_FUNCTION_KEY__crm_webhook") or DEV_CRM_KEY
+    return {**values, **webhook_key_settings(graph, crm)}
+
+
 def load_local_settings() -> dict[str, str]:
     """local.settings.json's Values (created from the sample on first run), as Core Tools would read them."""
     path = ROOT / "local.settings.json"
@@ -98,6 +127,8 @@ async def prepare(mailboxes: list[str]) -> None:
 
 def banner(values: dict[str, str], graph_url: str, crm_url: str) -> str:
     key = values.get("DEVHOST_FUNCTION_KEY", "")
+    graph_key = values.get("DEVHOST_FUNCTION_KEY__graph_notifications", "")
+    crm_key = values.get("DEVHOST_FUNCTION_KEY__crm_webhook", "")
     day = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()  # inside the policy's window (S6)
     event = json.dumps(
         {
@@ -114,7 +145,8 @@ def banner(values: dict[str, str], graph_url: str, crm_url: str) -> str:
     )
     return f"""
 Local stack is up (Ctrl-C stops everything):
-  function app   http://127.0.0.1:{HOST_PORT}/api/...   (function key: {key})
+  function app   http://127.0.0.1:{HOST_PORT}/api/...   (host function key: {key}; Graph's: {graph_key};
+                 the CRM's: {crm_key}; ops/ takes the master key: {values.get("DEVHOST_MASTER_KEY", "")})
   Graph emulator {graph_url}
   CRM emulator   {crm_url}
 
@@ -138,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("azure", "httpx", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    values = load_local_settings()
+    values = with_webhook_keys(load_local_settings())
     for k, v in values.items():
         os.environ.setdefault(k, v)
 
@@ -147,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     from devstack.graph_emulator import GraphEmulator
     from devstack.host import DevHost
 
-    key = values.get("DEVHOST_FUNCTION_KEY", "")
+    crm_key = values["DEVHOST_FUNCTION_KEY__crm_webhook"]
     stopping = threading.Event()
     started: list[Any] = []
     try:
@@ -162,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         seed_graph(graph)
         crm = CrmEmulator(
             port=CRM_PORT,
-            webhook_url=f"http://127.0.0.1:{HOST_PORT}/api/crm/webhook?code={key}",
+            webhook_url=f"http://127.0.0.1:{HOST_PORT}/api/crm/webhook?code={crm_key}",
             webhook_secret=values.get("CRM_WEBHOOK_SECRETS", "").split(",")[0],
             token=values.get("CRM_API_TOKEN", "dev-crm-token"),
         )

@@ -21,10 +21,12 @@ from devstack.azurite import Azurite
 from devstack.crm_emulator import CrmEmulator
 from devstack.graph_emulator import GraphEmulator
 from devstack.host import DevHost
-from devstack.run import seed_crm, seed_graph
+from devstack.run import seed_crm, seed_graph, webhook_key_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-FUNCTION_KEY = "stack-function-key"
+FUNCTION_KEY = "stack-function-key"  # host-level: opens every FUNCTION-level route
+GRAPH_KEY = "stack-graph-key"  # graph_notifications and graph_lifecycle only; Graph is told it
+CRM_KEY = "stack-crm-key"  # crm_webhook only; the CRM emulator calls with it
 MASTER_KEY = "stack-master-key"
 CRM_SECRET = "stack-crm-secret"
 CRM_TOKEN = "stack-crm-token"
@@ -70,7 +72,7 @@ class LocalStack:
         self.graph.start()
         seed_graph(self.graph)
         self.crm = CrmEmulator(
-            webhook_url=f"http://127.0.0.1:{host_port}/api/crm/webhook?code={FUNCTION_KEY}",
+            webhook_url=f"http://127.0.0.1:{host_port}/api/crm/webhook?code={CRM_KEY}",
             webhook_secret=CRM_SECRET,
             token=CRM_TOKEN,
         )
@@ -81,7 +83,7 @@ class LocalStack:
             "GRAPH_BASE_URL": self.graph.base_url,
             "GRAPH_AUTH_MODE": "emulator",
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{host_port}",
-            "WEBHOOK_FUNCTION_KEY": FUNCTION_KEY,
+            **webhook_key_settings(GRAPH_KEY, CRM_KEY),
             "CRM_BASE_URL": self.crm.base_url,
             "CRM_API_TOKEN": CRM_TOKEN,
             "CRM_WEBHOOK_SECRETS": CRM_SECRET,
@@ -163,8 +165,12 @@ class LocalStack:
     def post_to_ingress(
         self, route: str, body: bytes, headers: dict[str, str] | None = None
     ) -> httpx.Response:
+        """POST to a front door with the key its caller holds: Graph's for graph/..., the CRM's for crm/..."""
+        key = (
+            GRAPH_KEY if route.startswith("graph/") else CRM_KEY if route.startswith("crm/") else FUNCTION_KEY
+        )
         return httpx.post(
-            f"{self.host.base_url}/api/{route}?code={FUNCTION_KEY}",
+            f"{self.host.base_url}/api/{route}?code={key}",
             content=body,
             headers=headers or {},
             timeout=10,

@@ -43,6 +43,9 @@ from devstack.host.routing import Route, compile_route, setting_expression, web_
 
 log = logging.getLogger("devstack.host")
 
+FUNCTION_KEY_SETTING_PREFIX = "DEVHOST_FUNCTION_KEY__"  # + a function's name: that function's own key
+RESERVED_ROUTE_PREFIXES = ("admin", "runtime")
+
 
 class DevHost:
     """Runs `app`'s functions in a daemon thread with its own event loop; see the module docstring."""
@@ -72,6 +75,12 @@ class DevHost:
         self._function_timeout = None if timeout in (None, "-1", -1) else parse_timespan(timeout)
         self.function_key = self._key("DEVHOST_FUNCTION_KEY", "function")
         self.master_key = self._key("DEVHOST_MASTER_KEY", "master")
+        # Per-function keys, as the host keeps them beside the host keys: each opens its function only.
+        self.function_keys = {
+            name: key
+            for name in self.functions
+            if (key := self.setting(f"{FUNCTION_KEY_SETTING_PREFIX}{name}"))
+        }
         self._routes: list[Route] = []
         self._queue_specs: list[tuple[HostedFunction, str, str]] = []
         self._timers: dict[str, TimerListener] = {}
@@ -120,17 +129,19 @@ class DevHost:
     def _prepare(self, fn: HostedFunction) -> None:
         trigger = fn.trigger
         if fn.kind == "httpTrigger":
-            pattern, defaults = compile_route(str(trigger.get("route") or fn.name))
+            template = str(trigger.get("route") or fn.name)
+            pattern, defaults = compile_route(template)
             methods = trigger.get("methods")
-            self._routes.append(
-                Route(
-                    function=fn,
-                    pattern=pattern,
-                    defaults=defaults,
-                    methods=frozenset(str(m).upper() for m in methods) if methods else None,
-                    auth_level=str(trigger.get("authLevel") or "function").lower(),
-                )
+            route = Route(
+                function=fn,
+                pattern=pattern,
+                defaults=defaults,
+                methods=frozenset(str(m).upper() for m in methods) if methods else None,
+                auth_level=str(trigger.get("authLevel") or "function").lower(),
+                template=template,
             )
+            check_route(route, self._routes)
+            self._routes.append(route)
         elif fn.kind == "queueTrigger":
             queue = setting_expression(str(trigger["queueName"]), self.setting)
             self._queue_specs.append(
@@ -326,6 +337,11 @@ class DevHost:
                     result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
                     if inspect.isawaitable(result):
                         result = await result
+            if result is not None and not fn.has_return:
+                # The worker's words: the invocation fails, and a queue message is retried.
+                raise RuntimeError(
+                    f"function {fn.name!r} without a $return binding returned a non-None value"
+                )
             await self._write_outputs(fn, outs, result)
             outcome = "Succeeded"
             return result
@@ -423,11 +439,17 @@ class DevHost:
             return path[len(prefix) + 1 :]
         return None
 
-    def _authorized(self, request: web.Request, level: str) -> bool:
+    def _authorized(self, request: web.Request, level: str, function: str | None = None) -> bool:
+        """The host's key check: ADMIN wants the master key; FUNCTION also takes a host function key or
+        one of this function's own keys (never another function's)."""
         if level == "anonymous":
             return True
         given = request.headers.get("x-functions-key") or request.query.get("code") or ""
-        keys = [self.function_key, self.master_key] if level == "function" else [self.master_key]
+        keys = [self.master_key]
+        if level == "function":
+            keys.append(self.function_key)
+            if function is not None and function in self.function_keys:
+                keys.append(self.function_keys[function])
         return bool(given) and any(hmac.compare_digest(given.encode(), key.encode()) for key in keys)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -444,16 +466,17 @@ class DevHost:
             return web.Response(status=404)
         # Like ASP.NET routing, prefer the most literal template: `items/special` over `items/{id}`.
         route, match = min(allowed, key=lambda candidate: candidate[0].pattern.groups)
-        if not self._authorized(request, route.auth_level):
+        if not self._authorized(request, route.auth_level, route.function.name):
             return web.Response(status=401)
         params = {k: v for k, v in match.groupdict().items() if v is not None}
         http_request = func.HttpRequest(
             method=request.method,
             url=str(request.url),
-            # As the host hands them to the worker: header names lowercased, repeats joined with ", ";
-            # a query parameter with an empty value is absent.
-            headers={k.lower(): ", ".join(request.headers.getall(k)) for k in request.headers},
-            params={k: v for k in request.query if (v := request.query[k])},
+            # As the host hands them to the worker (RpcHttp): header names lowercased, repeats joined with
+            # "," (ASP.NET's StringValues, which skips empty values); a query parameter whose value is empty
+            # is absent.
+            headers={k.lower(): joined(request.headers.getall(k)) for k in request.headers},
+            params={k: v for k in request.query if (v := joined(request.query.getall(k)))},
             route_params={**route.defaults, **params},
             body=await request.read(),  # aiohttp answers 413 past client_max_size
         )
@@ -488,6 +511,31 @@ class DevHost:
         value = payload.get("input") if isinstance(payload, dict) else None
         self.spawn(self._invoke_on_demand(fn, None if value is None else str(value)))
         return web.Response(status=202)
+
+
+def joined(values: Sequence[str]) -> str:
+    """Several values of one header or query parameter as the host passes them: ASP.NET Core's
+    `StringValues.ToString()`, which joins with "," and leaves out empty values."""
+    return ",".join(v for v in values if v) if len(values) > 1 else (values[0] if values else "")
+
+
+def check_route(route: Route, earlier: Sequence[Route]) -> None:
+    """Refuse at start what the host refuses: a route in its own space (`admin...`, `runtime...`, whatever
+    the route prefix), and the same route as another function with a method in common (none = all)."""
+    template = route.template.strip("/").lower()
+    if template.startswith(RESERVED_ROUTE_PREFIXES):
+        raise ValueError(
+            f"function {route.function.name!r}: route {route.template!r}: The specified route conflicts with "
+            "one or more built in routes."
+        )
+    for other in earlier:
+        if other.template.strip("/").lower() != template:
+            continue
+        if route.methods is None or other.methods is None or route.methods & other.methods:
+            raise ValueError(
+                f"function {route.function.name!r}: The route specified conflicts with the route defined by "
+                f"function '{other.function.name}'."
+            )
 
 
 def _copy_outcome(task: asyncio.Task[Any], target: concurrent.futures.Future[Any]) -> None:

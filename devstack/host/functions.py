@@ -6,6 +6,7 @@ import inspect
 import logging
 import os
 import threading
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -80,6 +81,7 @@ class HostedFunction:
     user: Callable[..., Any]
     directory: str
     wants_context: bool
+    has_return: bool = False  # a `$return` binding (HTTP's, or a queue output named `$return`)
 
     @property
     def kind(self) -> str:
@@ -109,6 +111,7 @@ def discover(app: func.FunctionApp) -> list[HostedFunction]:
             kind = trigger["type"] if trigger else "no trigger"
             raise ValueError(f"function {name!r}: {kind} is not supported by DevHost (only {supported})")
         outputs, params = [], {trigger["name"]}
+        has_return = any(b["name"] == "$return" for b in bindings)
         for binding in bindings:
             if binding is trigger or (binding["type"] == "http" and binding["name"] == "$return"):
                 continue
@@ -128,6 +131,7 @@ def discover(app: func.FunctionApp) -> list[HostedFunction]:
         ]
         if unbound:
             raise ValueError(f"function {name!r}: parameters {unbound} have no binding")
+        check_annotations(name, user, [b for b in bindings if b["name"] != "$return"])
         script = getattr(fn, "function_script_file", "") or ""
         functions.append(
             HostedFunction(
@@ -137,6 +141,48 @@ def discover(app: func.FunctionApp) -> list[HostedFunction]:
                 user=user,
                 directory=str(Path(script).parent) if script else os.getcwd(),
                 wants_context="context" in signature.parameters,
+                has_return=has_return,
             )
         )
     return functions
+
+
+def check_annotations(name: str, user: Callable[..., Any], bindings: list[dict[str, Any]]) -> None:
+    """Refuse a parameter whose annotation does not fit its binding, as the Python worker does at load.
+
+    The worker asks the binding's converter in azure-functions (`check_input_type_annotation`, or
+    `check_output_type_annotation` inside `func.Out[...]`); `str` and `bytes` bind to any input. An
+    output binding needs `func.Out[...]` and an input binding must not have it. Unannotated parameters pass.
+    """
+    hints = typing.get_type_hints(user)
+    registry = func.get_binding_registry()  # type: ignore[no-untyped-call]
+    for binding in bindings:
+        param = binding["name"]
+        if param not in hints:
+            continue
+        annotation = hints[param]
+        is_out = typing.get_origin(annotation) is func.Out or annotation is func.Out
+        wants_out = binding["direction"] == 1  # BindingDirection.OUT
+        if is_out != wants_out:
+            direction = "out" if wants_out else "in"
+            raise ValueError(
+                f"function {name!r}: binding {param!r} has the {direction!r} direction but its annotation "
+                f"{annotation!r} {'is not' if wants_out else 'is'} func.Out (the worker refuses it at load)"
+            )
+        converter = registry.get(binding["type"]) if registry is not None else None
+        if is_out:
+            args = typing.get_args(annotation)
+            fits = len(args) == 1 and (converter is None or converter.check_output_type_annotation(args[0]))
+        elif annotation in (str, bytes):
+            fits = True
+        else:
+            fits = (
+                isinstance(annotation, type)
+                and converter is not None
+                and converter.check_input_type_annotation(annotation)
+            )
+        if not fits:
+            raise ValueError(
+                f"function {name!r}: the annotation {annotation!r} of {param!r} does not match its "
+                f"{binding['type']} binding (the worker refuses the function at load)"
+            )

@@ -36,6 +36,7 @@ class Route:
     defaults: dict[str, str]
     methods: frozenset[str] | None
     auth_level: str
+    template: str = ""
 
 
 def compile_route(template: str) -> tuple[re.Pattern[str], dict[str, str]]:

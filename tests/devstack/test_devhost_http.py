@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -27,7 +28,12 @@ def keyed_route(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse("keyed")
 
 
-@app.route(route="admin-only", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+@app.route(route="keyed-other", methods=["GET"])
+def keyed_other(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse("keyed-other")
+
+
+@app.route(route="ops-only", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 def admin_route(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse("admin")
 
@@ -68,9 +74,12 @@ async def boom(req: func.HttpRequest) -> func.HttpResponse:
     raise RuntimeError("kaboom in the function")
 
 
+OWN_KEYS = {"keyed_route": "key-of-keyed-alone", "keyed_other": "key-of-keyed-other-alone"}
+
+
 @pytest.fixture
 def host(start_host: StartHost) -> DevHost:
-    return start_host(app)
+    return start_host(app, settings={f"DEVHOST_FUNCTION_KEY__{n}": k for n, k in OWN_KEYS.items()})
 
 
 @pytest.fixture
@@ -126,7 +135,23 @@ async def test_admin_level_accepts_only_the_master_key(
     expected: int,
 ) -> None:
     args = key_args(how, keys[kind] if kind else None)
-    assert await status(http, "GET", f"{host.base_url}/api/admin-only", **args) == expected
+    assert await status(http, "GET", f"{host.base_url}/api/ops-only", **args) == expected
+
+
+@pytest.mark.parametrize("how", ["code", "header"])
+async def test_a_function_key_opens_its_own_function_only(
+    host: DevHost, http: aiohttp.ClientSession, keys: dict[str, str], how: str
+) -> None:
+    base = f"{host.base_url}/api"
+    own, other = OWN_KEYS["keyed_route"], OWN_KEYS["keyed_other"]
+    assert await status(http, "GET", f"{base}/keyed", **key_args(how, own)) == 200
+    assert await status(http, "GET", f"{base}/keyed-other", **key_args(how, own)) == 401
+    assert await status(http, "GET", f"{base}/keyed-other", **key_args(how, other)) == 200
+    assert await status(http, "GET", f"{base}/keyed", **key_args(how, other)) == 401
+    assert await status(http, "GET", f"{base}/ops-only", **key_args(how, own)) == 401  # never admin
+    # The host-level function key still opens every FUNCTION-level route.
+    for route in ("keyed", "keyed-other"):
+        assert await status(http, "GET", f"{base}/{route}", **key_args(how, keys["function"])) == 200
 
 
 async def test_unknown_routes_and_wrong_methods_are_404_as_the_functions_host_answers(
@@ -143,14 +168,21 @@ async def test_unknown_routes_and_wrong_methods_are_404_as_the_functions_host_an
 async def test_empty_query_values_are_absent_and_header_names_lowercased_as_the_host_passes_them(
     host: DevHost, http: aiohttp.ClientSession
 ) -> None:
-    async with http.post(
-        f"{host.base_url}/api/items/events/7?x=&y=two&validationToken=",
-        data=b"",
-        headers=[("X-Test", "one"), ("X-Test", "two")],
-    ) as response:
-        echoed = await response.json()
-    assert echoed["params"] == {"y": "two"}  # `?validationToken=` is no handshake: it is not there
-    assert echoed["header"] == "one, two" and echoed["header_names_lowercase"]
+    # A raw request: aiohttp's client would merge the repeated header before sending it.
+    reader, writer = await asyncio.open_connection("127.0.0.1", host.port)
+    writer.write(
+        b"POST /api/items/events/7?x=&y=two&validationToken=&z=1&z=&z=2 HTTP/1.1\r\n"
+        b"Host: 127.0.0.1\r\nX-Test: one\r\nX-Test: \r\nx-test: two\r\n"
+        b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    echoed = json.loads(response.split(b"\r\n\r\n", 1)[1])
+    # `?validationToken=` is no handshake: it is not there. Repeats are joined as ASP.NET Core's
+    # StringValues joins them: "," with no space, empty values left out.
+    assert echoed["params"] == {"y": "two", "z": "1,2"}
+    assert echoed["header"] == "one,two" and echoed["header_names_lowercase"]
 
 
 async def test_route_params_query_body_and_headers_round_trip(
