@@ -79,10 +79,11 @@ union isfuzzy=true
    | project TimeGenerated, messages = todouble(Max))
 '''
 
+// Requests are sampled (host.json samplingSettings): each row stands for itemCount executions.
 var failuresQuery = '''
 requests
 | where success == false
-| project timestamp, functionName = operation_Name
+| project timestamp, functionName = operation_Name, failures = todouble(itemCount)
 '''
 
 resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
@@ -245,7 +246,8 @@ resource failuresAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
       allOf: [
         {
           query: failuresQuery
-          timeAggregation: 'Count'
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'failures'
           dimensions: [
             {
               name: 'functionName'

@@ -1,6 +1,11 @@
 // An Azure Workbook over Application Insights: sync latency, mailbox freshness, decisions by rule, failures.
 // Decisions come from the worker's "decided <rule> for <side> ...: <reason> (...) writes=<n> [...]" log line
 // (sync_core/service/worker.py); the sync.* metrics are described in docs/deploy.md.
+// host.json keeps successful executions in `requests` (Host.Results at Information) and samples them
+// (adaptive sampling, exceptions excluded): a count of requests is sum(itemCount), and percentiles of the
+// sampled rows stand for all. tests/infra/test_kql_names.py checks every name these queries read against
+// what the app emits: metric names and dimensions (sync_core/adapters/telemetry.py), function names
+// (triggers/), and the log lines parsed.
 
 @description('Azure region.')
 param location string
@@ -66,7 +71,7 @@ traces
 var failedInvocationsQuery = '''
 requests
 | where success == false
-| summarize failures = count() by bin(timestamp, 15m), operation_Name
+| summarize failures = sum(itemCount) by bin(timestamp, 15m), operation_Name
 | render timechart
 '''
 

@@ -257,12 +257,20 @@ def quiet_client_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+# The logger whose records the exporter sends (with their correlation ids as custom dimensions).
+EXPORTED_LOGGER = "sync_core"
+
+
 def configure(environ: dict[str, str] | None = None) -> bool:
     """Export to Application Insights when the connection string is set; once per process. True if on.
 
-    Only our own loggers' records (`sync_core`, with their correlation ids) go through the exporter: the
-    Functions host already forwards everything else. Traces stay off unless OTEL_TRACES_EXPORTER says
-    otherwise (the host records requests; the distro would add a second copy).
+    One path per record. Our own loggers' records (`sync_core`, with their correlation ids) go through the
+    exporter and stop there: `sync_core` does not propagate to the root logger, where the Functions worker's
+    handler forwards every record to the host, which would send each a second time (without the
+    correlation id). Everything else (the host's own lines, `triggers`, the client libraries' warnings)
+    reaches Application Insights through the host alone. Traces stay off unless OTEL_TRACES_EXPORTER says
+    otherwise (the host records requests; the distro would add a second copy). Without a connection string
+    nothing changes: `sync_core` records propagate to whatever handlers the process has (console, dev host).
     """
     global _configured
     install_log_context()
@@ -281,7 +289,7 @@ def configure(environ: dict[str, str] | None = None) -> bool:
 
             configure_azure_monitor(
                 connection_string=connection,
-                logger_name="sync_core",
+                logger_name=EXPORTED_LOGGER,
                 enable_live_metrics=False,
                 instrumentation_options={"azure_sdk": {"enabled": False}},
             )
@@ -289,6 +297,9 @@ def configure(environ: dict[str, str] | None = None) -> bool:
             log.warning("Application Insights export not configured: %s", exc)
             _configured = False
             return False
+        exported = logging.getLogger(EXPORTED_LOGGER)
+        if exported.handlers:  # the exporter's handler is there: the root's forwarding would be a 2nd copy
+            exported.propagate = False
         _configured = True
     log.info("telemetry: exporting metrics and sync_core logs to Application Insights")
     return True
