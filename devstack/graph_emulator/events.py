@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from html.parser import HTMLParser
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -111,6 +112,19 @@ _ENUMS = {
     "importance": ("low", "normal", "high"),
     "onlineMeetingProvider": ("unknown", "teamsForBusiness", "skypeForBusiness", "skypeForConsumer"),
 }
+# resources/location.md, locationType; Graph answers in this casing whatever the request used.
+LOCATION_TYPES = (
+    "default",
+    "conferenceRoom",
+    "homeAddress",
+    "businessAddress",
+    "geoCoordinates",
+    "streetAddress",
+    "hotel",
+    "restaurant",
+    "localBusiness",
+    "postalAddress",
+)
 _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
 
@@ -157,7 +171,9 @@ def _location(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise bad_request("The property 'location' must be an object.")
     name = value.get("displayName") or ""
-    loc: dict[str, Any] = {"displayName": name, "locationType": value.get("locationType") or "default"}
+    kind = value.get("locationType") or "default"
+    kind = next((t for t in LOCATION_TYPES if isinstance(kind, str) and t.lower() == kind.lower()), kind)
+    loc: dict[str, Any] = {"displayName": name, "locationType": kind}
     for key in ("locationUri", "locationEmailAddress", "address", "coordinates"):
         if value.get(key) is not None:
             loc[key] = value[key]
@@ -204,25 +220,41 @@ def _enum(key: str, value: Any) -> str:
     raise bad_request(f"Invalid value '{value}' for property '{key}'.")
 
 
+def _listed_location(value: Any) -> dict[str, Any]:
+    """One entry of `locations` as Graph returns it: a bare name gets no uniqueId (user-post-events.md)."""
+    loc = _location(value)
+    if value.get("uniqueId") is None and not (value.get("address") or value.get("coordinates")):
+        loc.pop("uniqueId", None)
+        loc["uniqueIdType"] = value.get("uniqueIdType") or "unknown"
+    return loc
+
+
 def _sync_locations(fields: dict[str, Any], body: dict[str, Any]) -> None:
-    """location and locations always agree; whichever the request set wins (Graph: `location` replaces)."""
-    if "location" in body and body["location"] is not None:
+    """location and locations always correspond (resources/event.md).
+
+    `location` alone replaces the whole `locations` list with itself; `locations` sent, with or without
+    `location`, is kept as sent (user-post-events.md, Request 2 sends both and gets both back), and
+    without `location` the location names them all.
+    """
+    if body.get("locations") is not None:
+        if not isinstance(body["locations"], list) or not all(isinstance(v, dict) for v in body["locations"]):
+            raise bad_request("The property 'locations' must be a collection of locations.")
+        fields["locations"] = [_listed_location(loc) for loc in body["locations"]]
+        if body.get("location") is not None:
+            fields["location"] = _location(body["location"])
+        elif len(body["locations"]) == 1:
+            fields["location"] = _location(body["locations"][0])
+        else:
+            fields["location"] = _location(
+                {"displayName": "; ".join(loc["displayName"] for loc in fields["locations"])}
+            )
+    elif body.get("location") is not None:
         fields["location"] = _location(body["location"])
         named = fields["location"]["displayName"]
         fields["locations"] = [dict(fields["location"], uniqueIdType="unknown")] if named else []
         fields["locations"] = [
             {k: v for k, v in loc.items() if k != "uniqueId"} for loc in fields["locations"]
         ]
-    elif "locations" in body and body["locations"] is not None:
-        if not isinstance(body["locations"], list):
-            raise bad_request("The property 'locations' must be a collection.")
-        fields["locations"] = [_location(loc) for loc in body["locations"]]
-        if len(fields["locations"]) == 1:
-            fields["location"] = dict(fields["locations"][0])
-        else:
-            fields["location"] = _location(
-                {"displayName": "; ".join(loc["displayName"] for loc in fields["locations"])}
-            )
 
 
 def apply_fields(
@@ -447,6 +479,60 @@ class RenderContext:
     base_url: str
     tz: str = "UTC"
     expansion: Expansion = field(default_factory=Expansion)
+    # `Prefer: outlook.body-content-type`; without it Graph answers with HTML bodies (api/event-get.md).
+    body_type: str = "html"
+
+
+class _HtmlText(HTMLParser):
+    """The text of an HTML body: head, style and script dropped, line breaks where blocks break."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("head", "style", "script", "title"):
+            self._hidden += 1
+        elif tag in ("br", "p", "div", "li", "tr"):
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("head", "style", "script", "title"):
+            self._hidden = max(0, self._hidden - 1)
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data.replace("\r", "").replace("\n", " "))
+
+
+def html_to_text(content: str) -> str:
+    """An HTML body as text, for `Prefer: outlook.body-content-type="text"`."""
+    parser = _HtmlText()
+    parser.feed(content)
+    parser.close()
+    lines = "".join(parser.parts).replace("\xa0", " ").split("\n")
+    return "\n".join(_SPACE.sub(" ", line).strip() for line in lines).strip()
+
+
+def text_to_html(content: str) -> str:
+    """A text body as Exchange serves it in HTML: escaped, line breaks as <br>, in an HTML document."""
+    if not content:
+        return ""
+    escaped = html.escape(content, quote=False).replace("\r\n", "\n").replace("\n", "<br>")
+    return (
+        '<html>\r\n<head>\r\n<meta http-equiv="Content-Type" content="text/html; charset=utf-8">\r\n'
+        f"</head>\r\n<body>\r\n{escaped}\r\n</body>\r\n</html>\r\n"
+    )
+
+
+def render_body(body: dict[str, Any], wanted: str) -> dict[str, str]:
+    """The stored body in the format the request asked for (HTML unless `outlook.body-content-type`)."""
+    content = str(body.get("content") or "")
+    if body.get("contentType") == wanted:
+        return {"contentType": wanted, "content": content}
+    converted = text_to_html(content) if wanted == "html" else html_to_text(content)
+    return {"contentType": wanted, "content": converted}
 
 
 def body_preview(body: dict[str, Any]) -> str:
@@ -529,7 +615,7 @@ def render_event(
             "onlineMeetingProvider": fields["onlineMeetingProvider"],
             "allowNewTimeProposals": fields["allowNewTimeProposals"],
             "responseStatus": dict(response_status),
-            "body": dict(fields["body"]),
+            "body": render_body(fields["body"], ctx.body_type),
             "start": _when(start, record.start_tz, ctx, all_day),
             "end": _when(end, record.end_tz, ctx, all_day),
             "location": dict(fields["location"]),
@@ -564,7 +650,7 @@ def _render_expansion(out: dict[str, Any], record: EventRecord, ctx: RenderConte
         ]
     if expansion.occurrences_info and record.is_series and key is None:
         out["cancelledOccurrences"] = [f"OID.{record.id}.{k}" for k in sorted(record.cancelled)]
-        plain = RenderContext(base_url=ctx.base_url, tz=ctx.tz)
+        plain = RenderContext(base_url=ctx.base_url, tz=ctx.tz, body_type=ctx.body_type)
         out["exceptionOccurrences"] = [
             render_event(record, plain, occurrence_key=k, occurrence_times=(exc.start, exc.end))
             for k, exc in sorted(record.exceptions.items())

@@ -9,7 +9,7 @@ from typing import Any
 
 from devstack.graph_emulator.errors import GraphError
 
-_PREFER_ITEM = re.compile(r'\s*([A-Za-z.]+)\s*=\s*("([^"]*)"|[^,;]*)')
+_PREFER_ITEM = re.compile(r'\s*([A-Za-z.-]+)\s*=\s*("([^"]*)"|[^,;]*)')
 _ID_EQ = re.compile(r"id\s+eq\s+'((?:[^']|'')*)'", re.IGNORECASE)
 _ANY_EXT = re.compile(
     r"^singleValueExtendedProperties/any\(\s*(\w+)\s*:\s*\1/id\s+eq\s+'((?:[^']|'')*)'"

@@ -54,10 +54,18 @@ class GraphService:
             applied.append(f'outlook.timezone="{wanted}"')
         if "idtype" in prefer:
             applied.append(f'IdType="{prefer["idtype"]}"')
+        # api/event-get.md: bodies are HTML unless `Prefer: outlook.body-content-type` asks for "text" (or
+        # "html"); a Preference-Applied header confirms the preference.
+        body_type = "html"
+        wanted_body = (prefer.get("outlook.body-content-type") or "").lower()
+        if wanted_body in ("text", "html"):
+            body_type = wanted_body
+            applied.append(f'outlook.body-content-type="{wanted_body}"')
         ctx = RenderContext(
             base_url=self.base_url,
             tz=tz,
             expansion=parse_expansion(req.param("$expand"), req.param("$select")),
+            body_type=body_type,
         )
         return ctx, ({"Preference-Applied": ", ".join(applied)} if applied else {})
 

@@ -186,3 +186,111 @@ async def test_every_pattern_starts_on_the_first_matching_day_and_counts_its_int
         assert days[: len(expected)] == expected, (pattern, rng, days)
         if rng["type"] != "noEnd":
             assert len(days) == len(expected), (pattern, rng, days)
+
+
+# -- 4. location and locations ---------------------------------------------------------------------------
+
+
+async def test_location_and_locations_sent_together_keep_the_locations(http: httpx.AsyncClient) -> None:
+    """DOCS@007852ace71e63cb76552a3471aa71e7dee5f3e8:api-reference/v1.0/api/user-post-events.md, Request 2;
+    DOCS@02eb1a3142fa14e36ac955f10cb8012fcd8d5933:api-reference/v1.0/resources/event.md (locations).
+
+    The documented request sends a joint `location` and three `locations`; the documented response keeps
+    both as sent. Replayed as a golden transcript.
+    """
+    documented = example("docs_user_post_events.json")["create_event_from_user_multiple_locations"]
+    request, response = documented["request"], documented["response"]
+    answer = await http.post(
+        as_emulator_path(request["url"]), json=request["body"], headers=request["headers"]
+    )
+    assert answer.status_code == response["status"]
+    for key in ("location", "locations", "subject", "start", "end", "type"):
+        assert answer.json()[key] == response["body"][key], key
+    # A later PATCH of `location` alone replaces the list with that location (resources/event.md).
+    patched = await http.patch(
+        f"/users/{ALICE}/events/{answer.json()['id']}", json={"location": {"displayName": "Harry's Bar"}}
+    )
+    assert patched.json()["locations"] == [
+        {"displayName": "Harry's Bar", "locationType": "default", "uniqueIdType": "unknown"}
+    ]
+
+
+# -- 3. body content type --------------------------------------------------------------------------------
+
+
+async def test_bodies_are_html_unless_the_request_prefers_text(http: httpx.AsyncClient) -> None:
+    """DOCS@02e0226b6ea41ed1d1262311e0e3b2832ff99ef1:api-reference/v1.0/api/event-get.md (Request headers,
+    Request 1 / Response 1); the same header on DOCS@042230315ce88a0b11d0a3913859c869f1adc746:
+    api-reference/v1.0/api/user-list-calendarview.md.
+
+    Response 1 is replayed as a golden transcript: the event it shows is created, then read with the
+    documented request (its $select and Prefer header); the HTML body comes back unchanged and
+    Preference-Applied names only the time zone.
+    """
+    documented = example("docs_event_get.json")
+    request, response = documented["request"], documented["response"]
+    shown = response["body"]
+    created = await create(
+        http,
+        {
+            "subject": shown["subject"],
+            "body": shown["body"],
+            "start": {"dateTime": "2014-11-03T17:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": "2014-11-03T17:30:00", "timeZone": "UTC"},
+            "location": {"displayName": shown["location"]["displayName"]},
+            "attendees": [{"type": a["type"], "emailAddress": a["emailAddress"]} for a in shown["attendees"]],
+        },
+    )
+    select = request["url"].partition("?")[2].removeprefix("$select=")
+    answer = await http.get(
+        f"/users/{ALICE}/events/{created['id']}", params={"$select": select}, headers=request["headers"]
+    )
+    assert answer.status_code == response["status"]
+    assert answer.headers["Preference-Applied"] == response["headers"]["Preference-Applied"]
+    for key in ("subject", "body", "location", "attendees", "hideAttendees"):
+        assert answer.json()[key] == shown[key], key
+
+    as_text = await http.get(
+        f"/users/{ALICE}/events/{created['id']}",
+        headers={"Prefer": 'outlook.body-content-type="text"'},
+    )
+    assert as_text.headers["Preference-Applied"] == 'outlook.body-content-type="text"'
+    assert as_text.json()["body"]["contentType"] == "text"
+    assert as_text.json()["body"]["content"].startswith(
+        "New Product Regulations Strategy Online Touchpoint Meeting\n"
+    )
+    assert "<" not in as_text.json()["body"]["content"]
+
+    # A body written as text is read back as HTML by default, and as the same text when text is preferred,
+    # in every way of reading events (get, list, calendarView, delta).
+    plain = await create(
+        http,
+        {
+            "subject": "Text body",
+            "body": {"contentType": "text", "content": "Line one & <two>\nLine three"},
+            "start": {"dateTime": "2030-01-07T09:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": "2030-01-07T09:30:00", "timeZone": "UTC"},
+        },
+    )
+    assert plain["body"]["contentType"] == "html"
+    assert "Line one &amp; &lt;two&gt;<br>Line three" in plain["body"]["content"]
+    window = {"startDateTime": "2030-01-01T00:00:00Z", "endDateTime": "2030-02-01T00:00:00Z"}
+    prefer_text = {"Prefer": 'outlook.body-content-type="text"'}
+    for path, params in (
+        (f"/users/{ALICE}/events/{plain['id']}", {}),
+        (f"/users/{ALICE}/events", {"$filter": "subject eq 'Text body'"}),
+        (f"/users/{ALICE}/calendarView", window),
+        (f"/users/{ALICE}/calendarView/delta", window),
+    ):
+        html_answer = await http.get(path, params=params)
+        text_answer = await http.get(path, params=params, headers=prefer_text)
+        assert "Preference-Applied" not in html_answer.headers, path
+        assert text_answer.headers["Preference-Applied"] == 'outlook.body-content-type="text"', path
+        html_event = (
+            html_answer.json() if "value" not in html_answer.json() else html_answer.json()["value"][0]
+        )
+        text_event = (
+            text_answer.json() if "value" not in text_answer.json() else text_answer.json()["value"][0]
+        )
+        assert html_event["body"] == plain["body"], path
+        assert text_event["body"] == {"contentType": "text", "content": "Line one & <two>\nLine three"}, path
