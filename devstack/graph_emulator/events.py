@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import html
 import re
-from html.parser import HTMLParser
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote
 
