@@ -119,6 +119,7 @@ class Container:
             enqueue=self.storage.enqueue,
             clock=self.clock.now,
             mappings=self.mappings,
+            lease=self.subscriptions.resync_lease,  # one round per mailbox at a time
         )
         self.lifecycle = LifecycleHandler(
             graph=self.graph,

@@ -20,8 +20,9 @@ from sync_core.adapters.storage.core import call, create_entity, get_entity, key
 from sync_core.domain.actions import Mapping
 from sync_core.domain.messages import GraphChange, MailboxResync, SubscriptionLifecycle, encode
 from sync_core.domain.policy import Policy
-from sync_core.errors import ConcurrencyError, NotFoundError, PermanentError
+from sync_core.errors import ConcurrencyError, NotFoundError, PermanentError, ThrottledError
 from sync_core.ingress.graph import NOTIFICATION_TOUCH_INTERVAL
+from sync_core.ports.subscriptions import Lease
 
 log = logging.getLogger("sync_core.reconcile")
 
@@ -30,6 +31,8 @@ MAX_PAGES = 10_000
 ROLL = timedelta(days=30)  # how far the delta window reaches beyond the policy window
 SWEEP_REASON = "sweep"
 SUBSCRIBED, POLLING = "subscribed", "polling"
+RESYNC_HOLD = timedelta(minutes=11)  # outlives a round (the function timeout is 10 minutes), then lapses
+RESYNC_BUSY_SECONDS = 30.0  # a resync that finds its mailbox busy comes back after this
 
 
 @dataclass
@@ -39,6 +42,7 @@ class MailboxState:
     window_start: datetime | None = None  # the window the delta link is bound to
     window_end: datetime | None = None
     last_confirmed: datetime | None = None  # freshness: when a delta round last completed (X2)
+    last_full: datetime | None = None  # when the last full round that completed began
     etag: str | None = None
     scanned_end: datetime | None = None  # the policy window's end the last round covered (S6)
     last_sweep: datetime | None = None
@@ -76,6 +80,7 @@ class MailboxStateStore:
             window_start=_dt(e, "WindowStart"),
             window_end=_dt(e, "WindowEnd"),
             last_confirmed=_dt(e, "LastConfirmed"),
+            last_full=_dt(e, "LastFull"),
             etag=e["_etag"],
             scanned_end=_dt(e, "ScannedEnd"),
             last_sweep=_dt(e, "LastSweep"),
@@ -126,6 +131,7 @@ class MailboxStateStore:
                 "WindowEnd": _iso(state.window_end),
                 "ScannedEnd": _iso(state.scanned_end),
                 "LastConfirmed": _iso(state.last_confirmed),
+                "LastFull": _iso(state.last_full),
                 "LastSweep": _iso(state.last_sweep),
                 "SilentSince": _iso(state.silent_since),
                 "SilentSweeps": state.silent_sweeps,
@@ -218,8 +224,10 @@ class Reconciler:
         enqueue: Callable[[str], Awaitable[None]],
         clock: Callable[[], datetime],
         mappings: MappedCopies,
+        lease: Callable[[str], Lease] | None = None,
     ) -> None:
         self._graph = graph
+        self._lease = lease
         self._states = states
         self._policy = policy
         self._enqueue = enqueue
@@ -230,9 +238,38 @@ class Reconciler:
         return policy_window(self._policy, now)
 
     async def resync_mailbox(self, message: MailboxResync) -> int:
-        """One delta round of the mailbox (and the slice entering its window); returns items enqueued."""
+        """One delta round of the mailbox (and the slice entering its window); returns items enqueued.
+
+        Rounds of one mailbox run one at a time (its resync lease; a busy mailbox's message comes back
+        later, as throttled), and a request that a round begun after it already answered costs nothing:
+        a burst of `missed` lifecycle events, forged or real, is one full resync, not one per message."""
+        lease = self._lease(message.mailbox) if self._lease is not None else None
+        if lease is not None and not await lease.acquire(self._clock(), RESYNC_HOLD):
+            raise ThrottledError(
+                f"a resync of {message.mailbox} is running; this one waits for it",
+                retry_after=RESYNC_BUSY_SECONDS,
+                side="storage",
+                mailbox=message.mailbox,
+            )
+        try:
+            return await self._resync(message)
+        finally:
+            if lease is not None:
+                await lease.release()
+
+    async def _resync(self, message: MailboxResync) -> int:
         now = self._clock()
         state = await self._states.get(message.mailbox)
+        covered = state.last_full if message.full else state.last_confirmed
+        sweep = message.reason.startswith(SWEEP_REASON)  # X2 counts every sweep: never coalesced
+        if not sweep and covered is not None and covered >= message.received_at:
+            log.info(
+                "%s of %s already answered by the round begun %s: nothing to do",
+                message.reason,
+                message.mailbox,
+                _iso(covered),
+            )
+            return 0
         read = (state.last_confirmed, state.delta_link)  # what another round's save would have changed
         wanted = self.window(now)
         start, end, fresh = delta_window(state, wanted, message.full)
@@ -268,6 +305,8 @@ class Reconciler:
         state.window_start, state.window_end = start, end
         state.scanned_end = wanted[1]
         state.last_confirmed = now
+        if fresh:
+            state.last_full = now
         state.last_found = found
         if message.reason.startswith(SWEEP_REASON):
             state.last_sweep = now

@@ -140,3 +140,90 @@ async def test_a_sweep_that_read_before_a_backfill_saved_still_records_that_it_s
     after = await world.states.get(MAILBOX)
     assert (after.last_confirmed, after.delta_link) == (filled_at, saved.delta_link)  # the backfill's round
     assert after.last_sweep == T0  # and the sweep is on record
+
+
+class Counted:
+    """The Graph adapter, counting the delta pages read."""
+
+    def __init__(self, graph: GraphAdapter | Held) -> None:
+        self._graph = graph
+        self.pages = 0
+
+    async def delta_page(
+        self, mailbox: str, *, link: str | None, start: datetime | None = None, end: datetime | None = None
+    ) -> DeltaPage:
+        self.pages += 1
+        return await self._graph.delta_page(mailbox, link=link, start=start, end=end)
+
+
+def _missed(received_at: datetime) -> MailboxResync:
+    return MailboxResync(
+        correlation_id="missed",
+        received_at=received_at,
+        mailbox=MAILBOX,
+        reason="lifecycle:missed:11111111-1111-4111-8111-111111111111",
+        full=True,
+    )
+
+
+async def test_X2_a_burst_of_missed_resyncs_is_one_full_round_not_one_per_message(
+    emu: GraphEmulator, world: World
+) -> None:
+    """Issue 15 item 3: one 1 KB request of `missed` lifecycle events (forged or real) made one full resync
+    per entry. A request answered by a round begun after it was received now costs no Graph call."""
+    create_event(emu, "Board meeting", T0 + timedelta(days=2))
+    graph = Counted(world.graph)
+    burst = [_missed(T0) for _ in range(20)]
+    found = [await world.reconciler(graph, T0 + timedelta(seconds=1)).resync_mailbox(m) for m in burst]
+    assert found[0] >= 1 and found[1:] == [0] * 19
+    pages = graph.pages
+
+    # A request received after that round began is not covered by it: it reads again.
+    later = T0 + timedelta(seconds=5)
+    await world.reconciler(graph, later + timedelta(seconds=1)).resync_mailbox(_missed(later))
+    assert graph.pages > pages
+
+
+async def test_rounds_of_one_mailbox_run_one_at_a_time_and_a_waiting_one_is_not_lost(
+    emu: GraphEmulator, world: World, azurite: Azurite, unique_name: str
+) -> None:
+    from azure.core.exceptions import ResourceExistsError
+    from azure.data.tables.aio import TableServiceClient
+
+    from sync_core.adapters.storage.subscriptions import SubscriptionStore
+    from sync_core.errors import ThrottledError
+
+    async with TableServiceClient.from_connection_string(azurite.connection_string) as service:
+        try:
+            table = await service.create_table(f"Subs{unique_name}")
+        except ResourceExistsError:
+            table = service.get_table_client(f"Subs{unique_name}")
+        leases = SubscriptionStore(table).resync_lease
+
+        async def enqueue(text: str) -> None:
+            return None
+
+        def leased(graph: GraphAdapter | Held, now: datetime) -> Reconciler:
+            return Reconciler(
+                graph=graph,
+                states=world.states,
+                policy=POLICY,
+                enqueue=enqueue,
+                clock=lambda: now,
+                mappings=world.mappings,
+                lease=leases,
+            )
+
+        held = Held(world.graph)
+        first = asyncio.create_task(leased(held, T0).resync_mailbox(_missed(T0 - timedelta(seconds=1))))
+        await held.waiting.wait()  # the first round is reading Graph
+        second = _missed(T0 + timedelta(seconds=1))  # received after the first round began
+        with pytest.raises(ThrottledError):
+            await leased(world.graph, T0 + timedelta(seconds=2)).resync_mailbox(second)
+        held.go.set()
+        await first
+
+        graph = Counted(world.graph)
+        await leased(graph, T0 + timedelta(seconds=40)).resync_mailbox(second)  # redelivered later
+        assert graph.pages >= 1  # it ran: the first round may have read before its change
+        assert (await world.states.get(MAILBOX)).last_full == T0 + timedelta(seconds=40)

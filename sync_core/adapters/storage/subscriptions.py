@@ -147,6 +147,10 @@ class SubscriptionStore:
         """A claim on subscribing one mailbox, so two workers never both create its subscription (S1)."""
         return RunLease(self._table, f"ensure-{key_of(mailbox.lower())}")
 
+    def resync_lease(self, mailbox: str) -> RunLease:
+        """A claim on reading one mailbox's changes, so its delta rounds run one at a time."""
+        return RunLease(self._table, f"resync-{key_of(mailbox.lower())}")
+
 
 class RunLease:
     """A row claimed with its ETag so a timer run never overlaps another; a crashed run's claim lapses.
