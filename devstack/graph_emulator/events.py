@@ -443,6 +443,7 @@ def patch_occurrence(
     existing = master.exceptions.get(key)
     base_start, base_end = (existing.start, existing.end) if existing else original_times(master, key)
     start, _, end, _ = _times(body, (base_start, master.start_tz, base_end, master.end_tz))
+    _check_crossing(master, key, start)
     merged = {**master.fields, **(existing.fields if existing else {})}
     apply_fields(merged, body, state, allowed=EXCEPTION_FIELDS)
     overrides = {k: v for k, v in merged.items() if master.fields.get(k) != v and k != "recurrence"}
@@ -456,6 +457,30 @@ def patch_occurrence(
     )
     master.exceptions[key] = exception
     return exception
+
+
+def _check_crossing(master: EventRecord, key: str, start: datetime) -> None:
+    """400 ErrorOccurrenceCrossingBoundary (api/event-update.md): "an occurrence cannot be moved to or before
+    the day of the previous occurrence, and cannot be moved to or after the day of the following occurrence".
+
+    Days are those of the series' time zone; a neighbour that is itself an exception counts where it now is.
+    """
+    shape = master.shape()
+    tz = zone(shape.tz_name)
+
+    def day_of(neighbour: str) -> date:
+        moved = shape.exceptions.get(neighbour)
+        return moved[0].astimezone(tz).date() if moved else date.fromisoformat(neighbour)
+
+    previous, following = recurrence.neighbours(shape, key)
+    day = start.astimezone(tz).date()
+    if (previous is not None and day <= day_of(previous)) or (
+        following is not None and day >= day_of(following)
+    ):
+        raise bad_request(
+            "Modified occurrence is crossing or overlapping adjacent occurrence.",
+            code="ErrorOccurrenceCrossingBoundary",
+        )
 
 
 def original_times(master: EventRecord, key: str) -> tuple[datetime, datetime]:

@@ -168,6 +168,19 @@ def series_dates(shape: SeriesShape, until: datetime) -> Iterator[tuple[str, dat
         yield day.isoformat(), occ_start, occ_start + duration
 
 
+def neighbours(shape: SeriesShape, key: str) -> tuple[str | None, str | None]:
+    """The keys of the live occurrences just before and just after occurrence `key` (None at an end)."""
+    previous: str | None = None
+    for occ_key, _, _ in series_dates(shape, datetime.max.replace(tzinfo=UTC)):
+        if occ_key in shape.cancelled:
+            continue
+        if occ_key < key:
+            previous = occ_key
+        elif occ_key > key:
+            return previous, occ_key
+    return previous, None
+
+
 def overlaps(start: datetime, end: datetime, window_start: datetime, window_end: datetime) -> bool:
     if start == end:
         return window_start <= start < window_end

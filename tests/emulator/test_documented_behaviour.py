@@ -294,3 +294,61 @@ async def test_bodies_are_html_unless_the_request_prefers_text(http: httpx.Async
         )
         assert html_event["body"] == plain["body"], path
         assert text_event["body"] == {"contentType": "text", "content": "Line one & <two>\nLine three"}, path
+
+
+# -- 1. moving an occurrence -----------------------------------------------------------------------------
+
+
+async def test_an_occurrence_cannot_be_moved_onto_or_past_a_neighbours_day(http: httpx.AsyncClient) -> None:
+    """DOCS@0713c450496046d1f357f9afae7a914ac6ab4277:api-reference/v1.0/api/event-update.md (Response note):
+    400 ErrorOccurrenceCrossingBoundary, "Modified occurrence is crossing or overlapping adjacent occurrence."
+    """
+    documented = example("docs_event_update_crossing_boundary.json")["response"]
+    master = await create(
+        http,
+        {
+            "subject": "Standup",
+            "start": {"dateTime": "2030-01-07T09:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": "2030-01-07T09:30:00", "timeZone": "UTC"},
+            "recurrence": {
+                "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday", "wednesday", "friday"]},
+                "range": {"type": "numbered", "startDate": "2030-01-07", "numberOfOccurrences": 4},
+            },
+        },
+    )
+    listed = await http.get(
+        f"/users/{ALICE}/events/{master['id']}/instances",
+        params={"startDateTime": "2030-01-01T00:00:00Z", "endDateTime": "2030-02-01T00:00:00Z"},
+    )
+    monday, wednesday, friday, next_monday = (item["id"] for item in listed.json()["value"])
+
+    def moved_to(day: str) -> dict[str, Any]:
+        return {
+            "start": {"dateTime": f"{day}T10:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": f"{day}T10:30:00", "timeZone": "UTC"},
+        }
+
+    for target, day in (
+        (wednesday, "2030-01-07"),  # onto the previous occurrence's day
+        (wednesday, "2030-01-06"),  # past it
+        (wednesday, "2030-01-11"),  # onto the following occurrence's day
+        (monday, "2030-01-10"),  # past the following one
+    ):
+        refused = await http.patch(f"/users/{ALICE}/events/{target}", json=moved_to(day))
+        assert refused.status_code == documented["status"], (day, refused.text)
+        error = refused.json()["error"]
+        assert {k: error[k] for k in ("code", "message")} == documented["body"]["error"], day
+
+    # Between its neighbours' days it moves; the first occurrence has no previous one to cross.
+    assert (
+        await http.patch(f"/users/{ALICE}/events/{wednesday}", json=moved_to("2030-01-10"))
+    ).status_code == 200
+    assert (
+        await http.patch(f"/users/{ALICE}/events/{monday}", json=moved_to("2030-01-01"))
+    ).status_code == 200
+    # A moved neighbour counts where it now is: Friday may not go back onto Wednesday's new day (Thursday 10).
+    refused = await http.patch(f"/users/{ALICE}/events/{friday}", json=moved_to("2030-01-10"))
+    assert refused.json()["error"]["code"] == "ErrorOccurrenceCrossingBoundary"
+    assert (
+        await http.patch(f"/users/{ALICE}/events/{next_monday}", json=moved_to("2030-01-13"))
+    ).status_code == 200
