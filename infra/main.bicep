@@ -32,10 +32,18 @@ param pythonVersion string = '3.11'
 ])
 param instanceMemoryMB int = 2048
 
-@description('Upper bound on Flex instances.')
-@minValue(40)
+// 4 keeps Outlook's 4 concurrent requests per mailbox and app across the queue worker's instances: each
+// instance holds one place per mailbox (GRAPH_MAILBOX_CONCURRENCY). Above 4, each still holds one, and one
+// busy mailbox can see maximumInstanceCount requests at once, answered 429 (docs/deploy.md, "Scale").
+@description('Upper bound on on-demand instances of each Flex scale group (1 to 1000; docs/deploy.md, "Scale").')
+@minValue(1)
 @maxValue(1000)
-param maximumInstanceCount int = 40
+param maximumInstanceCount int = 4
+
+@description('Concurrent HTTP requests one instance takes before Flex adds another (webhooks answer in milliseconds).')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 16
 
 @description('Days Log Analytics keeps logs and telemetry.')
 @minValue(30)
@@ -222,6 +230,7 @@ module app 'modules/functionapp.bicep' = {
     pythonVersion: pythonVersion
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     blobEndpoint: storage.outputs.blobEndpoint
     queueEndpoint: storage.outputs.queueEndpoint

@@ -37,10 +37,21 @@ param pythonVersion string
 ])
 param instanceMemoryMB int
 
-@description('Upper bound on instances (Flex allows 40 to 1000).')
-@minValue(40)
+// Flex Consumption: 1 to 1000, applied to each per-function scale group (the HTTP functions together, the
+// queue worker alone, each timer alone), not to the app's total; always-ready instances do not count.
+// https://learn.microsoft.com/azure/azure-functions/event-driven-scaling#limit-scale-out
+// https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#per-function-scaling
+@description('Upper bound on on-demand instances of each scale group (Flex allows 1 to 1000).')
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int
+
+// How many HTTP requests one instance takes at once before Flex adds an instance (the HTTP functions scale
+// as one group): https://learn.microsoft.com/azure/azure-functions/flex-consumption-how-to#set-http-concurrency-limits
+@description('Concurrent HTTP invocations per instance of the HTTP group (the webhooks, health, ops).')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int
 
 @description('URL of the blob container holding deployment packages.')
 param deploymentContainerUrl string
@@ -160,6 +171,11 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'
@@ -215,6 +231,15 @@ var appSettingsSync = {
   EVENT_TAG_SECRETS: '@Microsoft.KeyVault(SecretUri=${eventTagSecretsUri})'
 }
 
+// Each worker instance's share of Outlook's 4 concurrent requests per mailbox and app (and of the request
+// budget): with maximumInstanceCount instances of the queue worker, 4 / maximumInstanceCount each, at least
+// one (sync_core/adapters/graph/limits.py; docs/deploy.md, "Scale").
+var graphMailboxConcurrency = max(1, 4 / maximumInstanceCount)
+
+var appSettingsScale = {
+  GRAPH_MAILBOX_CONCURRENCY: string(graphMailboxConcurrency)
+}
+
 var appSettingsGraphSecret = graphAuthMode == 'client_secret'
   ? {
       GRAPH_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${graphClientSecretUri})'
@@ -239,6 +264,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   properties: union(
     appSettingsPlatform,
     appSettingsSync,
+    appSettingsScale,
     appSettingsGraphSecret,
     appSettingsGraphIdentity,
     appSettingsPolicy

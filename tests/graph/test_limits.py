@@ -12,15 +12,19 @@ import pytest
 
 from sync_core.adapters.graph.limits import (
     BUDGET_PER_WINDOW,
+    CONCURRENCY_SETTING,
     DEADLINE_MARGIN_SECONDS,
     FUNCTION_TIMEOUT_SECONDS,
+    MAX_CONCURRENT_PER_MAILBOX,
     Backoff,
     MailboxLimiter,
     deadline,
+    limiter_for_share,
+    process_share,
     shared_limiter,
     time_limit,
 )
-from sync_core.errors import ThrottledError
+from sync_core.errors import ConfigurationError, ThrottledError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -126,3 +130,75 @@ def test_time_limit_bounds_the_deadline_and_nests_to_the_tighter() -> None:
         with time_limit(600, clock=lambda: clock[0]):
             assert deadline(clock=lambda: clock[0]) == 60
     assert deadline(clock=lambda: clock[0]) == FUNCTION_TIMEOUT_SECONDS - DEADLINE_MARGIN_SECONDS
+
+
+# -- several processes: each instance's share of the per-mailbox limit (docs/deploy.md, "Scale") ----------
+
+
+def test_the_share_comes_from_the_setting_and_defaults_to_the_whole_limit() -> None:
+    assert process_share({}) == MAX_CONCURRENT_PER_MAILBOX == 4
+    assert [process_share({CONCURRENCY_SETTING: v}) for v in ("1", "2", " 4 ")] == [1, 2, 4]
+    for wrong in ("0", "5", "two", "-1", "1.5"):
+        with pytest.raises(ConfigurationError) as refused:
+            process_share({CONCURRENCY_SETTING: wrong})
+        assert CONCURRENCY_SETTING in str(refused.value)
+
+
+def test_a_share_of_the_places_holds_the_same_share_of_the_budget() -> None:
+    for share in (1, 2, 4):
+        limiter = limiter_for_share(share)
+        assert limiter.concurrency == share
+        assert limiter._budget == BUDGET_PER_WINDOW * share // 4
+    assert sum(limiter_for_share(1)._budget for _ in range(4)) <= BUDGET_PER_WINDOW
+
+
+async def _peak_across_processes(instances: int, per_instance: int, requests: int = 12) -> int:
+    """`instances` processes, each with its own limiter as shared_limiter() builds it from the setting the
+    template gives it, send `requests` concurrent requests each to one mailbox; Graph sees the sum."""
+    share = process_share({CONCURRENCY_SETTING: str(per_instance)})
+    limiters = [limiter_for_share(share) for _ in range(instances)]
+    graph = {"inside": 0, "peak": 0}
+
+    async def request(limiter: MailboxLimiter) -> None:
+        async with limiter.slot("adele@contoso.example"):
+            graph["inside"] += 1
+            graph["peak"] = max(graph["peak"], graph["inside"])
+            await asyncio.sleep(0.001)
+            graph["inside"] -= 1
+
+    await asyncio.gather(*(request(lim) for lim in limiters for _ in range(requests)))
+    return graph["peak"]
+
+
+@pytest.mark.parametrize("instances", [1, 2, 3, 4])
+async def test_up_to_four_instances_with_the_template_share_send_at_most_four_requests_to_a_mailbox(
+    instances: int,
+) -> None:
+    share = max(1, 4 // instances)  # infra/modules/functionapp.bicep: max(1, 4 / maximumInstanceCount)
+    peak = await _peak_across_processes(instances, share)
+    assert peak <= MAX_CONCURRENT_PER_MAILBOX
+    assert peak == instances * share  # and the places are used, not wasted
+
+
+async def test_at_forty_instances_the_share_cannot_go_below_one_so_one_mailbox_sees_forty() -> None:
+    """What docs/deploy.md says happens at 40 instances: each holds one place, and a busy mailbox whose
+    messages spread over all of them gets 40 requests at once; Graph answers the excess with 429."""
+    assert await _peak_across_processes(40, 1) == 40
+
+
+def test_the_process_limiter_takes_its_share_from_the_app_setting() -> None:
+    """In a child process: shared_limiter() is built once per process, from the environment."""
+    import subprocess
+    import sys
+
+    code = "from sync_core.adapters.graph.limits import shared_limiter as s; print(s().concurrency)"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), CONCURRENCY_SETTING: "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"

@@ -11,6 +11,7 @@ import re
 import pytest
 from bicep_reader import BicepFile, descendants, key_of, properties, text
 
+from sync_core.adapters.graph import limits
 from sync_core.settings import Settings
 
 # Read by the Functions host, not by sync_core (identity-based host storage, telemetry with Entra ID auth).
@@ -49,7 +50,7 @@ def code_settings() -> set[str]:
         alias = field.validation_alias
         choices = getattr(alias, "choices", None) or [alias]
         names.update(str(choice) for choice in choices if choice)
-    return names
+    return names | {limits.CONCURRENCY_SETTING}  # read by the Graph limiter of each process
 
 
 def template_settings(bicep: BicepFile) -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import random
 import threading
 import time
@@ -14,8 +15,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
-from sync_core.errors import ThrottledError
+from sync_core.errors import ConfigurationError, ThrottledError
 
+# Outlook's limits per app and mailbox, for all of the app's processes together:
+# https://learn.microsoft.com/graph/throttling-limits#outlook-service-limits
 MAX_CONCURRENT_PER_MAILBOX = 4
 WINDOW_SECONDS = 600.0
 BUDGET_PER_WINDOW = 9_000  # a margin under Outlook's 10,000 per app and mailbox
@@ -183,10 +186,33 @@ _shared: MailboxLimiter | None = None
 _shared_lock = threading.Lock()
 
 
+# The places per mailbox this process may hold: its share of Outlook's 4 when several processes call Graph.
+# Set by infra/modules/functionapp.bicep to max(1, 4 / maximumInstanceCount); docs/deploy.md, "Scale".
+CONCURRENCY_SETTING = "GRAPH_MAILBOX_CONCURRENCY"
+
+
+def process_share(environ: dict[str, str] | None = None) -> int:
+    """This process's places per mailbox (GRAPH_MAILBOX_CONCURRENCY, 1 to 4; all 4 when unset)."""
+    raw = (os.environ if environ is None else environ).get(CONCURRENCY_SETTING, "").strip()
+    if not raw:
+        return MAX_CONCURRENT_PER_MAILBOX
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_CONCURRENT_PER_MAILBOX:
+        raise ConfigurationError(
+            [f"{CONCURRENCY_SETTING}: a whole number from 1 to {MAX_CONCURRENT_PER_MAILBOX}, not {raw!r}"]
+        )
+    return int(raw)
+
+
+def limiter_for_share(share: int) -> MailboxLimiter:
+    """A limiter holding `share` of the 4 places and the same fraction of the request budget."""
+    return MailboxLimiter(concurrency=share, budget=BUDGET_PER_WINDOW * share // MAX_CONCURRENT_PER_MAILBOX)
+
+
 def shared_limiter() -> MailboxLimiter:
-    """The process-wide limiter every GraphAdapter uses unless given its own (tests)."""
+    """The process-wide limiter every GraphAdapter uses unless given its own (tests), sized by
+    `process_share()`: N processes with a share of 4 // N each hold 4 places per mailbox at most together."""
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = MailboxLimiter()
+            _shared = limiter_for_share(process_share())
         return _shared
