@@ -195,8 +195,20 @@ class EventsApi:
         send_response = True if send_response is None else send_response
         if not isinstance(send_response, bool):
             raise bad_request("The property 'sendResponse' must be a boolean.")
+        proposed = body.get("proposednewtime")
+        # event-tentativelyaccept.md / event-decline.md: 400 when proposedNewTime comes with sendResponse
+        # false, or for an event whose allowNewTimeProposals is false.
+        if proposed is not None:
+            if not isinstance(proposed, dict) or "start" not in proposed or "end" not in proposed:
+                raise bad_request(
+                    "The parameter 'proposedNewTime' must be a timeSlot with a start and an end."
+                )
+            if not send_response:
+                raise bad_request("A proposedNewTime can only be sent with sendResponse set to true.")
         with self.state.lock:
             record, key = self.resolve(mailbox.id, params["event"])
+            if proposed is not None and not record.fields.get("allowNewTimeProposals", True):
+                raise bad_request("The organizer of this meeting does not allow new time proposals.")
             if record.is_organizer:
                 raise bad_request(
                     "Your request can't be completed. You can't respond to a meeting you organized."

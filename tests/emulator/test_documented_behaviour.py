@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from emulator_support import ALICE
+from emulator_support import ALICE, ALICE_MAIL, BOB
+
+from devstack.graph_emulator import GraphEmulator
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "graph"
 DOCS = "microsoftgraph/microsoft-graph-docs-contrib"
@@ -352,3 +354,51 @@ async def test_an_occurrence_cannot_be_moved_onto_or_past_a_neighbours_day(http:
     assert (
         await http.patch(f"/users/{ALICE}/events/{next_monday}", json=moved_to("2030-01-13"))
     ).status_code == 200
+
+
+# -- 5. proposedNewTime ----------------------------------------------------------------------------------
+
+
+async def test_proposed_new_time_needs_send_response_and_an_organizer_who_allows_it(
+    http: httpx.AsyncClient, emu: GraphEmulator
+) -> None:
+    """DOCS@0273c463ba400fd1c477eb6800edb2eee57b1773:api-reference/v1.0/api/event-tentativelyaccept.md and
+    DOCS@01a031ad3ba6cef9ca62f1ea0435eb363dcf9824:api-reference/v1.0/api/event-decline.md: 400 when
+    proposedNewTime comes with sendResponse false, or when the event's allowNewTimeProposals is false. The
+    documented requests are replayed (202) on an invitation Bob sent Alice.
+    """
+    documented = example("docs_event_respond_proposed_new_time.json")
+
+    async def invitation(allow: bool) -> str:
+        sent = await http.post(
+            f"/users/{BOB}/events",
+            json={
+                "subject": f"Planning (proposals allowed: {allow})",
+                "start": {"dateTime": "2019-11-25T18:00:00", "timeZone": "Pacific Standard Time"},
+                "end": {"dateTime": "2019-11-25T19:00:00", "timeZone": "Pacific Standard Time"},
+                "attendees": [{"type": "required", "emailAddress": {"address": ALICE_MAIL}}],
+                "allowNewTimeProposals": allow,
+            },
+        )
+        assert sent.status_code == 201, sent.text
+        copies = [e for e in emu.dump_events(ALICE)[ALICE] if e["iCalUId"] == sent.json()["iCalUId"]]
+        assert len(copies) == 1
+        return str(copies[0]["id"])
+
+    for action in ("tentativelyAccept", "decline"):
+        request, response = documented[action]["request"], documented[action]["response"]
+        copy_id = await invitation(allow=True)
+        url = as_emulator_path(request["url"].replace("{id}", copy_id))
+        quiet = {**request["body"], "sendResponse": False}
+        refused = await http.post(url, json=quiet, headers=request["headers"])
+        assert refused.status_code == 400, (action, refused.text)
+        answered = await http.post(url, json=request["body"], headers=request["headers"])
+        assert answered.status_code == response["status"], (action, answered.text)
+
+        copy_id = await invitation(allow=False)
+        url = as_emulator_path(request["url"].replace("{id}", copy_id))
+        refused = await http.post(url, json=request["body"], headers=request["headers"])
+        assert refused.status_code == 400, (action, refused.text)
+        # Without a proposal the same response is accepted.
+        plain = {k: v for k, v in request["body"].items() if k != "proposedNewTime"}
+        assert (await http.post(url, json=plain, headers=request["headers"])).status_code == 202
