@@ -51,7 +51,10 @@ class SubscriptionsApi:
         svc.router.add("DELETE", "/subscriptions/{sub}", self.delete)
         svc.router.add("POST", "/subscriptions/{sub}/reauthorize", self.reauthorize)
 
-    def render(self, sub: Subscription, context: bool = True) -> dict[str, Any]:
+    def render(self, sub: Subscription, context: bool = True, client_state: bool = True) -> dict[str, Any]:
+        """The subscription resource; listing leaves clientState out ("the clientState property value is
+        not returned for security purposes", api/subscription-list.md). Create, get and update return it, as
+        their documented examples show."""
         body: dict[str, Any] = {}
         if context:
             body["@odata.context"] = f"{self.svc.base_url}/$metadata#subscriptions/$entity"
@@ -61,7 +64,7 @@ class SubscriptionsApi:
                 "resource": sub.resource,
                 "applicationId": sub.application_id,
                 "changeType": ",".join(sub.change_types),
-                "clientState": sub.client_state,
+                "clientState": sub.client_state if client_state else None,
                 "notificationUrl": sub.notification_url,
                 "notificationQueryOptions": sub.notification_query_options,
                 "lifecycleNotificationUrl": sub.lifecycle_url,
@@ -141,9 +144,11 @@ class SubscriptionsApi:
     async def _validate_or_fail(self, url: str) -> None:
         problem = await self.validate(url)
         if problem is not None:
+            # subscription-post-subscriptions.md: "If validation fails, the request to create the subscription
+            # returns a 400 Bad Request error"; Graph's code for it is InvalidRequest.
             raise GraphError(
                 400,
-                "ValidationError",
+                "InvalidRequest",
                 "Subscription validation request failed. Notification endpoint must respond with 200 OK to "
                 f"validation request. The endpoint {problem}.",
             )
@@ -225,7 +230,9 @@ class SubscriptionsApi:
     async def list(self, req: GraphRequest, params: dict[str, str]) -> GraphResponse:
         self.notifier.purge_expired()
         with self.state.lock:
-            values = [self.render(s, context=False) for s in self.state.subscriptions.values()]
+            values = [
+                self.render(s, context=False, client_state=False) for s in self.state.subscriptions.values()
+            ]
         return GraphResponse(
             200, {"@odata.context": f"{self.svc.base_url}/$metadata#subscriptions", "value": values}
         )

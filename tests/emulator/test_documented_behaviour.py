@@ -9,11 +9,12 @@ and the properties the behaviour is about are compared with the documented respo
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-from emulator_support import ALICE, ALICE_MAIL, BOB
+from emulator_support import ALICE, ALICE_MAIL, BOB, Sink
 
 from devstack.graph_emulator import GraphEmulator
 
@@ -402,3 +403,49 @@ async def test_proposed_new_time_needs_send_response_and_an_organizer_who_allows
         # Without a proposal the same response is accepted.
         plain = {k: v for k, v in request["body"].items() if k != "proposedNewTime"}
         assert (await http.post(url, json=plain, headers=request["headers"])).status_code == 202
+
+
+# -- 6. subscriptions ------------------------------------------------------------------------------------
+
+
+async def test_listing_subscriptions_withholds_client_state_and_failed_validation_is_invalid_request(
+    http: httpx.AsyncClient, emu: GraphEmulator, sink: Sink
+) -> None:
+    """DOCS@083365b1c7e9ee184854ba3904633df94ea91e98:api-reference/v1.0/api/subscription-list.md: "the
+    clientState property value is not returned for security purposes" (its example has "clientState": null).
+    DOCS@02b4cba04d0426b41fe35819922b100050c5c441:api-reference/v1.0/api/subscription-get.md: its example
+    returns the clientState, so a get keeps it.
+    DOCS@028e5429a459bb221e14d2197119f5cb109ceaea:api-reference/v1.0/api/subscription-post-subscriptions.md:
+    a failed validation is 400 Bad Request; the code, InvalidRequest, as Graph answers it in
+    microsoftgraph/nodejs-webhooks-sample#350 (the pages name only the status).
+    """
+    documented = example("docs_subscriptions.json")
+    body = {
+        "changeType": "created,updated,deleted",
+        "notificationUrl": sink.url,
+        "resource": f"/users/{ALICE}/events",
+        "expirationDateTime": (emu.clock.now() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "clientState": "secretClientValue",
+    }
+    created = await http.post("/subscriptions", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["clientState"] == "secretClientValue"
+
+    listed = await http.get("/subscriptions")
+    shown = documented["list"]["response"]["body"]["value"][0]
+    assert listed.status_code == documented["list"]["response"]["status"]
+    (item,) = listed.json()["value"]
+    assert set(shown) <= set(item)
+    assert item["clientState"] is None and shown["clientState"] is None
+
+    fetched = await http.get(f"/subscriptions/{created.json()['id']}")
+    assert fetched.status_code == documented["get"]["response"]["status"]
+    assert set(documented["get"]["response"]["body"]) <= set(fetched.json())
+    assert fetched.json()["clientState"] == documented["get"]["response"]["body"]["clientState"]
+
+    sink.mode = "error"
+    failed = await http.post("/subscriptions", json={**body, "changeType": "created"})
+    assert failed.status_code == documented["failed_validation"]["response"]["status"]
+    assert (
+        failed.json()["error"]["code"] == documented["failed_validation"]["response"]["body"]["error"]["code"]
+    )

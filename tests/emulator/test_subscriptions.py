@@ -93,7 +93,9 @@ async def test_a_wrong_validation_answer_fails_creation_with_400(
     with pytest.raises(ODataError) as caught:
         await graph.subscriptions.post(subscription(sink, emu))
     assert caught.value.response_status_code == 400
-    assert caught.value.error is not None and caught.value.error.code == "ValidationError"
+    # Documented: 400 Bad Request (subscription-post-subscriptions.md), code InvalidRequest
+    # (tests/emulator/test_documented_behaviour.py cites the sources).
+    assert caught.value.error is not None and caught.value.error.code == "InvalidRequest"
     assert emu.subscriptions == []
 
 
