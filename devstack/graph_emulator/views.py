@@ -30,6 +30,9 @@ SYSTEM_OPTIONS = {
     "count",
     "search",
 }
+# Query keys arrive lowercased (http.normalize_query); links are written with the documented names
+# (api/user-list-calendarview.md, api/event-delta.md: startDateTime, endDateTime).
+DOCUMENTED_NAMES = {"startdatetime": "startDateTime", "enddatetime": "endDateTime"}
 MAX_WINDOW_DAYS = 1825
 EVENT_TYPE = "#microsoft.graph.event"
 
@@ -72,7 +75,7 @@ def page_links(svc: GraphService, req: GraphRequest, overrides: dict[str, str], 
     query: dict[str, str] = {}
     if keep:
         for key, value in req.query.items():
-            query[f"${key}" if key in SYSTEM_OPTIONS else key] = value
+            query[f"${key}" if key in SYSTEM_OPTIONS else DOCUMENTED_NAMES.get(key, key)] = value
     query.update(overrides)
     path = req.path.removesuffix("()")
     return f"{svc.base_url}{path}?" + urlencode(query, quote_via=quote, safe="$'(),:")

@@ -449,3 +449,45 @@ async def test_listing_subscriptions_withholds_client_state_and_failed_validatio
     assert (
         failed.json()["error"]["code"] == documented["failed_validation"]["response"]["body"]["error"]["code"]
     )
+
+
+# -- 7. paging links -------------------------------------------------------------------------------------
+
+
+async def test_next_links_keep_the_documented_parameter_names(http: httpx.AsyncClient) -> None:
+    """DOCS@042230315ce88a0b11d0a3913859c869f1adc746:api-reference/v1.0/api/user-list-calendarview.md (the
+    parameters are startDateTime and endDateTime); DOCS@028b8e354879f1054adbd96bfa8d16fff4330811:
+    api-reference/v1.0/api/event-delta.md (the delta nextLink carries only $skiptoken; replayed with its
+    documented request, `startdatetime` spelled as there and `Prefer: odata.maxpagesize=2`).
+    """
+    documented = example("docs_calendarview_links.json")
+    for day in ("2020-01-02", "2020-01-02", "2020-01-02"):
+        await create(
+            http,
+            {
+                "subject": "Paged",
+                "start": {"dateTime": f"{day}T09:00:00", "timeZone": "UTC"},
+                "end": {"dateTime": f"{day}T09:30:00", "timeZone": "UTC"},
+            },
+        )
+    url = as_emulator_path(documented["calendarView"]["request"]["url"])
+    first = await http.get(url + "&$top=2")
+    assert first.status_code == 200, first.text
+    link = httpx.URL(first.json()["@odata.nextLink"])
+    assert list(link.params) == ["startDateTime", "endDateTime", "$top", "$skip"]
+    assert link.params["startDateTime"] == "2020-01-01T19:00:00-08:00"
+    second = await http.get(str(link))
+    assert len(first.json()["value"]) + len(second.json()["value"]) == 3
+
+    delta = documented["delta"]
+    delta_url = (
+        as_emulator_path(delta["request"]["url"])
+        .replace("{start_datetime}", "2020-01-01T00:00:00Z")
+        .replace("{end_datetime}", "2020-01-03T00:00:00Z")
+    )
+    page = await http.get(delta_url, headers=delta["request"]["headers"])
+    assert page.status_code == delta["response"]["status"]
+    shown = httpx.URL(delta["response"]["body"]["@odata.nextLink"])
+    got = httpx.URL(page.json()["@odata.nextLink"])
+    assert got.path.endswith(shown.path.removeprefix("/v1.0/me"))
+    assert list(got.params) == list(shown.params) == ["$skiptoken"]
