@@ -98,10 +98,22 @@ param crmWebhookSecrets string
 @minLength(32)
 param eventTagSecrets string
 
-@description('WEBHOOK_FUNCTION_KEY: the host key Graph and the CRM send as ?code= (for example `openssl rand -hex 32`), stored in Key Vault.')
+@description('WEBHOOK_FUNCTION_KEY: the function key of the Graph routes (graph/notifications, graph/lifecycle) that Graph sends as ?code= (for example `openssl rand -hex 32`), stored in Key Vault; infra/subscribe.py sets it on those two functions.')
 @secure()
 @minLength(32)
 param webhookFunctionKey string
+
+@description('CRM_FUNCTION_KEY: the function key of crm/webhook that the CRM sends as ?code= (for example `openssl rand -hex 32`), stored in Key Vault; infra/subscribe.py sets it on that function.')
+@secure()
+@minLength(32)
+param crmFunctionKey string
+
+@description('Key Vault public endpoint: Enabled (Entra ID and per-secret RBAC decide access), or Disabled with a private endpoint you add (docs/security.md, "Network").')
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+param keyVaultPublicNetworkAccess string = 'Enabled'
 
 @description('SYNC_POLICY: the sync policy (docs/sync-rules.md); an empty object leaves SYNC_POLICY unset and the app uses its defaults.')
 param syncPolicy object = {}
@@ -148,7 +160,10 @@ var tableNames = [
 var poisonQueueName = 'sync-changes-poison'
 
 var deploymentContainerName = 'app-package'
-var webhookKeyName = 'sync-webhooks'
+// Function keys, one per front door (not a host key, which opens every function): infra/subscribe.py sets
+// them after the code is published, because a function exists only once the host has indexed the package.
+var graphFunctionKeyName = 'graph'
+var crmFunctionKeyName = 'crm'
 
 var suffix = uniqueString(resourceGroup().id, namePrefix)
 var functionAppName = '${namePrefix}-${suffix}'
@@ -203,6 +218,8 @@ module vault 'modules/keyvault.bicep' = {
     crmWebhookSecrets: crmWebhookSecrets
     eventTagSecrets: eventTagSecrets
     webhookFunctionKey: webhookFunctionKey
+    crmFunctionKey: crmFunctionKey
+    publicNetworkAccess: keyVaultPublicNetworkAccess
   }
 }
 
@@ -211,6 +228,8 @@ module roles 'modules/roles.bicep' = {
   params: {
     storageAccountName: storage.outputs.name
     keyVaultName: vault.outputs.name
+    appSecretNames: vault.outputs.appSecretNames
+    operatorSecretNames: vault.outputs.operatorSecretNames
     appInsightsName: monitoring.outputs.appInsightsName
     appPrincipalId: identity.outputs.principalId
     operatorPrincipalId: operatorPrincipalId
@@ -248,8 +267,6 @@ module app 'modules/functionapp.bicep' = {
     crmWebhookSecretsUri: vault.outputs.crmWebhookSecretsUri
     eventTagSecretsUri: vault.outputs.eventTagSecretsUri
     webhookFunctionKeyUri: vault.outputs.webhookFunctionKeyUri
-    webhookKeyName: webhookKeyName
-    webhookFunctionKey: webhookFunctionKey
     syncPolicyJson: empty(syncPolicy) ? '' : string(syncPolicy)
   }
   // The host reads storage and Key Vault at its first start: grant the identity its roles first.
@@ -296,11 +313,14 @@ output graphNotificationUrl string = '${app.outputs.url}/api/graph/notifications
 @description('Graph lifecycle notification URL; the app registers it itself, with ?code=<WEBHOOK_FUNCTION_KEY>.')
 output graphLifecycleUrl string = '${app.outputs.url}/api/graph/lifecycle'
 
-@description('URL to configure in the CRM\'s webhook settings, followed by ?code=<WEBHOOK_FUNCTION_KEY>.')
+@description('URL to configure in the CRM\'s webhook settings, followed by ?code=<CRM_FUNCTION_KEY>.')
 output crmWebhookUrl string = '${app.outputs.url}/api/crm/webhook'
 
-@description('Name of the host key whose value is WEBHOOK_FUNCTION_KEY.')
-output webhookKeyName string = webhookKeyName
+@description('Name of the function key (on graph_notifications and graph_lifecycle) whose value is WEBHOOK_FUNCTION_KEY.')
+output graphFunctionKeyName string = graphFunctionKeyName
+
+@description('Name of the function key (on crm_webhook) whose value is CRM_FUNCTION_KEY.')
+output crmFunctionKeyName string = crmFunctionKeyName
 
 @description('Key Vault holding the secrets.')
 output keyVaultName string = vault.outputs.name

@@ -1,5 +1,5 @@
 // Example parameters for infra/main.bicep: copy, edit the values, and deploy (docs/deploy.md).
-// No secret belongs here. The four secure parameters are read from environment variables, or given on the
+// No secret belongs here. The six secure parameters are read from environment variables, or given on the
 // command line, which overrides them: -p graphClientSecret=... -p crmApiToken=... and so on.
 using 'main.bicep'
 
@@ -66,3 +66,4 @@ param crmApiToken = readEnvironmentVariable('CRM_API_TOKEN', '')
 param crmWebhookSecrets = readEnvironmentVariable('CRM_WEBHOOK_SECRETS', '')
 param eventTagSecrets = readEnvironmentVariable('EVENT_TAG_SECRETS', '')
 param webhookFunctionKey = readEnvironmentVariable('WEBHOOK_FUNCTION_KEY', '')
+param crmFunctionKey = readEnvironmentVariable('CRM_FUNCTION_KEY', '')

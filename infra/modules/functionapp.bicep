@@ -112,13 +112,6 @@ param eventTagSecretsUri string
 @description('Key Vault URI of WEBHOOK_FUNCTION_KEY.')
 param webhookFunctionKeyUri string
 
-@description('Name of the host key Graph and the CRM present as ?code=.')
-param webhookKeyName string
-
-@description('Value of that host key; the same value is stored in Key Vault as WEBHOOK_FUNCTION_KEY.')
-@secure()
-param webhookFunctionKey string
-
 @description('SYNC_POLICY as JSON; empty to leave it unset (the app then uses its default policy).')
 param syncPolicyJson string
 
@@ -271,18 +264,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   )
 }
 
-// A named host key with a known value, so the notification URLs given to Graph (and the CRM webhook URL)
-// carry a key the app itself knows (WEBHOOK_FUNCTION_KEY). Host keys are valid for every function.
-resource webhookHostKey 'Microsoft.Web/sites/host/functionKeys@2024-04-01' = {
-  name: '${site.name}/default/${webhookKeyName}'
-  properties: {
-    name: webhookKeyName
-    value: webhookFunctionKey
-  }
-  dependsOn: [
-    appSettings
-  ]
-}
+// No host key: a host key opens every function. Each front door gets its own function key (Graph's routes,
+// the CRM webhook), set by infra/subscribe.py once the code is published: Microsoft.Web/sites/functions/keys
+// needs the function, and on Flex Consumption functions exist only after the host indexes the deployed
+// package, so the resource cannot be part of this template's first deployment (docs/deploy.md).
 
 output name string = site.name
 output id string = site.id

@@ -31,9 +31,20 @@ param crmWebhookSecrets string
 @secure()
 param eventTagSecrets string
 
-@description('Function key Graph and the CRM send as ?code= (WEBHOOK_FUNCTION_KEY).')
+@description('Function key of the Graph routes (graph/notifications, graph/lifecycle) that Graph sends as ?code= (WEBHOOK_FUNCTION_KEY).')
 @secure()
 param webhookFunctionKey string
+
+@description('Function key of the CRM webhook route (crm/webhook) that the CRM sends as ?code=; the app does not read it.')
+@secure()
+param crmFunctionKey string
+
+@description('Whether the vault answers on its public endpoint (Entra ID and RBAC still decide who reads what); Disabled when it is reached through a private endpoint (docs/security.md).')
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+param publicNetworkAccess string = 'Enabled'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: name
@@ -49,7 +60,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
     enablePurgeProtection: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
   }
 }
 
@@ -98,7 +109,31 @@ resource webhookFunctionKeyEntry 'Microsoft.KeyVault/vaults/secrets@2023-07-01' 
   }
 }
 
+resource crmFunctionKeyEntry 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: 'crm-function-key'
+  properties: {
+    value: crmFunctionKey
+    contentType: 'text/plain'
+  }
+}
+
+// Who reads which secret (infra/modules/roles.bicep grants Key Vault Secrets User on each, not on the vault).
+// The app resolves its Key Vault references; the operator runs infra/subscribe.py, which needs the Graph
+// credential, the Graph routes' key (the notification URL) and the CRM route's key (set on the function).
+var graphSecretNames = storeGraphClientSecret ? [graphClientSecretEntry.name] : []
+
 output id string = vault.id
+output appSecretNames array = concat(graphSecretNames, [
+  crmApiTokenEntry.name
+  crmWebhookSecretsEntry.name
+  eventTagSecretsEntry.name
+  webhookFunctionKeyEntry.name
+])
+output operatorSecretNames array = concat(graphSecretNames, [
+  webhookFunctionKeyEntry.name
+  crmFunctionKeyEntry.name
+])
 output name string = vault.name
 // Versionless URIs: the app picks up a new secret version on its next restart or configuration change.
 output graphClientSecretUri string = storeGraphClientSecret ? graphClientSecretEntry.properties.secretUri : ''

@@ -3,10 +3,14 @@
 //   Storage Blob Data Owner         host storage (locks, keys, timers) and the deployment container
 //   Storage Queue Data Contributor  the queue trigger on sync-changes, enqueueing, and the poison queue
 //   Storage Table Data Contributor  sync_core's tables and the host's diagnostic events
-//   Key Vault Secrets User          resolving the @Microsoft.KeyVault(...) app settings
+//   Key Vault Secrets User          on each secret it references (@Microsoft.KeyVault(...) app settings),
+//                                   not on the vault: nothing else stored there is readable
 //   Monitoring Metrics Publisher    sending telemetry to Application Insights with Entra ID auth
 // An optional operator (the admin running infra/subscribe.py and `python -m sync_core`) gets table and queue
-// access (subscription rows, backfill and replay messages) and secret reads only.
+// access (subscription rows, backfill and replay messages) and Key Vault Secrets User on the secrets
+// infra/subscribe.py reads only (keyvault.bicep operatorSecretNames), each assignment scoped to one secret.
+// Secret-scoped RBAC: https://learn.microsoft.com/azure/key-vault/general/rbac-guide (Best practices:
+// individual keys, secrets and certificates role assignments).
 
 @description('Storage account name.')
 param storageAccountName string
@@ -16,6 +20,12 @@ param keyVaultName string
 
 @description('Application Insights name.')
 param appInsightsName string
+
+@description('Secrets the app resolves through Key Vault references.')
+param appSecretNames array
+
+@description('Secrets the operator reads (infra/subscribe.py).')
+param operatorSecretNames array
 
 @description('Principal (object) id of the app\'s user-assigned identity.')
 param appPrincipalId string
@@ -70,15 +80,24 @@ resource appStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   }
 ]
 
-resource appVaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vault.id, appPrincipalId, roles.keyVaultSecretsUser)
-  scope: vault
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
-    principalId: appPrincipalId
-    principalType: 'ServicePrincipal'
+resource appSecrets 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = [
+  for secretName in appSecretNames: {
+    parent: vault
+    name: secretName
   }
-}
+]
+
+resource appSecretRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for (secretName, i) in appSecretNames: {
+    name: guid(vault.id, secretName, appPrincipalId, roles.keyVaultSecretsUser)
+    scope: appSecrets[i]
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+      principalId: appPrincipalId
+      principalType: 'ServicePrincipal'
+    }
+  }
+]
 
 resource appTelemetryRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(appInsights.id, appPrincipalId, roles.monitoringMetricsPublisher)
@@ -119,12 +138,23 @@ resource operatorQueueRole 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   }
 }
 
-resource operatorVaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
-  name: guid(vault.id, operatorPrincipalId, roles.keyVaultSecretsUser)
-  scope: vault
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
-    principalId: operatorPrincipalId
-    principalType: operatorPrincipalType
+var operatorSecretNamesGranted = empty(operatorPrincipalId) ? [] : operatorSecretNames
+
+resource operatorSecrets 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = [
+  for secretName in operatorSecretNamesGranted: {
+    parent: vault
+    name: secretName
   }
-}
+]
+
+resource operatorSecretRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for (secretName, i) in operatorSecretNamesGranted: {
+    name: guid(vault.id, secretName, operatorPrincipalId, roles.keyVaultSecretsUser)
+    scope: operatorSecrets[i]
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+      principalId: operatorPrincipalId
+      principalType: operatorPrincipalType
+    }
+  }
+]

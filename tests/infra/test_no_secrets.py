@@ -65,13 +65,14 @@ def test_no_output_carries_a_secure_parameter(path: Path) -> None:
         assert not words & secure, f"{path.name}: output {name} exposes {words & secure}"
 
 
-def test_main_declares_the_five_secrets_secure(main_bicep: BicepFile) -> None:
+def test_main_declares_the_six_secrets_secure(main_bicep: BicepFile) -> None:
     assert secret_params(main_bicep) == {
         "graphClientSecret": True,
         "crmApiToken": True,
         "crmWebhookSecrets": True,
         "eventTagSecrets": True,
         "webhookFunctionKey": True,
+        "crmFunctionKey": True,
     }
 
 

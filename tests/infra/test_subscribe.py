@@ -23,8 +23,16 @@ def subscribe() -> ModuleType:
 
 
 def fake_az(calls: list[list[str]]) -> Callable[[list[str]], str]:
-    secrets = {f"{VAULT}/crm-api-token": "token-1", f"{VAULT}/graph-client-secret": "s3cret"}
+    secrets = {
+        f"{VAULT}/graph-client-secret": "s3cret",
+        f"{VAULT}/webhook-function-key": "graph-key",
+        f"{VAULT}/crm-function-key": "crm-key",
+    }
     settings = [
+        {
+            "name": "WEBHOOK_FUNCTION_KEY",
+            "value": f"@Microsoft.KeyVault(SecretUri={VAULT}/webhook-function-key)",
+        },
         {"name": "GRAPH_CLIENT_ID", "value": "client"},
         {"name": "CRM_API_TOKEN", "value": f"@Microsoft.KeyVault(SecretUri={VAULT}/crm-api-token)"},
         {
@@ -43,22 +51,64 @@ def fake_az(calls: list[list[str]]) -> Callable[[list[str]], str]:
             return json.dumps(settings)
         if args[:3] == ["keyvault", "secret", "show"]:
             return json.dumps({"value": secrets[args[args.index("--id") + 1]]})
+        if args[:4] == ["functionapp", "function", "keys", "set"]:
+            return "{}"
         raise AssertionError(f"unexpected az {args}")
 
     return run
 
 
-def test_key_vault_references_are_resolved_and_azure_only_identity_settings_dropped(
+def test_only_the_secrets_subscribing_uses_are_read_and_azure_only_identity_settings_dropped(
     subscribe: ModuleType,
 ) -> None:
     calls: list[list[str]] = []
     env = subscribe.app_environment("rg", "app", run=fake_az(calls))
+    stand_in = env.pop("CRM_API_TOKEN")
+    assert len(stand_in) == 64 and stand_in != "token-1", "a random stand-in, never read from the vault"
     assert env == {
+        "WEBHOOK_FUNCTION_KEY": "graph-key",
+        "CRM_FUNCTION_KEY": "crm-key",
         "GRAPH_CLIENT_ID": "client",
-        "CRM_API_TOKEN": "token-1",
         "GRAPH_CLIENT_SECRET": "s3cret",
         "AzureWebJobsStorage__tableServiceUri": "https://st.table.core.windows.net/",
         "SYNC_POLICY": "",
     }
     assert calls[0] == ["functionapp", "config", "appsettings", "list", "-g", "rg", "-n", "app"]
-    assert sum(c[:2] == ["keyvault", "secret"] for c in calls) == 2
+    read = {c[c.index("--id") + 1].rsplit("/", 1)[1] for c in calls if c[:2] == ["keyvault", "secret"]}
+    assert read == {"graph-client-secret", "webhook-function-key", "crm-function-key"}
+
+
+def test_each_front_door_gets_its_own_function_key_and_ops_none(subscribe: ModuleType) -> None:
+    calls: list[list[str]] = []
+    run = fake_az(calls)
+    subscribe.set_function_keys("rg", "app", subscribe.app_environment("rg", "app", run=run), run=run)
+    keys = {
+        c[c.index("--function-name") + 1]: (c[c.index("--key-name") + 1], c[c.index("--key-value") + 1])
+        for c in calls
+        if c[:4] == ["functionapp", "function", "keys", "set"]
+    }
+    assert keys == {
+        "graph_notifications": ("graph", "graph-key"),
+        "graph_lifecycle": ("graph", "graph-key"),
+        "crm_webhook": ("crm", "crm-key"),
+    }
+    assert not [c for c in calls if c[:3] == ["functionapp", "keys", "set"]], "no host key"
+
+
+def test_the_function_names_are_the_ones_the_host_indexes(subscribe: ModuleType) -> None:
+    from tests.conftest import app_functions
+
+    functions = {f.get_function_name(): f for f in app_functions()}
+    routes = {name: f.get_trigger().route for name, f in functions.items() if name in subscribe.FUNCTION_KEYS}
+    assert routes == {
+        "graph_notifications": "graph/notifications",
+        "graph_lifecycle": "graph/lifecycle",
+        "crm_webhook": "crm/webhook",
+    }
+
+
+def test_a_missing_key_stops_before_any_key_is_set(subscribe: ModuleType) -> None:
+    calls: list[list[str]] = []
+    with pytest.raises(SystemExit, match="CRM_FUNCTION_KEY"):
+        subscribe.set_function_keys("rg", "app", {"WEBHOOK_FUNCTION_KEY": "k"}, run=fake_az(calls))
+    assert calls == []
