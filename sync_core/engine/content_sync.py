@@ -106,18 +106,20 @@ def sync_content(
     )
     merged = r.merged
     to_graph = list(r.to_graph)
+    # Changes made in the CRM that are not ours to write to Outlook stay out of it and stay in the CRM as
+    # made: the snapshot keeps Outlook's content for them, so they are neither written nor reverted.
+    kept: tuple[str, ...] = ()
     if not graph.is_organizer:
-        # Our copy is an invitee's (stub, I2): only its own settings are ours to change; the meeting
-        # itself belongs to the external organizer, so M365 wins for everything else.
-        fixed = {f: getattr(m, f) for f in to_graph if f not in ATTENDEE_LOCAL_FIELDS}
-        merged = merged.model_copy(update=fixed)
-        to_graph = [f for f in to_graph if f in ATTENDEE_LOCAL_FIELDS]
+        # Our copy is an invitee's (stub, I2): only its own settings are ours to change; the meeting itself
+        # belongs to the external organizer. A CRM user's notes on the record are the CRM's own (SO-8).
+        kept = tuple(f for f in to_graph if f not in ATTENDEE_LOCAL_FIELDS)
     held = _not_sendable(inp, graph, crm, to_graph)
     if held is not None:
         # W1: an attendee or body change Exchange would send as the organizer, made by a CRM user who may
-        # not send as them, stays out of Outlook (M365 keeps its content) and stays as made in the CRM.
-        merged = merged.model_copy(update={f: getattr(m, f) for f in held.fields})
-        to_graph = [f for f in to_graph if f not in held.fields]
+        # not send as them.
+        kept += held.fields
+    merged = merged.model_copy(update={f: getattr(m, f) for f in kept})
+    to_graph = [f for f in to_graph if f not in kept]
     actions: list[Action] = []
 
     # L6, CRM -> M365: a sync user's own response changed in the CRM is answered from their copy.
@@ -165,7 +167,7 @@ def sync_content(
     to_crm: list[str] = []
     if policy.direction != "crm_to_m365":
         to_crm = [f for f in SYNC_FIELDS if crm_view(c, f) != crm_view(merged, f)]
-        to_crm = [f for f in to_crm if held is None or f not in held.fields]
+        to_crm = [f for f in to_crm if f not in kept]
         if c.kind is not kind:
             to_crm.append("kind")
     conflict_note = f"; conflict on {', '.join(r.conflicts)}: {r.winner} wins (D3)" if r.conflicts else ""

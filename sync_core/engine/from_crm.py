@@ -68,6 +68,13 @@ def _mapped(inp: Inputs, key: str, mapping: Mapping, crm: CrmRecord, g: GraphEve
     if g is None:
         if mapping.graph_event_id is None:
             return _new(inp, key, crm, mapping)
+        if not inp.facts.graph_gone:
+            return _skip(
+                "L4",
+                "the M365 side was not read (no copy of it is known): nothing cancelled, nothing recreated",
+                key,
+                mapping,
+            )
         if inp.policy.direction == "crm_to_m365":
             return _new(inp, key, crm, mapping.model_copy(update={"graph_event_id": None, "copies": ()}))
         actions, new = cancel_crm(inp, key, mapping, crm, "deleted in M365")

@@ -25,6 +25,7 @@ class Facts(BaseModel):
     occurrence_event_id: str | None = None  # Graph id of the occurrence a CRM exception edits (R3)
     logical_removal: bool = False  # the item left scope but still exists: unlink, never delete (X1)
     crm_mapped_under: str | None = None  # the meeting key the CRM record is already mapped under, if any
+    graph_gone: bool = False  # Graph answered "not found" for every copy the mapping names (L4 evidence)
 
 
 class Decision(BaseModel):

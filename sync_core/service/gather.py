@@ -132,8 +132,9 @@ class Gatherer:
         mapping = stored
         event: GraphEvent | None = None
         occurrence_id: str | None = None
-        if mapping and mapping.graph_event_id and mapping.organizer_mailbox:
-            event = await self.graph.get_event(mapping.organizer_mailbox, mapping.graph_event_id)
+        gone = False
+        if mapping and mapping.graph_event_id:
+            event, gone = await self._mapped_event(mapping)
         elif record is not None and key is not None:
             appt = record.appointment
             if mapping is None and appt.series_ref and appt.original_start is not None:
@@ -144,14 +145,32 @@ class Gatherer:
         facts_overlaps: list[GraphEvent] = []
         if record is not None and mapping is not None:
             mapping, facts_overlaps = await self._room_copies(record, mapping, event)
-        run_mailbox = mapping.organizer_mailbox if mapping else (event.mailbox if event else None)
+        run_mailbox = (mapping.organizer_mailbox if mapping else None) or (event.mailbox if event else None)
         facts = Facts(
             room_overlaps=tuple(facts_overlaps),
             deletes_this_run=await self._used(run_mailbox),
             occurrence_event_id=occurrence_id,
             series_key=record.appointment.series_ref if record else None,
+            graph_gone=gone,
         )
         return Gathered(change, key, mapping, stored, event, record, facts, run_mailbox)
+
+    async def _mapped_event(self, mapping: Mapping) -> tuple[GraphEvent | None, bool]:
+        """The M365 side of a mapped meeting, and whether Graph said it is gone: the organizer's event, or
+        for a meeting we know only from invitees' copies (I2) the first copy that still exists. Gone only
+        when every copy we map was read and Graph answered "not found": never because we did not look."""
+        if mapping.organizer_mailbox and mapping.graph_event_id:
+            event = await self.graph.get_event(mapping.organizer_mailbox, mapping.graph_event_id)
+            return event, event is None
+        copies = sorted(
+            (c for c in mapping.copies if c.role != "room"),
+            key=lambda c: c.event_id != mapping.graph_event_id,  # the primary copy first
+        )
+        for copy in copies:
+            event = await self.graph.get_event(copy.mailbox, copy.event_id)
+            if event is not None:
+                return event, False
+        return None, bool(copies)
 
     async def _occurrence(self, series_key: str, original_start: datetime) -> GraphEvent | None:
         """R3: the Graph occurrence a CRM-edited exception stands for: series master plus original start."""

@@ -1,0 +1,85 @@
+"""The seed scenarios (issue 16) that failed over HTTP, end to end on the local stack, each named for its rule
+and the vendor document it comes from. Changes are made as users make them: in Outlook through the Graph
+emulator's API, in the CRM through the emulator's user routes.
+
+Demo policy (devstack/demo-policy.json): adele, bruno, chen are sync users; Harbour Room is Outlook-managed
+(auto-accept), Summit Hall is CRM-managed. A customer's organizer is a mailbox of another organisation in the
+same emulator: not a sync user, never subscribed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Stack, wait_for
+from tests.e2e.test_crm_to_m365 import _decisions, _events, stack
+
+pytestmark = pytest.mark.e2e
+__all__ = ["stack"]
+
+ADELE = "adele@contoso.example"
+CUSTOMER = "lena@northwind.example"
+BASE = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=50)
+WAIT = 20.0
+
+
+def _when(day: int, hour: float) -> dict[str, str]:
+    at = BASE + timedelta(days=day, hours=hour)
+    return {"dateTime": at.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
+
+
+def _customer(stack: Stack) -> None:
+    if not any(m["mail"] == CUSTOMER for m in stack.graph.mailboxes):
+        stack.graph.add_mailbox(str(uuid.uuid5(uuid.NAMESPACE_DNS, CUSTOMER)), CUSTOMER, "Lena (Northwind)")
+
+
+def _invited(stack: Stack, subject: str, day: int) -> dict[str, Any]:
+    """A customer invites Adele; Adele accepts in Outlook. Returns Adele's copy as Graph shows it."""
+    _customer(stack)
+    with stack.graph_http() as g:
+        g.post(
+            f"/users/{CUSTOMER}/events",
+            json={
+                "subject": subject,
+                "start": _when(day, 10),
+                "end": _when(day, 11),
+                "attendees": [{"emailAddress": {"address": ADELE}, "type": "required"}],
+            },
+        ).raise_for_status()
+        copy = wait_for(lambda: _events(stack, ADELE, subject), timeout=WAIT)[0]
+        g.post(f"/users/{ADELE}/events/{copy['id']}/accept", json={"sendResponse": True}).raise_for_status()
+    return copy
+
+
+def _record(stack: Stack, subject: str) -> dict[str, Any]:
+    return wait_for(lambda: [a for a in stack.crm_appointments() if a["subject"] == subject], timeout=WAIT)[0]
+
+
+def _decided_on(stack: Stack, crm_id: str, version: str) -> list[dict[str, Any]]:
+    """The decisions taken on the record at `version` (once there is one)."""
+    return [d for d in _decisions(stack, crm_id) if d["versions"].get("crm_version") == version]
+
+
+def test_I2_L4_superoffice_8_a_crm_edit_of_a_record_made_from_an_invitee_copy_cancels_nothing(
+    stack: Stack,
+) -> None:
+    """SuperOffice scenario 8: a customer invites Linda, she accepts, the record is made from her copy (I2); a
+    CRM user adds notes. Before, the app read no M365 side for such a record and took that for "deleted in
+    M365" (L4): it cancelled the record while Linda's meeting was live. L4 now needs Graph's word, and the
+    notes stay: the meeting is the customer's, the record's notes are the CRM's own."""
+    subject = "Northwind quarterly"
+    copy = _invited(stack, subject, day=1)
+    record = _record(stack, subject)
+
+    edited = stack.crm.user_update(record["id"], body="Notes from the call: pricing agreed", updated_by=ADELE)
+
+    latest = wait_for(lambda: _decided_on(stack, record["id"], edited["version"]), timeout=WAIT)
+    assert not [d for d in latest if d["rule"] == "L4" and "cancel" in str(d["actions"])], latest
+    stored = stack.crm.store.get(record["id"])
+    assert stored["status"] != "cancelled" and stored["body"] == "Notes from the call: pricing agreed", stored
+    live = _events(stack, ADELE, subject)
+    assert [e["id"] for e in live if not e["isCancelled"]] == [copy["id"]]
