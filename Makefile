@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-any-date lint typecheck unit bench chaos clean package
+.PHONY: run test test-any-date lint typecheck unit bench chaos clean package conformance
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -82,6 +82,24 @@ test-any-date: bootstrap chromium faketime
 	  echo "== tests/e2e with the clock moved $$offset: $$($(FAKETIME_BIN) -f "$$offset" date -u '+%Y-%m-%d %H:%M UTC')"; \
 	  $(FAKETIME_BIN) -f "$$offset" $(PY) -m pytest -p no:cacheprovider tests/e2e || exit 1; \
 	done
+
+# The conformance run: every function of function_app.py through the real Python worker library
+# (azure-functions-runtime, which the 3.13+ worker loads in-process) beside the dev host, on Azurite and both
+# emulators (tests/runtime/). Its own Python 3.13 virtualenv, inside .venv/ (ignored, removed by clean),
+# made from pyenv's 3.13 or python3.13 on PATH, or PYTHON313=/path/to/python3.13.
+VENV313 := $(VENV)/py313
+STAMP313 := $(VENV313)/.installed
+PYTHON313 ?= $(shell for p in $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3.13 2>/dev/null \
+	| sort -rV) "$$(command -v python3.13)"; do "$$p" -c '' 2>/dev/null && echo "$$p" && break; done)
+
+$(STAMP313): requirements.txt requirements-dev.txt tests/runtime/requirements.txt
+	@test -n "$(PYTHON313)" || { echo "*** no Python 3.13: install one (pyenv install 3.13) or set PYTHON313"; exit 1; }
+	test -x $(VENV313)/bin/python || $(PYTHON313) -m venv $(VENV313)
+	$(VENV313)/bin/python -m pip install --quiet --disable-pip-version-check -r tests/runtime/requirements.txt
+	touch $@
+
+conformance: $(STAMP313) node_modules/.package-lock.json
+	CONFORMANCE_REQUIRED=1 $(VENV313)/bin/python -m pytest -p no:cacheprovider tests/runtime
 
 # The deploy zip, as `func azure functionapp publish` builds it (the tree minus .funcignore).
 package: bootstrap

@@ -45,6 +45,7 @@ class LocalStack:
     azurite: Azurite | None = None
     polling_interval: str = "00:00:00.100"
     policy_file: Path = ROOT / "devstack" / "demo-policy.json"
+    listen: bool = True  # False: the host polls no queue and runs no timer (DevHost's `listen`)
     graph: GraphEmulator = field(init=False)
     crm: CrmEmulator = field(init=False)
     host: DevHost = field(init=False)
@@ -102,7 +103,12 @@ class LocalStack:
         import function_app
 
         self.host = DevHost(
-            function_app.app, self.settings, host_json, port=host_port, on_stop=(close_container,)
+            function_app.app,
+            self.settings,
+            host_json,
+            port=host_port,
+            on_stop=(close_container,),
+            listen=self.listen,
         )
         self.host.start()
         asyncio.run(self._prepare())

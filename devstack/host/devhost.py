@@ -59,11 +59,14 @@ class DevHost:
         bind: str = "127.0.0.1",
         drain_seconds: float = DEFAULT_DRAIN_SECONDS,
         on_stop: Sequence[Callable[[], Awaitable[object]]] = (),
+        listen: bool = True,
     ) -> None:
         """`on_stop`: coroutine functions awaited in the host's event loop once invocations have drained,
         before the loop ends: the place to close async clients the app made in that loop (sync_core's
         is `bootstrap.close_container`). The Functions host has no such hook; its loop lives as long as
-        the worker process."""
+        the worker process. `listen=False`: HTTP and on-demand invocations only, no queue polling and no
+        timers (a test that must see what lands on a queue, or drive the queue functions itself)."""
+        self._listen = listen
         self._settings = dict(settings)
         self._on_stop = tuple(on_stop)
         self._bind, self._port, self._drain = bind, port, drain_seconds
@@ -250,9 +253,9 @@ class DevHost:
         server = getattr(site, "_server", None)
         if self._port == 0 and server is not None and server.sockets:
             self._port = int(server.sockets[0].getsockname()[1])
-        for listener in self._listeners:
+        for listener in self._listeners if self._listen else []:
             self._loops.append(asyncio.create_task(listener.run()))
-        for timer in self._timers.values():
+        for timer in self._timers.values() if self._listen else []:
             self._loops.append(asyncio.create_task(timer.run()))
         for task in self._loops:
             task.add_done_callback(self._loop_done)
