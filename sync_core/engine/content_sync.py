@@ -93,7 +93,7 @@ def sync_content(
     Returns the writes (empty when nothing differs) and the merged content, the next snapshot.
     """
     policy = inp.policy
-    m = scope.shape(graph.appointment, policy)
+    m = scope.shape(scope.with_own_answers(graph, policy, crm.appointment), policy)
     c = scope.shape(crm.appointment, policy)
     r = three_way(
         mapping.snapshot,

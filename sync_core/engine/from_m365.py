@@ -167,7 +167,7 @@ def _in_scope(appt: Appointment, inp: Inputs) -> Skip | None:
 
 def _create(inp: Inputs, key: str, g: GraphEvent, role: Role, room: RoomMapping | None) -> Result:
     """First sight of a meeting's authoritative copy: create the CRM record (or adopt one, I5)."""
-    appt = g.appointment
+    appt = scope.with_own_answers(g, inp.policy)
     if role == "attendee" and g.response not in _ACCEPTED:
         return _skip(
             "S8",

@@ -12,8 +12,10 @@ from sync_core.domain.model import (
     Attendee,
     AttendeeType,
     CrmRecord,
+    GraphEvent,
     Kind,
     Location,
+    Response,
     Sensitivity,
 )
 from sync_core.domain.policy import Policy, SyncUser
@@ -81,6 +83,28 @@ def kind_at(appt: Appointment, now: datetime) -> Kind:
     """L5: a meeting that has ended is an activity; moved to the future it is a meeting again."""
     end = last_end(appt)
     return Kind.ACTIVITY if end is not None and end <= now else Kind.MEETING
+
+
+def with_own_answers(g: GraphEvent, policy: Policy, known: Appointment | None = None) -> Appointment:
+    """L6: the meeting as this copy shows it, with only the answers the copy really knows. An organizer's
+    copy tracks every attendee's answer. An invitee's or room's copy tracks none of them (Exchange keeps no
+    responses there) but its own: its owner's answer is the copy's `responseStatus`, and the others'
+    untracked `none` never overwrites an answer known elsewhere (`known`: the CRM's record)."""
+    appt = g.appointment
+    if g.is_organizer:
+        return appt
+    user = policy.user_for_mailbox(g.mailbox)
+    owner = {g.mailbox.lower()} | ({user.email.lower(), *user.all_mailboxes} if user else set())
+    answers = {a.email.lower(): a.response for a in known.attendees} if known is not None else {}
+    attendees: list[Attendee] = []
+    for a in appt.attendees:
+        email = a.email.lower()
+        if email in owner:
+            a = a.model_copy(update={"response": g.response})
+        elif a.response is Response.NONE and answers.get(email, Response.NONE) is not Response.NONE:
+            a = a.model_copy(update={"response": answers[email]})
+        attendees.append(a)
+    return appt.model_copy(update={"attendees": tuple(attendees)})
 
 
 def resolve_rooms(appt: Appointment, policy: Policy) -> Appointment:

@@ -83,3 +83,36 @@ def test_I2_L4_superoffice_8_a_crm_edit_of_a_record_made_from_an_invitee_copy_ca
     assert stored["status"] != "cancelled" and stored["body"] == "Notes from the call: pricing agreed", stored
     live = _events(stack, ADELE, subject)
     assert [e["id"] for e in live if not e["isCancelled"]] == [copy["id"]]
+
+
+def _answer(record: dict[str, Any], email: str) -> str:
+    return next(a["response"] for a in record["attendees"] if a["email"] == email)
+
+
+def test_L6_superoffice_4_7_the_answer_of_the_invitee_whose_copy_made_the_record_reaches_the_crm(
+    stack: Stack,
+) -> None:
+    """SuperOffice scenarios 4, 7, 8, 10: the record made from Linda's invitee copy showed her answer as
+    `none` forever (Exchange tracks no responses on an invitee's copy, and that `none` won every merge). Her
+    copy's own responseStatus is her answer, on create and on every later change."""
+    subject = "Northwind pricing call"
+    _invited(stack, subject, day=3)  # Adele accepts
+    record = wait_for(
+        lambda: [
+            r for r in stack.crm_appointments() if r["subject"] == subject and _answer(r, ADELE) != "none"
+        ],
+        timeout=WAIT,
+    )[0]
+    assert _answer(record, ADELE) == "accepted", record
+
+    copy = _events(stack, ADELE, subject)[0]
+    with stack.graph_http() as g:  # she changes her mind in Outlook
+        g.post(f"/users/{ADELE}/events/{copy['id']}/tentativelyAccept", json={"sendResponse": True})
+    assert wait_for(
+        lambda: [
+            r
+            for r in stack.crm_appointments()
+            if r["subject"] == subject and _answer(r, ADELE) == "tentativelyAccepted"
+        ],
+        timeout=WAIT,
+    )
