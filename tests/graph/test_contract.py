@@ -157,3 +157,22 @@ async def test_delta_and_error_envelopes_match_the_documented_ones(
     assert set(fixture("graph_throttled_429_response.json")["error"]) <= set(throttled["error"])
     error = parse(throttled, ODataError)
     assert error.error.code == "TooManyRequests"
+
+
+async def test_bodies_are_read_as_text_so_an_outlook_html_body_compares_as_its_text(
+    adapter: GraphAdapter, emu: GraphEmulator
+) -> None:
+    """Issue 16 item 9: Graph returns HTML unless asked for text (event-get.md, Prefer
+    outlook.body-content-type); read as HTML, a body we wrote as text came back reformatted."""
+    written = "Agenda:\n  1. pricing  \n\n\n\n2. next steps"
+    created = await adapter.create_event(
+        ALICE_MAIL,
+        meeting("Body", at(5)).model_copy(update={"body": written}),
+        transaction_id="tx-body",
+        tag="key-body",
+    )
+    emu.clear_requests()
+    read = await adapter.get_event(ALICE_MAIL, created.event_id)
+    assert read is not None and read.appointment.body.strip() == written.strip()
+    [get] = [r for r in emu.requests if r["method"] == "GET"]
+    assert 'outlook.body-content-type="text"' in prefer(get)

@@ -34,7 +34,8 @@ from sync_core.settings import Settings
 
 T = TypeVar("T")
 
-PREFER_HEADERS = ('IdType="ImmutableId"', 'outlook.timezone="UTC"')
+# Bodies as text (Graph converts the HTML Outlook writes): a body we wrote reads back equal (D4, W4).
+PREFER_HEADERS = ('IdType="ImmutableId"', 'outlook.timezone="UTC"', 'outlook.body-content-type="text"')
 # Retry inline only when Graph asks for a short pause; longer ones go back to the queue with a visibility
 # delay equal to Retry-After (sync_core.service.retry), which does not spend the message's dequeue count.
 INLINE_RETRY_MAX_SECONDS = 2.0
