@@ -32,7 +32,9 @@ ROLL = timedelta(days=30)  # how far the delta window reaches beyond the policy 
 SWEEP_REASON = "sweep"
 SUBSCRIBED, POLLING = "subscribed", "polling"
 RESYNC_HOLD = timedelta(minutes=11)  # outlives a round (the function timeout is 10 minutes), then lapses
-RESYNC_BUSY_SECONDS = 30.0  # a resync that finds its mailbox busy comes back after this
+# A resync that finds its mailbox busy comes back after half the time it has waited so far, within these
+# bounds: soon after a short round, rarely during a long backfill (each return is one throttle round).
+RESYNC_BUSY_MIN_SECONDS, RESYNC_BUSY_MAX_SECONDS = 2.0, 60.0
 
 
 @dataclass
@@ -245,9 +247,10 @@ class Reconciler:
         a burst of `missed` lifecycle events, forged or real, is one full resync, not one per message."""
         lease = self._lease(message.mailbox) if self._lease is not None else None
         if lease is not None and not await lease.acquire(self._clock(), RESYNC_HOLD):
+            waited = (self._clock() - message.received_at).total_seconds()
             raise ThrottledError(
                 f"a resync of {message.mailbox} is running; this one waits for it",
-                retry_after=RESYNC_BUSY_SECONDS,
+                retry_after=min(RESYNC_BUSY_MAX_SECONDS, max(RESYNC_BUSY_MIN_SECONDS, waited / 2)),
                 side="storage",
                 mailbox=message.mailbox,
             )

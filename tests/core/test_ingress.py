@@ -32,7 +32,8 @@ SECRET = "s3cret-client-state"
 
 def _row(sub_id: str = "11111111-1111-4111-8111-111111111111") -> SubscriptionRow:
     return SubscriptionRow(
-        sub_id, "adele@contoso.example", client_state_digest(SECRET), datetime(2026, 11, 25, tzinfo=UTC))
+        sub_id, "adele@contoso.example", client_state_digest(SECRET), datetime(2026, 11, 25, tzinfo=UTC)
+    )
 
 
 class Fakes:
