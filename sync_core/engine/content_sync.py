@@ -23,7 +23,16 @@ from sync_core.domain.actions import (
     UpdateCrmAppointment,
     UpdateGraphEvent,
 )
-from sync_core.domain.model import Appointment, Attendee, CrmRecord, GraphEvent, Kind, Response, Status
+from sync_core.domain.model import (
+    Appointment,
+    Attendee,
+    CrmRecord,
+    GraphEvent,
+    Kind,
+    Origin,
+    Response,
+    Status,
+)
 from sync_core.engine import scope
 from sync_core.engine.merge import SYNC_FIELDS, crm_view, norm, three_way
 from sync_core.engine.rooms import room_declines
@@ -263,6 +272,12 @@ def cancel_crm(
     ], mapping.model_copy(update={"state": "cancelled"})
 
 
+def _booked_in_outlook(inp: Inputs, mapping: Mapping) -> bool:
+    """The meeting was made in Outlook (the CRM record came from it), not booked in the CRM."""
+    appt = inp.crm.appointment if inp.crm is not None else mapping.snapshot
+    return appt is not None and appt.origin is Origin.M365
+
+
 def cancel_graph(
     inp: Inputs, key: str, mapping: Mapping, graph: GraphEvent | None, why: str
 ) -> tuple[list[Action], Mapping | None]:
@@ -282,7 +297,25 @@ def cancel_graph(
     if held is not None:
         return [held], mapping
     actions: list[Action] = []
+    rooms = [
+        (room, copy.event_id)
+        for copy in mapping.copies
+        if copy.role == "room"
+        and copy.event_id != graph.event_id
+        and (room := inp.policy.room(copy.mailbox)) is not None
+        and room.mode == "crm_managed"
+    ]
+    if rooms and graph.is_organizer and _booked_in_outlook(inp, mapping):
+        # Momentus: the events team cancelling a booking made in Outlook declines the venue; the meeting,
+        # its organizer and attendees are the organizer's, untouched (they get Exchange's usual decline).
+        return [
+            room_declines(room, event_id, f"{why}: a booking made in Outlook; {room.display_name} declines")
+            for room, event_id in rooms
+        ], mapping.model_copy(update={"state": "cancelled"})
     if graph.is_organizer:
+        # Exchange cancels every attendee's and room's copy with the organizer's: nothing else to decline
+        # (a decline after it is refused, "The meeting was canceled").
+        rooms = []
         actions.append(
             CancelGraphEvent(
                 rule="L3",
@@ -303,17 +336,8 @@ def cancel_graph(
                 comment="Cancelled in the CRM",
             )
         )
-    for copy in mapping.copies:
-        room = inp.policy.room(copy.mailbox)
-        if (
-            copy.role == "room"
-            and room is not None
-            and room.mode == "crm_managed"
-            and copy.event_id != graph.event_id
-        ):
-            actions.append(
-                room_declines(room, copy.event_id, f"{why}: CRM-managed room {room.display_name} declines")
-            )
+    for room, event_id in rooms:
+        actions.append(room_declines(room, event_id, f"{why}: CRM-managed room {room.display_name} declines"))
     if not actions:
         actions.append(Skip(rule="L3", reason=f"{why}; our copy is already declined"))
     return actions, mapping.model_copy(update={"state": "cancelled"})

@@ -254,10 +254,12 @@ MOMENTUS: list[tuple[str, Case, str, list[str]]] = [
         ["respond_graph", "respond_graph"],
     ),
     (
-        "Momentus-managed: cancel -> room declines",
+        # Momentus: cancelling an event booked from Outlook "the corresponding Outlook event will be
+        # declined": the room declines, the organizer's meeting and its attendees stay (issue 16 item 2).
+        "Momentus-managed: cancel -> room declines, meeting untouched",
         lambda: _mom_status(Status.CANCELLED),
-        "L3",
-        ["cancel_graph", "respond_graph"],
+        "M4",
+        ["respond_graph"],
     ),
     (
         "Momentus booking on Outlook-managed room -> written to Outlook",
