@@ -19,6 +19,7 @@ from sync_core.adapters.graph.adapter import DeltaPage
 from sync_core.adapters.storage.core import call, create_entity, get_entity, key_of, translate
 from sync_core.domain.actions import Mapping
 from sync_core.domain.messages import GraphChange, MailboxResync, SubscriptionLifecycle, encode
+from sync_core.domain.model import GraphEvent
 from sync_core.domain.policy import Policy
 from sync_core.errors import ConcurrencyError, NotFoundError, PermanentError, ThrottledError
 from sync_core.ingress.graph import NOTIFICATION_TOUCH_INTERVAL
@@ -30,6 +31,8 @@ _MAILBOX_PK = "mailbox"
 MAX_PAGES = 10_000
 ROLL = timedelta(days=30)  # how far the delta window reaches beyond the policy window
 SWEEP_REASON = "sweep"
+ENDED_LOOKBACK = timedelta(days=1)  # L5: how far back a sweep looks for meetings that ended
+ENDED_MAX = 500  # L5: hints per mailbox per sweep (no calendar ends more meetings in one hour)
 SUBSCRIBED, POLLING = "subscribed", "polling"
 RESYNC_HOLD = timedelta(minutes=11)  # outlives a round (the function timeout is 10 minutes), then lapses
 # A resync that finds its mailbox busy comes back after half the time it has waited so far, within these
@@ -167,6 +170,8 @@ class DeltaSource(Protocol):
         self, mailbox: str, *, link: str | None, start: datetime | None = None, end: datetime | None = None
     ) -> DeltaPage: ...
 
+    async def calendar_view(self, mailbox: str, start: datetime, end: datetime) -> list[GraphEvent]: ...
+
 
 def policy_window(policy: Policy, now: datetime) -> tuple[datetime, datetime]:
     """The days the policy syncs (S6), whole UTC days, a superset of the engine's own check."""
@@ -291,6 +296,10 @@ class Reconciler:
         if not fresh and state.scanned_end is not None and state.scanned_end < wanted[1]:
             # S6: events entering the policy window, changed or not (the delta round only shows changes).
             found += (await self._round(message, None, state.scanned_end, wanted[1], entering=True))[0]
+        if sweep:
+            # L5: no notification comes when time passes; meetings that ended since the last sweep become
+            # activities now (their count is not a change anyone missed: kept out of the X2 check).
+            await self._ended(message, state.last_sweep, now)
         was_silent = message.reason.startswith(SWEEP_REASON) and silent(state, found, fresh)
         if was_silent:
             state.silent_since = state.silent_since or state.last_confirmed
@@ -403,6 +412,28 @@ class Reconciler:
                 checked,
             )
         return checked
+
+    async def _ended(self, message: MailboxResync, since: datetime | None, now: datetime) -> int:
+        """L5: each mapped meeting of the mailbox that ended in (since, now] goes to the worker as an
+        `updated` hint, which decides its kind again (an activity now). One calendarView and one partition
+        read; a series counts by its master. Bounded: at most ENDED_LOOKBACK back, ENDED_MAX hints a run;
+        idempotent: a meeting already an activity is a no-op (W4)."""
+        start = max(since or now - ENDED_LOOKBACK, now - ENDED_LOOKBACK)
+        if start >= now:
+            return 0
+        ended: list[str] = []
+        for e in await self._graph.calendar_view(message.mailbox, start, now):
+            if start < e.appointment.end <= now and not e.is_cancelled:
+                ended += [i for i in (e.event_id, e.series_master_id) if i]
+        if not ended:
+            return 0
+        mapped = {event_id for event_id, _ in await self._mappings.copies_in(message.mailbox)}
+        due = [i for i in dict.fromkeys(ended) if i in mapped][:ENDED_MAX]
+        for event_id in due:
+            await self._enqueue(self._change(message, event_id, "updated"))
+        if due:
+            log.info("L5: %d meeting(s) of %s ended since %s", len(due), message.mailbox, _iso(start))
+        return len(due)
 
     def _change(self, message: MailboxResync, event_id: str, change_type: str) -> str:
         return encode(

@@ -261,6 +261,10 @@ class Calendars:
         ]
         return DeltaPage(found, [], None, f"{mailbox}|{self.seq}|{lo.isoformat()}|{hi.isoformat()}")
 
+    async def calendar_view(self, mailbox: str, start: datetime, end: datetime) -> list[GraphEvent]:
+        events = self.events.get(mailbox, {}).items()
+        return [_event(mailbox, eid, when) for eid, (_, when) in sorted(events) if start < when < end]
+
 
 def _event(mailbox: str, event_id: str, start: datetime) -> GraphEvent:
     return GraphEvent(

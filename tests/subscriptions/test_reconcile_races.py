@@ -18,6 +18,7 @@ from sync_core.adapters.graph.adapter import DeltaPage, GraphAdapter
 from sync_core.adapters.graph.base import build_client
 from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.domain.messages import MailboxResync
+from sync_core.domain.model import GraphEvent
 from sync_core.domain.policy import DEFAULT_EXTENDED_PROPERTY_ID, Policy
 from sync_core.service.reconcile import MailboxStateStore, Reconciler
 from sync_core.settings import Settings
@@ -40,6 +41,9 @@ class Held:
         self.waiting.set()
         await self.go.wait()
         return await self._graph.delta_page(mailbox, link=link, start=start, end=end)
+
+    async def calendar_view(self, mailbox: str, start: datetime, end: datetime) -> list[GraphEvent]:
+        return await self._graph.calendar_view(mailbox, start, end)
 
 
 @dataclass
@@ -154,6 +158,9 @@ class Counted:
     ) -> DeltaPage:
         self.pages += 1
         return await self._graph.delta_page(mailbox, link=link, start=start, end=end)
+
+    async def calendar_view(self, mailbox: str, start: datetime, end: datetime) -> list[GraphEvent]:
+        return await self._graph.calendar_view(mailbox, start, end)
 
 
 def _missed(received_at: datetime) -> MailboxResync:
