@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sync_core.domain.actions import GraphCopy, Mapping, Receipt
-from sync_core.domain.model import CrmRecord, GraphEvent
+from sync_core.domain.model import Appointment, CrmRecord, GraphEvent
 from sync_core.engine.content_sync import receipt_fingerprint
 
 
@@ -30,11 +30,19 @@ def set_copy(mapping: Mapping, copy: GraphCopy) -> Mapping:
     return mapping.model_copy(update=update)
 
 
-def after_crm_write(mapping: Mapping, record: CrmRecord, now: datetime) -> Mapping:
+def after_crm_write(
+    mapping: Mapping, record: CrmRecord, now: datetime, written: Appointment | None = None
+) -> Mapping:
+    """The receipt of a CRM write (D4). `written`: the content we sent. The CRM answers with the record as
+    it is after our write, which may already hold a change a CRM user made meanwhile (a write answered by
+    its idempotency key, or a concurrent edit): then its version is not ours to recognise, and the receipt
+    keeps only the fingerprint of what we wrote, so that change is read as a change, not as our echo."""
+    fingerprint = receipt_fingerprint(record.appointment)
+    ours = written is None or receipt_fingerprint(written) == fingerprint
     receipt = Receipt(
         target_id=record.crm_id,
-        version=record.version,
-        fingerprint=receipt_fingerprint(record.appointment),
+        version=record.version if ours else "",
+        fingerprint=fingerprint if written is None else receipt_fingerprint(written),
         at=now,
     )
     return mapping.model_copy(update={"crm_id": record.crm_id, "crm_receipt": receipt})

@@ -239,7 +239,7 @@ class Worker:
         record = await self.crm.create_appointment(
             action.appointment, idempotency_key=action.idempotency_key, external_ref=step.mapping.meeting_key
         )
-        step.mapping = after_crm_write(step.mapping, record, step.now)
+        step.mapping = after_crm_write(step.mapping, record, step.now, action.appointment)
         return True
 
     async def _update_crm(self, action: UpdateCrmAppointment, step: _Step) -> bool:
@@ -249,7 +249,8 @@ class Worker:
             fields=action.changed_fields,
             expected_version=action.expected_version,
         )
-        step.mapping = after_crm_write(step.mapping, record, step.now) if step.mapping else None
+        written = action.appointment
+        step.mapping = after_crm_write(step.mapping, record, step.now, written) if step.mapping else None
         return True
 
     async def _cancel_crm(self, action: CancelCrmAppointment, step: _Step) -> bool:
