@@ -60,11 +60,26 @@ def receipt_fingerprint(appt: Appointment) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()[:32]
 
 
-def is_echo(receipt: Receipt | None, target_id: str, version: str, appt: Appointment) -> bool:
-    """D4: what we read is what we last wrote: same target and the same version or content."""
+def is_echo(
+    receipt: Receipt | None,
+    target_id: str,
+    version: str,
+    appt: Appointment,
+    last_synced: Appointment | None = None,
+    shaped: Appointment | None = None,
+) -> bool:
+    """D4: what we read is what we last wrote: same target and the same version, or the same content under
+    a new version (the side's own rewrite of our write) while the meeting was synced to nothing else since:
+    a person's edit away from what we wrote and back again (A, B, A) is a change. `shaped`: `appt` as the
+    policy shapes it, compared with `last_synced` (the mapping's snapshot)."""
     if receipt is None or receipt.target_id != target_id:
         return False
-    return (bool(version) and receipt.version == version) or receipt.fingerprint == receipt_fingerprint(appt)
+    if version and receipt.version == version:
+        return True
+    if receipt.fingerprint != receipt_fingerprint(appt):
+        return False
+    seen = shaped or appt
+    return last_synced is None or all(crm_view(last_synced, f) == crm_view(seen, f) for f in SYNC_FIELDS)
 
 
 def x1_limit(inp: Inputs, what: str) -> Skip | None:

@@ -126,14 +126,10 @@ async def test_W4_after_that_one_save_a_crm_meeting_written_to_outlook_syncs_aga
     assert _blown(worker.decisions).calls == ["MemoryDecisions.record"] * len(again)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sync_core gap (D4): content_sync.is_echo takes a match of the content fingerprint of our last "
-    "write for our echo even when the side's version has moved on since, so a person's edit back to exactly "
-    "what we last wrote there (A, then B, then A again) is dropped",
-)
 @pytest.mark.parametrize("side", ["m365", "crm"])
 async def test_D4_a_persons_edit_back_to_what_we_last_wrote_is_not_our_echo(side: str) -> None:
+    """A person's edit back to exactly what we last wrote there (A, then B, then A again) is a change: the
+    content matches our last write, but the meeting was synced to B since."""
     world = Synced("crm" if side == "m365" else "m365")  # we created the meeting on `side`: "Review"
     await world.sync()
     for subject in ("Renamed", "Review"):  # away from what we wrote, then back to it
