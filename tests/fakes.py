@@ -507,8 +507,9 @@ def _as_graph_holds(
 class MemoryCalendar:
     """Mailboxes of events as GraphAdapter reads and writes them: a new change key per change, our tag on the
     events we write (not in create and update answers, which do not expand it), a create made once per
-    transaction id, no cancelled occurrences on reads (the adapter does not $select them; `event` and `events`
-    show the truth). `user_*` change events as people do in Outlook; every change is announced in `outbox`
+    transaction id, cancelled occurrences only on a series read by id (Graph returns them only when such a GET
+    selects them, as the adapter does; a view or a write's answer has none; `event` and `events` show the
+    truth). `user_*` change events as people do in Outlook; every change is announced in `outbox`
     as the subscription's GraphChange. Exchange's meeting machinery (attendee and room copies, auto-accept)
     is not modelled: `deliver` puts such a copy in a mailbox."""
 
@@ -522,8 +523,7 @@ class MemoryCalendar:
 
     # -- Calendar --
     async def get_event(self, mailbox: str, event_id: str) -> GraphEvent | None:
-        event = self._events.get((mailbox.lower(), event_id))
-        return None if event is None else _read(event)
+        return self._events.get((mailbox.lower(), event_id))  # a GET by id selects cancelledOccurrences
 
     async def calendar_view(self, mailbox: str, start: datetime, end: datetime) -> list[GraphEvent]:
         out: list[GraphEvent] = []
@@ -685,7 +685,7 @@ class MemoryCalendar:
 
 
 def _read(event: GraphEvent) -> GraphEvent:
-    """The event as GraphAdapter reads it: cancelledOccurrences is returned only on $select, never asked."""
+    """The event as a view or a write's answer shows it: cancelledOccurrences only on a GET by id."""
     if not event.appointment.cancelled_occurrences:
         return event
     return event.model_copy(update={"appointment": _with(event.appointment, cancelled_occurrences=())})

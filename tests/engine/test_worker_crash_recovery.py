@@ -231,11 +231,6 @@ async def test_E1_a_decision_whose_writes_were_made_is_on_record_though_the_work
     assert any("conflict on" in r["reason"] + str(r["actions"]) for r in rows), [r["reason"] for r in rows]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sync_core gap (R3): GraphAdapter.get_event does not $select cancelledOccurrences, so an "
-    "occurrence cancelled in Outlook is never read; MemoryCalendar reads as the adapter does",
-)
 async def test_R3_an_occurrence_cancelled_in_outlook_reaches_the_crm() -> None:
     world = World()
     event_id = world.outlook_user_books(recurrence=weekly((NOW + timedelta(days=1)).date()))

@@ -23,7 +23,7 @@ from sync_core.adapters.graph.base import (
 )
 from sync_core.adapters.graph.base import config as _config
 from sync_core.adapters.graph.base import graph_time as _graph_time
-from sync_core.adapters.graph.convert import appointment_to_event
+from sync_core.adapters.graph.convert import EVENT_PROPERTIES, appointment_to_event
 from sync_core.adapters.graph.create import find_created
 from sync_core.domain import identity
 from sync_core.domain.model import Appointment, GraphEvent
@@ -55,9 +55,12 @@ class GraphAdapter(GraphBase):
         return self._client.users.by_user_id(mailbox).events.by_event_id(event_id)
 
     async def get_event(self, mailbox: str, event_id: str) -> GraphEvent | None:
-        """The event as it is now, with our write tag; None when it no longer exists."""
+        """The event as it is now, with our write tag; None when it no longer exists. A series master comes
+        with its cancelled occurrences (R3), which Graph returns only when a GET by id selects them, and a
+        select returns only what it names: every property the conversion reads is named."""
         query = EventItemRequestBuilder.EventItemRequestBuilderGetQueryParameters(
-            expand=[f"singleValueExtendedProperties($filter=id eq '{self._prop}')"]
+            select=[*EVENT_PROPERTIES, "cancelledOccurrences"],
+            expand=[f"singleValueExtendedProperties($filter=id eq '{self._prop}')"],
         )
         try:
             event = await self._call(

@@ -151,6 +151,43 @@ def _read_recurrence(rec: PatternedRecurrence | None, *, item: str) -> Recurrenc
     )
 
 
+# Every event property event_to_graph_event reads (a $select must name them all: Graph returns only those).
+EVENT_PROPERTIES: tuple[str, ...] = (
+    "id",
+    "changeKey",
+    "iCalUId",
+    "type",
+    "seriesMasterId",
+    "originalStart",
+    "originalStartTimeZone",
+    "originalEndTimeZone",
+    "subject",
+    "body",
+    "start",
+    "end",
+    "isAllDay",
+    "location",
+    "locations",
+    "organizer",
+    "attendees",
+    "sensitivity",
+    "showAs",
+    "isReminderOn",
+    "reminderMinutesBeforeStart",
+    "categories",
+    "onlineMeeting",
+    "onlineMeetingUrl",
+    "recurrence",
+    "isOrganizer",
+    "isDraft",
+    "isCancelled",
+    "responseStatus",
+    "lastModifiedDateTime",
+    "transactionId",
+    "hasAttachments",
+)
+
+
 def _cancelled(values: Iterable[str], start: datetime, tz_name: str) -> tuple[datetime, ...]:
     """cancelledOccurrences ("OID.<masterId>.<yyyy-mm-dd>") as the UTC starts of the cancelled instances."""
     zone = timezones.zone(tz_name)
