@@ -116,3 +116,50 @@ def test_L6_superoffice_4_7_the_answer_of_the_invitee_whose_copy_made_the_record
         ],
         timeout=WAIT,
     )
+
+
+def test_R3_superoffice_6_an_occurrence_deleted_in_outlook_reaches_the_crm(stack: Stack) -> None:
+    """SuperOffice scenario 6: a deleted occurrence never reached the CRM (Graph announces occurrence
+    changes on the series master, and the master was read without its cancelledOccurrences)."""
+    subject = "Weekly Northwind stand-up"
+    first = BASE + timedelta(days=7, hours=9)
+    with stack.graph_http() as g:
+        g.post(
+            f"/users/{ADELE}/events",
+            json={
+                "subject": subject,
+                "start": _when(7, 9),
+                "end": _when(7, 9.5),
+                "attendees": [{"emailAddress": {"address": "megan@fabrikam.example"}, "type": "required"}],
+                "recurrence": {
+                    "pattern": {
+                        "type": "weekly",
+                        "interval": 1,
+                        "daysOfWeek": [first.strftime("%A").lower()],
+                    },
+                    "range": {
+                        "type": "numbered",
+                        "startDate": first.date().isoformat(),
+                        "numberOfOccurrences": 4,
+                    },
+                },
+            },
+        ).raise_for_status()
+        _record(stack, subject)
+        second = first + timedelta(weeks=1)
+        view = g.get(
+            f"/users/{ADELE}/calendarView",
+            params={
+                "startDateTime": second.isoformat(),
+                "endDateTime": (second + timedelta(hours=1)).isoformat(),
+            },
+        ).json()["value"]
+        [occurrence] = [e for e in view if e["subject"] == subject]
+        g.delete(f"/users/{ADELE}/events/{occurrence['id']}").raise_for_status()
+
+    def cancelled() -> list[str]:
+        record = _record(stack, subject)
+        return [str(s) for s in record["cancelled_occurrences"]]
+
+    gone = wait_for(cancelled, timeout=WAIT)
+    assert [datetime.fromisoformat(s.replace("Z", "+00:00")) for s in gone] == [second]
