@@ -163,3 +163,32 @@ def test_R3_superoffice_6_an_occurrence_deleted_in_outlook_reaches_the_crm(stack
 
     gone = wait_for(cancelled, timeout=WAIT)
     assert [datetime.fromisoformat(s.replace("Z", "+00:00")) for s in gone] == [second]
+
+
+def test_M4_L3_momentus_cancelling_a_booking_made_in_outlook_declines_the_room_and_leaves_the_meeting(
+    stack: Stack,
+) -> None:
+    """Momentus: when the events team cancels an event booked from Outlook on a Momentus-managed space,
+    "the corresponding Outlook event will be declined". Before, the organizer's meeting was cancelled (the
+    customer got a cancellation) and the room's decline after it was refused and poisoned."""
+    from tests.e2e.test_crm_to_m365 import HALL, _answered, _outlook_event
+
+    subject = "Northwind launch dinner"
+    with stack.graph_http() as g:
+        g.post(f"/users/{ADELE}/events", json=_outlook_event(subject, 12, 18, 21, (HALL,))).raise_for_status()
+    record = _record(stack, subject)
+    stack.crm.user_update(record["id"], status="confirmed")
+    assert wait_for(lambda: _answered(stack, HALL, subject, "accepted"), timeout=WAIT)
+
+    stack.crm.user_cancel(record["id"])
+
+    assert wait_for(lambda: _answered(stack, HALL, subject, "declined"), timeout=WAIT)
+    [meeting] = _events(stack, ADELE, subject)
+    assert not meeting["isCancelled"]  # the organizer's meeting and its attendees are left alone
+    assert not [
+        m
+        for m in stack.graph.sent_mail
+        if subject in m["message"]["subject"] and "Cancel" in m["message"]["subject"]
+    ]
+    decided = _decisions(stack, record["id"])
+    assert not [d for d in decided if d["outcome"] not in ("applied", "no-op")], decided
