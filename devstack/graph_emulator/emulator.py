@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from devstack.graph_emulator.admin import admin_routes
+from devstack.graph_emulator.attachments_api import AttachmentsApi, attach, new_attachment
 from devstack.graph_emulator.clock import Clock
 from devstack.graph_emulator.errors import error_body
 from devstack.graph_emulator.events import RenderContext, render_event
@@ -65,6 +66,7 @@ class GraphEmulator:
         )
         self.state.listeners.append(self.notifier.on_change)
         EventsApi(self.service)
+        AttachmentsApi(self.service)
         CalendarViewApi(self.service)
         self.subscriptions_api = SubscriptionsApi(
             self.service, self.notifier, validation_timeout, allow_remote_notification_urls
@@ -205,6 +207,16 @@ class GraphEmulator:
             raise ValueError(f"room_mode must be one of {ROOM_MODES} or None")
         mailbox = Mailbox(id, mail, display_name, kind, room_mode if kind == "room" else None, time_zone)
         return self.state.add_mailbox(mailbox).to_json()
+
+    def add_attachment(self, mailbox: str, event_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Attach as Outlook would (F5): any attachment type, a referenceAttachment included, which the v1.0
+        API cannot add. The same validation and the same `updated` change as `POST .../attachments`."""
+        with self.state.lock:
+            box = self.state.mailbox(mailbox)
+            record = self.state.events[box.id].get(event_id)
+            if record is None:
+                raise KeyError(f"no event {event_id!r} in {mailbox!r}")
+            return dict(attach(self.state, record, new_attachment(self.state, body, allow_reference=True)))
 
     @property
     def mailboxes(self) -> list[dict[str, Any]]:

@@ -618,7 +618,7 @@ def render_event(
             "iCalUId": ical_uid,
             "reminderMinutesBeforeStart": fields["reminderMinutesBeforeStart"],
             "isReminderOn": fields["isReminderOn"],
-            "hasAttachments": False,
+            "hasAttachments": bool(record.attachments),
             "hideAttendees": fields["hideAttendees"],
             "subject": fields["subject"],
             "bodyPreview": body_preview(fields["body"]),

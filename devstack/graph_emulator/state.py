@@ -92,6 +92,7 @@ class EventRecord:
     shapes: list[tuple[int, SeriesShape]] = field(default_factory=list)
     organizer_ref: tuple[str, str] | None = None
     copies: dict[str, str] = field(default_factory=dict)
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # attachments_api.py
 
     @property
     def is_series(self) -> bool:
