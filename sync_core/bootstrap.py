@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sync_core.adapters import telemetry
+from sync_core.adapters.crm.dataverse import DataverseConnector
 from sync_core.adapters.crm.rest import RestCrmConnector
 from sync_core.adapters.graph.adapter import GraphAdapter
 from sync_core.adapters.graph.base import build_client
@@ -37,11 +39,31 @@ from sync_core.domain.messages import AnyMessage, CrmChange, GraphChange, Mailbo
 from sync_core.domain.policy import Policy, load_policy
 from sync_core.errors import ConfigurationError
 from sync_core.ingress.graph import NotificationClock
+from sync_core.ports.crm import CrmCapabilities, CrmConnector
 from sync_core.service.lifecycle import LifecycleHandler
 from sync_core.service.reconcile import MailboxStateStore, Reconciler
 from sync_core.service.subscription_manager import RENEWAL_LEASE, SubscriptionManager
 from sync_core.service.worker import Worker
 from sync_core.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+# What our REST contract (docs/crm-contract.openapi.yaml) holds: the neutral model as it is.
+REST_CAPABILITIES = CrmCapabilities(
+    connector="rest",
+    recurrence="native",
+    exceptions="native",
+    attendee_responses="native",
+    rooms="spaces",
+    change_feed="cursor",
+)
+
+
+def crm_connector(settings: Settings) -> tuple[CrmConnector, CrmCapabilities]:
+    """The CRM connector CRM_CONNECTOR names, and what its CRM can hold."""
+    if settings.crm_connector_name == "dataverse":
+        return DataverseConnector.from_settings(settings), DataverseConnector.capabilities
+    return RestCrmConnector.from_settings(settings), REST_CAPABILITIES  # CRM_AUTH_SCHEME: bearer or api_key
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -91,7 +113,8 @@ class Container:
             extended_property_id=policy.extended_property_id,
             tag_secrets=settings.tag_secrets,
         )
-        self.crm = RestCrmConnector.from_settings(settings)  # CRM_AUTH_SCHEME: bearer or api_key
+        self.crm, self.crm_capabilities = crm_connector(settings)
+        log.info("CRM connector %s: %s", self.crm_capabilities.connector, self.crm_capabilities.describe())
         self.mappings = MappingStore(self.storage.table(MAPPINGS_TABLE))
         self.decisions = DecisionLog(self.storage.table(DECISIONS_TABLE))
         self.subscriptions = SubscriptionStore(self.storage.table(SUBSCRIPTIONS_TABLE))

@@ -17,6 +17,8 @@ from sync_core.errors import ConfigurationError
 GRAPH_PUBLIC_BASE_URL = "https://graph.microsoft.com/v1.0"
 EMULATOR_TAG_SECRET = "emulator-only-event-tag-secret-not-for-production"
 CRM_AUTH_SCHEMES = ("bearer", "api_key")
+CRM_CONNECTORS = ("rest", "dataverse")
+DATAVERSE_AUTH_MODES = ("app", "emulator")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
 
 
@@ -62,7 +64,11 @@ class Settings(BaseSettings):
     public_base_url: str | None = Field(None, validation_alias=_alias("PUBLIC_BASE_URL"))
     webhook_function_key: str | None = Field(None, validation_alias=_alias("WEBHOOK_FUNCTION_KEY"))
 
-    # CRM.
+    # CRM: which connector (`rest`: our contract, `dataverse`: Dynamics 365 / Dataverse Web API).
+    crm_connector: str = Field("rest", validation_alias=_alias("CRM_CONNECTOR"))
+    dataverse_url: str | None = Field(None, validation_alias=_alias("DATAVERSE_URL"))
+    # `app`: the app registration's client credentials (as GRAPH_AUTH_MODE); `emulator`: a static token.
+    dataverse_auth_mode: str = Field("app", validation_alias=_alias("DATAVERSE_AUTH_MODE"))
     crm_base_url: str | None = Field(None, validation_alias=_alias("CRM_BASE_URL"))
     crm_api_token: str | None = Field(None, validation_alias=_alias("CRM_API_TOKEN"))
     # How CRM_API_TOKEN is sent: `bearer` (Authorization: Bearer) or `api_key` (in CRM_API_KEY_HEADER).
@@ -138,7 +144,12 @@ class Settings(BaseSettings):
             out.append("GRAPH_BASE_URL: must be https, or http on loopback for the emulator")
         if self.graph_auth_mode == "emulator" and self.graph_base_url == GRAPH_PUBLIC_BASE_URL:
             out.append("GRAPH_AUTH_MODE=emulator needs GRAPH_BASE_URL pointing at the Graph emulator")
-        if not self.crm_base_url:
+        connector = self.crm_connector.strip().lower()
+        if connector not in CRM_CONNECTORS:
+            out.append(f"CRM_CONNECTOR: {self.crm_connector!r} is not one of {', '.join(CRM_CONNECTORS)}")
+        elif connector == "dataverse":
+            out += self._dataverse_problems()
+        elif not self.crm_base_url:
             out.append("CRM_BASE_URL: required")
         elif not self.crm_api_token:
             out.append("CRM_API_TOKEN: required with CRM_BASE_URL (the CRM refuses requests without it)")
@@ -170,6 +181,34 @@ class Settings(BaseSettings):
         if not self.public_base_url:
             out.append("PUBLIC_BASE_URL: required, the https address Graph sends notifications to")
         return out
+
+    def _dataverse_problems(self) -> list[str]:
+        out: list[str] = []
+        url = (self.dataverse_url or "").strip()
+        if not url:
+            out.append(
+                "DATAVERSE_URL: required with CRM_CONNECTOR=dataverse (e.g. https://contoso.crm4.dynamics.com)"
+            )
+        elif not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            out.append("DATAVERSE_URL: must be https, or http on loopback for the emulator")
+        mode = self.dataverse_auth_mode.strip().lower()
+        if mode not in DATAVERSE_AUTH_MODES:
+            out.append(
+                f"DATAVERSE_AUTH_MODE: {self.dataverse_auth_mode!r} is not one of "
+                f"{', '.join(DATAVERSE_AUTH_MODES)}"
+            )
+        elif mode == "app" and self.graph_auth_mode == "emulator":
+            out.append(
+                "DATAVERSE_AUTH_MODE=app needs the app registration (GRAPH_AUTH_MODE other than emulator); "
+                "use DATAVERSE_AUTH_MODE=emulator against the Dataverse emulator"
+            )
+        elif mode == "emulator" and url.startswith("https://") and ".dynamics.com" in url:
+            out.append("DATAVERSE_AUTH_MODE=emulator cannot reach a real Dataverse organization")
+        return out
+
+    @property
+    def crm_connector_name(self) -> str:
+        return self.crm_connector.strip().lower()
 
 
 def _listed(value: str | None) -> list[str]:

@@ -1,6 +1,7 @@
 """The port to the customer's CRM: what the sync needs from any CRM, as a Protocol.
 
-`crm_rest.RestCrmConnector` implements it over the HTTP contract in docs/crm-contract.openapi.yaml.
+`adapters.crm.rest.RestCrmConnector` implements it over the HTTP contract in docs/crm-contract.openapi.yaml,
+`adapters.crm.dataverse.DataverseConnector` over the Dataverse Web API; each declares its `CrmCapabilities`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,26 @@ class ChangedPage(_Frozen):
     deleted_ids: tuple[str, ...] = ()
     cursor: str
     more: bool = False
+
+
+class CrmCapabilities(_Frozen):
+    """What a connector's CRM can hold, as data the composition root logs and exposes. A connector refuses
+    (UnprocessableError with the reason) what it cannot hold; it never flattens it silently."""
+
+    connector: str
+    recurrence: Literal["native", "none"]  # none: a series is refused, never flattened
+    exceptions: Literal["native", "none"]  # occurrences changed or cancelled inside a series
+    attendee_responses: Literal["native", "kept", "none"]  # kept: stored for us, invisible to CRM users
+    rooms: Literal["spaces", "text"]  # spaces: room mailboxes held natively; text: a location string
+    change_feed: Literal["cursor", "delta_link"]
+    deletes_in_feed: bool = True
+    cursor_ttl_days: int | None = None  # None: the cursor does not expire
+    create_once: Literal["idempotency_key", "client_id"] = "idempotency_key"
+    field_limits: tuple[tuple[str, int], ...] = ()  # (our field, the CRM's maximum length)
+
+    def describe(self) -> dict[str, object]:
+        """A flat, JSON-able description for logs and status output."""
+        return self.model_dump(mode="json")
 
 
 class CrmConnector(Protocol):
