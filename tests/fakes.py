@@ -22,6 +22,7 @@ from sync_core.domain.messages import CrmChange, GraphChange
 from sync_core.domain.model import (
     GRAPH_WRITABLE_FIELDS,
     Appointment,
+    Attachment,
     CrmRecord,
     GraphEvent,
     Person,
@@ -614,6 +615,31 @@ class MemoryCalendar:
 
     async def send_mail(self, mailbox: str, subject: str, text: str) -> None:
         self.sent.append((mailbox.lower(), subject, text))
+
+    async def read_attachments(
+        self,
+        mailbox: str,
+        event_id: str,
+        *,
+        known: Iterable[Attachment] = (),
+        content_max_bytes: int | None = None,
+    ) -> tuple[Attachment, ...]:
+        """F5 as GraphAdapter.read_attachments: the event's attachments (the model's, as `user_*` put them),
+        the bytes kept only on files within the limit that `known` lacks in this version."""
+        event = self._events.get((mailbox.lower(), event_id))
+        if event is None:
+            raise NotFoundError("no such event", side="graph", mailbox=mailbox, item_id=event_id)
+        have = {a.version_key for a in known}
+        out = []
+        for a in event.appointment.attachments:
+            keep = (
+                content_max_bytes is not None
+                and a.kind == "file"
+                and a.size <= content_max_bytes
+                and a.version_key not in have
+            )
+            out.append(a if keep else a.model_copy(update={"content": None}))
+        return tuple(out)
 
     # -- people and Exchange --
     def user_create(self, mailbox: str, appointment: Appointment) -> GraphEvent:

@@ -19,6 +19,8 @@ from aiohttp import web
 from devstack.crm_emulator.contract import check_body
 from devstack.crm_emulator.store import MAX_PAGE, ApiError, ChangeEvent, CrmStore
 
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
 ADMIN_PREFIX = "/_emulator"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -117,8 +119,11 @@ class CrmApi:
     def app(self, admin_routes: list[web.RouteDef]) -> web.Application:
         # The contract allows 50 `email` parameters of up to 320 characters each: a URL far past aiohttp's
         # default 8 KB request line, which it would refuse in plain text before the contract's JSON 400.
+        # F5: an appointment may carry files of a few MB as base64, past aiohttp's default 1 MB body.
         app = web.Application(
-            middlewares=[self._middleware], handler_args={"max_line_size": MAX_REQUEST_LINE}
+            middlewares=[self._middleware],
+            handler_args={"max_line_size": MAX_REQUEST_LINE},
+            client_max_size=MAX_BODY_BYTES,
         )
         app.add_routes(
             [

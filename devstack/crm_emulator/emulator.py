@@ -180,6 +180,10 @@ class CrmEmulator:
         """Every live appointment in wire form (cancelled ones included)."""
         return list(self.store.snapshot()["appointments"])
 
+    def attachments(self, crm_id: str) -> list[dict[str, Any]]:
+        """F5: an appointment's attachments as stored, each file with its `content_base64` when it has one."""
+        return self.store.attachments(crm_id)
+
     @property
     def requests(self) -> list[RecordedRequest]:
         """Contract requests received so far (admin requests are not logged)."""
@@ -256,6 +260,9 @@ class CrmEmulator:
         async def appointments(request: web.Request) -> web.Response:
             return web.json_response(self.store.snapshot())
 
+        async def attachments(request: web.Request) -> web.Response:
+            return web.json_response(self.attachments(request.match_info["id"]))
+
         async def reset(request: web.Request) -> web.Response:
             self.reset()
             return web.Response(status=204)
@@ -294,6 +301,7 @@ class CrmEmulator:
             web.get(f"{p}/faults", faults),
             web.post(f"{p}/faults", faults),
             web.get(f"{p}/appointments", appointments),
+            web.get(f"{p}/appointments/{{id}}/attachments", attachments),
             web.post(f"{p}/reset", reset),
             web.get(f"{p}/requests", requests),
             web.post(f"{p}/webhook", webhook),

@@ -6,6 +6,8 @@ No I/O. Thread-safe (one lock): the aiohttp handlers and the test thread both ca
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 import threading
 from collections.abc import Iterable, Mapping
@@ -77,6 +79,40 @@ def _validate_appointment(data: Mapping[str, Any]) -> dict[str, Any]:
         raise ApiError(422, "invalid_appointment", str(exc)) from exc
 
 
+def _take_contents(fields: Mapping[str, Any]) -> tuple[dict[str, Any], list[str | None] | None]:
+    """F5: `fields` without the attachments' `content_base64` (request only), and those contents by position
+    (None when the request sends no attachments). Bytes that are not base64 are refused (422)."""
+    out = dict(fields)
+    items = out.get("attachments")
+    if not isinstance(items, list):
+        return out, None
+    contents: list[str | None] = []
+    cleaned: list[Any] = []
+    for item in items:
+        content = None
+        if isinstance(item, dict) and "content_base64" in item:
+            item = dict(item)
+            content = item.pop("content_base64")
+            try:
+                base64.b64decode(content, validate=True)
+            except (binascii.Error, TypeError, ValueError) as exc:
+                raise ApiError(
+                    422, "invalid_appointment", "attachments: content_base64 is not base64"
+                ) from exc
+        contents.append(content)
+        cleaned.append(item)
+    out["attachments"] = cleaned
+    return out, contents
+
+
+def _version_key(attachment: Mapping[str, Any]) -> tuple[str, str, int]:
+    return (
+        str(attachment.get("id") or ""),
+        str(attachment.get("last_modified") or ""),
+        int(attachment["size"]),
+    )
+
+
 class CrmStore:
     """Appointments, tombstones and the directory of one emulated CRM."""
 
@@ -100,6 +136,8 @@ class CrmStore:
             self.users: dict[str, dict[str, Any]] = {}
             self.contacts: dict[str, dict[str, Any]] = {}
             self.spaces: dict[str, dict[str, Any]] = {}
+            # F5: attachment bytes by record and attachment version; never in a record or a response.
+            self._contents: dict[str, dict[tuple[str, str, int], str]] = {}
 
     # -- helpers (lock held) --------------------------------------------------------------------
 
@@ -146,6 +184,29 @@ class CrmStore:
         if wanted != "*" and wanted != row["version"]:
             raise ApiError(412, "version_mismatch", f"version is {row['version']}, If-Match was {wanted}")
 
+    def _keep_contents(self, crm_id: str, attachments: list[dict[str, Any]], sent: list[str | None]) -> None:
+        """The record's attachments hold the bytes just sent, or those stored for the same version."""
+        before = self._contents.get(crm_id, {})
+        kept: dict[tuple[str, str, int], str] = {}
+        for attachment, content in zip(attachments, sent, strict=True):
+            key = _version_key(attachment)
+            if content is not None:
+                kept[key] = content
+            elif key in before:
+                kept[key] = before[key]
+        self._contents[crm_id] = kept
+
+    def attachments(self, crm_id: str) -> list[dict[str, Any]]:
+        """F5, for tests: the record's attachments, each with the `content_base64` stored for it, if any."""
+        with self._lock:
+            row = self._row(crm_id)
+            stored = self._contents.get(crm_id, {})
+            out = []
+            for attachment in row.get("attachments") or ():
+                content = stored.get(_version_key(attachment))
+                out.append(dict(attachment) | ({"content_base64": content} if content is not None else {}))
+            return out
+
     # -- appointments ---------------------------------------------------------------------------
 
     def get(self, crm_id: str) -> dict[str, Any]:
@@ -164,6 +225,7 @@ class CrmStore:
         self, body: Mapping[str, Any], *, idempotency_key: str | None, created_by: str | None = None
     ) -> tuple[dict[str, Any], bool, list[ChangeEvent]]:
         """(record, created?, events). A known idempotency key returns its record, created=False."""
+        body, contents = _take_contents(body)
         unknown = set(body) - APPOINTMENT_FIELDS - {"external_ref", "created_by"}
         if unknown:
             raise ApiError(422, "unknown_field", f"unknown or read-only fields: {', '.join(sorted(unknown))}")
@@ -185,6 +247,8 @@ class CrmStore:
                 **appointment,
             }
             saved = self._commit(record)
+            if contents is not None:
+                self._keep_contents(row_id, saved["attachments"], contents)
             if idempotency_key is not None:
                 self._idempotency[idempotency_key] = row_id
             return saved, True, [self._event("created", row_id, saved["version"])]
@@ -199,6 +263,7 @@ class CrmStore:
     ) -> tuple[dict[str, Any], list[ChangeEvent]]:
         """Merge `patch`; a patch that changes nothing keeps the version and announces nothing.
         `updated_by`: the CRM user making the change (None: an API write, the sync's own)."""
+        patch, contents = _take_contents(patch)
         unknown = set(patch) - APPOINTMENT_FIELDS - {"external_ref"}
         if unknown:
             raise ApiError(422, "unknown_field", f"unknown or read-only fields: {', '.join(sorted(unknown))}")
@@ -212,6 +277,8 @@ class CrmStore:
             new = {**row, **merged}
             if "external_ref" in patch:
                 new["external_ref"] = patch["external_ref"]
+            if contents is not None:
+                self._keep_contents(crm_id, merged["attachments"], contents)
             if new == row:
                 return dict(row), []
             new["updated_by"] = updated_by
@@ -229,6 +296,7 @@ class CrmStore:
             self._precondition(row, if_match)
             del self._rows[crm_id]
             del self._row_seq[crm_id]
+            self._contents.pop(crm_id, None)
             self._seq += 1
             self._tombstones[crm_id] = self._seq
             return [self._event("deleted", crm_id, row["version"])]

@@ -9,9 +9,9 @@ import hashlib
 import json
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Side(StrEnum):
@@ -107,9 +107,39 @@ class Location(_Frozen):
 
 
 class Attachment(_Frozen):
+    """F5: one attachment of a meeting, as Graph lists it. `id` and `last_modified` name one version of it
+    (a file replaced in Outlook gets a new pair), so a copy that already has this version is not sent again.
+
+    `content` (a file's bytes, within the policy's size) travels only from the Graph read to the CRM write:
+    it is never serialised (mapping snapshots, decisions and fingerprints hold the metadata alone) and never
+    compared (two attachments are equal when their metadata is)."""
+
     name: str
     size: int = 0
     content_type: str = "application/octet-stream"
+    kind: Literal["file", "item", "reference"] = "file"
+    id: str = ""
+    last_modified: datetime | None = None
+    content: bytes | None = Field(default=None, exclude=True, repr=False)
+
+    @field_validator("last_modified")
+    @classmethod
+    def _utc_opt(cls, v: datetime | None) -> datetime | None:
+        return None if v is None else utc(v)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Attachment):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash(self.version_key)
+
+    @property
+    def version_key(self) -> tuple[str, str, int]:
+        """(id, lastModifiedDateTime, size): the same key means the same file, already sent (F5, W4)."""
+        when = self.last_modified.isoformat() if self.last_modified else ""
+        return (self.id, when, self.size)
 
 
 class RecurrencePattern(_Frozen):
@@ -235,6 +265,7 @@ class GraphEvent(_Frozen):
     is_cancelled: bool = False
     response: Response = Response.NONE
     written_by_us: str | None = None  # value of our single-value extended property, if present
+    has_attachments: bool = False  # hasAttachments: the attachments are read with their own call (F5)
     last_modified: datetime | None = None  # lastModifiedDateTime, for conflict policy newest_wins (D3)
     appointment: Appointment
 

@@ -121,6 +121,9 @@ class Policy(_Frozen):
     activity_sync_days: int = Field(default=14, ge=0)  # L5
     attendee_cap: int | None = Field(default=None, ge=1, le=500)  # F3
     attachments: Literal["none", "metadata", "content"] = "metadata"  # F5
+    # F5: with `content`, files up to this size are copied; larger ones (and item/reference attachments)
+    # go as metadata. 3 MB: Graph's own limit for adding a file in one request (event-post-attachments.md).
+    attachment_content_max_bytes: int = Field(default=3 * 1024 * 1024, ge=0, le=150 * 1024 * 1024)
     max_deletes_per_run: int = Field(default=20, ge=0)  # X1
     sync_users: tuple[SyncUser, ...] = ()  # S1
     own_domains: tuple[str, ...] = ()  # S4

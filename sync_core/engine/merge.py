@@ -15,7 +15,7 @@ from sync_core.domain.model import GRAPH_WRITABLE_FIELDS, Appointment, Attendee,
 # Fields both sides hold and write (F1). Occurrence cancellations are written as their own action (R3).
 BOTH_WAYS: tuple[str, ...] = (*GRAPH_WRITABLE_FIELDS, "cancelled_occurrences")
 # Read from M365 only: Graph does not let us write them (organizer: the mailbox; join link: Teams;
-# attachments: a separate endpoint, content out of scope by F5).
+# attachments: a separate endpoint, read by service/attachments.py; content only under `content`, F5).
 M365_OWNED: tuple[str, ...] = ("organizer", "online_meeting_url", "attachments")
 SYNC_FIELDS: tuple[str, ...] = (*BOTH_WAYS, *M365_OWNED)
 
@@ -46,8 +46,10 @@ def norm(appt: Appointment, field: str) -> Any:
         return tuple(sorted(set(appt.categories)))
     if field == "organizer":
         return appt.organizer.email if appt.organizer else None
-    if field == "attachments":
-        return tuple(sorted((a.name, a.size, a.content_type) for a in appt.attachments))
+    if field == "attachments":  # F5: metadata, each file's version (id, lastModifiedDateTime) included
+        return tuple(
+            sorted((a.name, a.size, a.content_type, a.kind, *a.version_key) for a in appt.attachments)
+        )
     if field == "cancelled_occurrences":
         return tuple(sorted(set(appt.cancelled_occurrences)))
     if field == "recurrence":

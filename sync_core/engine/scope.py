@@ -160,6 +160,8 @@ def shape(appt: Appointment, policy: Policy) -> Appointment:
         update["attendees"] = cap_attendees(appt.attendees, policy.attendee_cap)
     if policy.attachments == "none":
         update["attachments"] = ()
+    elif policy.attachments == "metadata" and any(a.content is not None for a in appt.attachments):
+        update["attachments"] = tuple(a.model_copy(update={"content": None}) for a in appt.attachments)
     return appt.model_copy(update=update)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol
 
-from sync_core.domain.model import Appointment, GraphEvent
+from sync_core.domain.model import Appointment, Attachment, GraphEvent
 
 
 class Calendar(Protocol):
@@ -35,3 +35,15 @@ class Calendar(Protocol):
     async def respond(self, mailbox: str, event_id: str, response: str, comment: str = "") -> None: ...
 
     async def send_mail(self, mailbox: str, subject: str, text: str) -> None: ...
+
+    async def read_attachments(
+        self,
+        mailbox: str,
+        event_id: str,
+        *,
+        known: Iterable[Attachment] = (),
+        content_max_bytes: int | None = None,
+    ) -> tuple[Attachment, ...]:
+        """F5: the event's attachments; with `content_max_bytes`, each file within it that `known` lacks in
+        this version (id, lastModifiedDateTime, size) carries its bytes."""
+        ...

@@ -19,6 +19,7 @@ from sync_core.engine.scope import write_target
 from sync_core.ports.calendar import Calendar
 from sync_core.ports.crm import CrmConnector
 from sync_core.ports.stores import DeleteBudget, Mappings
+from sync_core.service.attachments import with_attachments
 
 _OCCURRENCE_SEARCH = timedelta(days=1)
 
@@ -90,6 +91,7 @@ class Gatherer:
             series_mapping=await self.mappings.get(series_key) if series_key else None,
             crm_mapped_under=mapped_under,
         )
+        event = await with_attachments(self.graph, event, crm, self.policy)  # F5
         return Gathered(change, key, stored, stored, event, crm, facts, msg.mailbox)
 
     async def _series_key(self, mailbox: str, event: GraphEvent | None) -> str | None:
@@ -153,6 +155,7 @@ class Gatherer:
             series_key=record.appointment.series_ref if record else None,
             graph_gone=gone,
         )
+        event = await with_attachments(self.graph, event, record, self.policy)  # F5
         return Gathered(change, key, mapping, stored, event, record, facts, run_mailbox)
 
     async def _mapped_event(self, mapping: Mapping) -> tuple[GraphEvent | None, bool]:

@@ -23,6 +23,7 @@ from sync_core.adapters.crm.wire import (
     _WirePage,
     _WireSpace,
     _WireUser,
+    appointment_to_wire,
     record_from_wire,
     translate_error,
 )
@@ -182,7 +183,7 @@ class RestCrmConnector:
         self, appointment: Appointment, *, idempotency_key: str, external_ref: str
     ) -> CrmRecord:
         """POST with an Idempotency-Key: a retry gets the first call's record (200), never a second (I3)."""
-        body = appointment.model_dump(mode="json") | {"external_ref": external_ref}
+        body = appointment_to_wire(appointment) | {"external_ref": external_ref}
         response = await self._request(
             "POST",
             "appointments",
@@ -202,7 +203,7 @@ class RestCrmConnector:
             raise UnprocessableError(
                 f"not appointment fields: {', '.join(unknown)}", side=SIDE, item_id=crm_id
             )
-        dumped = appointment.model_dump(mode="json", include=set(names))
+        dumped = appointment_to_wire(appointment, set(names))
         headers = {"If-Match": expected_version} if expected_version is not None else None
         response = await self._request(
             "PATCH", self._path(crm_id), item_id=crm_id, json=dumped, headers=headers

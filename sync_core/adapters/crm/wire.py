@@ -4,6 +4,7 @@ and the one translation of an httpx failure or a non-2xx answer into sync_core.e
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -119,6 +120,17 @@ class _WireSpace(_Wire):
     management_mode: Literal["outlook_auto_accept", "outlook_moderated", "crm_managed"] = (
         "outlook_auto_accept"
     )
+
+
+def appointment_to_wire(appointment: Appointment, fields: set[str] | None = None) -> dict[str, Any]:
+    """The contract's appointment JSON (only `fields`, when given). F5: a file attachment whose bytes the
+    sync copies carries them as `content_base64`; the model never serialises them itself."""
+    dumped = appointment.model_dump(mode="json", include=fields)
+    if "attachments" in dumped:
+        for item, attachment in zip(dumped["attachments"], appointment.attachments, strict=True):
+            if attachment.content is not None:
+                item["content_base64"] = base64.b64encode(attachment.content).decode("ascii")
+    return dumped
 
 
 def record_from_wire(data: Mapping[str, Any]) -> CrmRecord:

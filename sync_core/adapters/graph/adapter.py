@@ -18,6 +18,7 @@ from msgraph.generated.users.item.events.item.tentatively_accept.tentatively_acc
     TentativelyAcceptPostRequestBody,
 )
 
+from sync_core.adapters.graph.attachments import read_attachments
 from sync_core.adapters.graph.base import (
     GraphBase,
 )
@@ -26,7 +27,7 @@ from sync_core.adapters.graph.base import graph_time as _graph_time
 from sync_core.adapters.graph.convert import EVENT_PROPERTIES, appointment_to_event
 from sync_core.adapters.graph.create import find_created
 from sync_core.domain import identity
-from sync_core.domain.model import Appointment, GraphEvent
+from sync_core.domain.model import Appointment, Attachment, GraphEvent
 from sync_core.domain.subscription import CreatedSubscription
 from sync_core.errors import ConflictError, NotFoundError, TransientError, UnprocessableError
 
@@ -101,6 +102,21 @@ class GraphAdapter(GraphBase):
         if created is None:
             raise TransientError("Graph returned no event on create", side="graph", mailbox=mailbox)
         return self.to_model(created, mailbox)
+
+    async def read_attachments(
+        self,
+        mailbox: str,
+        event_id: str,
+        *,
+        known: Iterable[Attachment] = (),
+        content_max_bytes: int | None = None,
+    ) -> tuple[Attachment, ...]:
+        """F5: the event's attachments (one list call, metadata only); with `content_max_bytes`, the bytes of
+        each file within it that `known` (what the target holds) lacks in this version."""
+        builder = self._event(mailbox, event_id).attachments
+        return await read_attachments(
+            self, mailbox, event_id, builder, known=known, content_max_bytes=content_max_bytes
+        )
 
     async def find_created(self, mailbox: str, *, tag: str, transaction_id: str) -> GraphEvent | None:
         """The event we created in `mailbox` under `tag` (our extended property), or None."""

@@ -10,7 +10,9 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from html.parser import HTMLParser
+from typing import Literal
 
+from msgraph.generated.models.attachment import Attachment as GraphAttachment
 from msgraph.generated.models.attendee import Attendee as MsAttendee
 from msgraph.generated.models.attendee_type import AttendeeType as MsAttendeeType
 from msgraph.generated.models.body_type import BodyType
@@ -202,6 +204,29 @@ def _cancelled(values: Iterable[str], start: datetime, tz_name: str) -> tuple[da
     return tuple(out)
 
 
+ATTACHMENT_KINDS: dict[str, Literal["file", "item", "reference"]] = {
+    "#microsoft.graph.fileattachment": "file",
+    "#microsoft.graph.itemattachment": "item",
+    "#microsoft.graph.referenceattachment": "reference",
+}
+# What a list of an event's attachments selects (F5): every property we keep, never `contentBytes`.
+ATTACHMENT_PROPERTIES = ("id", "name", "contentType", "size", "isInline", "lastModifiedDateTime")
+
+
+def attachment_from_graph(item: GraphAttachment, content: bytes | None = None) -> Attachment:
+    """F5: one Graph attachment (file, item or reference, by its @odata.type) as the model's metadata."""
+    kind = ATTACHMENT_KINDS.get((item.odata_type or "").lower(), "file")
+    return Attachment(
+        name=item.name or "",
+        size=item.size or 0,
+        content_type=item.content_type or "application/octet-stream",
+        kind=kind,
+        id=item.id or "",
+        last_modified=item.last_modified_date_time,
+        content=content,
+    )
+
+
 def _person(recipient: Recipient | None) -> Person | None:
     if recipient is None or recipient.email_address is None or not recipient.email_address.address:
         return None
@@ -269,12 +294,7 @@ def event_to_graph_event(event: Event, mailbox: str, *, extended_property_id: st
     online = event.online_meeting.join_url if event.online_meeting and event.online_meeting.join_url else None
     recurrence = _read_recurrence(event.recurrence, item=item)
     cancelled = _cancelled(event.cancelled_occurrences or (), start, tz_name) if recurrence else ()
-    attachments = tuple(
-        Attachment(
-            name=a.name or "", size=a.size or 0, content_type=a.content_type or "application/octet-stream"
-        )
-        for a in event.attachments or ()
-    )
+    attachments = tuple(attachment_from_graph(a) for a in event.attachments or ())
     appointment = Appointment(
         subject=event.subject or "",
         body=body,
@@ -316,6 +336,7 @@ def event_to_graph_event(event: Event, mailbox: str, *, extended_property_id: st
         ),
         written_by_us=written_by_us,
         last_modified=event.last_modified_date_time,
+        has_attachments=bool(event.has_attachments),
         appointment=appointment,
     )
 
