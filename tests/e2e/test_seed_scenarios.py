@@ -192,3 +192,40 @@ def test_M4_L3_momentus_cancelling_a_booking_made_in_outlook_declines_the_room_a
     ]
     decided = _decisions(stack, record["id"])
     assert not [d for d in decided if d["outcome"] not in ("applied", "no-op")], decided
+
+
+def test_L5_interaction_a_meeting_becomes_an_activity_when_it_ends_with_no_edit(stack: Stack) -> None:
+    """InterAction: "once the meeting has passed it becomes an activity". No notification comes when time
+    passes; before, the kind changed only on an edit or a full resync. The hourly sweep now hands the
+    worker each mapped meeting that ended since its last run."""
+    import time as _time
+
+    from tests.e2e.test_reconcile import _drained, _state, _sweep
+
+    now = datetime.now(UTC)
+    end = now + timedelta(seconds=8)
+    subject = "Northwind call, ending shortly"
+    with stack.graph_http() as g:
+        g.post(
+            f"/users/{ADELE}/events",
+            json={
+                "subject": subject,
+                "start": {
+                    "dateTime": (now - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S"),
+                    "timeZone": "UTC",
+                },
+                "end": {"dateTime": end.strftime("%Y-%m-%dT%H:%M:%S.%f"), "timeZone": "UTC"},
+                "attendees": [{"emailAddress": {"address": "megan@fabrikam.example"}, "type": "required"}],
+            },
+        ).raise_for_status()
+    record = _record(stack, subject)
+    assert record["kind"] == "meeting", record
+    swept = datetime.now(UTC)
+    _sweep(stack)  # its delta round reads the new meeting once more: still a meeting
+    wait_for(lambda: (_state(ADELE).last_sweep or swept) > swept and _drained(), timeout=WAIT)
+    assert _record(stack, subject)["kind"] == "meeting"
+    _time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()) + 1)  # the meeting ends; nobody edits
+
+    _sweep(stack)
+
+    assert wait_for(lambda: _record(stack, subject)["kind"] == "activity", timeout=WAIT)
