@@ -31,6 +31,7 @@ _MAILBOX_PK = "mailbox"
 MAX_PAGES = 10_000
 ROLL = timedelta(days=30)  # how far the delta window reaches beyond the policy window
 SWEEP_REASON = "sweep"
+SERIES_RECHECK_MAX = 200  # R3: series re-read after a round removed ids no mapping knows
 ENDED_LOOKBACK = timedelta(days=1)  # L5: how far back a sweep looks for meetings that ended
 ENDED_MAX = 500  # L5: hints per mailbox per sweep (no calendar ends more meetings in one hour)
 SUBSCRIBED, POLLING = "subscribed", "polling"
@@ -367,6 +368,7 @@ class Reconciler:
     ) -> tuple[int, str | None]:
         found = 0
         seen = set() if seen is None else seen
+        removed_ids: list[str] = []
         for _ in range(MAX_PAGES):
             page = await self._graph.delta_page(message.mailbox, link=link, start=start, end=end)
             for event in page.events:
@@ -378,15 +380,44 @@ class Reconciler:
             for removed in [] if entering else page.removed_ids:
                 found += 1
                 seen.add(removed)
+                removed_ids.append(removed)
                 await self._enqueue(self._change(message, removed, "deleted"))
             if page.next_link:
                 link = page.next_link
                 continue
+            found += await self._series_of_removed(message, removed_ids)
             return found, page.delta_link
         # Not a lost delta token (NotFoundError would restart the round forever): give up with the reason.
         raise PermanentError(
             f"delta did not end within {MAX_PAGES} pages", side="graph", mailbox=message.mailbox
         )
+
+    async def _series_of_removed(self, message: MailboxResync, removed: list[str]) -> int:
+        """R3: delta names a deleted occurrence by its own id, which no mapping knows (a series is mapped by
+        its master) and which says nothing of its series. When a round removed ids we do not map, each live
+        series mapped in the mailbox goes to the worker as an `updated` hint: it reads the master with its
+        cancelled occurrences. Bounded (SERIES_RECHECK_MAX), and only after such a removal."""
+        if not removed:
+            return 0
+        mapped = await self._mappings.copies_in(message.mailbox)
+        known = {event_id for event_id, _ in mapped}
+        if all(r in known for r in removed):
+            return 0
+        hinted = 0
+        for event_id, meeting_key in mapped:
+            if hinted >= SERIES_RECHECK_MAX:
+                break
+            mapping = await self._mappings.get(meeting_key)
+            if (
+                mapping is not None
+                and mapping.state == "active"
+                and mapping.graph_event_id == event_id
+                and mapping.snapshot is not None
+                and mapping.snapshot.recurrence is not None
+            ):
+                await self._enqueue(self._change(message, event_id, "updated"))
+                hinted += 1
+        return hinted
 
     async def _check_unseen(
         self, message: MailboxResync, seen: set[str], start: datetime, end: datetime

@@ -178,3 +178,38 @@ async def test_X2_a_first_round_checks_only_live_mappings_inside_its_window(worl
     first = await world.resync(ERIK)
     assert first["deleted"] == {gone}
     assert await world.mappings.copies_in(ERIK.upper()) != []  # one partition per mailbox, any case
+
+
+async def test_R3_an_occurrence_deleted_with_its_notification_lost_reaches_its_series_at_the_sweep(
+    world: World,
+) -> None:
+    """SuperOffice scenario 6: delta names a deleted occurrence by its own id, which no mapping knows (the
+    series is mapped by its master); it was dropped as "never synced". The series is now read again."""
+    day = T0 + timedelta(days=2)
+    until = (day + timedelta(days=70)).date()
+    weekly = {
+        "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": [day.strftime("%A").lower()]},
+        "range": {"type": "endDate", "startDate": day.date().isoformat(), "endDate": until.isoformat()},
+    }
+    series = world.create(DANA, "Weekly", day, recurrence=weekly)
+    single = world.create(DANA, "Single", day + timedelta(hours=3))
+    pattern = Recurrence(
+        pattern=RecurrencePattern(type="weekly", days_of_week=(day.strftime("%A").lower(),)),
+        range=RecurrenceRange(type="endDate", start_date=day.date(), end_date=until),
+    )
+    await world.synced(DANA, series, day, recurrence=pattern)
+    await world.synced(DANA, single, day + timedelta(hours=3))
+    await world.resync(DANA, full=True)  # the baseline
+
+    week = day + timedelta(weeks=1)
+    z = "%Y-%m-%dT%H:%M:%SZ"
+    window = f"startDateTime={week.strftime(z)}&endDateTime={(week + timedelta(hours=1)).strftime(z)}"
+    view = _graph(world.emu, "GET", f"/users/{DANA}/calendarView?{window}")["value"]
+    [occurrence] = [e for e in view if e.get("seriesMasterId") == series]
+    _graph(world.emu, "DELETE", f"/users/{DANA}/events/{occurrence['id']}")  # nobody is told
+
+    after = await world.resync(DANA)
+    assert occurrence["id"] in after["deleted"]
+    assert series in after["updated"] and single not in after["updated"]  # the series is read again
+
+    assert await world.resync(DANA) == {"updated": set(), "deleted": set()}  # nothing twice
