@@ -260,6 +260,7 @@ class GraphEvent(_Frozen):
     type: str = "singleInstance"  # singleInstance | occurrence | exception | seriesMaster
     series_master_id: str | None = None
     original_start: datetime | None = None
+    exception_ids: tuple[str, ...] = ()  # a series master's changed occurrences (R3), when read by id
     is_organizer: bool = True
     is_draft: bool = False
     is_cancelled: bool = False

@@ -40,6 +40,7 @@ from sync_core.service.gather import Gathered, Gatherer
 log = logging.getLogger("sync_core.worker")
 
 MAX_RACE_RETRIES = 3
+MAX_EXCEPTIONS = 50  # R3: changed occurrences decided after their series master's change, at most
 _DELETES = (CancelCrmAppointment, CancelGraphEvent, CancelGraphOccurrence)
 
 
@@ -61,6 +62,7 @@ class Outcome:
     decision: Decision
     writes: list[str] = field(default_factory=list)
     then: Outcome | None = None
+    exceptions: tuple[str, ...] = ()  # the changed occurrences of the series master it read (R3)
 
     @property
     def actions(self) -> tuple[Action, ...]:
@@ -118,6 +120,15 @@ class Worker:
         outcome = await self._once(message)
         if isinstance(message, CrmChange) and self._rooms_booked(outcome.decision):
             outcome.then = await self._once(message)
+        if isinstance(message, GraphChange) and outcome.exceptions:
+            # R3: Graph announces a moved or edited occurrence on its series master; each changed occurrence
+            # is decided on its own (one read each; unchanged ones are no-ops, W4).
+            last = outcome
+            for event_id in outcome.exceptions[:MAX_EXCEPTIONS]:
+                last.then = await self._once(
+                    message.model_copy(update={"event_id": event_id, "change_type": "updated"})
+                )
+                last = last.then
         return outcome
 
     def _rooms_booked(self, decision: Decision) -> bool:
@@ -148,7 +159,8 @@ class Worker:
     async def _decide_and_apply(self, g: Gathered, correlation_id: str) -> Outcome:
         now = self.clock()
         decision = decide(g.change, g.mapping, g.graph, g.crm, self.policy, now, g.facts)
-        outcome = Outcome(decision)
+        master = g.graph if g.graph is not None and g.graph.type == "seriesMaster" else None
+        outcome = Outcome(decision, exceptions=master.exception_ids if master is not None else ())
         key = decision.meeting_key or g.meeting_key
         held = next((a for a in decision.actions if isinstance(a, Skip) and a.needs_operator), None)
         if held is None:

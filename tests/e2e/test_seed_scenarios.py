@@ -229,3 +229,66 @@ def test_L5_interaction_a_meeting_becomes_an_activity_when_it_ends_with_no_edit(
     _sweep(stack)
 
     assert wait_for(lambda: _record(stack, subject)["kind"] == "activity", timeout=WAIT)
+
+
+def test_R3_superoffice_6_an_occurrence_moved_in_outlook_reaches_the_crm_without_waiting_for_a_sweep(
+    stack: Stack,
+) -> None:
+    """SuperOffice scenario 6: a moved occurrence reached the CRM only at the next hourly sweep (Graph
+    announces it on the series master, whose read named no exceptions). The master is now read with its
+    exceptionOccurrences, and each is decided as an exception of the series."""
+    subject = "Weekly Northwind review"
+    first = BASE + timedelta(days=14, hours=13)
+    with stack.graph_http() as g:
+        g.post(
+            f"/users/{ADELE}/events",
+            json={
+                "subject": subject,
+                "start": _when(14, 13),
+                "end": _when(14, 14),
+                "attendees": [{"emailAddress": {"address": "megan@fabrikam.example"}, "type": "required"}],
+                "recurrence": {
+                    "pattern": {
+                        "type": "weekly",
+                        "interval": 1,
+                        "daysOfWeek": [first.strftime("%A").lower()],
+                    },
+                    "range": {
+                        "type": "numbered",
+                        "startDate": first.date().isoformat(),
+                        "numberOfOccurrences": 4,
+                    },
+                },
+            },
+        ).raise_for_status()
+        series = _record(stack, subject)
+        second = first + timedelta(weeks=1)
+        z = "%Y-%m-%dT%H:%M:%SZ"
+        window = {
+            "startDateTime": second.strftime(z),
+            "endDateTime": (second + timedelta(hours=1)).strftime(z),
+        }
+        view = g.get(f"/users/{ADELE}/calendarView", params=window).json()["value"]
+        [occurrence] = [e for e in view if e["subject"] == subject]
+        moved = second + timedelta(hours=2)
+        g.patch(
+            f"/users/{ADELE}/events/{occurrence['id']}",
+            json={
+                "start": {"dateTime": moved.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+                "end": {
+                    "dateTime": (moved + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
+                    "timeZone": "UTC",
+                },
+            },
+        ).raise_for_status()
+
+    def exception() -> list[dict[str, Any]]:
+        return [
+            r
+            for r in stack.crm_appointments()
+            if r.get("series_ref") and r["id"] != series["id"] and r["subject"] == subject
+        ]
+
+    [record] = wait_for(exception, timeout=WAIT)
+    assert datetime.fromisoformat(record["start"].replace("Z", "+00:00")) == moved
+    assert datetime.fromisoformat(record["original_start"].replace("Z", "+00:00")) == second

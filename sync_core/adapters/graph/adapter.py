@@ -60,7 +60,7 @@ class GraphAdapter(GraphBase):
         with its cancelled occurrences (R3), which Graph returns only when a GET by id selects them, and a
         select returns only what it names: every property the conversion reads is named."""
         query = EventItemRequestBuilder.EventItemRequestBuilderGetQueryParameters(
-            select=[*EVENT_PROPERTIES, "cancelledOccurrences"],
+            select=[*EVENT_PROPERTIES, "cancelledOccurrences", "exceptionOccurrences"],
             expand=[f"singleValueExtendedProperties($filter=id eq '{self._prop}')"],
         )
         try:

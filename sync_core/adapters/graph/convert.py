@@ -327,6 +327,7 @@ def event_to_graph_event(event: Event, mailbox: str, *, extended_property_id: st
         ical_uid=event.i_cal_u_id or "",
         type=_enum_value(event.type, "singleInstance"),
         series_master_id=event.series_master_id,
+        exception_ids=tuple(e.id for e in event.exception_occurrences or () if e.id),
         original_start=event.original_start,
         is_organizer=event.is_organizer if event.is_organizer is not None else True,
         is_draft=bool(event.is_draft),
