@@ -1,4 +1,5 @@
-"""CRM webhooks: HMAC-signed, replay-protected, enqueued (docs/crm-contract.openapi.yaml)."""
+"""CRM webhooks: HMAC-signed, replay-protected, enqueued (docs/crm-contract.openapi.yaml); Dataverse webhooks
+(docs/dataverse.md): keyed, de-duplicated, enqueued."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import azure.functions as func
 from sync_core.bootstrap import container
 from sync_core.errors import ConfigurationError
 from sync_core.ingress.crm import handle_crm_webhook
+from sync_core.ingress.dataverse import handle_dataverse_webhook
 from triggers.http import misconfigured, respond
 
 bp = func.Blueprint()
@@ -21,6 +23,24 @@ async def crm_webhook(req: func.HttpRequest) -> func.HttpResponse:
     reply = await handle_crm_webhook(
         dict(req.headers),
         req.get_body(),
+        secrets=c.settings.crm_secrets,
+        enqueue=c.storage.enqueue,
+        replays=c.replays,
+        now=c.clock.now(),
+    )
+    return respond(reply)
+
+
+@bp.route(route="crm/dataverse/webhook", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def dataverse_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        c = container()
+    except ConfigurationError as exc:
+        return misconfigured(exc)
+    reply = await handle_dataverse_webhook(
+        dict(req.headers),
+        req.get_body(),
+        connector=c.settings.crm_connector_name,
         secrets=c.settings.crm_secrets,
         enqueue=c.storage.enqueue,
         replays=c.replays,

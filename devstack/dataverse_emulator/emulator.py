@@ -1,7 +1,10 @@
 """DataverseEmulator: a Dataverse organization's Web API subset on loopback, on its own thread and loop.
 
 I/O side. The connector talks to it over HTTP; tests (and the dev stack) arrange "CRM user" edits and the
-directory through methods. Its clock can be moved forward, which is how delta tokens expire.
+directory through methods, or over HTTP under `/_emulator/` (a loopback test tool: no token). Its clock can
+be moved forward, which is how delta tokens expire. With a webhook registered (`register_webhook`), every
+appointment Create, Update and Delete, the app's and the users', is posted as a RemoteExecutionContext
+(webhooks.py).
 """
 
 from __future__ import annotations
@@ -19,11 +22,19 @@ from typing import Any, Self, TypeVar
 from aiohttp import web
 
 from devstack.dataverse_emulator.api import API, DataverseApi, Faults, Recorded
-from devstack.dataverse_emulator.store import Store
+from devstack.dataverse_emulator.store import ApiError, Store
+from devstack.dataverse_emulator.webhooks import Change, Delivery, Endpoint, Organization, WebhookSender
 from sync_core.domain.model import Appointment, AttendeeType
 
 DEFAULT_TOKEN = "dev-dataverse-token"  # the connector's DATAVERSE_AUTH_MODE=emulator token
 APP_USER_ID = "6b0f3b7e-0000-4000-8000-00000000a991"  # the application user the connector acts as
+ORGANIZATION = Organization(
+    organization_id="00000000-0000-0000-0000-0000000000a1",  # WhoAmI's
+    business_unit_id="00000000-0000-0000-0000-0000000000b1",
+    name="msyncemulator",
+    domain="msyncemulator.crm.dynamics.com",
+)
+ADMIN = "/_emulator"
 _START_TIMEOUT_S = 10.0
 T = TypeVar("T")
 
@@ -31,10 +42,22 @@ T = TypeVar("T")
 class DataverseEmulator:
     """Serves `/api/data/v9.2/` on `base_url`; use as a context manager."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, token: str = DEFAULT_TOKEN) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str = DEFAULT_TOKEN,
+        webhook_url: str | None = None,
+        webhook_headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.host, self.port, self.token = host, port, token
         self._offset = timedelta()
         self.store = Store(self._now, APP_USER_ID)
+        self.store.on_change = self._changed
+        self._sender = WebhookSender(ORGANIZATION)
+        if webhook_url is not None:
+            self._sender.endpoint = Endpoint(webhook_url, dict(webhook_headers or {}))
         self._api = DataverseApi(self.store, token=token, base_url=lambda: self.base_url)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -80,6 +103,7 @@ class DataverseEmulator:
                 return
             ready.set()
             loop.run_forever()
+            loop.run_until_complete(self._sender.close())
             if self._runner is not None:
                 loop.run_until_complete(self._runner.cleanup())
             loop.close()
@@ -92,7 +116,10 @@ class DataverseEmulator:
             raise RuntimeError(f"Dataverse emulator did not start: {failure[0] if failure else 'timeout'}")
 
     async def _serve(self, sock: socket.socket) -> None:
-        self._runner = web.AppRunner(self._api.app([]), access_log=None, shutdown_timeout=1.0)
+        await self._sender.open()
+        self._runner = web.AppRunner(
+            self._api.app(self._admin_routes()), access_log=None, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
 
@@ -142,14 +169,51 @@ class DataverseEmulator:
         }
 
     def reset(self) -> None:
+        """Forget rows, faults, the request log and the webhook deliveries (the registration stays)."""
+
         def run() -> None:
             self.store.reset()
             self._seed_app_user()
             self._api.faults = Faults()
             self._api.requests.clear()
+            self._sender.clear()
+            self._sender.duplicate = False
 
         self._call(run)
         self._offset = timedelta()
+
+    # -- the webhook ---------------------------------------------------------------------------------
+
+    def _changed(self, message: str, row: dict[str, Any], written: dict[str, Any], caller: str) -> None:
+        """The store's hook (on the loop): the registered steps run after each appointment operation."""
+        entity_id = str(row["activityid"])
+        attributes = {"activityid": entity_id, **written}
+        if message != "Delete":
+            attributes |= {"modifiedon": row.get("modifiedon"), "_modifiedby_value": caller}
+        self._sender.submit(Change(message, entity_id, attributes, row.get("subject"), caller, self._now()))
+
+    def register_webhook(self, url: str | None, headers: Mapping[str, str] | None = None) -> None:
+        """A service endpoint with HttpHeader authentication (`headers`: its key/value pairs), and steps on
+        appointment Create, Update and Delete; None removes it."""
+        endpoint = Endpoint(url, dict(headers or {})) if url else None
+        self._call(lambda: setattr(self._sender, "endpoint", endpoint))
+
+    def duplicate_webhooks(self, on: bool = True) -> None:
+        """Deliver every context twice, as when Dataverse's answer was lost and the job ran again."""
+        self._call(lambda: setattr(self._sender, "duplicate", on))
+
+    @property
+    def webhook_deliveries(self) -> list[Delivery]:
+        return self._sender.deliveries
+
+    @property
+    def webhook_contexts(self) -> list[dict[str, Any]]:
+        """Every RemoteExecutionContext posted so far (once each, however often it was delivered)."""
+        return self._call(lambda: list(self._sender.sent))
+
+    def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
+        """Block until every webhook so far was answered or given up; False on timeout."""
+        return self._sender.wait_idle(timeout)
 
     def advance(self, delta: timedelta) -> None:
         """Move the emulator's clock (delta tokens older than 7 days expire)."""
@@ -266,8 +330,92 @@ class DataverseEmulator:
     def user_cancel(self, crm_id: str) -> dict[str, Any]:
         return self.user_update(crm_id, statecode=2, statuscode=4)
 
-    def user_delete(self, crm_id: str) -> None:
-        self._call(lambda: self.store.delete("appointments", crm_id, if_match=None))
+    def user_delete(self, crm_id: str, *, deleted_by: str | None = None) -> None:
+        self._call(
+            lambda: self.store.delete("appointments", crm_id, if_match=None, caller=self._user(deleted_by))
+        )
 
     def appointments(self) -> list[dict[str, Any]]:
         return self._call(lambda: [dict(r) for r in self.store.tables["appointments"].values()])
+
+    def parties(self, crm_id: str) -> list[dict[str, Any]]:
+        """The activity parties of one appointment, as stored."""
+        return self._call(lambda: [dict(p) for p in self.store.parties_of(crm_id.lower())])
+
+    # -- /_emulator routes: what a Dataverse user does in the app, over HTTP (`make run`, curl) -----------
+
+    def _admin_routes(self) -> list[web.RouteDef]:
+        async def body_of(request: web.Request) -> dict[str, Any]:
+            try:
+                data = await request.json() if request.can_read_body else {}
+            except ValueError as exc:
+                raise web.HTTPBadRequest(text=f"not JSON: {exc}") from exc
+            if not isinstance(data, dict):
+                raise web.HTTPBadRequest(text="expected a JSON object")
+            return data
+
+        def answer(work: Callable[[], Any], status: int = 200) -> web.Response:
+            try:
+                result = work()
+            except ApiError as err:
+                return web.json_response(err.body(), status=err.status)
+            return web.Response(status=204) if result is None else web.json_response(result, status=status)
+
+        async def appointments(request: web.Request) -> web.Response:
+            rows = self.store.tables["appointments"].values()
+            return web.json_response(
+                [dict(r) | {"parties": self.store.parties_of(r["activityid"])} for r in rows]
+            )
+
+        async def user_create(request: web.Request) -> web.Response:
+            body = await body_of(request)
+            by = body.pop("created_by", None)
+            return answer(
+                lambda: dict(self.store.create("appointments", body, key=None, caller=self._user(by))), 201
+            )
+
+        async def user_update(request: web.Request) -> web.Response:
+            body = await body_of(request)
+            by = body.pop("updated_by", None)
+            key = request.match_info["id"]
+            return answer(
+                lambda: dict(
+                    self.store.update("appointments", key, body, if_match=None, caller=self._user(by))
+                )
+            )
+
+        async def user_cancel(request: web.Request) -> web.Response:
+            body = await body_of(request)
+            key, by = request.match_info["id"], body.get("updated_by")
+            cancel = {"statecode": 2, "statuscode": 4}
+            return answer(
+                lambda: dict(
+                    self.store.update("appointments", key, cancel, if_match=None, caller=self._user(by))
+                )
+            )
+
+        async def user_delete(request: web.Request) -> web.Response:
+            key, by = request.match_info["id"], request.query.get("deleted_by")
+            return answer(
+                lambda: self.store.delete("appointments", key, if_match=None, caller=self._user(by))
+            )
+
+        async def webhook(request: web.Request) -> web.Response:
+            body = await body_of(request)
+            url = body.get("url")
+            self._sender.endpoint = Endpoint(str(url), dict(body.get("headers") or {})) if url else None
+            return web.json_response({"url": url})
+
+        async def deliveries(request: web.Request) -> web.Response:
+            return web.json_response([d.__dict__ for d in self._sender.deliveries])
+
+        p = ADMIN
+        return [
+            web.get(f"{p}/appointments", appointments),
+            web.post(f"{p}/user/appointments", user_create),
+            web.patch(f"{p}/user/appointments/{{id}}", user_update),
+            web.post(f"{p}/user/appointments/{{id}}/cancel", user_cancel),
+            web.delete(f"{p}/user/appointments/{{id}}", user_delete),
+            web.post(f"{p}/webhook", webhook),
+            web.get(f"{p}/webhook/deliveries", deliveries),
+        ]

@@ -102,6 +102,13 @@ class Store:
         self.version = 1000
         self.deletions: list[tuple[int, str]] = []  # (row version, activityid) of deleted appointments
         self.token_days = DEFAULT_TOKEN_DAYS
+        # Called after each appointment Create, Update and Delete with (message, row as it is now, the
+        # columns written, the calling systemuserid): the emulator's registered webhook steps.
+        self.on_change: Callable[[str, dict[str, Any], dict[str, Any], str], None] | None = None
+
+    def _changed(self, message: str, row: dict[str, Any], written: Mapping[str, Any], caller: str) -> None:
+        if self.on_change is not None:
+            self.on_change(message, row, dict(written), caller)
 
     def reset(self) -> None:
         self.tables = {name: {} for name in ENTITY_SETS}
@@ -236,6 +243,8 @@ class Store:
         self.tables[entity_set][row_id] = row
         if entity_set == "appointments" and "appointment_activity_parties" in body:
             self._parties(row_id, body["appointment_activity_parties"])
+        if entity_set == "appointments":
+            self._changed("Create", row, values, caller)
         return row
 
     def update(
@@ -268,9 +277,11 @@ class Store:
         if entity_set == "appointments" and "appointment_activity_parties" in body:
             self._parties(row["activityid"], body["appointment_activity_parties"])
         self._bump(row, caller)
+        if entity_set == "appointments":
+            self._changed("Update", row, values, caller)
         return row
 
-    def delete(self, entity_set: str, key: str, *, if_match: str | None) -> None:
+    def delete(self, entity_set: str, key: str, *, if_match: str | None, caller: str | None = None) -> None:
         row = self.get(entity_set, key)
         if if_match not in (None, "*") and if_match != row["@odata.etag"]:
             raise ApiError(
@@ -286,6 +297,7 @@ class Store:
                 del parties[k]
             self.version += 1
             self.deletions.append((self.version, row["activityid"]))
+            self._changed("Delete", row, {}, caller or self.app_user_id)
 
     def parties_of(self, activity_id: str) -> list[dict[str, Any]]:
         return [p for p in self.tables["activityparties"].values() if p["_activityid_value"] == activity_id]
