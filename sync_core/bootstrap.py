@@ -17,6 +17,7 @@ from typing import Any
 from sync_core.adapters import telemetry
 from sync_core.adapters.crm.dataverse import DataverseConnector
 from sync_core.adapters.crm.rest import RestCrmConnector
+from sync_core.adapters.crm.salesforce import SalesforceConnector
 from sync_core.adapters.graph.adapter import GraphAdapter
 from sync_core.adapters.graph.base import build_client
 from sync_core.adapters.storage.core import (
@@ -63,6 +64,8 @@ def crm_connector(settings: Settings) -> tuple[CrmConnector, CrmCapabilities]:
     """The CRM connector CRM_CONNECTOR names, and what its CRM can hold."""
     if settings.crm_connector_name == "dataverse":
         return DataverseConnector.from_settings(settings), DataverseConnector.capabilities
+    if settings.crm_connector_name == "salesforce":
+        return SalesforceConnector.from_settings(settings), SalesforceConnector.capabilities
     return RestCrmConnector.from_settings(settings), REST_CAPABILITIES  # CRM_AUTH_SCHEME: bearer or api_key
 
 

@@ -17,8 +17,13 @@ from sync_core.errors import ConfigurationError
 GRAPH_PUBLIC_BASE_URL = "https://graph.microsoft.com/v1.0"
 EMULATOR_TAG_SECRET = "emulator-only-event-tag-secret-not-for-production"
 CRM_AUTH_SCHEMES = ("bearer", "api_key")
-CRM_CONNECTORS = ("rest", "dataverse")
+CRM_CONNECTORS = ("rest", "dataverse", "salesforce")
 DATAVERSE_AUTH_MODES = ("app", "emulator")
+SALESFORCE_AUTH_MODES = ("client_credentials", "emulator")
+SALESFORCE_FIELD_PROFILES = ("standard", "practifi")
+_SALESFORCE_API_VERSION = re.compile(r"v\d{2,3}\.0")
+_SALESFORCE_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*__c")  # a custom field's API name
+_SALESFORCE_ORG_ID = re.compile(r"00D[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
 
 
@@ -69,6 +74,20 @@ class Settings(BaseSettings):
     dataverse_url: str | None = Field(None, validation_alias=_alias("DATAVERSE_URL"))
     # `app`: the app registration's client credentials (as GRAPH_AUTH_MODE); `emulator`: a static token.
     dataverse_auth_mode: str = Field("app", validation_alias=_alias("DATAVERSE_AUTH_MODE"))
+    # Salesforce (docs/salesforce.md): the org's My Domain URL, an External Client App's client credentials.
+    salesforce_instance_url: str | None = Field(None, validation_alias=_alias("SALESFORCE_INSTANCE_URL"))
+    salesforce_auth_mode: str = Field("client_credentials", validation_alias=_alias("SALESFORCE_AUTH_MODE"))
+    salesforce_client_id: str | None = Field(None, validation_alias=_alias("SALESFORCE_CLIENT_ID"))
+    salesforce_client_secret: str | None = Field(None, validation_alias=_alias("SALESFORCE_CLIENT_SECRET"))
+    salesforce_api_version: str = Field("v62.0", validation_alias=_alias("SALESFORCE_API_VERSION"))
+    salesforce_external_id_field: str | None = Field(
+        None, validation_alias=_alias("SALESFORCE_EXTERNAL_ID_FIELD")
+    )
+    salesforce_org_id: str | None = Field(None, validation_alias=_alias("SALESFORCE_ORG_ID"))
+    salesforce_field_profile: str = Field("standard", validation_alias=_alias("SALESFORCE_FIELD_PROFILE"))
+    salesforce_contact_email_fields: str | None = Field(
+        None, validation_alias=_alias("SALESFORCE_CONTACT_EMAIL_FIELDS")
+    )
     crm_base_url: str | None = Field(None, validation_alias=_alias("CRM_BASE_URL"))
     crm_api_token: str | None = Field(None, validation_alias=_alias("CRM_API_TOKEN"))
     # How CRM_API_TOKEN is sent: `bearer` (Authorization: Bearer) or `api_key` (in CRM_API_KEY_HEADER).
@@ -149,6 +168,8 @@ class Settings(BaseSettings):
             out.append(f"CRM_CONNECTOR: {self.crm_connector!r} is not one of {', '.join(CRM_CONNECTORS)}")
         elif connector == "dataverse":
             out += self._dataverse_problems()
+        elif connector == "salesforce":
+            out += self._salesforce_problems()
         elif not self.crm_base_url:
             out.append("CRM_BASE_URL: required")
         elif not self.crm_api_token:
@@ -204,6 +225,62 @@ class Settings(BaseSettings):
             )
         elif mode == "emulator" and url.startswith("https://") and ".dynamics.com" in url:
             out.append("DATAVERSE_AUTH_MODE=emulator cannot reach a real Dataverse organization")
+        return out
+
+    @property
+    def salesforce_email_fields(self) -> list[str]:
+        """SALESFORCE_CONTACT_EMAIL_FIELDS: the Contact fields, beside Email, that match an attendee."""
+        return _listed(self.salesforce_contact_email_fields)
+
+    def _salesforce_problems(self) -> list[str]:
+        out: list[str] = []
+        url = (self.salesforce_instance_url or "").strip()
+        if not url:
+            out.append(
+                "SALESFORCE_INSTANCE_URL: required with CRM_CONNECTOR=salesforce "
+                "(the org's My Domain URL, e.g. https://contoso.my.salesforce.com)"
+            )
+        elif not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            out.append("SALESFORCE_INSTANCE_URL: must be https, or http on loopback for the emulator")
+        mode = self.salesforce_auth_mode.strip().lower()
+        if mode not in SALESFORCE_AUTH_MODES:
+            out.append(
+                f"SALESFORCE_AUTH_MODE: {self.salesforce_auth_mode!r} is not one of "
+                f"{', '.join(SALESFORCE_AUTH_MODES)}"
+            )
+        elif mode == "client_credentials":
+            for name, value in (
+                ("SALESFORCE_CLIENT_ID", self.salesforce_client_id),
+                ("SALESFORCE_CLIENT_SECRET", self.salesforce_client_secret),
+            ):
+                if not value:
+                    out.append(f"{name}: required when SALESFORCE_AUTH_MODE=client_credentials")
+        elif url.startswith("https://"):
+            out.append("SALESFORCE_AUTH_MODE=emulator cannot reach a real Salesforce org (https)")
+        if not _SALESFORCE_API_VERSION.fullmatch(self.salesforce_api_version.strip()):
+            out.append(f"SALESFORCE_API_VERSION: {self.salesforce_api_version!r} is not like v62.0")
+        field = (self.salesforce_external_id_field or "").strip()
+        if field and not _SALESFORCE_FIELD.fullmatch(field):
+            out.append(
+                f"SALESFORCE_EXTERNAL_ID_FIELD: {field!r} is not a custom field API name (msync_Key__c)"
+            )
+        org = (self.salesforce_org_id or "").strip()
+        if org and not _SALESFORCE_ORG_ID.fullmatch(org):
+            out.append(f"SALESFORCE_ORG_ID: {org!r} is not an organization id (00D followed by 12 or 15)")
+        profile = self.salesforce_field_profile.strip().lower()
+        if profile not in SALESFORCE_FIELD_PROFILES:
+            out.append(
+                f"SALESFORCE_FIELD_PROFILE: {self.salesforce_field_profile!r} is not one of "
+                f"{', '.join(SALESFORCE_FIELD_PROFILES)}"
+            )
+        elif profile == "practifi" and not self.salesforce_email_fields:
+            out.append(
+                "SALESFORCE_CONTACT_EMAIL_FIELDS: required with SALESFORCE_FIELD_PROFILE=practifi "
+                "(the API names of the Contact's Alternate Email and other email fields to match on)"
+            )
+        bad = [f for f in self.salesforce_email_fields if f != "Email" and not _SALESFORCE_FIELD.fullmatch(f)]
+        if bad:
+            out.append(f"SALESFORCE_CONTACT_EMAIL_FIELDS: not custom field API names: {', '.join(bad)}")
         return out
 
     @property

@@ -45,7 +45,7 @@ def test_dataverse_problems_are_listed_with_every_other_problem() -> None:
 @pytest.mark.parametrize(
     ("changes", "problem"),
     [
-        ({"CRM_CONNECTOR": "salesforce"}, "CRM_CONNECTOR"),
+        ({"CRM_CONNECTOR": "siebel"}, "CRM_CONNECTOR"),
         ({"CRM_CONNECTOR": "dataverse", "DATAVERSE_URL": "http://contoso.crm.dynamics.com"}, "DATAVERSE_URL"),
         (
             {"CRM_CONNECTOR": "dataverse", "DATAVERSE_URL": "https://contoso.crm.dynamics.com"},

@@ -1,0 +1,544 @@
+"""The Salesforce REST API's wire format for events: `Event` rows and `EventRelation` rows to and from our
+neutral `Appointment`, SOQL literals, the `Sforce-Limit-Info` header, and the one translation of a failure
+into sync_core.errors. No I/O.
+
+What Salesforce holds natively (Event and EventRelation in the Object Reference): Subject (255), Description
+(32,000), StartDateTime/EndDateTime (UTC on the wire), IsAllDayEvent, Location (255, text), IsPrivate, ShowAs
+(Busy, Free, OutOfOffice), OwnerId (a User), and invitees as EventRelation rows whose RelationId is a User,
+a Contact or a Lead, with a Status per invitee. Salesforce has **no status field** and no place for an
+address it does not know: our package adds four custom fields on Activity, `msync_ExternalRef__c` (the
+meeting key, I5), `msync_CreateKey__c` (the create-once key, unless an External ID field is configured),
+`msync_Status__c` (our status, the cancel policy) and `msync_SyncData__c` (what the neutral model has and
+Salesforce has no field for, like the extended property we keep on Graph events). Native fields win
+whenever they disagree with the sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from sync_core.domain.model import (
+    Appointment,
+    Attendee,
+    AttendeeType,
+    CrmRecord,
+    Location,
+    Origin,
+    Person,
+    Response,
+    Sensitivity,
+    ShowAs,
+    Status,
+)
+from sync_core.errors import (
+    ConcurrencyError,
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    PermissionError_,
+    SyncError,
+    ThrottledError,
+    TransientError,
+    UnprocessableError,
+    retry_after_seconds,
+    status_class,
+)
+from sync_core.ports.crm import CrmCapabilities
+
+SIDE = "crm"
+EXTERNAL_REF = "msync_ExternalRef__c"
+CREATE_KEY = "msync_CreateKey__c"  # the create-once key when no External ID field is configured
+STATUS = "msync_Status__c"
+SYNC_DATA = "msync_SyncData__c"
+SUBJECT_MAX = 255  # Event.Subject
+LOCATION_MAX = 255  # Event.Location
+DESCRIPTION_MAX = 32_000  # Event.Description
+SYNC_DATA_MAX = 131_072  # a Long Text Area's largest length
+INVITEES_MAX = 1_000  # EventRelation invitees per event (100 for a recurring one: series are refused)
+DEFAULT_RETRY_AFTER_S = (
+    300.0  # REQUEST_LIMIT_EXCEEDED carries no Retry-After: the 24-h allocation refills slowly
+)
+USER_PREFIX, CONTACT_PREFIX, LEAD_PREFIX = "005", "003", "00Q"
+
+EVENT_FIELDS = (
+    "Id",
+    "Subject",
+    "Description",
+    "StartDateTime",
+    "EndDateTime",
+    "IsAllDayEvent",
+    "Location",
+    "IsPrivate",
+    "ShowAs",
+    "OwnerId",
+    "CreatedById",
+    "LastModifiedById",
+    "LastModifiedDate",
+    "SystemModstamp",
+    "IsDeleted",
+    EXTERNAL_REF,
+    STATUS,
+    SYNC_DATA,
+)
+RELATION_FIELDS = ("Id", "EventId", "RelationId", "Status", "Response", "IsInvitee")
+
+CAPABILITIES = CrmCapabilities(
+    connector="salesforce",
+    recurrence="none",  # Recurrence2 (RRULE) is not implemented yet: a series is refused, with the reason
+    exceptions="none",
+    attendee_responses="native",  # EventRelation.Status for users, contacts and leads; others kept by us
+    rooms="text",  # Location text; room mailboxes kept in msync_SyncData__c; spaces from msync_Space__c
+    change_feed="cursor",  # SystemModstamp keyset over /queryAll (deleted rows carry IsDeleted = true)
+    deletes_in_feed=True,
+    cursor_ttl_days=15,  # deleted rows stay visible for 15 days (Recycle Bin, getDeleted's window)
+    create_once="idempotency_key",
+    field_limits=(("subject", SUBJECT_MAX), ("locations", LOCATION_MAX), ("body", DESCRIPTION_MAX)),
+)
+
+# -- SOQL and times ---------------------------------------------------------------------------------------
+
+_SOQL_ESCAPES = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b"}
+_SOQL_ESCAPES["\f"] = "\\f"
+_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+
+
+def soql_string(value: str) -> str:
+    """A SOQL string literal: the escape sequences of the SOQL reference (Quoted String Escape Sequences)."""
+    return "'" + "".join(_SOQL_ESCAPES.get(ch, ch) for ch in value) + "'"
+
+
+def is_id(value: str) -> bool:
+    """A Salesforce record id: 15 or 18 letters and digits."""
+    return bool(_ID.fullmatch(value or ""))
+
+
+def wire_time(value: datetime) -> str:
+    """A dateTime as Salesforce writes it: `2026-03-02T09:30:00.000+0000`."""
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
+
+
+def soql_time(value: datetime) -> str:
+    """A dateTime literal in SOQL (unquoted): `2026-03-02T09:30:00.000Z`."""
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.replace("Z", "+00:00")
+    if re.search(r"[+-]\d{4}$", text):
+        text = text[:-2] + ":" + text[-2:]
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+# -- limits -----------------------------------------------------------------------------------------------
+
+_API_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+
+
+def api_usage(headers: Mapping[str, str]) -> tuple[int, int] | None:
+    """(used, allocation) of the org's rolling 24-hour API allocation, from `Sforce-Limit-Info`."""
+    match = _API_USAGE.search(headers.get("Sforce-Limit-Info") or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+# -- the field profile --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldProfile:
+    """Which fields carry what in an org. `standard`: our package's fields, contacts by Email. `practifi`:
+    Practifi's org, contacts matched on Email and the configured alternate email fields (Practifi's own sync
+    matches on Email, Alternate Email and other email fields)."""
+
+    name: str = "standard"
+    contact_email_fields: tuple[str, ...] = ("Email",)
+    create_key_field: str = CREATE_KEY
+    external_id: bool = False  # the create key field is an External ID field: create by upsert
+
+    @classmethod
+    def of(cls, name: str, email_fields: Iterable[str], external_id_field: str | None) -> FieldProfile:
+        fields = ("Email", *(f for f in email_fields if f != "Email"))
+        return cls(
+            name=name,
+            contact_email_fields=fields,
+            create_key_field=external_id_field or CREATE_KEY,
+            external_id=bool(external_id_field),
+        )
+
+
+# -- status, show-as, responses ---------------------------------------------------------------------------
+
+SHOW_AS_OUT = {ShowAs.FREE: "Free", ShowAs.OOF: "OutOfOffice"}  # everything else is Busy
+SHOW_AS_IN = {"Free": ShowAs.FREE, "OutOfOffice": ShowAs.OOF, "Busy": ShowAs.BUSY}
+RESPONSE_OUT = {
+    Response.ACCEPTED: "Accepted",
+    Response.DECLINED: "Declined",
+    Response.TENTATIVE: "Maybe",
+}  # everything else is New
+RESPONSE_IN = {"Accepted": Response.ACCEPTED, "Declined": Response.DECLINED, "Maybe": Response.TENTATIVE}
+
+
+# -- the sidecar --------------------------------------------------------------------------------------------
+
+
+def location_text(appt: Appointment) -> str:
+    return "; ".join(loc.display_name for loc in appt.locations if loc.display_name)
+
+
+def sync_data(appt: Appointment) -> str:
+    dumped = appt.model_dump(mode="json")
+    people = {
+        a.email: {"name": a.name, "type": a.type.value, "response": a.response.value} for a in appt.attendees
+    }
+    data = {
+        "v": 1,
+        "time_zone": appt.time_zone,
+        "reminder_minutes": appt.reminder_minutes,
+        "categories": list(appt.categories),
+        "online_meeting_url": appt.online_meeting_url,
+        "attachments": dumped["attachments"],
+        "sensitivity": appt.sensitivity.value,
+        "show_as": appt.show_as.value,
+        "kind": appt.kind.value,
+        "origin": appt.origin.value,
+        "organizer": dumped["organizer"],
+        "people": people,
+        "order": [a.email for a in appt.attendees],
+        "locations": dumped["locations"],
+        "location_text": location_text(appt),
+        "cancelled_occurrences": dumped["cancelled_occurrences"],
+        "series_ref": appt.series_ref,
+        "original_start": dumped["original_start"],
+        "crm_fields": dumped["crm_fields"],
+    }
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def _load_sidecar(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, str) or not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}  # broken by a CRM user or an import: the native fields alone then
+    return data if isinstance(data, dict) and data.get("v") == 1 else {}
+
+
+# -- the row we write ---------------------------------------------------------------------------------------
+
+
+def refuse_unholdable(appt: Appointment, *, item_id: str | None) -> None:
+    """UnprocessableError naming what Salesforce (as this connector speaks it) cannot hold; never cut."""
+
+    def refuse(reason: str) -> UnprocessableError:
+        return UnprocessableError(f"Salesforce connector: {reason}", side=SIDE, item_id=item_id)
+
+    if appt.recurrence is not None:
+        raise refuse(
+            "recurring series are not supported yet (capability recurrence=none); the series is not "
+            "flattened to a single event"
+        )
+    for name, value, limit in (
+        ("Subject", appt.subject, SUBJECT_MAX),
+        ("Location", location_text(appt), LOCATION_MAX),
+        ("Description", appt.body, DESCRIPTION_MAX),
+    ):
+        if len(value) > limit:
+            raise refuse(f"Event.{name} holds at most {limit} characters, got {len(value)}")
+    if len(appt.attendees) > INVITEES_MAX:
+        raise refuse(f"an event holds at most {INVITEES_MAX} invitees, got {len(appt.attendees)}")
+    if len(sync_data(appt)) > SYNC_DATA_MAX:
+        raise refuse(f"what {SYNC_DATA} would keep exceeds {SYNC_DATA_MAX} characters")
+
+
+def event_fields(appt: Appointment, *, owner_id: str | None) -> dict[str, Any]:
+    """Every Event field we write for `appt` (not the keys, not the relations)."""
+    row: dict[str, Any] = {
+        "Subject": appt.subject,
+        "Description": appt.body,
+        "StartDateTime": wire_time(appt.start),
+        "EndDateTime": wire_time(appt.end),
+        "IsAllDayEvent": appt.is_all_day,
+        "Location": location_text(appt),
+        "IsPrivate": appt.sensitivity is Sensitivity.PRIVATE,
+        "ShowAs": SHOW_AS_OUT.get(appt.show_as, "Busy"),
+        STATUS: appt.status.value,
+        SYNC_DATA: sync_data(appt),
+    }
+    if owner_id is not None:
+        row["OwnerId"] = owner_id
+    return row
+
+
+def same_value(current: Any, wanted: Any, field: str) -> bool:
+    """Whether a field already holds what we would write (W4: an unchanged field is not sent)."""
+    if field == SYNC_DATA:
+        try:
+            return bool(current) and json.loads(current) == json.loads(wanted)
+        except (TypeError, ValueError):
+            return False
+    if field in ("StartDateTime", "EndDateTime"):
+        return parse_time(current) == parse_time(wanted)
+    if isinstance(wanted, bool):
+        return bool(current) == wanted
+    if isinstance(wanted, str):
+        return (current or "") == wanted
+    return bool(current == wanted)
+
+
+def relations(appt: Appointment, directory: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The EventRelation rows `appt` needs, by RelationId: each attendee the directory resolves (a User,
+    Contact or Lead id by lower-case email), with its Status. Unresolved addresses and rooms are kept in
+    the sidecar only: an EventRelation needs a record to point at."""
+    out: dict[str, dict[str, Any]] = {}
+    for a in appt.attendees:
+        relation_id = directory.get(a.email)
+        if relation_id is None or a.type is AttendeeType.RESOURCE:
+            continue
+        out[relation_id] = {
+            "RelationId": relation_id,
+            "IsInvitee": True,
+            "Status": RESPONSE_OUT.get(a.response, "New"),
+        }
+    return out
+
+
+# -- the record we read --------------------------------------------------------------------------------
+
+
+def record_from_row(
+    row: Mapping[str, Any],
+    relation_rows: Iterable[Mapping[str, Any]],
+    emails: Mapping[str, str | None],
+    *,
+    me: str | None,
+) -> CrmRecord:
+    """A CrmRecord from an Event row, its EventRelation rows and the emails of the ids they name."""
+    crm_id = str(row["Id"])
+    kept = _load_sidecar(row.get(SYNC_DATA))
+    start, end = parse_time(row.get("StartDateTime")), parse_time(row.get("EndDateTime"))
+    if start is None or end is None:
+        raise UnprocessableError(
+            "Salesforce event has no StartDateTime/EndDateTime", side=SIDE, item_id=crm_id
+        )
+    people: dict[str, Any] = kept.get("people") or {}
+    order = list(kept.get("order") or [])
+    by_email: dict[str, Attendee] = {}
+    for rel in relation_rows:
+        if rel.get("IsInvitee") is False:
+            continue  # a Who/What relation (Shared Activities), not an invitee
+        email = emails.get(str(rel.get("RelationId") or ""))
+        if not email:
+            continue
+        known = people.get(email) or {}
+        response = RESPONSE_IN.get(str(rel.get("Status") or ""))
+        if response is None:  # New: no answer in Salesforce; what we kept refines it (notResponded, none)
+            kept_response = known.get("response", Response.NONE.value)
+            response = Response(kept_response) if kept_response not in RESPONSE_IN.values() else Response.NONE
+        by_email[email] = Attendee(
+            email=email,
+            name=known.get("name", ""),
+            type=AttendeeType(known.get("type", AttendeeType.REQUIRED.value)),
+            response=response,
+        )
+    attendees: list[Attendee] = []
+    for email in order:  # kept attendees Salesforce cannot point at (unresolved, rooms) stay
+        if email in by_email:
+            attendees.append(by_email.pop(email))
+        elif email in people and _unrelatable(people[email]):
+            p = people[email]
+            attendees.append(
+                Attendee(email=email, name=p.get("name", ""), type=p["type"], response=p["response"])
+            )
+    attendees += sorted(by_email.values(), key=lambda a: a.email)  # invited in Salesforce
+    owner_email = emails.get(str(row.get("OwnerId") or ""))
+    organizer: Person | None = None
+    kept_org = kept.get("organizer")
+    if kept_org and (owner_email is None or owner_email == kept_org.get("email") or row.get("OwnerId") == me):
+        organizer = Person.model_validate(kept_org)
+    elif owner_email:
+        organizer = Person(email=owner_email)
+    text = str(row.get("Location") or "")
+    if kept and text == kept.get("location_text"):
+        locations = tuple(Location.model_validate(x) for x in kept.get("locations") or [])
+    else:
+        locations = (Location(display_name=text),) if text else ()
+    show_as = SHOW_AS_IN.get(str(row.get("ShowAs") or "Busy"), ShowAs.BUSY)
+    kept_show = ShowAs(kept.get("show_as", show_as.value))
+    if show_as is ShowAs.BUSY and kept_show not in (ShowAs.FREE, ShowAs.OOF):
+        show_as = kept_show  # tentative, workingElsewhere, unknown: written as Busy, kept by us
+    sensitivity = Sensitivity(kept.get("sensitivity", Sensitivity.NORMAL.value))
+    if bool(row.get("IsPrivate")):
+        sensitivity = Sensitivity.PRIVATE
+    elif sensitivity is Sensitivity.PRIVATE:
+        sensitivity = Sensitivity.NORMAL
+    status_value = str(row.get(STATUS) or Status.CONFIRMED.value)
+    status = Status(status_value) if status_value in Status._value2member_map_ else Status.CONFIRMED
+    appointment = Appointment.model_validate(
+        {
+            "subject": row.get("Subject") or "",
+            "body": row.get("Description") or "",
+            "start": start,
+            "end": end,
+            "time_zone": kept.get("time_zone", "UTC"),
+            "is_all_day": bool(row.get("IsAllDayEvent")),
+            "locations": locations,
+            "organizer": organizer,
+            "attendees": tuple(attendees),
+            "sensitivity": sensitivity,
+            "show_as": show_as,
+            "reminder_minutes": kept.get("reminder_minutes"),
+            "categories": tuple(kept.get("categories") or ()),
+            "online_meeting_url": kept.get("online_meeting_url"),
+            "attachments": tuple(kept.get("attachments") or ()),
+            "status": status,
+            "kind": kept.get("kind", "meeting"),
+            "origin": kept.get("origin", Origin.CRM.value),
+            "cancelled_occurrences": tuple(kept.get("cancelled_occurrences") or ()),
+            "series_ref": kept.get("series_ref"),
+            "original_start": kept.get("original_start"),
+            "crm_fields": tuple(tuple(x) for x in kept.get("crm_fields") or ()),
+        }
+    )
+    created_by, updated_by = (str(row.get(k) or "") for k in ("CreatedById", "LastModifiedById"))
+    return CrmRecord(
+        crm_id=crm_id,
+        version=str(row.get("SystemModstamp") or ""),
+        appointment=appointment,
+        mailbox_hint=owner_email if row.get("OwnerId") != me else None,
+        created_by=None if created_by == me else emails.get(created_by),
+        updated_by=None if updated_by == me else emails.get(updated_by),
+        external_ref=row.get(EXTERNAL_REF) or None,
+        updated_at=parse_time(row.get("SystemModstamp")),
+    )
+
+
+def _unrelatable(person: Mapping[str, Any]) -> bool:
+    """Kept attendees that were never EventRelation rows: rooms; the rest re-resolve as relations."""
+    return person.get("type") == AttendeeType.RESOURCE.value or bool(person.get("unresolved"))
+
+
+def mark_unresolved(raw: str, unresolved: Iterable[str]) -> str:
+    """The sidecar with the attendees no EventRelation can hold flagged, so a read keeps them."""
+    data = json.loads(raw)
+    for email in unresolved:
+        if email in data["people"]:
+            data["people"][email]["unresolved"] = True
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+# -- errors -------------------------------------------------------------------------------------------------
+
+# Every status the REST API documents (Status Codes and Error Responses, errorcodes.htm) and its class; the
+# test enumerates them. 300 is an External ID matched by several records: an operator must resolve it.
+DOCUMENTED_STATUSES: dict[int, type[SyncError]] = {
+    300: PermanentError,
+    304: PermanentError,  # only answers a conditional GET we never send
+    400: UnprocessableError,
+    401: PermissionError_,
+    403: PermissionError_,  # REQUEST_LIMIT_EXCEEDED excepted (below)
+    404: NotFoundError,
+    405: PermanentError,
+    409: ConflictError,
+    410: NotFoundError,
+    412: ConcurrencyError,
+    414: UnprocessableError,
+    415: UnprocessableError,
+    420: TransientError,  # Salesforce Edge has no routing information for the host yet
+    428: UnprocessableError,
+    431: UnprocessableError,
+    500: TransientError,
+    502: TransientError,
+    503: TransientError,
+}
+# Error codes (the `errorCode` of `[{"message", "errorCode", "fields"}]`, API fault codes and StatusCode
+# values) that decide the class whatever the status.
+CODE_CLASSES: dict[str, type[SyncError]] = {
+    "REQUEST_LIMIT_EXCEEDED": ThrottledError,  # 403: the 24-hour API allocation is used up
+    "CONCURRENT_REQUEST_LIMIT_EXCEEDED": ThrottledError,  # 25 long-running requests at once
+    "SERVER_UNAVAILABLE": TransientError,
+    "UNABLE_TO_LOCK_ROW": TransientError,
+    "REQUEST_RUNNING_TOO_LONG": TransientError,
+    "QUERY_TIMEOUT": TransientError,
+    "INVALID_SESSION_ID": PermissionError_,  # refreshed once by the connector before it gets here
+    "ENTITY_IS_DELETED": NotFoundError,
+    "NOT_FOUND": NotFoundError,
+    "INVALID_QUERY_LOCATOR": NotFoundError,  # a query cursor expired: start the read again
+    "DUPLICATE_VALUE": ConflictError,
+    "DUPLICATE_EXTERNAL_ID": PermanentError,  # several records hold one key: an operator hold
+    "INSUFFICIENT_ACCESS_OR_READONLY": PermissionError_,
+    "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY": PermissionError_,
+    "API_DISABLED_FOR_ORG": PermissionError_,
+    "API_CURRENTLY_DISABLED": PermissionError_,
+    "FIELD_CUSTOM_VALIDATION_EXCEPTION": UnprocessableError,
+    "REQUIRED_FIELD_MISSING": UnprocessableError,
+    "STRING_TOO_LONG": UnprocessableError,
+    "INVALID_FIELD": UnprocessableError,
+    "MALFORMED_QUERY": UnprocessableError,
+    "INVALID_CROSS_REFERENCE_KEY": UnprocessableError,
+    # the token endpoint's OAuth errors (400 `{"error", "error_description"}`): wrong or revoked credentials
+    "invalid_client": PermissionError_,
+    "invalid_client_id": PermissionError_,
+    "invalid_grant": PermissionError_,
+    "unauthorized_client": PermissionError_,
+    "unsupported_grant_type": PermissionError_,
+}
+OPERATOR_HOLD = "several Salesforce records hold this create key (HTTP 300): an operator must keep one"
+
+
+def error_body(response: httpx.Response) -> tuple[str, str]:
+    """(errorCode, message) of the first error of `[{"message", "errorCode"}]` (or the OAuth
+    `{"error", "error_description"}`), or ("", text)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return "", response.text[:200]
+    if isinstance(data, list) and data and isinstance(data[0], dict) and "errorCode" in data[0]:
+        return str(data[0].get("errorCode") or ""), str(data[0].get("message") or "")
+    if isinstance(data, dict) and "error" in data:
+        return str(data.get("error") or ""), str(data.get("error_description") or "")
+    return "", response.text[:200]
+
+
+def translate_error(
+    outcome: httpx.Response | httpx.HTTPError, *, item_id: str | None, now: float | None = None
+) -> SyncError:
+    """The one map from an httpx exception or a non-2xx REST API answer to the sync's error tree."""
+    ctx: dict[str, str | None] = {"side": SIDE, "item_id": item_id}
+    if isinstance(outcome, httpx.HTTPStatusError):
+        outcome = outcome.response
+    if isinstance(outcome, httpx.HTTPError):
+        name = type(outcome).__name__
+        if isinstance(outcome, httpx.TimeoutException):
+            return TransientError(f"Salesforce request timed out ({name}): {outcome}", **ctx)
+        if isinstance(outcome, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.TooManyRedirects):
+            return PermanentError(f"Salesforce request cannot be sent ({name}): {outcome}", **ctx)
+        return TransientError(f"Salesforce unreachable ({name}): {outcome}", **ctx)
+    status = outcome.status_code
+    code, detail = error_body(outcome)
+    message = f"Salesforce answered {status} to {outcome.request.method} {outcome.request.url.path}"
+    if status == 300:
+        message = f"{message}: {OPERATOR_HOLD}"
+    elif code or detail:
+        message = f"{message}: {code + ': ' if code else ''}{detail}"
+    usage = api_usage(outcome.headers)
+    if usage is not None:
+        message = f"{message} (API usage {usage[0]}/{usage[1]} in 24 h)"
+    wait = retry_after_seconds(outcome.headers.get("Retry-After"), time.time() if now is None else now)
+    target = CODE_CLASSES.get(code) or DOCUMENTED_STATUSES.get(status)
+    if target is None or (target is TransientError and wait is not None):
+        target = status_class(status, has_retry_after=wait is not None)
+    if target is ThrottledError:
+        return ThrottledError(message, retry_after=DEFAULT_RETRY_AFTER_S if wait is None else wait, **ctx)
+    return target(message, **ctx)
