@@ -222,9 +222,13 @@ class SalesforceApi:
                 shaped[sub] = target.get(sub)
                 out[lookup] = shaped
             else:
-                if obj in WRITABLE and name not in WRITABLE[obj] and name not in _SYSTEM:
+                known = {f.lower(): f for f in (*WRITABLE.get(obj, ()), *_SYSTEM, *row)}
+                if obj in WRITABLE and name.lower() not in known:
                     raise ApiError(400, "INVALID_FIELD", f"No such column '{name}' on entity '{obj}'.")
-                out[name] = row.get(name)
+                canonical = known.get(
+                    name.lower(), name
+                )  # names are case-insensitive; answers use the API name
+                out[canonical] = row.get(canonical)
         return out
 
     async def _row(

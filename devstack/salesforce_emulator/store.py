@@ -129,7 +129,7 @@ class Store:
         for name, value in body.items():
             if name == "attributes":
                 continue
-            if name == "Id":
+            if name.lower() == "id":  # field names are case-insensitive
                 raise ApiError(
                     400, "INVALID_FIELD", "The Id field should not be specified in the sobject data."
                 )
