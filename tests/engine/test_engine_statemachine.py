@@ -56,6 +56,7 @@ Message = GraphChange | CrmChange
 
 LINDA = "linda@contoso.com"
 ROOM = "boardroom@contoso.com"
+CUSTOMER = "lena@northwind.example"  # an external organizer: not a sync user
 MAX_STEPS = 400
 # X1 (the delete budget) holds changes for an operator; that is not what this machine is about.
 POLICY = Policy.default().model_copy(update={"max_deletes_per_run": 10_000})
@@ -164,6 +165,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.queue: list[Message] = []
         self.made: list[Decision] = []  # every decision the worker made, in order
         self.user_events: set[str] = set()  # ids of events people created (the others are ours)
+        self.cancelled_in_crm: set[str] = set()  # CRM records a CRM user cancelled or deleted
         self.n = 0
         self.checked = 0  # decisions before this index were checked by an earlier full sync
         # (side, item id) -> field -> (seq, value) edits made by users since the last full sync
@@ -254,6 +256,30 @@ class SyncMachine(RuleBasedStateMachine):
         self.calendar.user_edit(g.mailbox, g.event_id, attendees=people)
         self._collect()
 
+    @rule(subject=TEXT)
+    def customer_invites_linda_who_accepts(self, subject: str) -> None:
+        """I2: a customer's meeting; Exchange puts Linda's invitee copy in her mailbox, she accepts. The
+        record is made from her copy (SuperOffice 8)."""
+        n = self._seq()
+        start = NOW + timedelta(days=3, hours=n % 8)
+        appt = Appointment(
+            subject=subject,
+            start=start,
+            end=start + timedelta(hours=1),
+            organizer=Person(email=CUSTOMER),
+            attendees=(attendee(LINDA), attendee(CLIENT)),
+        )
+        invitation = GraphEvent(
+            mailbox=LINDA,
+            event_id=f"invitation-{n}",
+            ical_uid=f"UID-invitation-{n}",
+            is_organizer=False,
+            response=Response.ACCEPTED,
+            appointment=appt,
+        )
+        self.calendar.deliver(invitation)
+        self._collect()
+
     # ---- CRM users -------------------------------------------------------------------------------
     @rule(subject=TEXT, status=st.sampled_from([Status.CONFIRMED, Status.CONFIRMED, Status.TENTATIVE]))
     def crm_create(self, subject: str, status: Status) -> None:
@@ -290,6 +316,8 @@ class SyncMachine(RuleBasedStateMachine):
     def crm_status(self, data: st.DataObject, status: Status) -> None:
         r = data.draw(st.sampled_from(self._records()))
         self.crm.user_update(r.crm_id, status=status)
+        if status is Status.CANCELLED:
+            self.cancelled_in_crm.add(r.crm_id)
         self._collect()
 
     @rule()
@@ -308,6 +336,7 @@ class SyncMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def crm_delete(self, data: st.DataObject) -> None:
         r = data.draw(st.sampled_from(self._records()))
+        self.cancelled_in_crm.add(r.crm_id)
         self.crm.user_delete(r.crm_id)
         self._collect()
 
@@ -438,6 +467,9 @@ class SyncMachine(RuleBasedStateMachine):
         live = self._live()
         for m in live:
             record = self.crm.records.get(m.crm_id or "")
+            if m.organizer_mailbox is None:
+                self._check_invitee_made(m, record)
+                continue
             g = self.calendar.event(m.organizer_mailbox or "", m.graph_event_id or "")
             if m.state == "cancelled":
                 assert g is None or g.is_cancelled, f"{m.meeting_key} cancelled but still in M365"
@@ -450,6 +482,7 @@ class SyncMachine(RuleBasedStateMachine):
             assert not diff, f"{m.meeting_key} not converged in {diff}"
             self._check_edits_kept(m.meeting_key, g, record, drained)
         mapped_events = {(m.organizer_mailbox, m.graph_event_id) for m in live}
+        mapped_events |= {(c.mailbox, c.event_id) for m in live for c in m.copies}
         for g in self.calendar.events():
             if self._eligible_graph(g) and not g.written_by_us:
                 assert (g.mailbox, g.event_id) in mapped_events, (
@@ -459,6 +492,19 @@ class SyncMachine(RuleBasedStateMachine):
         for r in self.crm.records.values():
             if r.appointment.origin is Origin.CRM and r.appointment.status is Status.CONFIRMED:
                 assert r.crm_id in mapped_records, f"confirmed CRM record {r.crm_id} never reached M365"
+
+    def _check_invitee_made(self, m: Mapping, record: CrmRecord | None) -> None:
+        """A record made from invitees' copies (I2) stays while a copy is live: the meeting is the customer's,
+        and only Graph's word that every copy is gone cancels it (L4), never a CRM edit (SO-8)."""
+        copies = [self.calendar.event(c.mailbox, c.event_id) for c in m.copies if c.role != "room"]
+        if not any(g is not None and not g.is_cancelled for g in copies):
+            return
+        if m.crm_id in self.cancelled_in_crm:
+            return  # a CRM user cancelled or deleted it: L3 declines the invitation, as it should
+        assert record is not None, f"{m.meeting_key}: the record of a live invitation is gone"
+        assert record.appointment.status is not Status.CANCELLED and m.state != "cancelled", (
+            f"{m.meeting_key}: a record made from a live invitation was cancelled (L4 without Graph's word)"
+        )
 
     def _check_edits_kept(self, key: str, g: GraphEvent, record: CrmRecord, drained: list[Decision]) -> None:
         edits_m = self.edits.get(("m365", g.event_id), {})
