@@ -2,6 +2,9 @@
 
 Azurite (state kept in .devstack/azurite), the Graph emulator, the CRM emulator, and the development host
 serving function_app on http://127.0.0.1:7071. Ctrl-C stops everything it started.
+
+`make run CRM=dataverse` (or `--crm dataverse`; the environment variable CRM is the default) runs the
+Dataverse emulator instead of the CRM emulator, with CRM_CONNECTOR=dataverse and its webhook registered.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEVSTACK_DIR = ROOT / ".devstack"
 GRAPH_PORT = 7081
 CRM_PORT = 7082
+DATAVERSE_PORT = 7083
 HOST_PORT = 7071
+CRMS = ("rest", "dataverse")
 
 DEMO_USERS = [
     ("adele@contoso.example", "Adele Vance"),
@@ -46,7 +51,7 @@ DEMO_CONTACTS = [
 # own; neither key opens the other's routes. The host-level function key (DEVHOST_FUNCTION_KEY) opens all
 # FUNCTION-level routes, the master key (DEVHOST_MASTER_KEY) also the ADMIN-level ops/ routes.
 GRAPH_FUNCTIONS = ("graph_notifications", "graph_lifecycle")
-CRM_FUNCTIONS = ("crm_webhook",)
+CRM_FUNCTIONS = ("crm_webhook", "dataverse_webhook")
 DEV_GRAPH_KEY = "dev-graph-function-key"
 DEV_CRM_KEY = "dev-crm-function-key"
 
@@ -113,6 +118,49 @@ def seed_crm(emu: Any) -> None:
     )
 
 
+def dataverse_id(name: str) -> str:
+    """The seeded Dataverse id of a demo user or contact (by email) or room (harbour, summit)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"dataverse.{name}"))
+
+
+def seed_dataverse(emu: Any) -> None:
+    """The demo directory in Dataverse: system users (Entra users, so mailboxes), contacts and equipment."""
+    emu.seed(
+        users=[
+            {"id": dataverse_id(email), "email": email, "name": name, "mailbox": email}
+            for email, name in DEMO_USERS
+        ],
+        contacts=[{"id": dataverse_id(email), "email": email, "name": name} for email, name in DEMO_CONTACTS],
+        spaces=[
+            {
+                "id": dataverse_id("harbour"),
+                "name": "Harbour Room",
+                "room_mailbox": DEMO_ROOMS[0][0],
+                "management_mode": "outlook_auto_accept",
+            },
+            {
+                "id": dataverse_id("summit"),
+                "name": "Summit Hall",
+                "room_mailbox": DEMO_ROOMS[1][0],
+                "management_mode": "crm_managed",
+            },
+        ],
+    )
+
+
+def dataverse_settings(url: str) -> dict[str, str]:
+    """The app's settings for the Dataverse emulator at `url` (its static token: DATAVERSE_AUTH_MODE)."""
+    return {"CRM_CONNECTOR": "dataverse", "DATAVERSE_URL": url, "DATAVERSE_AUTH_MODE": "emulator"}
+
+
+def dataverse_webhook(host_base: str, function_key: str, secret: str) -> tuple[str, dict[str, str]]:
+    """Where the Dataverse emulator's service endpoint posts, and its HttpHeader authentication pairs: the
+    function key of dataverse_webhook (the host's check) and a CRM_WEBHOOK_SECRETS secret (the app's)."""
+    from sync_core.adapters.crm.dataverse_webhook import KEY_HEADER
+
+    return f"{host_base}/api/crm/dataverse/webhook", {"x-functions-key": function_key, KEY_HEADER: secret}
+
+
 async def prepare(mailboxes: list[str]) -> None:
     """Create queues and tables, and a Graph subscription per sync mailbox (the emulator shakes hands)."""
     from sync_core.bootstrap import opened
@@ -125,7 +173,7 @@ async def prepare(mailboxes: list[str]) -> None:
             print(f"  subscribed {mailbox}: subscription {row.subscription_id}")
 
 
-def banner(values: dict[str, str], graph_url: str, crm_url: str) -> str:
+def banner(values: dict[str, str], graph_url: str, crm_url: str, crm: str = "rest") -> str:
     key = values.get("DEVHOST_FUNCTION_KEY", "")
     graph_key = values.get("DEVHOST_FUNCTION_KEY__graph_notifications", "")
     crm_key = values.get("DEVHOST_FUNCTION_KEY__crm_webhook", "")
@@ -156,8 +204,7 @@ Create an event in Adele's mailbox through the emulator's Graph API:
        -d '{event}'
 
 Within a second it is in the CRM:
-  curl -s {crm_url}/appointments -H 'Authorization: Bearer {values.get("CRM_API_TOKEN", "")}'
-
+{_crm_lines(values, crm_url, crm)}
 Repeat the notification Graph sent (the emulator keeps it) and nothing new is created:
   curl -s {graph_url.removesuffix("/v1.0")}/_emulator/notifications
 
@@ -165,8 +212,34 @@ Why did (or didn't) something sync? The decision log is in Azurite's SyncDecisio
 """
 
 
+def _crm_lines(values: dict[str, str], crm_url: str, crm: str) -> str:
+    if crm != "dataverse":
+        return (
+            f"  curl -s {crm_url}/appointments -H 'Authorization: Bearer {values.get('CRM_API_TOKEN', '')}'\n"
+        )
+    from devstack.dataverse_emulator import DEFAULT_TOKEN
+
+    return f"""  curl -s '{crm_url}/api/data/v9.2/appointments?$select=subject,scheduledstart,statecode' \\
+       -H 'Authorization: Bearer {DEFAULT_TOKEN}'
+  (with its parties: curl -s {crm_url}/_emulator/appointments)
+
+Edit it as a Dataverse user (the emulator posts the webhook, and Outlook follows):
+  curl -s -X PATCH {crm_url}/_emulator/user/appointments/<activityid> -H 'Content-Type: application/json' \\
+       -d '{{"subject": "Quarterly review (moved)", "updated_by": "bruno@contoso.example"}}'
+Cancel it in Dataverse:
+  curl -s -X POST {crm_url}/_emulator/user/appointments/<activityid>/cancel
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="python -m devstack.run", description=__doc__).parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m devstack.run", description=__doc__)
+    parser.add_argument(
+        "--crm",
+        choices=CRMS,
+        default=os.environ.get("CRM") or "rest",
+        help="the CRM side: our REST contract's emulator, or the Dataverse emulator (default: $CRM or rest)",
+    )
+    crm_kind = parser.parse_args(argv).crm
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("azure", "httpx", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -176,10 +249,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from devstack.azurite import Azurite
     from devstack.crm_emulator import CrmEmulator
+    from devstack.dataverse_emulator import DataverseEmulator
     from devstack.graph_emulator import GraphEmulator
     from devstack.host import DevHost
 
     crm_key = values["DEVHOST_FUNCTION_KEY__crm_webhook"]
+    if crm_kind == "dataverse":
+        values |= dataverse_settings(f"http://127.0.0.1:{DATAVERSE_PORT}")
+        os.environ.update(dataverse_settings(f"http://127.0.0.1:{DATAVERSE_PORT}"))
     stopping = threading.Event()
     started: list[Any] = []
     try:
@@ -192,15 +269,26 @@ def main(argv: list[str] | None = None) -> int:
         graph.start()
         started.append(graph)
         seed_graph(graph)
-        crm = CrmEmulator(
-            port=CRM_PORT,
-            webhook_url=f"http://127.0.0.1:{HOST_PORT}/api/crm/webhook?code={crm_key}",
-            webhook_secret=values.get("CRM_WEBHOOK_SECRETS", "").split(",")[0],
-            token=values.get("CRM_API_TOKEN", "dev-crm-token"),
-        )
-        crm.start()
-        started.append(crm)
-        seed_crm(crm)
+        secret = values.get("CRM_WEBHOOK_SECRETS", "").split(",")[0]
+        crm: Any
+        if crm_kind == "dataverse":
+            url, headers = dataverse_webhook(
+                f"http://127.0.0.1:{HOST_PORT}", values["DEVHOST_FUNCTION_KEY__dataverse_webhook"], secret
+            )
+            crm = DataverseEmulator(port=DATAVERSE_PORT, webhook_url=url, webhook_headers=headers)
+            crm.start()
+            started.append(crm)
+            seed_dataverse(crm)
+        else:
+            crm = CrmEmulator(
+                port=CRM_PORT,
+                webhook_url=f"http://127.0.0.1:{HOST_PORT}/api/crm/webhook?code={crm_key}",
+                webhook_secret=secret,
+                token=values.get("CRM_API_TOKEN", "dev-crm-token"),
+            )
+            crm.start()
+            started.append(crm)
+            seed_crm(crm)
 
         import function_app
 
@@ -214,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         _, policy = configuration()
         mailboxes = [u.primary_mailbox or u.email for u in policy.sync_users if u.enabled]
         asyncio.run(prepare(mailboxes))
-        print(banner(values, graph.base_url, crm.base_url))
+        print(banner(values, graph.base_url, crm.base_url, crm_kind))
         signal.signal(signal.SIGTERM, lambda *_: stopping.set())
         while not stopping.wait(0.5):
             pass

@@ -1,7 +1,9 @@
 """The whole local stack on free loopback ports, for end-to-end tests and benchmarks.
 
 Azurite (in memory unless given), both emulators seeded with the demo directory, and the development host
-serving function_app with settings that point at them. `make run` is the same on fixed ports.
+serving function_app with settings that point at them. `make run` is the same on fixed ports. With
+`connector="dataverse"` the CRM side is the Dataverse emulator (`dataverse`, its webhook registered to
+`/api/crm/dataverse/webhook`) instead of the CRM emulator (`crm`).
 """
 
 from __future__ import annotations
@@ -19,14 +21,22 @@ import httpx
 
 from devstack.azurite import Azurite
 from devstack.crm_emulator import CrmEmulator
+from devstack.dataverse_emulator import DataverseEmulator
 from devstack.graph_emulator import GraphEmulator
 from devstack.host import DevHost
-from devstack.run import seed_crm, seed_graph, webhook_key_settings
+from devstack.run import (
+    dataverse_settings,
+    dataverse_webhook,
+    seed_crm,
+    seed_dataverse,
+    seed_graph,
+    webhook_key_settings,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_KEY = "stack-function-key"  # host-level: opens every FUNCTION-level route
 GRAPH_KEY = "stack-graph-key"  # graph_notifications and graph_lifecycle only; Graph is told it
-CRM_KEY = "stack-crm-key"  # crm_webhook only; the CRM emulator calls with it
+CRM_KEY = "stack-crm-key"  # crm_webhook and dataverse_webhook only; the CRM (or Dataverse) calls with it
 MASTER_KEY = "stack-master-key"
 CRM_SECRET = "stack-crm-secret"
 CRM_TOKEN = "stack-crm-token"
@@ -46,8 +56,10 @@ class LocalStack:
     polling_interval: str = "00:00:00.100"
     policy_file: Path = ROOT / "devstack" / "demo-policy.json"
     listen: bool = True  # False: the host polls no queue and runs no timer (DevHost's `listen`)
+    connector: str = "rest"  # CRM_CONNECTOR: `rest` (the CRM emulator) or `dataverse` (the Dataverse one)
     graph: GraphEmulator = field(init=False)
     crm: CrmEmulator = field(init=False)
+    dataverse: DataverseEmulator = field(init=False)
     host: DevHost = field(init=False)
     settings: dict[str, str] = field(init=False)
     _own_azurite: bool = field(init=False, default=False)
@@ -72,21 +84,28 @@ class LocalStack:
         self.graph = GraphEmulator()
         self.graph.start()
         seed_graph(self.graph)
-        self.crm = CrmEmulator(
-            webhook_url=f"http://127.0.0.1:{host_port}/api/crm/webhook?code={CRM_KEY}",
-            webhook_secret=CRM_SECRET,
-            token=CRM_TOKEN,
-        )
-        self.crm.start()
-        seed_crm(self.crm)
+        if self.connector == "dataverse":
+            url, headers = dataverse_webhook(f"http://127.0.0.1:{host_port}", CRM_KEY, CRM_SECRET)
+            self.dataverse = DataverseEmulator(webhook_url=url, webhook_headers=headers)
+            self.dataverse.start()
+            seed_dataverse(self.dataverse)
+            crm_settings = dataverse_settings(self.dataverse.base_url)
+        else:
+            self.crm = CrmEmulator(
+                webhook_url=f"http://127.0.0.1:{host_port}/api/crm/webhook?code={CRM_KEY}",
+                webhook_secret=CRM_SECRET,
+                token=CRM_TOKEN,
+            )
+            self.crm.start()
+            seed_crm(self.crm)
+            crm_settings = {"CRM_BASE_URL": self.crm.base_url, "CRM_API_TOKEN": CRM_TOKEN}
         self.settings = {
             "AzureWebJobsStorage": self.azurite.connection_string,
             "GRAPH_BASE_URL": self.graph.base_url,
             "GRAPH_AUTH_MODE": "emulator",
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{host_port}",
             **webhook_key_settings(GRAPH_KEY, CRM_KEY),
-            "CRM_BASE_URL": self.crm.base_url,
-            "CRM_API_TOKEN": CRM_TOKEN,
+            **crm_settings,
             "CRM_WEBHOOK_SECRETS": CRM_SECRET,
             "SYNC_POLICY_FILE": str(self.policy_file),
             "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
@@ -147,7 +166,7 @@ class LocalStack:
         from sync_core.bootstrap import configuration
 
         # Whatever was started (a failed start may have stopped part way), in reverse order.
-        for part in ("host", "crm", "graph"):
+        for part in ("host", "crm", "dataverse", "graph"):
             if hasattr(self, part):
                 getattr(self, part).stop()
         if self._own_azurite and self.azurite is not None:

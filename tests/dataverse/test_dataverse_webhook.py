@@ -1,6 +1,6 @@
 """The Dataverse webhook door (sync_core/ingress/dataverse.py) and the emulator's webhook sender.
 
-The documented RemoteExecutionContext (tests/fixtures/dataverse/webhook-remote-execution-context.http, its
+The documented RemoteExecutionContext (tests/fixtures/dataverse/webhook-remote-execution-context.txt, its
 source in its header) is replayed: as published (a contact Update) it is refused with a reason; adapted to an
 appointment it is queued as one CrmChange. The emulator's contexts have the documented shape (the same keys at
 every level, the same JSON types), and they pass the real door, de-duplicated through the real ReplayGuard
@@ -29,7 +29,7 @@ from sync_core.errors import TransientError
 from sync_core.ingress.dataverse import handle_dataverse_webhook
 
 FIXTURE = (
-    Path(__file__).resolve().parents[1] / "fixtures" / "dataverse" / "webhook-remote-execution-context.http"
+    Path(__file__).resolve().parents[1] / "fixtures" / "dataverse" / "webhook-remote-execution-context.txt"
 )
 SECRET = "dataverse-secret-0123456789abcdef"
 NEXT_SECRET = "dataverse-next-secret-fedcba987654"

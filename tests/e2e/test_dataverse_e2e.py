@@ -1,0 +1,231 @@
+"""Microsoft 365 <-> Dataverse end to end, through the real stack with CRM_CONNECTOR=dataverse: the Graph
+emulator, the development host serving function_app on Azurite, and the Dataverse emulator, whose registered
+webhook posts a RemoteExecutionContext to POST /api/crm/dataverse/webhook (HttpHeader authentication: the
+function key and a CRM_WEBHOOK_SECRETS secret).
+
+One meeting's life: made in Outlook, it becomes a Dataverse appointment with its activity parties; a
+Dataverse user's edit (the emulator's user route, over HTTP) reaches Outlook through the webhook; a cancel
+in Dataverse cancels the Outlook meeting. And the other way: an appointment made in Dataverse (its Create
+webhook delivered twice) becomes one Outlook meeting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from bench.common import wait_idle
+from devstack.azurite import Azurite
+from devstack.dataverse_emulator import APP_USER_ID
+from devstack.run import dataverse_id
+from devstack.stack import LocalStack
+from tests.e2e.conftest import wait_for
+
+pytestmark = pytest.mark.e2e
+
+ADELE = "adele@contoso.example"
+BRUNO = "bruno@contoso.example"
+MEGAN = "megan@fabrikam.example"
+STRANGER = "pat@unknown.example"  # in neither Dataverse's users nor its contacts
+BASE = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=20)
+WAIT = 20.0
+REQUIRED, OPTIONAL, ORGANIZER = 5, 6, 7
+
+
+@pytest.fixture(scope="module")
+def stack(azurite: Azurite) -> Iterator[LocalStack]:
+    running = LocalStack(azurite=azurite, connector="dataverse").start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _at(day: int, hour: float) -> datetime:
+    return BASE + timedelta(days=day, hours=hour)
+
+
+def _wire(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _appointments(stack: LocalStack, subject: str) -> list[dict[str, Any]]:
+    """Dataverse appointments with this subject, each with its `parties`, as the emulator's user route
+    lists them."""
+    r = httpx.get(f"{stack.dataverse.base_url}/_emulator/appointments", timeout=10)
+    r.raise_for_status()
+    return [a for a in r.json() if a.get("subject") == subject]
+
+
+def _user(stack: LocalStack, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A Dataverse user's action, through the emulator's user route (over HTTP, as `make run` offers)."""
+    r = httpx.request(method, f"{stack.dataverse.base_url}/_emulator/user/{path}", json=body, timeout=10)
+    r.raise_for_status()
+    return dict(r.json()) if r.content else {}
+
+
+def _events(stack: LocalStack, mailbox: str, subject: str) -> list[dict[str, Any]]:
+    return [
+        e for events in stack.graph.dump_events(mailbox).values() for e in events if e["subject"] == subject
+    ]
+
+
+def _webhooks(stack: LocalStack, message: str, activity_id: str) -> list[int | None]:
+    """The answers our door gave to the emulator's `message` webhooks about this appointment."""
+    return [
+        d.status
+        for d in stack.dataverse.webhook_deliveries
+        if d.message == message and d.entity_id == activity_id
+    ]
+
+
+def _settle(stack: LocalStack) -> None:
+    """Until nothing moves: the queue drained and every Dataverse webhook answered, twice in a row (the
+    app's own writes to Dataverse post webhooks that queue more hints)."""
+    calm = 0
+    for _ in range(20):
+        webhooks = stack.dataverse.wait_for_webhooks(WAIT)
+        calm = calm + 1 if webhooks and wait_idle(stack.settings["AzureWebJobsStorage"], timeout=WAIT) else 0
+        if calm >= 2:
+            return
+    raise AssertionError("the stack did not settle")
+
+
+def _parties(row: dict[str, Any]) -> set[tuple[int, str | None, str | None]]:
+    return {
+        (
+            p["participationtypemask"],
+            p.get("_partyid_value@Microsoft.Dynamics.CRM.lookuplogicalname"),
+            p.get("_partyid_value") or p.get("addressused"),
+        )
+        for p in row["parties"]
+    }
+
+
+def test_an_outlook_meeting_becomes_an_appointment_a_dataverse_edit_and_cancel_reach_outlook(
+    stack: LocalStack,
+) -> None:
+    def when(hour: float) -> dict[str, str]:
+        return {"dateTime": _at(1, hour).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
+
+    with stack.graph_http() as g:
+        g.post(
+            f"/users/{ADELE}/events",
+            json={
+                "subject": "Fabrikam pricing",
+                "start": when(10),
+                "end": when(11),
+                "attendees": [
+                    {"emailAddress": {"address": MEGAN, "name": "Megan Bowen"}, "type": "required"},
+                    {"emailAddress": {"address": BRUNO, "name": "Bruno Costa"}, "type": "required"},
+                    {"emailAddress": {"address": STRANGER, "name": "Pat"}, "type": "optional"},
+                ],
+            },
+        ).raise_for_status()
+
+    # Outlook -> Dataverse: one appointment, its parties resolved to the system user and the contact.
+    row = wait_for(lambda: _appointments(stack, "Fabrikam pricing"), timeout=WAIT, what="the appointment")[0]
+    assert len(_appointments(stack, "Fabrikam pricing")) == 1
+    assert (row["scheduledstart"], row["scheduledend"]) == (_wire(_at(1, 10)), _wire(_at(1, 11)))
+    assert _parties(row) == {
+        (ORGANIZER, "systemuser", dataverse_id(ADELE)),
+        (REQUIRED, "systemuser", dataverse_id(BRUNO)),
+        (REQUIRED, "contact", dataverse_id(MEGAN)),
+        (OPTIONAL, None, STRANGER),
+    }
+    assert row["_createdby_value"] == APP_USER_ID and row["msync_externalref"]
+    activity_id = row["activityid"]
+
+    # A Dataverse user's edit -> the webhook -> the worker -> Outlook.
+    _user(
+        stack,
+        "PATCH",
+        f"appointments/{activity_id}",
+        {
+            "subject": "Fabrikam pricing (moved)",
+            "scheduledstart": _wire(_at(1, 14)),
+            "scheduledend": _wire(_at(1, 15)),
+            "updated_by": ADELE,
+        },
+    )
+    moved = wait_for(lambda: _events(stack, ADELE, "Fabrikam pricing (moved)"), timeout=WAIT, what="the edit")
+    assert moved[0]["start"]["dateTime"].startswith(_at(1, 14).strftime("%Y-%m-%dT%H:%M"))
+    assert 202 in _webhooks(stack, "Update", activity_id), "the edit came through the Dataverse webhook"
+    assert wait_for(
+        lambda: _events(stack, BRUNO, "Fabrikam pricing (moved)"), timeout=WAIT
+    )  # Exchange updated
+    # The edit's echoes settle first: a cancel landing while the app writes to the same row is a known race
+    # (docs/dataverse.md, "Not done yet"), not what this test is about.
+    _settle(stack)
+
+    # A cancel in Dataverse (statecode Canceled) -> the Outlook meeting is cancelled, the attendees told.
+    _user(stack, "POST", f"appointments/{activity_id}/cancel", {"updated_by": ADELE})
+    wait_for(lambda: _events(stack, ADELE, "Fabrikam pricing (moved)") == [], timeout=WAIT, what="the cancel")
+    told = wait_for(
+        lambda: [e for e in _events(stack, BRUNO, "Canceled: Fabrikam pricing (moved)") if e["isCancelled"]],
+        timeout=WAIT,
+    )
+    assert len(told) == 1
+    assert (
+        _appointments(stack, "Fabrikam pricing (moved)")[0]["statecode"] == 2
+    )  # still cancelled in Dataverse
+
+
+def test_an_appointment_made_in_dataverse_becomes_one_outlook_meeting_though_its_webhook_came_twice(
+    stack: LocalStack,
+) -> None:
+    stack.dataverse.duplicate_webhooks()
+    try:
+        made = _user(
+            stack,
+            "POST",
+            "appointments",
+            {
+                "subject": "Contoso x Fabrikam kickoff",
+                "scheduledstart": _wire(_at(2, 9)),
+                "scheduledend": _wire(_at(2, 10)),
+                "created_by": ADELE,
+                "appointment_activity_parties": [
+                    {
+                        "partyid_systemuser@odata.bind": f"/systemusers({dataverse_id(ADELE)})",
+                        "participationtypemask": ORGANIZER,
+                    },
+                    {
+                        "partyid_contact@odata.bind": f"/contacts({dataverse_id(MEGAN)})",
+                        "participationtypemask": REQUIRED,
+                    },
+                ],
+            },
+        )
+        # A new row is Open; saving it in the app books it: Scheduled, Busy (appointment.md StateCode 3).
+        _user(
+            stack,
+            "PATCH",
+            f"appointments/{made['activityid']}",
+            {"statecode": 3, "statuscode": 5, "updated_by": ADELE},
+        )
+        assert stack.dataverse.wait_for_webhooks(WAIT)
+    finally:
+        stack.dataverse.duplicate_webhooks(False)
+    activity_id = made["activityid"]
+    for message in ("Create", "Update"):  # each delivered twice, queued once
+        assert sorted(s or 0 for s in _webhooks(stack, message, activity_id)) == [200, 202]
+    event = wait_for(lambda: _events(stack, ADELE, "Contoso x Fabrikam kickoff"), timeout=WAIT)
+    assert [a["emailAddress"]["address"] for a in event[0]["attendees"]] == [MEGAN]
+    stack.dataverse.wait_for_webhooks(WAIT)  # the echo of our own write back to Dataverse, if any
+    assert len(_events(stack, ADELE, "Contoso x Fabrikam kickoff")) == 1
+    assert len(_appointments(stack, "Contoso x Fabrikam kickoff")) == 1
+
+
+def test_a_webhook_without_the_secret_is_refused_and_queues_nothing(stack: LocalStack) -> None:
+    from tests.dataverse.test_dataverse_webhook import context
+
+    body = context("Update")
+    answer = stack.post_to_ingress("crm/dataverse/webhook", body, {"Content-Type": "application/json"})
+    assert answer.status_code == 401 and "x-msync-webhook-key" in answer.json()["error"]
+    no_key = httpx.post(f"{stack.host.base_url}/api/crm/dataverse/webhook", content=body, timeout=10)
+    assert no_key.status_code == 401  # the host's own check: no function key
