@@ -225,7 +225,7 @@ def _crm_lines(values: dict[str, str], crm_url: str, crm: str) -> str:
 
 Edit it as a Dataverse user (the emulator posts the webhook, and Outlook follows):
   curl -s -X PATCH {crm_url}/_emulator/user/appointments/<activityid> -H 'Content-Type: application/json' \\
-       -d '{{"subject": "Quarterly review (moved)", "updated_by": "bruno@contoso.example"}}'
+       -d '{{"subject": "Quarterly review (moved)", "updated_by": "adele@contoso.example"}}'
 Cancel it in Dataverse:
   curl -s -X POST {crm_url}/_emulator/user/appointments/<activityid>/cancel
 """
