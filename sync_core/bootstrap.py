@@ -190,6 +190,7 @@ class Container:
 
     async def aclose(self) -> None:
         await self.crm.aclose()
+        await self.decisions.flush()  # the time-index rows still held back
         await self.storage.aclose()
         await self.graph.aclose()
 

@@ -86,6 +86,13 @@ class MemoryMappings:
         row = self.rows.get(meeting_key)
         return None if row is None else Mapping.model_validate(json.loads(row[1]) | {"etag": row[0]})
 
+    async def lookup(self, key: str) -> tuple[Mapping | None, str | None]:
+        kind, _, ident = key.partition(":")
+        alias = self.index.get((kind, ident)) if kind in ("ical", "crm") and "|" not in key else None
+        if alias is not None and alias != key:
+            return None, alias
+        return await self.get(key), None
+
     async def find_by_graph(self, mailbox: str, event_id: str) -> str | None:
         return self.index.get(("graph", mailbox.lower(), event_id))
 

@@ -65,10 +65,7 @@ class Gatherer:
         )
         event = await self.graph.get_event(msg.mailbox, msg.event_id)
         series_key = await self._series_key(msg.mailbox, event)
-        key = await self.mappings.find_by_graph(msg.mailbox, msg.event_id)
-        if key is None and event is not None:
-            key = await self._graph_key(event, series_key)
-        stored = await self.mappings.get(key) if key else None
+        key, stored = await self._graph_mapping(msg, event, series_key)
         crm_id = stored.crm_id if stored else (identity.crm_id_from_key(key) if key else None)
         # A tagged event whose mapping save was lost names its CRM record in the tag: adopt it (I3).
         crm = await self.crm.get_appointment(crm_id) if crm_id else None
@@ -86,13 +83,36 @@ class Gatherer:
         facts = Facts(
             known_contacts=await self._known(event, stored),
             room_overlaps=overlaps,
-            deletes_this_run=await self._used(msg.mailbox),
             series_key=series_key,
             series_mapping=await self.mappings.get(series_key) if series_key else None,
             crm_mapped_under=mapped_under,
         )
         event = await with_attachments(self.graph, event, crm, self.policy)  # F5
         return Gathered(change, key, stored, stored, event, crm, facts, msg.mailbox)
+
+    async def _graph_mapping(
+        self, msg: GraphChange, event: GraphEvent | None, series_key: str | None
+    ) -> tuple[str | None, Mapping | None]:
+        """The meeting of a Graph copy and its row. A copy that still exists names its meeting's key itself
+        (our tag, its iCalUId, or its series key plus original start), so one partition read finds the row or
+        the alias to it (I1); a deleted copy is found by the mailbox's copy rows."""
+        candidate = _candidate_key(event, series_key) if event is not None else None
+        if event is not None and candidate is not None:
+            stored, alias = await self.mappings.lookup(candidate)
+            if stored is not None:
+                return candidate, stored
+            if alias is not None:
+                return alias, await self.mappings.get(alias)
+            if not event.is_organizer and event.ical_uid and not event.written_by_us:
+                # an attendee or room copy of a meeting keyed otherwise, mapped before alias rows existed
+                legacy = await self.mappings.find_by_ical(event.ical_uid)
+                if legacy is not None and legacy != candidate:
+                    return legacy, await self.mappings.get(legacy)
+            return candidate, None
+        key = await self.mappings.find_by_graph(msg.mailbox, msg.event_id)
+        if key is None and event is not None:
+            key = await self._graph_key(event, series_key)
+        return key, (await self.mappings.get(key) if key else None)
 
     async def _series_key(self, mailbox: str, event: GraphEvent | None) -> str | None:
         """I1/R3: the meeting key of the series an occurrence or exception belongs to."""
@@ -127,10 +147,7 @@ class Gatherer:
     async def crm_change(self, msg: CrmChange) -> Gathered:
         change = Change(source=Side.CRM, change_type=CRM_CHANGE_TYPES[msg.change_type], item_id=msg.crm_id)
         record = await self.crm.get_appointment(msg.crm_id)
-        key = await self.mappings.find_by_crm(msg.crm_id)
-        if key is None and record is not None:
-            key = identity.crm_meeting_key(record)
-        stored = await self.mappings.get(key) if key else None
+        key, stored = await self._crm_mapping(msg.crm_id, record)
         mapping = stored
         event: GraphEvent | None = None
         occurrence_id: str | None = None
@@ -150,13 +167,30 @@ class Gatherer:
         run_mailbox = (mapping.organizer_mailbox if mapping else None) or (event.mailbox if event else None)
         facts = Facts(
             room_overlaps=tuple(facts_overlaps),
-            deletes_this_run=await self._used(run_mailbox),
             occurrence_event_id=occurrence_id,
             series_key=record.appointment.series_ref if record else None,
             graph_gone=gone,
         )
         event = await with_attachments(self.graph, event, record, self.policy)  # F5
         return Gathered(change, key, mapping, stored, event, record, facts, run_mailbox)
+
+    async def _crm_mapping(self, crm_id: str, record: CrmRecord | None) -> tuple[str | None, Mapping | None]:
+        """The meeting of a CRM record and its row: the key the record names (our `external_ref`, its series
+        and original start, or `crm:<id>`) read with one partition query that finds the row or the alias to
+        it; a record that is gone, by its id's alias."""
+        if record is not None:
+            key = identity.crm_meeting_key(record)
+            stored, alias = await self.mappings.lookup(key)
+            if stored is not None:
+                return key, stored
+            if alias is not None:
+                return alias, await self.mappings.get(alias)
+            if key == "crm:" + crm_id:
+                return key, None  # the row would be here, and no alias for this id exists
+        found = await self.mappings.find_by_crm(crm_id)
+        if found is None:
+            return (identity.crm_meeting_key(record) if record is not None else None), None
+        return found, await self.mappings.get(found)
 
     async def _mapped_event(self, mapping: Mapping) -> tuple[GraphEvent | None, bool]:
         """The M365 side of a mapped meeting, and whether Graph said it is gone: the organizer's event, or
@@ -236,7 +270,11 @@ class Gatherer:
         view = await self.graph.calendar_view(room, appt.start, appt.end)
         return tuple(e for e in view if e.ical_uid != exclude and not e.is_cancelled)
 
-    async def _used(self, mailbox: str | None) -> int:
-        if self.budget is None or not mailbox:
-            return 0
-        return await self.budget.used(mailbox, self.clock())
+
+def _candidate_key(event: GraphEvent, series_key: str | None) -> str | None:
+    """The meeting key a live Graph copy names by itself (I1): our verified tag, else its identity."""
+    if event.written_by_us:
+        return event.written_by_us
+    if event.type in identity.SERIES_TYPES:
+        return identity.meeting_key(event, series_key) if series_key else None
+    return identity.meeting_key(event)

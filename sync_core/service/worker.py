@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -159,12 +159,34 @@ class Worker:
     async def _decide_and_apply(self, g: Gathered, correlation_id: str) -> Outcome:
         now = self.clock()
         decision = decide(g.change, g.mapping, g.graph, g.crm, self.policy, now, g.facts)
+        if any(isinstance(a, _DELETES) for a in decision.actions) and g.run_mailbox and self.deletes:
+            # X1: the run's delete count is read only for a decision that deletes (one Table read less per
+            # change); the count only ever turns a delete into a hold, so the decision is taken again with it.
+            used = await self.deletes.used(g.run_mailbox, self.clock())
+            if used:
+                g = replace(g, facts=g.facts.model_copy(update={"deletes_this_run": used}))
+                decision = decide(g.change, g.mapping, g.graph, g.crm, self.policy, now, g.facts)
         master = g.graph if g.graph is not None and g.graph.type == "seriesMaster" else None
         outcome = Outcome(decision, exceptions=master.exception_ids if master is not None else ())
         key = decision.meeting_key or g.meeting_key
         held = next((a for a in decision.actions if isinstance(a, Skip) and a.needs_operator), None)
-        if held is None:
-            await self._apply(decision, g, outcome, now)
+        writes = bool(decision.writes) or any(isinstance(a, NotifyOrganizer) for a in decision.actions)
+        if held is None and not writes and _unchanged(decision, g.stored):
+            # An echo, a duplicate or a no-op of a mapped meeting: nothing to write, not even the decision
+            # row (the Table request budget is the one mapping read). It is in the log and the rule metrics.
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "decided %s for %s %s: %s (%s), nothing to write [%s]",
+                    decision.rule,
+                    g.change.source.value,
+                    g.change.item_id[:24],
+                    decision.reason,
+                    key,
+                    correlation_id,
+                )
+            return outcome
+        # E1: the decision is on record before its first write, so a worker that dies after a write leaves a
+        # change its decision explains (a redelivery decides again and records that decision too).
         await self.decisions.record(
             side=g.change.source.value,
             item_id=g.change.item_id,
@@ -175,18 +197,21 @@ class Worker:
             actions=[a.model_dump(mode="json", exclude={"appointment"}) for a in decision.actions],
             correlation_id=correlation_id,
             versions=_versions(g),
-            outcome="needs-operator" if held else ("applied" if outcome.writes else "no-op"),
+            outcome="needs-operator" if held else ("applied" if writes else "no-op"),
         )
-        log.info(
-            "decided %s for %s %s: %s (%s) writes=%s [%s]",
-            decision.rule,
-            g.change.source.value,
-            g.change.item_id[:24],
-            decision.reason,
-            key,
-            outcome.writes,
-            correlation_id,
-        )
+        if held is None:
+            await self._apply(decision, g, outcome, now)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "decided %s for %s %s: %s (%s) writes=%s [%s]",
+                decision.rule,
+                g.change.source.value,
+                g.change.item_id[:24],
+                decision.reason,
+                key,
+                outcome.writes,
+                correlation_id,
+            )
         if held is not None:
             # X1: the change waits for an operator in the poison queue, its reason in the failures ledger;
             # replaying it (python -m sync_core replay) decides again once the operator agrees.
@@ -322,6 +347,15 @@ class Worker:
             await self.notices.release(meeting_key, notice)
             raise
         return True
+
+
+def _unchanged(decision: Decision, stored: Mapping | None) -> bool:
+    """Whether a decision without writes leaves a stored row as it is (so `_apply` would save nothing)."""
+    if stored is None or decision.mapping is None or any(isinstance(a, Unlink) for a in decision.actions):
+        return False
+    return decision.mapping.meeting_key == stored.meeting_key and _content(decision.mapping) == _content(
+        stored
+    )
 
 
 def _content(mapping: Mapping | None) -> object:

@@ -1,6 +1,6 @@
 """The real Worker over the fakes where the state machine does not inject crashes yet: right after a create
 on either side, and after the claim of an M365 meeting's row; the record of a decision cut short by a crash
-(E1); and an occurrence cancelled in Outlook (R3).
+(E1: now recorded before the first write); and an occurrence cancelled in Outlook (R3).
 
 Each is a sync_core gap today (strict xfail: the test fails loudly once fixed, so the xfail and the state
 machine's `_recoverable` exclusions can go). The first test is the path the worker does recover from.
@@ -210,12 +210,6 @@ async def test_I3_a_crm_record_deleted_before_the_redelivered_create_leaves_no_d
     assert linked or cancelled
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sync_core gap (E1): Worker._decide_and_apply records a decision only after its writes, so a "
-    "worker that dies between a write and the record leaves a change made (here a conflict settled by "
-    "m365_wins, overwriting a CRM edit) that no decision explains; the redelivery finds nothing left to do",
-)
 async def test_E1_a_decision_whose_writes_were_made_is_on_record_though_the_worker_died() -> None:
     world = World(crm_dies_after="update_appointment")
     event_id = world.outlook_user_books()

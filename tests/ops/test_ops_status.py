@@ -179,6 +179,7 @@ async def test_recent_decisions_are_a_bounded_newest_first_read_across_items(sto
             versions={},
             outcome="skipped",
         )
+    await decisions.flush()  # `ops.recent_decisions` reads with a log of its own
 
     rows = await ops.recent_decisions(storage, since=NOW - timedelta(hours=24), now=NOW, limit=2)
 

@@ -61,9 +61,24 @@ def _row(entity: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+INDEX_FLUSH_SECONDS = 1.0  # a time-index row reaches the status page at most this late
+INDEX_BATCH = 100  # rows per entity group transaction (the service's limit)
+_INDEX_BATCH_CHARS = 1_000_000  # and well under its 4 MiB per request
+
+
 class DecisionLog:
-    def __init__(self, table: TableClient) -> None:
+    """The item rows are written one per decision, at once (they are the record); the time-index rows are
+    kept back for up to `INDEX_FLUSH_SECONDS` and sent as entity group transactions of up to 100 rows (one
+    hour partition each), so the status page's index costs about 0.01 Table requests per decision instead of
+    one. Rows still held when a process dies are lost, as an index row whose write failed always was: the
+    index only feeds the status page; `explain` reads the item rows."""
+
+    def __init__(self, table: TableClient, *, flush_seconds: float = INDEX_FLUSH_SECONDS) -> None:
         self._table = table
+        self._flush_seconds = flush_seconds
+        self._pending: list[dict[str, Any]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
 
     async def record(
         self,
@@ -94,17 +109,53 @@ class DecisionLog:
         put_json(entity, "Actions", actions)
         index = entity | {"PartitionKey": index_partition(at)}
         put_json(entity, "Versions", versions)
-        # Both at once: the item row is the record (E1) and its failure fails the change; the index row
-        # only feeds the status page, so losing it is logged, not retried.
-        done, indexed = await asyncio.gather(
-            create_entity(self._table, entity), create_entity(self._table, index), return_exceptions=True
-        )
-        if isinstance(done, BaseException):
-            raise done
-        if isinstance(indexed, BaseException):
-            if not isinstance(indexed, Exception):
-                raise indexed
-            log.warning("decision on %s %s not added to the time index: %s", side, item_id, indexed)
+        # The item row is the record (E1) and its failure fails the change; the index row only feeds the
+        # status page, so it is batched with others and losing it is logged, not retried.
+        await create_entity(self._table, entity)
+        self._pending.append(index)
+        if len(self._pending) >= INDEX_BATCH:
+            self._spawn_flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._flush_seconds, self._spawn_flush)
+
+    def _spawn_flush(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._send_pending())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def flush(self) -> None:
+        """Send the time-index rows held back, and wait for sends under way (before a read or a close)."""
+        await self._send_pending()
+        if self._flushing:
+            await asyncio.gather(*self._flushing, return_exceptions=True)
+
+    async def _send_pending(self) -> None:
+        """One transaction per hour partition and 100 rows."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        rows, self._pending = self._pending, []
+        batches: list[list[dict[str, Any]]] = []
+        by_partition: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_partition.setdefault(row["PartitionKey"], []).append(row)
+        for group in by_partition.values():
+            batch: list[dict[str, Any]] = []
+            size = 0
+            for row in group:
+                chars = sum(len(v) for v in row.values() if isinstance(v, str))
+                if batch and (len(batch) >= INDEX_BATCH or size + chars > _INDEX_BATCH_CHARS):
+                    batches.append(batch)
+                    batch, size = [], 0
+                batch.append(row)
+                size += chars
+            if batch:
+                batches.append(batch)
+        for batch in batches:
+            try:
+                await self._table.submit_transaction([("create", row) for row in batch])
+            except Exception as exc:
+                log.warning("%d decisions not added to the time index: %s", len(batch), translate(exc))
 
     async def for_item(self, side: str, item_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -119,6 +170,7 @@ class DecisionLog:
 
         Key-only reads of the time index: hour partitions from `now` back to `since`, each read from its
         newest row, stopping once `limit` rows are found (usually one request)."""
+        await self.flush()  # this process's own latest decisions included
         out: list[dict[str, Any]] = []
         below = f"{_ticks(since) + 1:020d}"  # every RowKey of a decision at or after `since` sorts below
         for pk in _hours(now + INDEX_SKEW, since):
@@ -137,6 +189,7 @@ class DecisionLog:
 
     async def purge_index(self, now: datetime, *, max_rows: int = MAX_PURGED_PER_RUN) -> int:
         """Delete time-index rows of hours wholly before `INDEX_RETENTION` (the item rows stay)."""
+        await self.flush()
         flt = "PartitionKey ge @lo and PartitionKey lt @hi"
         hi = index_partition(now - INDEX_RETENTION)
         return await delete_range(self._table, flt, {"lo": INDEX_PREFIX, "hi": hi}, max_rows=max_rows)

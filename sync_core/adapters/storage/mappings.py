@@ -1,7 +1,23 @@
-"""Event-ID mappings in Table Storage: one row per meeting, plus index rows from each side's ids. I/O side."""
+"""Event-ID mappings in Table Storage: one row per meeting, plus index rows from each side's ids. I/O side.
+
+Layout (issue 20: one Table request to find a mapped meeting from the item a change names):
+
+- the meeting row: partition `key_of("meeting", K)`, RowKey `meeting`;
+- an alias row for the meeting's iCalUId and CRM id, in the partition the meeting would have if it were keyed
+  by them (`key_of("meeting", "ical:<uid>")`, `key_of("meeting", "crm:<id>")`), RowKey `alias`, written only
+  when that key is not K itself. The key a change's item suggests (our tag, `ical:<uid>`, the CRM record's
+  `external_ref` or `crm:<id>`) is then read with one partition query that returns the meeting row or the
+  alias to it (`lookup`);
+- one row per mapped copy in its mailbox's partition (`copies_in`, and `find_by_graph` for a deleted event).
+
+Rows of the earlier layout (an index partition per Graph copy, CRM id and iCalUId) are no longer written;
+`find_by_graph`, `find_by_crm` and `find_by_ical` still read them when the new rows do not answer, so
+meetings mapped before keep being found on the paths that need those hints.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from azure.data.tables.aio import TableClient
@@ -19,7 +35,8 @@ from sync_core.adapters.storage.core import (
 from sync_core.domain.actions import Mapping
 
 _MEETING_RK = "meeting"
-_INDEX_RK = "index"
+_ALIAS_RK = "alias"
+_INDEX_RK = "index"  # rows of the earlier layout, read as a fallback only
 
 
 def graph_index_key(mailbox: str, event_id: str) -> str:
@@ -39,6 +56,21 @@ def ical_index_key(ical_uid: str) -> str:
     return key_of("ical", ical_uid)
 
 
+def meeting_partition(meeting_key: str) -> str:
+    return key_of("meeting", meeting_key)
+
+
+def alias_keys(mapping: Mapping) -> set[str]:
+    """The keys other than its own under which a meeting is looked up: `ical:<uid>` and `crm:<id>`."""
+    keys = set()
+    if mapping.ical_uid:
+        keys.add("ical:" + mapping.ical_uid)
+    if mapping.crm_id:
+        keys.add("crm:" + mapping.crm_id)
+    keys.discard(mapping.meeting_key)
+    return keys
+
+
 class MappingStore:
     """Meeting mappings keyed by meeting key (I1), found from either side's id."""
 
@@ -46,27 +78,52 @@ class MappingStore:
         self._table = table
 
     async def get(self, meeting_key: str) -> Mapping | None:
-        entity = await get_entity(self._table, key_of("meeting", meeting_key), _MEETING_RK)
-        if entity is None:
-            return None
-        data = get_json(entity, "Data")
-        return Mapping.model_validate(data | {"etag": entity["_etag"]})
+        entity = await get_entity(self._table, meeting_partition(meeting_key), _MEETING_RK)
+        return None if entity is None else _mapping(entity)
+
+    async def lookup(self, key: str) -> tuple[Mapping | None, str | None]:
+        """The meeting key `key` is an alias of, else the meeting stored under `key`: one partition query.
+        An alias wins over a row of the same partition, as an index row always did: it was written by the
+        meeting that claimed this iCalUId or CRM id last."""
+        row, alias = await self._partition(key)
+        if alias is not None:
+            return None, alias
+        return (None if row is None else _mapping(row)), None
+
+    async def _partition(self, key: str) -> tuple[dict[str, Any] | None, str | None]:
+        row: dict[str, Any] | None = None
+        alias: str | None = None
+        async for entity in query(self._table, "PartitionKey eq @pk", pk=meeting_partition(key)):
+            if entity.get("RowKey") == _MEETING_RK:
+                row = entity
+            elif entity.get("RowKey") == _ALIAS_RK:
+                alias = str(entity["MeetingKey"])
+        return row, alias
+
+    async def _key_of(self, key: str, legacy_pk: str) -> str | None:
+        row, alias = await self._partition(key)
+        if alias is not None:
+            return alias
+        if row is not None:
+            return str(row["MeetingKey"])
+        entity = await get_entity(self._table, legacy_pk, _INDEX_RK)
+        return None if entity is None else str(entity["MeetingKey"])
 
     async def find_by_graph(self, mailbox: str, event_id: str) -> str | None:
-        entity = await get_entity(self._table, graph_index_key(mailbox, event_id), _INDEX_RK)
+        entity = await get_entity(self._table, mailbox_copies_key(mailbox), key_of(event_id))
+        if entity is None:
+            entity = await get_entity(self._table, graph_index_key(mailbox, event_id), _INDEX_RK)
         return None if entity is None else str(entity["MeetingKey"])
 
     async def find_by_crm(self, crm_id: str) -> str | None:
-        entity = await get_entity(self._table, crm_index_key(crm_id), _INDEX_RK)
-        return None if entity is None else str(entity["MeetingKey"])
+        return await self._key_of("crm:" + crm_id, crm_index_key(crm_id))
 
     async def find_by_ical(self, ical_uid: str) -> str | None:
         """I1: the meeting whose copy carries this iCalUId (attendee and room copies of a meeting we wrote
         carry no tag of ours, only the organizer's iCalUId)."""
         if not ical_uid:
             return None
-        entity = await get_entity(self._table, ical_index_key(ical_uid), _INDEX_RK)
-        return None if entity is None else str(entity["MeetingKey"])
+        return await self._key_of("ical:" + ical_uid, ical_index_key(ical_uid))
 
     async def copies_in(self, mailbox: str) -> list[tuple[str, str]]:
         """(event id, meeting key) of every copy ever mapped in this mailbox: one partition query. Hints
@@ -79,7 +136,7 @@ class MappingStore:
 
     def _entity(self, mapping: Mapping) -> dict[str, Any]:
         entity: dict[str, Any] = {
-            "PartitionKey": key_of("meeting", mapping.meeting_key),
+            "PartitionKey": meeting_partition(mapping.meeting_key),
             "RowKey": _MEETING_RK,
             "MeetingKey": mapping.meeting_key,
             "CrmId": mapping.crm_id or "",
@@ -91,8 +148,9 @@ class MappingStore:
     async def save(self, mapping: Mapping, *, previous: Mapping | None = None) -> Mapping:
         """Create (when `mapping.etag` is None) or replace if unchanged; ConcurrencyError on a lost race.
 
-        Index rows are written first, and only those `previous` (the row as stored) lacks: a crash after
-        them leaves hints pointing at a meeting the next attempt creates, never one that cannot be found.
+        Index rows are written first (together), and only those `previous` (the row as stored) lacks: a
+        crash after them leaves hints pointing at a meeting the next attempt creates, never one that cannot
+        be found.
         """
         await self._write_index(mapping, previous)
         entity = self._entity(mapping)
@@ -103,21 +161,22 @@ class MappingStore:
         return mapping.model_copy(update={"etag": etag})
 
     async def _write_index(self, mapping: Mapping, previous: Mapping | None) -> None:
-        for pk in _index_keys(mapping) - (_index_keys(previous) if previous else set()):
-            await upsert(
-                self._table, {"PartitionKey": pk, "RowKey": _INDEX_RK, "MeetingKey": mapping.meeting_key}
+        rows: list[dict[str, Any]] = []
+        for alias in sorted(alias_keys(mapping) - (alias_keys(previous) if previous else set())):
+            rows.append(
+                {
+                    "PartitionKey": meeting_partition(alias),
+                    "RowKey": _ALIAS_RK,
+                    "MeetingKey": mapping.meeting_key,
+                }
             )
         known = {(c.mailbox.lower(), c.event_id) for c in previous.copies} if previous else set()
-        for c in mapping.copies:  # the mailbox's list of mapped copies (reconciliation, copies_in)
+        for c in mapping.copies:  # the mailbox's list of mapped copies (reconciliation, find_by_graph)
             if (c.mailbox.lower(), c.event_id) not in known:
                 row = {"PartitionKey": mailbox_copies_key(c.mailbox), "RowKey": key_of(c.event_id)}
-                await upsert(self._table, row | {"EventId": c.event_id, "MeetingKey": mapping.meeting_key})
+                rows.append(row | {"EventId": c.event_id, "MeetingKey": mapping.meeting_key})
+        await asyncio.gather(*(upsert(self._table, row) for row in rows))
 
 
-def _index_keys(mapping: Mapping) -> set[str]:
-    keys = {graph_index_key(c.mailbox, c.event_id) for c in mapping.copies}
-    if mapping.crm_id:
-        keys.add(crm_index_key(mapping.crm_id))
-    if mapping.ical_uid:
-        keys.add(ical_index_key(mapping.ical_uid))
-    return keys
+def _mapping(entity: dict[str, Any]) -> Mapping:
+    return Mapping.model_validate(get_json(entity, "Data") | {"etag": entity["_etag"]})
