@@ -46,6 +46,7 @@ FUNCTION_KEYS = {
     "graph_notifications": ("graph", "WEBHOOK_FUNCTION_KEY"),
     "graph_lifecycle": ("graph", "WEBHOOK_FUNCTION_KEY"),
     "crm_webhook": ("crm", "CRM_FUNCTION_KEY"),
+    "dataverse_webhook": ("crm", "CRM_FUNCTION_KEY"),  # the CRM's door when CRM_CONNECTOR=dataverse
 }
 
 

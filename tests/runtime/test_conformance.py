@@ -31,6 +31,7 @@ APP_FUNCTIONS = {
     "graph_notifications",
     "graph_lifecycle",
     "crm_webhook",
+    "dataverse_webhook",
     "sync_worker",
     "renew_subscriptions",
     "reconcile_sweep",
