@@ -17,10 +17,15 @@ param namePrefix string = 'calsync'
 @description('Tags for every resource.')
 param tags object = {}
 
-@description('Python version of the Flex runtime.')
+// Flex Consumption runs Python 3.10 to 3.14 (az functionapp list-flexconsumption-runtimes --runtime python;
+// learn.microsoft.com/azure/azure-functions/supported-languages?pivots=programming-language-python). Allowed
+// here: the ones the suite runs on (3.11 or 3.12: make test PYTHON=python3.1x; 3.13: make test-313).
+// Not 3.10 (below requires-python; its Functions support ended in October 2026), not 3.14 (not run yet).
+@description('Python version of the Flex runtime (3.11 to 3.13).')
 @allowed([
   '3.11'
   '3.12'
+  '3.13'
 ])
 param pythonVersion string = '3.11'
 
