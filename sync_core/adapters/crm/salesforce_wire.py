@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from sync_core.adapters.crm.transport import transport_error
 from sync_core.domain.model import (
     Appointment,
     Attendee,
@@ -519,12 +520,7 @@ def translate_error(
     if isinstance(outcome, httpx.HTTPStatusError):
         outcome = outcome.response
     if isinstance(outcome, httpx.HTTPError):
-        name = type(outcome).__name__
-        if isinstance(outcome, httpx.TimeoutException):
-            return TransientError(f"Salesforce request timed out ({name}): {outcome}", **ctx)
-        if isinstance(outcome, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.TooManyRedirects):
-            return PermanentError(f"Salesforce request cannot be sent ({name}): {outcome}", **ctx)
-        return TransientError(f"Salesforce unreachable ({name}): {outcome}", **ctx)
+        return transport_error(outcome, "Salesforce", side=SIDE, item_id=item_id)
     status = outcome.status_code
     code, detail = error_body(outcome)
     message = f"Salesforce answered {status} to {outcome.request.method} {outcome.request.url.path}"

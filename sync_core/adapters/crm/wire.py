@@ -13,12 +13,11 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict
 
+from sync_core.adapters.crm.transport import transport_error
 from sync_core.domain.model import Appointment, CrmRecord
 from sync_core.errors import (
-    PermanentError,
     SyncError,
     ThrottledError,
-    TransientError,
     retry_after_seconds,
     status_class,
 )
@@ -53,12 +52,7 @@ def translate_error(
     if isinstance(outcome, httpx.HTTPStatusError):
         outcome = outcome.response
     if isinstance(outcome, httpx.HTTPError):
-        name = type(outcome).__name__
-        if isinstance(outcome, httpx.TimeoutException):
-            return TransientError(f"CRM request timed out ({name}): {outcome}", **ctx)
-        if isinstance(outcome, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.TooManyRedirects):
-            return PermanentError(f"CRM request cannot be sent ({name}): {outcome}", **ctx)
-        return TransientError(f"CRM unreachable ({name}): {outcome}", **ctx)
+        return transport_error(outcome, "CRM", side=SIDE, item_id=item_id)
 
     status = outcome.status_code
     message = f"CRM answered {status} to {outcome.request.method} {outcome.request.url.path}"
