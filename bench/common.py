@@ -122,11 +122,13 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 
 
 def wait_idle(connection_string: str, timeout: float = 60.0, settle: int = 3) -> bool:
-    """Until the change queue is empty `settle` polls in a row (in-flight messages count until deleted)."""
+    """Until the change queues (live and bulk) are empty `settle` polls in a row (in-flight messages count
+    until deleted)."""
     quiet = 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        quiet = quiet + 1 if asyncio.run(queue_drained(connection_string)) == 0 else 0
+        depth = sum(asyncio.run(queue_drained(connection_string, q)) for q in ("sync-changes", "sync-bulk"))
+        quiet = quiet + 1 if depth == 0 else 0
         if quiet >= settle:
             return True
         time.sleep(0.3)

@@ -154,6 +154,8 @@ param operatorPrincipalType string = 'User'
 var queueNames = [
   'sync-changes'
   'sync-changes-poison'
+  'sync-bulk'
+  'sync-bulk-poison'
 ]
 var tableNames = [
   'SyncMappings'

@@ -5,6 +5,7 @@ I/O side.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import weakref
@@ -21,6 +22,7 @@ from sync_core.adapters.crm.salesforce import SalesforceConnector
 from sync_core.adapters.graph.adapter import GraphAdapter
 from sync_core.adapters.graph.base import build_client
 from sync_core.adapters.storage.core import (
+    BULK_QUEUE,
     DECISIONS_TABLE,
     FAILURES_TABLE,
     MAILBOXES_TABLE,
@@ -142,7 +144,7 @@ class Container:
             graph=self.graph,
             states=self.mailbox_states,
             policy=policy,
-            enqueue=self.storage.enqueue,
+            enqueue=functools.partial(self.storage.enqueue, queue=BULK_QUEUE),  # fairness.py
             clock=self.clock.now,
             mappings=self.mappings,
             lease=self.subscriptions.resync_lease,  # one round per mailbox at a time

@@ -5,8 +5,11 @@ Lifecycle work (reauthorize, re-create, resync) is never done here: it is queued
 
 from __future__ import annotations
 
+import functools
+
 import azure.functions as func
 
+from sync_core.adapters.storage.core import BULK_QUEUE
 from sync_core.bootstrap import container
 from sync_core.errors import ConfigurationError
 from sync_core.ingress.graph import handle_notifications, validation_reply
@@ -30,6 +33,7 @@ async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
         c.clock.now(),
         heard=c.heard,
         tenant_id=c.settings.graph_tenant_id,
+        bulk=functools.partial(c.storage.enqueue, queue=BULK_QUEUE),  # a bursting mailbox's excess
     )
     return respond(reply)
 

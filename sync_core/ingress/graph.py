@@ -8,8 +8,9 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -221,6 +222,48 @@ def to_messages(accepted: list[Accepted], now: datetime) -> list[str]:
     return out
 
 
+LIVE_RATE_PER_S = 10.0  # a mailbox's notifications per second that stay on the live queue...
+LIVE_BURST = 40  # ...after a burst of this many (per process)
+_REMEMBERED_MAILBOXES = 50_000
+
+
+@dataclass
+class BurstGate:
+    """Per mailbox and process: True while its notifications stay within LIVE_BURST at LIVE_RATE_PER_S."""
+
+    rate: float = LIVE_RATE_PER_S
+    burst: int = LIVE_BURST
+    clock: Callable[[], float] = time.monotonic
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def live(self, mailbox: str) -> bool:
+        now = self.clock()
+        key = mailbox.lower()
+        tokens, at = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        ok = tokens >= 1.0
+        self._buckets[key] = (tokens - 1.0 if ok else tokens, now)
+        if len(self._buckets) > _REMEMBERED_MAILBOXES:  # mailboxes idle long enough are full again anyway
+            self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < self.burst / self.rate}
+        return ok
+
+
+def _change_sources(accepted: list[Accepted]) -> list[str | None]:
+    """For each message `to_messages` makes, in its order: the mailbox of a change, None for lifecycle
+    work (the same filter as `to_messages`)."""
+    out: list[str | None] = []
+    for a in accepted:
+        n = a.notification
+        if n.lifecycle_event is not None:
+            out.append(None)
+        elif n.resource_data is not None and n.change_type is not None:
+            out.append(a.subscription.mailbox)
+    return out
+
+
+_GATE = BurstGate()  # per process: each instance sends a bursting mailbox's excess to the bulk queue
+
+
 class NotificationClock:
     """Records when each mailbox last heard from Graph (X2), at most once a minute per mailbox and process,
     so the front door stays fast. A failed write is logged, never fails the request: it only risks a
@@ -253,19 +296,30 @@ async def handle_notifications(
     *,
     heard: NotificationClock | None = None,
     tenant_id: str | None = None,
+    bulk: Enqueue | None = None,
+    gate: BurstGate | None = None,
 ) -> Reply:
     """A notification POST (the handshake, `validation_reply`, comes first and needs no settings): validate,
-    authenticate, enqueue, then 202."""
+    authenticate, enqueue, then 202. With `bulk`, a mailbox's changes past its burst (`gate`, one per
+    process by default) go to the bulk queue (service/fairness.py); lifecycle work stays live."""
     parsed = parse(body)
     if isinstance(parsed, Reply):
         return parsed
     accepted = await authenticate(parsed, lookup, now, tenant_id=tenant_id)
     messages = to_messages(accepted, now)
+    sends: list[Awaitable[None]] = []
+    if bulk is not None:
+        gate = gate or _GATE
+        for a, message in zip(_change_sources(accepted), messages, strict=True):
+            live = a is None or gate.live(a)
+            sends.append(enqueue(message) if live else bulk(message))
+    else:
+        sends = [enqueue(m) for m in messages]
     telemetry.notifications_received(
         "graph", accepted=len(messages), discarded=len(parsed.value) - len(messages)
     )
     bookkeeping = [heard.heard(accepted, now)] if heard is not None and accepted else []
-    await asyncio.gather(*(enqueue(m) for m in messages), *bookkeeping)
+    await asyncio.gather(*sends, *bookkeeping)
     return Reply(202, f'{{"accepted":{len(messages)},"discarded":{len(parsed.value) - len(accepted)}}}')
 
 

@@ -14,11 +14,12 @@ from typing import Protocol, runtime_checkable
 
 from sync_core.adapters import telemetry
 from sync_core.adapters.graph import limits as graph_limits
-from sync_core.adapters.storage.core import POISON_QUEUE, Storage
+from sync_core.adapters.storage.core import CHANGES_QUEUE, POISON_QUEUE, Storage
 from sync_core.adapters.storage.failures import FailureLedger
 from sync_core.domain.actions import Action
 from sync_core.domain.messages import AnyMessage, decode
 from sync_core.errors import PermanentError, SyncError, ThrottledError, TransientError
+from sync_core.service import fairness
 
 log = logging.getLogger("sync_core.dispatch")
 
@@ -86,10 +87,13 @@ async def process(
     storage: Storage,
     failures: FailureLedger,
     now: Callable[[], datetime],
+    queue: str = CHANGES_QUEUE,
 ) -> str:
-    """Run one queue message through `handler`; returns how it ended (for logs and tests)."""
+    """Run one queue message through `handler`; returns how it ended (for logs and tests). A retry goes back
+    to `queue`, the queue the message came from. A change already covered by a handling of the same item that
+    began after it arrived is acknowledged without handling (`fairness.Coalescer`): "coalesced"."""
     with telemetry.correlation(_correlation_of(body)):
-        return await _process(body, message_id, dequeue_count, handler, storage, failures, now)
+        return await _process(body, message_id, dequeue_count, handler, storage, failures, now, queue)
 
 
 async def _process(
@@ -100,6 +104,7 @@ async def _process(
     storage: Storage,
     failures: FailureLedger,
     now: Callable[[], datetime],
+    queue: str,
 ) -> str:
     step = "decode"
 
@@ -124,7 +129,7 @@ async def _process(
             log.error("message %s failed %d times, sent to %s: %s", message_id, attempt, POISON_QUEUE, error)
             return "poisoned"
         delay = backoff_seconds(attempt)
-        await storage.enqueue(body, visibility_timeout=delay)
+        await storage.enqueue(body, queue=queue, visibility_timeout=delay)
         log.warning(
             "transient failure of message %s (attempt %d), retry in %d s: %s",
             message_id,
@@ -137,9 +142,12 @@ async def _process(
     try:
         message = decode(body)
         step = message.type
-        log.info("handling %s (attempt %d, message %s)", step, dequeue_count, message_id)
+        log.debug("handling %s (attempt %d, message %s)", step, dequeue_count, message_id)
         with graph_limits.time_limit(INVOCATION_SECONDS):
-            result = await handler(message)
+            result = await fairness.coalescer().run(message, handler)
+        if result is fairness.COALESCED:
+            log.debug("message %s coalesced with a later handling of the same item", message_id)
+            return "coalesced"
         observe(message, result, now())
         return "done"
     except ThrottledError as exc:
@@ -155,7 +163,7 @@ async def _process(
             )
             return "poisoned"
         delay = min(max(math.ceil(exc.retry_after), 1), MAX_THROTTLE_DELAY_SECONDS)
-        await storage.enqueue(body, visibility_timeout=delay)
+        await storage.enqueue(body, queue=queue, visibility_timeout=delay)
         log.warning("throttled (%s); message %s requeued for %d s", exc, message_id, delay)
         return "requeued"
     except PermanentError as exc:

@@ -100,10 +100,12 @@ def _settle(stack: ChaosStack, timeout: float) -> bool:
     retry is invisible too, but only until its delay ends: the failure ledger says when that is at the
     latest (`_retries_due_by`), and the queue is not called settled before.
     """
-    from sync_core.adapters.storage.core import CHANGES_QUEUE
+    from sync_core.adapters.storage.core import BULK_QUEUE, CHANGES_QUEUE
 
     async def visible(c: Any) -> int:
-        return len(await c.storage.queue(CHANGES_QUEUE).peek_messages(max_messages=1))
+        return sum(
+            [len(await c.storage.queue(q).peek_messages(max_messages=1)) for q in (CHANGES_QUEUE, BULK_QUEUE)]
+        )
 
     deadline, quiet = time.monotonic() + timeout, 0
     while time.monotonic() < deadline:
@@ -136,7 +138,7 @@ async def _retries_due_by(c: Any) -> datetime:
 
 @pytest.mark.timeout(3600)
 def test_chaos_nothing_lost_nothing_duplicated(stack: ChaosStack, size: Size) -> None:
-    from sync_core.adapters.storage.core import CHANGES_QUEUE
+    from sync_core.adapters.storage.core import BULK_QUEUE, CHANGES_QUEUE
     from sync_core.ops.operations import NO_REASON, UNRECORDED, list_poison, replay
     from sync_core.service.sweeps import run_sweep
 
@@ -183,7 +185,7 @@ def test_chaos_nothing_lost_nothing_duplicated(stack: ChaosStack, size: Size) ->
     still_poisoned = _run(lambda c: list_poison(c.storage, c.failures, now=c.clock.now()))
     failures = _run(lambda c: c.failures.all())
     verdict = compare(stack, work)
-    hidden = _run(lambda c: c.storage.queue_depth(CHANGES_QUEUE))
+    hidden = sum(_run(lambda c, q=q: c.storage.queue_depth(q)) for q in (CHANGES_QUEUE, BULK_QUEUE))
 
     counts = {
         "changes": size.changes + len(work.items) // 3 + len(work.items) // 6,

@@ -113,7 +113,9 @@ def test_I3_a_crm_booking_whose_create_answer_is_lost_makes_one_event_and_one_ma
         return [m for m in _meeting_rows(stack, record["id"]) if m.get("graph_event_id")]
 
     mapping = wait_for(mapped, timeout=WAIT)[0]
-    wait_for(lambda: _queue_depth(stack, "sync-changes") == 0, timeout=WAIT)
+    wait_for(
+        lambda: _queue_depth(stack, "sync-changes") + _queue_depth(stack, "sync-bulk") == 0, timeout=WAIT
+    )
 
     events = _events(stack, subject)
     assert len(events) == 1, events

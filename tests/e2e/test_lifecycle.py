@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sync_core.adapters.storage.core import CHANGES_QUEUE
+from sync_core.adapters.storage.core import BULK_QUEUE, CHANGES_QUEUE
 from sync_core.domain.subscription import SubscriptionRow
 from tests.clock import days_ahead, graph_time
 from tests.e2e.conftest import Stack, on_container, wait_for
@@ -29,7 +29,9 @@ def _active(mailbox: str) -> list[SubscriptionRow]:
 
 
 def _queue_depth() -> int:
-    return int(on_container(lambda c: c.storage.queue_depth(CHANGES_QUEUE)))
+    return sum(
+        int(on_container(lambda c, q=q: c.storage.queue_depth(q))) for q in (CHANGES_QUEUE, BULK_QUEUE)
+    )
 
 
 def _event(subject: str, day: int) -> dict[str, Any]:

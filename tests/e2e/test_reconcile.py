@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sync_core.adapters.storage.core import CHANGES_QUEUE
+from sync_core.adapters.storage.core import BULK_QUEUE, CHANGES_QUEUE
 from tests.clock import days_ahead, graph_time
 from tests.e2e.conftest import Stack, on_container, wait_for
 
@@ -35,7 +35,10 @@ def _sweep(stack: Stack) -> None:
 
 
 def _drained() -> bool:
-    return int(on_container(lambda c: c.storage.queue_depth(CHANGES_QUEUE))) == 0
+    return (
+        sum(int(on_container(lambda c, q=q: c.storage.queue_depth(q))) for q in (CHANGES_QUEUE, BULK_QUEUE))
+        == 0
+    )
 
 
 def _state(mailbox: str) -> Any:

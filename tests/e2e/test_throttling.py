@@ -77,7 +77,9 @@ def test_every_change_syncs_exactly_once_under_30_percent_throttling_and_4_in_fl
             return all(s in have for s in subjects)
 
         wait_for(synced, timeout=120)
-        wait_for(lambda: _queue_depth(stack, "sync-changes") == 0, timeout=60)
+        wait_for(
+            lambda: _queue_depth(stack, "sync-changes") + _queue_depth(stack, "sync-bulk") == 0, timeout=60
+        )
         log = httpx.get(f"{admin}/requests").json()
         peaks = httpx.get(f"{admin}/concurrency").json()
     finally:

@@ -39,7 +39,11 @@ from sync_core.settings import Settings
 
 CHANGES_QUEUE = "sync-changes"
 POISON_QUEUE = f"{CHANGES_QUEUE}-poison"
-QUEUES = (CHANGES_QUEUE, POISON_QUEUE)
+# Bulk work (a resync's or backfill's items, a mailbox's notifications past its burst): its own queue and
+# trigger, so live changes never wait behind it in queue order (service/fairness.py). Its poison, like the
+# live queue's, is sync-changes-poison; the host's own `-poison` queue is created for completeness.
+BULK_QUEUE = "sync-bulk"
+QUEUES = (CHANGES_QUEUE, POISON_QUEUE, BULK_QUEUE, f"{BULK_QUEUE}-poison")
 
 MAPPINGS_TABLE = "SyncMappings"
 DECISIONS_TABLE = "SyncDecisions"

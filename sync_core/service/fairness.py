@@ -1,0 +1,112 @@
+"""Fairness and coalescing of queue work (issue 20). I/O side, in-process state only.
+
+Three mechanisms, each working with Azure Storage queues and the Functions host as they are:
+
+- **Bulk work on its own queue** (`sync-bulk`): the per-item changes a mailbox resync or backfill finds,
+  and a mailbox's notifications past its burst (`ingress.graph.BurstGate`), are queued there, not on
+  `sync-changes`. The host runs each queue trigger with its own batch, so a live change never waits behind
+  a 2,000-event backfill or a 1,000-notification burst in queue order; `bulk_slot` keeps at most
+  `BULK_CONCURRENCY` bulk messages in work per process, so the live queue keeps most of the CPU and the
+  mailbox's Graph places (4 per mailbox).
+- **Coalescing** (`Coalescer`): messages about the same item are handled one at a time per process, and a
+  message that reached this process before a successful handling of the same item *began* is already
+  served by that handling's reads (a queue message is a hint that something changed before it was sent),
+  so it is acknowledged without a Graph read. Repeated notifications for one item within a short window
+  cost one or two reads, not N. Arrival and start are this process's monotonic clock: no clock of another
+  instance is trusted. Across instances nothing is shared: each process coalesces what it receives.
+- **Per-mailbox rate at the ingress** (`ingress.graph.BurstGate`): a token bucket per mailbox and process;
+  a mailbox past its burst sends the rest of its notifications to the bulk queue, where they are still
+  handled. At-least-once is unchanged: every message is either handled or acknowledged because a handling
+  that began after it arrived succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sync_core.domain.messages import AnyMessage, CrmChange, GraphChange
+
+BULK_CONCURRENCY = 4  # bulk messages in work per process at once
+REMEMBERED_ITEMS = 20_000  # items whose last handling start is kept (about 2 MB)
+
+COALESCED = "coalesced"
+
+
+def item_key(message: AnyMessage) -> tuple[str, ...] | None:
+    """What a message is about, for coalescing; None for messages that are not about one item."""
+    if isinstance(message, GraphChange):
+        return ("m365", message.mailbox.lower(), message.event_id, message.change_type)
+    if isinstance(message, CrmChange):
+        return ("crm", message.crm_id, message.change_type)
+    return None
+
+
+@dataclass
+class Coalescer:
+    """One per event loop (`for_loop`). `run` hands a message to `handler` unless a handling of the same
+    item that began after the message arrived here has already succeeded."""
+
+    clock: Callable[[], float] = time.monotonic
+    started: OrderedDict[tuple[str, ...], float] = field(default_factory=OrderedDict)
+    _locks: dict[tuple[str, ...], tuple[asyncio.Lock, int]] = field(default_factory=dict)
+    coalesced: int = 0
+
+    async def run(self, message: AnyMessage, handler: Callable[[AnyMessage], Awaitable[Any]]) -> Any:
+        key = item_key(message)
+        if key is None:
+            return await handler(message)
+        arrived = self.clock()
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                done = self.started.get(key)
+                if done is not None and done > arrived:
+                    self.coalesced += 1
+                    return COALESCED
+                # Let messages of the same batch reach the lock first: their arrival then precedes this
+                # start, and this one handling covers them.
+                await asyncio.sleep(0)
+                start = self.clock()
+                result = await handler(message)
+                self.started[key] = start
+                self.started.move_to_end(key)
+                while len(self.started) > REMEMBERED_ITEMS:
+                    self.started.popitem(last=False)
+                return result
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+_coalescers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Coalescer] = weakref.WeakKeyDictionary()
+_bulk_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def coalescer() -> Coalescer:
+    """The running event loop's coalescer."""
+    loop = asyncio.get_running_loop()
+    found = _coalescers.get(loop)
+    if found is None:
+        found = _coalescers[loop] = Coalescer()
+    return found
+
+
+def bulk_slot() -> asyncio.Semaphore:
+    """The running event loop's limit on bulk messages in work."""
+    loop = asyncio.get_running_loop()
+    found = _bulk_slots.get(loop)
+    if found is None:
+        found = _bulk_slots[loop] = asyncio.Semaphore(BULK_CONCURRENCY)
+    return found
