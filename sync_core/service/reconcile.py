@@ -452,8 +452,10 @@ class Reconciler:
         start = max(since or now - ENDED_LOOKBACK, now - ENDED_LOOKBACK)
         if start >= now:
             return 0
+        # calendarView takes whole seconds and refuses an empty window: ask for the whole seconds around.
+        first, last = start.replace(microsecond=0), now.replace(microsecond=0) + timedelta(seconds=1)
         ended: list[str] = []
-        for e in await self._graph.calendar_view(message.mailbox, start, now):
+        for e in await self._graph.calendar_view(message.mailbox, first, last):
             if start < e.appointment.end <= now and not e.is_cancelled:
                 ended += [i for i in (e.event_id, e.series_master_id) if i]
         if not ended:
