@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -20,8 +21,10 @@ from kiota_abstractions.authentication import (
     BaseBearerTokenAuthenticationProvider,
 )
 from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.request_information import RequestInformation
 from kiota_http.middleware.options import RetryHandlerOption
 from msgraph.generated.models.event import Event
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
@@ -213,6 +216,21 @@ class GraphBase:
     def signed_tags(self, meeting_key: str, mailbox: str) -> list[str]:
         """The tag as each active secret signs it (the current one first): what an event of ours carries."""
         return [identity.sign_tag(meeting_key, mailbox, s) for s in self._tag_secrets]
+
+    async def send_json(self, info: RequestInformation) -> Any:
+        """Send a request built by an msgraph-sdk request builder through the SDK's request adapter (auth,
+        middleware, ODataError mapping) and return its JSON body as Python values, not models: parsing into
+        models costs milliseconds of CPU per event (adapters/graph/json_view.py reads the values under the
+        models' names). The URL template is expanded once, not on every read of `info.url`."""
+        adapter = self._client.request_adapter
+        # The request holds its builder's own dicts, and setting `url` clears them: copies, so the builder
+        # (reused by a retry, or by the next page) keeps its user and event ids.
+        info.path_parameters = {**info.path_parameters, "baseurl": adapter.base_url}
+        info.query_parameters = dict(info.query_parameters)
+        info.url = info.url
+        send: Any = adapter.send_primitive_async  # typed as returning None for every response type
+        raw = await send(info, "bytes", {"XXX": ODataError})
+        return json.loads(raw) if raw else None
 
     def to_model(self, event: Event, mailbox: str) -> GraphEvent:
         """A Graph event as the model, its tag taken as ours only if it verifies for this mailbox."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+from typing import cast
 
 from msgraph.generated.models.event import Event
 from msgraph.generated.users.item.events.events_request_builder import EventsRequestBuilder
 
 from sync_core.adapters.graph.base import GraphBase, config
+from sync_core.adapters.graph.json_view import JsonView
 from sync_core.domain.model import GraphEvent
 
 FIND_CREATED_PAGE = 10  # a tag names one meeting: one page is the usual answer
@@ -57,20 +59,26 @@ async def _find(adapter: GraphBase, mailbox: str, tag: str, transaction_id: str)
         expand=[f"singleValueExtendedProperties($filter=id eq '{odata_text(prop)}')"],
         top=FIND_CREATED_PAGE,
     )
-    page = await adapter._call(mailbox, transaction_id, lambda: builder.get(config(query)))
+    # JSON read under the models' names (json_view), not parsed into models: one parse per listed event
+    data = await adapter._call(
+        mailbox, transaction_id, lambda: adapter.send_json(builder.to_get_request_information(config(query)))
+    )
+    page = JsonView(data or {})
     fallback: Event | None = None
     while True:
         for item in page.value if page and page.value else []:
             if item.transaction_id == transaction_id:
-                return adapter.to_model(item, mailbox)
+                return adapter.to_model(cast(Event, item), mailbox)
             if item.transaction_id is None and item.is_organizer is not False and fallback is None:
-                fallback = item
+                fallback = cast(Event, item)
         link = page.odata_next_link if page else None
         if not link:
             break
-        page = await adapter._call(
+        following = builder.with_url(adapter.checked_link(link, mailbox))
+        data = await adapter._call(
             mailbox,
             transaction_id,
-            functools.partial(builder.with_url(adapter.checked_link(link, mailbox)).get, config()),
+            functools.partial(adapter.send_json, following.to_get_request_information(config())),
         )
+        page = JsonView(data or {})
     return None if fallback is None else adapter.to_model(fallback, mailbox)

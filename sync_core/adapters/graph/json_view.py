@@ -29,7 +29,12 @@ from msgraph.generated.models.response_type import ResponseType
 from msgraph.generated.models.sensitivity import Sensitivity
 from msgraph.generated.models.week_index import WeekIndex
 
-_SPECIAL = {"i_cal_u_id": "iCalUId", "odata_type": "@odata.type"}
+_SPECIAL = {
+    "i_cal_u_id": "iCalUId",
+    "odata_type": "@odata.type",
+    "odata_next_link": "@odata.nextLink",
+    "odata_delta_link": "@odata.deltaLink",
+}
 _DATETIMES = frozenset({"original_start", "last_modified_date_time", "created_date_time"})
 _DATES = frozenset({"start_date", "end_date"})
 _FRACTION = re.compile(r"\.(\d+)")
