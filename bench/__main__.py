@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import e2e_latency, economy, footprint, ingress, scale
+from bench import e2e_latency, economy, fairness, footprint, ingress, scale
 from bench.common import print_table
 from bench.report import Section, machine, write
 
@@ -23,6 +23,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "ingress": (1000, 16, 200.0, 1000),
         "e2e": [(100, 20.0), (200, 100.0)],
         "economy": 30,
+        "fairness": (1000, 40, 4.0),
+        "edits": 20,
         "scale": 200,
         "import_runs": 3,
         "rss": (60, 20.0),
@@ -31,6 +33,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "ingress": (10000, 32, 200.0, 4000),
         "e2e": [(600, 20.0), (1000, 100.0)],
         "economy": 200,
+        "fairness": (2000, 100, 4.0),
+        "edits": 50,
         "scale": 5000,
         "import_runs": 7,
         "rss": (500, 100.0),
@@ -76,6 +80,17 @@ BENCHES: dict[str, tuple[str, str, Callable[[dict[str, Any]], list[dict[str, Any
         "requests to Azurite's table port; CRM: the emulator's log)",
         "target: <= 1 Graph read per inbound change; 0 Graph/CRM writes for echoes, duplicates, no-ops",
         lambda size: economy.run(size["economy"]),
+    ),
+    "fairness": (
+        "Fairness: another mailbox's changes (event created -> CRM record) while one mailbox's burst of "
+        "creates is announced and synced",
+        "target: the other mailbox's p95 < 1 s; burst synced in full, 0 duplicates",
+        lambda size: fairness.run_burst(*size["fairness"]),
+    ),
+    "coalescing": (
+        "Coalescing: one synced event edited repeatedly in a row (one notification per edit)",
+        "target: Graph reads of the event well below the notifications (ideally 1-2)",
+        lambda size: fairness.run_coalescing(size["edits"]),
     ),
     "scale": (
         "Scale: SubscriptionManager.run / renew_due and Reconciler.resync_mailbox over many mailboxes "

@@ -6,8 +6,8 @@ Three mechanisms, each working with Azure Storage queues and the Functions host 
   and a mailbox's notifications past its burst (`ingress.graph.BurstGate`), are queued there, not on
   `sync-changes`. The host runs each queue trigger with its own batch, so a live change never waits behind
   a 2,000-event backfill or a 1,000-notification burst in queue order; `bulk_slot` keeps at most
-  `BULK_CONCURRENCY` bulk messages in work per process, so the live queue keeps most of the CPU and the
-  mailbox's Graph places (4 per mailbox).
+  `BULK_CONCURRENCY` bulk messages in work per process, each started only when no live message is in work
+  (or after `BULK_YIELD_SECONDS`), so the live queue keeps the CPU and the mailbox's Graph places.
 - **Coalescing** (`Coalescer`): messages about the same item are handled one at a time per process, and a
   message that reached this process before a successful handling of the same item *began* is already
   served by that handling's reads (a queue message is a hint that something changed before it was sent),
@@ -23,16 +23,18 @@ Three mechanisms, each working with Azure Storage queues and the Functions host 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sync_core.domain.messages import AnyMessage, CrmChange, GraphChange
 
-BULK_CONCURRENCY = 4  # bulk messages in work per process at once
+BULK_CONCURRENCY = 2  # bulk messages in work per process at once...
+BULK_YIELD_SECONDS = 2.0  # ...each starting only once no live message is in work, or after this wait
 REMEMBERED_ITEMS = 20_000  # items whose last handling start is kept (about 2 MB)
 
 COALESCED = "coalesced"
@@ -88,10 +90,20 @@ class Coalescer:
                 self._locks[key] = (lock, users - 1)
 
 
+@dataclass
+class _Bulk:
+    """Per event loop: live messages in work, and the places of bulk messages."""
+
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(BULK_CONCURRENCY))
+    live: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+
 _coalescers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Coalescer] = weakref.WeakKeyDictionary()
-_bulk_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-    weakref.WeakKeyDictionary()
-)
+_bulks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Bulk] = weakref.WeakKeyDictionary()
 
 
 def coalescer() -> Coalescer:
@@ -103,10 +115,34 @@ def coalescer() -> Coalescer:
     return found
 
 
-def bulk_slot() -> asyncio.Semaphore:
-    """The running event loop's limit on bulk messages in work."""
+def _bulk() -> _Bulk:
     loop = asyncio.get_running_loop()
-    found = _bulk_slots.get(loop)
+    found = _bulks.get(loop)
     if found is None:
-        found = _bulk_slots[loop] = asyncio.Semaphore(BULK_CONCURRENCY)
+        found = _bulks[loop] = _Bulk()
     return found
+
+
+@contextlib.asynccontextmanager
+async def live_work() -> AsyncIterator[None]:
+    """Around a live queue message: bulk messages wait while one is in work."""
+    state = _bulk()
+    state.live += 1
+    state.idle.clear()
+    try:
+        yield
+    finally:
+        state.live -= 1
+        if state.live == 0:
+            state.idle.set()
+
+
+@contextlib.asynccontextmanager
+async def bulk_slot() -> AsyncIterator[None]:
+    """Around a bulk queue message: one of BULK_CONCURRENCY places, taken when no live message is in work
+    (or after BULK_YIELD_SECONDS, so bulk work never starves)."""
+    state = _bulk()
+    async with state.slots:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.idle.wait(), BULK_YIELD_SECONDS)
+        yield

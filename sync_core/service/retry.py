@@ -93,7 +93,10 @@ async def process(
     to `queue`, the queue the message came from. A change already covered by a handling of the same item that
     began after it arrived is acknowledged without handling (`fairness.Coalescer`): "coalesced"."""
     with telemetry.correlation(_correlation_of(body)):
-        return await _process(body, message_id, dequeue_count, handler, storage, failures, now, queue)
+        if queue != CHANGES_QUEUE:
+            return await _process(body, message_id, dequeue_count, handler, storage, failures, now, queue)
+        async with fairness.live_work():
+            return await _process(body, message_id, dequeue_count, handler, storage, failures, now, queue)
 
 
 async def _process(

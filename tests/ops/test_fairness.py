@@ -190,4 +190,29 @@ async def test_a_retried_message_goes_back_to_the_queue_it_came_from(queue: str)
 
 async def test_the_coalescer_and_the_bulk_limit_belong_to_the_running_loop() -> None:
     assert fairness.coalescer() is fairness.coalescer()
-    assert fairness.bulk_slot() is fairness.bulk_slot()
+
+
+async def test_bulk_work_waits_while_live_work_is_in_flight_and_takes_at_most_its_places() -> None:
+    order: list[str] = []
+    live_may_end = asyncio.Event()
+
+    async def live() -> None:
+        async with fairness.live_work():
+            order.append("live starts")
+            await live_may_end.wait()
+            order.append("live ends")
+
+    async def bulk(n: int) -> None:
+        async with fairness.bulk_slot():
+            order.append(f"bulk {n}")
+            await asyncio.sleep(0.01)
+
+    live_task = asyncio.create_task(live())
+    await asyncio.sleep(0)
+    bulks = [asyncio.create_task(bulk(n)) for n in range(3)]
+    await asyncio.sleep(0.05)
+    assert order == ["live starts"], "no bulk message starts while a live one is in work"
+    live_may_end.set()
+    await asyncio.gather(live_task, *bulks)
+    assert order[:2] == ["live starts", "live ends"] and sorted(order[2:]) == ["bulk 0", "bulk 1", "bulk 2"]
+    assert fairness.BULK_CONCURRENCY == 2
