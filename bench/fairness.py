@@ -167,7 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.fairness")
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--others", type=int, default=40)
-    parser.add_argument("--rate", type=float, default=4.0)
+    parser.add_argument("--rate", type=float, default=2.0)
     parser.add_argument("--edits", type=int, default=20)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)

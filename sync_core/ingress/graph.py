@@ -223,7 +223,7 @@ def to_messages(accepted: list[Accepted], now: datetime) -> list[str]:
 
 
 LIVE_RATE_PER_S = 2.0  # a mailbox's notifications per second that stay on the live queue...
-LIVE_BURST = 20  # ...after a burst of this many (per process)
+LIVE_BURST = 10  # ...after a burst of this many (per process)
 _REMEMBERED_MAILBOXES = 50_000
 
 

@@ -216,3 +216,15 @@ async def test_bulk_work_waits_while_live_work_is_in_flight_and_takes_at_most_it
     await asyncio.gather(live_task, *bulks)
     assert order[:2] == ["live starts", "live ends"] and sorted(order[2:]) == ["bulk 0", "bulk 1", "bulk 2"]
     assert fairness.BULK_CONCURRENCY == 2
+
+
+async def test_a_run_of_edits_arriving_one_by_one_shares_reads() -> None:
+    coalescer, handler = Coalescer(), Handler()
+
+    async def arrive(n: int) -> Any:
+        await asyncio.sleep(0.02 * n)  # one notification every 20 ms, each handling 10 ms
+        return await coalescer.run(change(), handler)
+
+    results = await asyncio.gather(*(arrive(n) for n in range(10)))
+    assert len(handler.calls) <= 3, f"{len(handler.calls)} reads for a run of 10 edits"
+    assert results.count("handled") == len(handler.calls) and results[-1] in ("handled", COALESCED)
