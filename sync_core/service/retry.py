@@ -145,7 +145,7 @@ async def _process(
     try:
         message = decode(body)
         step = message.type
-        log.debug("handling %s (attempt %d, message %s)", step, dequeue_count, message_id)
+        log.info("handling %s (attempt %d, message %s)", step, dequeue_count, message_id)
         with graph_limits.time_limit(INVOCATION_SECONDS):
             result = await fairness.coalescer().run(message, handler)
         if result is fairness.COALESCED:
