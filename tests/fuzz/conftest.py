@@ -51,19 +51,21 @@ class FrontDoor:
         return f"{self.base_url}/api/{route}?code={FUNCTION_KEY}"
 
     def drain(self) -> list[str]:
-        """Every message the ingress enqueued since the last drain (read, then deleted)."""
+        """Every message the ingress enqueued since the last drain (read, then deleted), on the live queue
+        or, for a mailbox past its burst, the bulk queue (service/fairness.py)."""
         from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
-        client = QueueClient.from_connection_string(
-            self.connection_string, "sync-changes", message_decode_policy=TextBase64DecodePolicy()
-        )
-        with client:
-            out: list[str] = []
-            while batch := list(client.receive_messages(messages_per_page=32, max_messages=32)):
-                for m in batch:
-                    out.append(str(m.content))
-                    client.delete_message(m)
-            return out
+        out: list[str] = []
+        for queue in ("sync-changes", "sync-bulk"):
+            client = QueueClient.from_connection_string(
+                self.connection_string, queue, message_decode_policy=TextBase64DecodePolicy()
+            )
+            with client:
+                while batch := list(client.receive_messages(messages_per_page=32, max_messages=32)):
+                    for m in batch:
+                        out.append(str(m.content))
+                        client.delete_message(m)
+        return out
 
 
 @pytest.fixture(scope="module")
