@@ -241,6 +241,25 @@ async def test_a_crm_webhook_without_a_signature_is_refused_by_both(
     assert host_q == lib_q == []
 
 
+async def test_a_dataverse_webhook_to_a_stack_of_another_connector_is_refused_by_both(
+    worker: Worker, stack: LocalStack
+) -> None:
+    body = json.dumps({"MessageName": "Update", "PrimaryEntityName": "appointment"}).encode()
+    host, host_q, lib, lib_q = await both(
+        worker,
+        stack,
+        "dataverse_webhook",
+        "POST",
+        "crm/dataverse/webhook",
+        "function",  # the host-level key: this stack gives the Dataverse door no key of its own
+        body=body,
+        headers=[("content-type", "application/json")],
+    )
+    assert host.status == 404 and "error" in host.json()  # CRM_CONNECTOR is rest here
+    assert (lib.status, lib.content_type, lib.json()) == (host.status, host.content_type, host.json())
+    assert host_q == lib_q == []
+
+
 async def test_health_and_the_operator_routes(worker: Worker, stack: LocalStack) -> None:
     host, _, lib, _ = await both(worker, stack, "health", "GET", "health", "function")
     assert host.status in (200, 503) and host.content_type == "application/json"
