@@ -5,33 +5,32 @@ I/O side: serves the contract on loopback and POSTs signed webhooks; tests drive
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
 from devstack.crm_emulator.api import ADMIN_PREFIX, CrmApi, Faults, RecordedRequest, json_object
 from devstack.crm_emulator.store import ChangeEvent, CrmStore
 from devstack.crm_emulator.webhooks import Delivery, WebhookSender
+from devstack.threaded_server import ThreadedServer
 from sync_core.domain.model import Appointment
 
 DEFAULT_WEBHOOK_SECRET = "dev-crm-webhook-secret"
 DEFAULT_TOKEN = "dev-crm-token"
-_START_TIMEOUT_S = 10.0
 
 
-class CrmEmulator:
+class CrmEmulator(ThreadedServer):
     """A CRM implementing docs/crm-contract.openapi.yaml in memory. Thread-safe; use as a context manager.
 
     Contract requests need `Authorization: Bearer <token>` or `<api_key_header>: <token>` (default
     `X-Api-Key`, as CRM_AUTH_SCHEME=api_key with CRM_API_KEY_HEADER sends it); `/_emulator/*`
     (seed, faults, reset, snapshots, "CRM user" edits) needs nothing: it is a loopback test tool.
     """
+
+    label = "CRM emulator"
 
     def __init__(
         self,
@@ -53,9 +52,7 @@ class CrmEmulator:
             [webhook_secret], url=webhook_url, attempts=webhook_attempts, backoff_s=webhook_backoff_s
         )
         self._api = CrmApi(self.store, token=token, emit=self._emit, api_key_header=api_key_header)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
+        self._init_server()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -67,43 +64,6 @@ class CrmEmulator:
     def admin_url(self) -> str:
         return f"{self.base_url}{ADMIN_PREFIX}"
 
-    def start(self) -> None:
-        """Bind, then serve on a daemon thread with its own loop; returns once the port accepts."""
-        if self._thread is not None:
-            raise RuntimeError("CrmEmulator is already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        self.port = sock.getsockname()[1]
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._serve(sock))
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._shutdown())
-            loop.close()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name=f"crm-emulator-{self.port}", daemon=True)
-        self._thread.start()
-        if not ready.wait(_START_TIMEOUT_S) or failure:
-            self._thread = None
-            raise RuntimeError(f"CRM emulator did not start: {failure[0] if failure else 'timeout'}")
-
     async def _serve(self, sock: socket.socket) -> None:
         await self._sender.open()
         self._runner = web.AppRunner(
@@ -114,26 +74,7 @@ class CrmEmulator:
 
     async def _shutdown(self) -> None:
         await self._sender.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def stop(self) -> None:
-        """Stop serving, cancel pending webhook deliveries and join the thread."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(_START_TIMEOUT_S)
-        self._loop = self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        await super()._shutdown()
 
     # -- test controls --------------------------------------------------------------------------
 

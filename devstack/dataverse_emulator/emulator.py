@@ -9,21 +9,19 @@ appointment Create, Update and Delete, the app's and the users', is posted as a 
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from devstack.dataverse_emulator.api import API, DataverseApi, Faults, Recorded
 from devstack.dataverse_emulator.store import ApiError, Store
 from devstack.dataverse_emulator.webhooks import Change, Delivery, Endpoint, Organization, WebhookSender
+from devstack.threaded_server import START_TIMEOUT_S, ThreadedServer
 from sync_core.domain.model import Appointment, AttendeeType
 
 DEFAULT_TOKEN = "dev-dataverse-token"  # the connector's DATAVERSE_AUTH_MODE=emulator token
@@ -35,12 +33,13 @@ ORGANIZATION = Organization(
     domain="msyncemulator.crm.dynamics.com",
 )
 ADMIN = "/_emulator"
-_START_TIMEOUT_S = 10.0
 T = TypeVar("T")
 
 
-class DataverseEmulator:
+class DataverseEmulator(ThreadedServer):
     """Serves `/api/data/v9.2/` on `base_url`; use as a context manager."""
+
+    label = "Dataverse emulator"
 
     def __init__(
         self,
@@ -59,9 +58,7 @@ class DataverseEmulator:
         if webhook_url is not None:
             self._sender.endpoint = Endpoint(webhook_url, dict(webhook_headers or {}))
         self._api = DataverseApi(self.store, token=token, base_url=lambda: self.base_url)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
+        self._init_server()
         self._seed_app_user()
 
     def _now(self) -> datetime:
@@ -77,44 +74,6 @@ class DataverseEmulator:
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("DataverseEmulator is already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        self.port = sock.getsockname()[1]
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._serve(sock))
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._sender.close())
-            if self._runner is not None:
-                loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name=f"dataverse-emulator-{self.port}", daemon=True)
-        self._thread.start()
-        if not ready.wait(_START_TIMEOUT_S) or failure:
-            self._thread = None
-            raise RuntimeError(f"Dataverse emulator did not start: {failure[0] if failure else 'timeout'}")
-
     async def _serve(self, sock: socket.socket) -> None:
         await self._sender.open()
         self._runner = web.AppRunner(
@@ -123,22 +82,9 @@ class DataverseEmulator:
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
 
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(_START_TIMEOUT_S)
-        self._loop = self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    async def _shutdown(self) -> None:
+        await self._sender.close()
+        await super()._shutdown()
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the emulator's loop (the store is confined to it), or here when not started."""
@@ -153,7 +99,7 @@ class DataverseEmulator:
                 future.set_exception(exc)
 
         self._loop.call_soon_threadsafe(run)
-        return future.result(_START_TIMEOUT_S)
+        return future.result(START_TIMEOUT_S)
 
     # -- test controls ----------------------------------------------------------------------------------
 

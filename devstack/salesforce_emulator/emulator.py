@@ -6,31 +6,30 @@ directory through methods. Its clock can be moved forward (replication windows, 
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from devstack.salesforce_emulator.api import Faults, Recorded, SalesforceApi
 from devstack.salesforce_emulator.store import Store, wire
+from devstack.threaded_server import START_TIMEOUT_S, ThreadedServer
 from sync_core.domain.model import Appointment
 
 CLIENT_ID = "dev-salesforce-client"  # the connector's SALESFORCE_AUTH_MODE=emulator credentials
 CLIENT_SECRET = "dev-salesforce-secret"
 INTEGRATION_USER_ID = "005000000000INTAAA"
 API_VERSION = "v62.0"
-_START_TIMEOUT_S = 10.0
 T = TypeVar("T")
 
 
-class SalesforceEmulator:
+class SalesforceEmulator(ThreadedServer):
     """Serves `/services/oauth2/token` and `/services/data/vXX.X/` on `base_url`; use as a context manager."""
+
+    label = "Salesforce emulator"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host, self.port = host, port
@@ -44,9 +43,7 @@ class SalesforceEmulator:
             base_url=lambda: self.base_url,
             now=self._now,
         )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
+        self._init_server()
         self._seed_integration_user()
 
     def _now(self) -> datetime:
@@ -62,64 +59,10 @@ class SalesforceEmulator:
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("SalesforceEmulator is already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        self.port = sock.getsockname()[1]
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._serve(sock))
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            loop.run_forever()
-            if self._runner is not None:
-                loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name=f"salesforce-emulator-{self.port}", daemon=True)
-        self._thread.start()
-        if not ready.wait(_START_TIMEOUT_S) or failure:
-            self._thread = None
-            raise RuntimeError(f"Salesforce emulator did not start: {failure[0] if failure else 'timeout'}")
-
     async def _serve(self, sock: socket.socket) -> None:
         self._runner = web.AppRunner(self._api.app([]), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(_START_TIMEOUT_S)
-        self._loop = self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the emulator's loop (the store is confined to it), or here when not started."""
@@ -134,7 +77,7 @@ class SalesforceEmulator:
                 future.set_exception(exc)
 
         self._loop.call_soon_threadsafe(run)
-        return future.result(_START_TIMEOUT_S)
+        return future.result(START_TIMEOUT_S)
 
     # -- test controls ----------------------------------------------------------------------------------
 
