@@ -52,6 +52,7 @@ from sync_core.adapters.crm.dataverse_wire import (
     state_of,
     translate_error,
 )
+from sync_core.adapters.crm.transport import json_object
 from sync_core.domain.model import Appointment, CrmRecord
 from sync_core.errors import ConcurrencyError, ConfigurationError, NotFoundError, UnprocessableError
 from sync_core.ports.crm import ChangedPage, Contact, CrmCapabilities, CrmUser, Space
@@ -206,15 +207,7 @@ class DataverseConnector:
 
     @staticmethod
     def _json(response: httpx.Response, item_id: str | None) -> dict[str, Any]:
-        try:
-            data = response.json()
-        except ValueError as exc:
-            raise UnprocessableError(
-                f"Dataverse sent a body that is not JSON: {exc}", side=SIDE, item_id=item_id
-            ) from exc
-        if not isinstance(data, dict):
-            raise UnprocessableError("Dataverse sent JSON that is not an object", side=SIDE, item_id=item_id)
-        return data
+        return json_object(response, "Dataverse", side=SIDE, item_id=item_id)
 
     async def _get_json(
         self,

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
+from sync_core.adapters.crm.transport import json_object
 from sync_core.adapters.crm.wire import (
     _W,
     APPOINTMENT_FIELDS,
@@ -125,15 +126,7 @@ class RestCrmConnector:
 
     @staticmethod
     def _body(response: httpx.Response, item_id: str | None) -> dict[str, Any]:
-        try:
-            data = response.json()
-        except ValueError as exc:
-            raise UnprocessableError(
-                f"CRM sent a body that is not JSON: {exc}", side=SIDE, item_id=item_id
-            ) from exc
-        if not isinstance(data, dict):
-            raise UnprocessableError("CRM sent JSON that is not an object", side=SIDE, item_id=item_id)
-        return data
+        return json_object(response, "CRM", side=SIDE, item_id=item_id)
 
     def _record(self, response: httpx.Response, item_id: str | None) -> CrmRecord:
         data = self._body(response, item_id)
