@@ -13,7 +13,6 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import httpx
 import pytest
 
 from devstack.dataverse_emulator import DataverseEmulator
+from tests.golden import Transcript, load_transcript
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dataverse"
 ACCOUNT_TO_APPOINTMENT = {
@@ -36,33 +36,8 @@ _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 _WORD = re.compile(r"\b(" + "|".join(sorted(ACCOUNT_TO_APPOINTMENT, key=len, reverse=True)) + r")\b")
 
 
-@dataclass
-class Message:
-    start: str
-    headers: dict[str, str] = field(default_factory=dict)
-    body: str = ""
-
-
-@dataclass
-class Transcript:
-    source: str
-    request: Message
-    response: Message
-
-
-def _message(text: str) -> Message:
-    head, _, body = text.strip("\n").partition("\n\n")
-    lines = head.splitlines()
-    headers = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
-    return Message(lines[0], {k.strip(): v.strip() for k, v in headers.items()}, body.strip())
-
-
 def load(name: str) -> Transcript:
-    text = (FIXTURES / name).read_text()
-    source = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("# source:"))
-    body = "\n".join(line for line in text.splitlines() if not line.startswith("# "))
-    request, _, response = body.partition("### response")
-    return Transcript(source, _message(request), _message(response))
+    return load_transcript(FIXTURES / name)
 
 
 def adapt(text: str) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import httpx
 import pytest
 
 from devstack.salesforce_emulator import API_VERSION, SalesforceEmulator
+from tests.golden import Transcript, load_transcript
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "salesforce"
 OBJECT_TO_EVENT = {
@@ -39,33 +39,8 @@ _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
 TIMES = {"StartDateTime": "2026-03-02T09:30:00.000+0000", "EndDateTime": "2026-03-02T10:30:00.000+0000"}
 
 
-@dataclass
-class Message:
-    start: str
-    headers: dict[str, str] = field(default_factory=dict)
-    body: str = ""
-
-
-@dataclass
-class Transcript:
-    source: str
-    request: Message
-    response: Message
-
-
-def _message(text: str) -> Message:
-    head, _, body = text.strip("\n").partition("\n\n")
-    lines = head.splitlines()
-    headers = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
-    return Message(lines[0], {k.strip(): v.strip() for k, v in headers.items()}, body.strip())
-
-
 def load(name: str) -> Transcript:
-    text = (FIXTURES / name).read_text()
-    source = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("# source:"))
-    body = "\n".join(line for line in text.splitlines() if not line.startswith("# "))
-    request, _, response = body.partition("### response")
-    return Transcript(source, _message(request), _message(response))
+    return load_transcript(FIXTURES / name)
 
 
 def adapt(text: str) -> str:
