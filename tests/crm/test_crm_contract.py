@@ -273,50 +273,56 @@ class CrmConnectorContract:
         assert page.deleted_ids == (b.crm_id,)
         assert c.crm_id not in {r.crm_id for r in page.records}
 
+    @pytest.fixture
+    def ids(self) -> dict[str, str]:
+        """The directory ids the tests seed (a CRM with its own id shape overrides them)."""
+        return {name: name for name in ("c1", "u1", "u2", "s1", "s2")}
+
     async def test_find_contacts_matches_emails_case_insensitively_and_omits_unknown_ones(
-        self, connector: CrmConnector, backend: CrmBackend
+        self, connector: CrmConnector, backend: CrmBackend, ids: dict[str, str]
     ) -> None:
-        backend.seed(contacts=[{"id": "c1", "email": "Bob@Fabrikam.example", "name": "Bob"}])
+        backend.seed(contacts=[{"id": ids["c1"], "email": "Bob@Fabrikam.example", "name": "Bob"}])
         found = await connector.find_contacts(["BOB@fabrikam.example", "nobody@fabrikam.example"])
         assert list(found) == ["bob@fabrikam.example"]
-        assert found["bob@fabrikam.example"].crm_id == "c1"
+        assert found["bob@fabrikam.example"].crm_id == ids["c1"]
 
     async def test_S1_list_users_gives_each_user_with_the_mailbox(
-        self, connector: CrmConnector, backend: CrmBackend
+        self, connector: CrmConnector, backend: CrmBackend, ids: dict[str, str]
     ) -> None:
         backend.seed(
             users=[
                 {
-                    "id": "u1",
+                    "id": ids["u1"],
                     "email": "alice@contoso.example",
                     "name": "Alice",
                     "mailbox": "alice@contoso.example",
                 },
-                {"id": "u2", "email": "carol@contoso.example", "name": "Carol", "mailbox": None},
+                {"id": ids["u2"], "email": "carol@contoso.example", "name": "Carol", "mailbox": None},
             ]
         )
         users = {u.crm_id: u for u in await connector.list_users()}
-        assert users["u1"].mailbox == "alice@contoso.example"
-        assert users["u2"].mailbox is None and users["u2"].name == "Carol"
+        assert users[ids["u1"]].mailbox == "alice@contoso.example"
+        assert users[ids["u2"]].mailbox is None and users[ids["u2"]].name == "Carol"
+        assert len(users) == 2  # only the CRM's users: not the account the connector acts as
 
     async def test_M1_list_spaces_gives_room_mailbox_and_management_mode(
-        self, connector: CrmConnector, backend: CrmBackend
+        self, connector: CrmConnector, backend: CrmBackend, ids: dict[str, str]
     ) -> None:
         backend.seed(
             spaces=[
                 {
-                    "id": "s1",
+                    "id": ids["s1"],
                     "name": "Hall A",
                     "room_mailbox": "hall-a@contoso.example",
                     "management_mode": "crm_managed",
                 },
-                {"id": "s2", "name": "Room 2", "room_mailbox": "room2@contoso.example"},
+                {"id": ids["s2"], "name": "Room 2", "room_mailbox": "room2@contoso.example"},
             ]
         )
         spaces = {s.crm_id: s for s in await connector.list_spaces()}
-        assert spaces["s1"].management_mode == "crm_managed"
-        assert spaces["s1"].room_mailbox == "hall-a@contoso.example"
-        assert spaces["s2"].management_mode == "outlook_auto_accept"
+        assert spaces[ids["s1"]].management_mode == "crm_managed"
+        assert spaces[ids["s1"]].room_mailbox == "hall-a@contoso.example"
+        assert spaces[ids["s2"]].management_mode == "outlook_auto_accept"
 
 
 class TestRestCrmConnectorAgainstTheEmulator(CrmConnectorContract):

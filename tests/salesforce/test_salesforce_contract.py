@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
@@ -27,7 +26,6 @@ from sync_core.errors import (
     ThrottledError,
     UnprocessableError,
 )
-from sync_core.ports.crm import CrmConnector
 from tests.crm.test_crm_contract import CrmConnectorContract, make_appointment
 
 C1 = "003000000000C01AAA"
@@ -68,59 +66,17 @@ async def connector(backend: SalesforceEmulator) -> AsyncIterator[SalesforceConn
         yield conn
 
 
-class _Restated:
-    async def test_find_contacts_matches_emails_case_insensitively_and_omits_unknown_ones(
-        self, connector: CrmConnector, backend: Any
-    ) -> None:
-        backend.seed(contacts=[{"id": C1, "email": "Bob@Fabrikam.example", "name": "Bob"}])
-        found = await connector.find_contacts(["BOB@fabrikam.example", "nobody@fabrikam.example"])
-        assert list(found) == ["bob@fabrikam.example"]
-        assert found["bob@fabrikam.example"].crm_id == C1
-
-    async def test_S1_list_users_gives_each_user_with_the_mailbox(
-        self, connector: CrmConnector, backend: Any
-    ) -> None:
-        backend.seed(
-            users=[
-                {
-                    "id": U1,
-                    "email": "alice@contoso.example",
-                    "name": "Alice",
-                    "mailbox": "alice@contoso.example",
-                },
-                {"id": U2, "email": "carol@contoso.example", "name": "Carol", "mailbox": None},
-            ]
-        )
-        users = {u.crm_id: u for u in await connector.list_users()}
-        assert users[U1].mailbox == "alice@contoso.example"
-        assert users[U2].mailbox is None and users[U2].name == "Carol"
-        assert len(users) == 2  # the integration user the connector acts as is not a CRM user
-
-    async def test_M1_list_spaces_gives_room_mailbox_and_management_mode(
-        self, connector: CrmConnector, backend: Any
-    ) -> None:
-        backend.seed(
-            spaces=[
-                {
-                    "id": S1,
-                    "name": "Hall A",
-                    "room_mailbox": "hall-a@contoso.example",
-                    "management_mode": "crm_managed",
-                },
-                {"id": S2, "name": "Room 2", "room_mailbox": "room2@contoso.example"},
-            ]
-        )
-        spaces = {s.crm_id: s for s in await connector.list_spaces()}
-        assert spaces[S1].management_mode == "crm_managed"
-        assert spaces[S1].room_mailbox == "hall-a@contoso.example"
-        assert spaces[S2].management_mode == "outlook_auto_accept"
+class _SalesforceIds:
+    @pytest.fixture
+    def ids(self) -> dict[str, str]:
+        return {"c1": C1, "u1": U1, "u2": U2, "s1": S1, "s2": S2}  # Salesforce ids: 18 characters
 
 
-class TestSalesforceUpsertOnAnExternalIdField(_Restated, CrmConnectorContract):
+class TestSalesforceUpsertOnAnExternalIdField(_SalesforceIds, CrmConnectorContract):
     pass
 
 
-class TestSalesforceLookupThenCreate(_Restated, CrmConnectorContract):
+class TestSalesforceLookupThenCreate(_SalesforceIds, CrmConnectorContract):
     @pytest.fixture
     async def connector(self, backend: SalesforceEmulator) -> AsyncIterator[SalesforceConnector]:
         async with _connector(backend, FieldProfile()) as conn:
