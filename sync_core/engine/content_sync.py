@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -66,19 +66,19 @@ def is_echo(
     version: str,
     appt: Appointment,
     last_synced: Appointment | None = None,
-    shaped: Appointment | None = None,
+    shaped: Callable[[], Appointment] | None = None,
 ) -> bool:
     """D4: what we read is what we last wrote: same target and the same version, or the same content under
     a new version (the side's own rewrite of our write) while the meeting was synced to nothing else since:
     a person's edit away from what we wrote and back again (A, B, A) is a change. `shaped`: `appt` as the
-    policy shapes it, compared with `last_synced` (the mapping's snapshot)."""
+    policy shapes it, compared with `last_synced` (the mapping's snapshot); made only when it is needed."""
     if receipt is None or receipt.target_id != target_id:
         return False
     if version and receipt.version == version:
         return True
     if receipt.fingerprint != receipt_fingerprint(appt):
         return False
-    seen = shaped or appt
+    seen = shaped() if shaped is not None else appt
     return last_synced is None or all(crm_view(last_synced, f) == crm_view(seen, f) for f in SYNC_FIELDS)
 
 

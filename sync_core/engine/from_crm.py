@@ -34,10 +34,13 @@ def crm_flow(inp: Inputs) -> Result:
     if crm is None:
         return _gone(inp)
     key = mapping.meeting_key if mapping else identity.crm_meeting_key(crm)
-    shaped = scope.shape(crm.appointment, inp.policy)
-    receipt = mapping.crm_receipt if mapping is not None else None
     if mapping is not None and is_echo(
-        receipt, crm.crm_id, crm.version, crm.appointment, mapping.snapshot, shaped
+        mapping.crm_receipt,
+        crm.crm_id,
+        crm.version,
+        crm.appointment,
+        mapping.snapshot,
+        lambda: scope.shape(crm.appointment, inp.policy),
     ):
         return _skip("D4", "our own write read back (receipt matches): not a change", key, mapping)
     if inp.policy.direction == "m365_to_crm":

@@ -71,10 +71,13 @@ def m365_flow(inp: Inputs) -> Result:
             "S1", f"{g.mailbox} is not the mailbox of an enabled sync user or a mapped room", None, mapping
         )
     key = mapping.meeting_key if mapping else key_for_graph(g, inp)
-    receipt = mapping.graph_receipt if mapping is not None else None
-    shaped = scope.shape(scope.with_own_answers(g, inp.policy), inp.policy)
     if mapping is not None and is_echo(
-        receipt, g.event_id, g.change_key, g.appointment, mapping.snapshot, shaped
+        mapping.graph_receipt,
+        g.event_id,
+        g.change_key,
+        g.appointment,
+        mapping.snapshot,
+        lambda: scope.shape(scope.with_own_answers(g, inp.policy), inp.policy),
     ):
         return _skip("D4", "our own write read back (receipt matches): not a change", key, mapping)
 
