@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     dataverse_url: str | None = Field(None, validation_alias=_alias("DATAVERSE_URL"))
     # `app`: the app registration's client credentials (as GRAPH_AUTH_MODE); `emulator`: a static token.
     dataverse_auth_mode: str = Field("app", validation_alias=_alias("DATAVERSE_AUTH_MODE"))
-    # Salesforce (docs/salesforce.md): the org's My Domain URL, an External Client App's client credentials.
+    # Salesforce (docs/connectors/salesforce.md): the org's My Domain URL, an External Client App's
+    # client credentials.
     salesforce_instance_url: str | None = Field(None, validation_alias=_alias("SALESFORCE_INSTANCE_URL"))
     salesforce_auth_mode: str = Field("client_credentials", validation_alias=_alias("SALESFORCE_AUTH_MODE"))
     salesforce_client_id: str | None = Field(None, validation_alias=_alias("SALESFORCE_CLIENT_ID"))

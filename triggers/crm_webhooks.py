@@ -1,5 +1,5 @@
 """CRM webhooks: HMAC-signed, replay-protected, enqueued (docs/crm-contract.openapi.yaml); Dataverse webhooks
-(docs/dataverse.md): keyed, de-duplicated, enqueued."""
+(docs/connectors/dataverse.md): keyed, de-duplicated, enqueued."""
 
 from __future__ import annotations
 

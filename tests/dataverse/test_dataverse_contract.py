@@ -3,7 +3,7 @@ emulator, and what only Dataverse does: the expired delta token, throttling, the
 
 Four contract tests are restated, not skipped: the directory ones seed GUID ids (Dataverse keys are GUIDs),
 and a retried create after a CRM user deleted the record is answered the Dataverse way (the deterministic
-activityid makes it again; see docs/dataverse.md, "Create once").
+activityid makes it again; see docs/connectors/dataverse.md, "Create once").
 """
 
 from __future__ import annotations

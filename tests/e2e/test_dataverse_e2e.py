@@ -159,7 +159,7 @@ def test_an_outlook_meeting_becomes_an_appointment_a_dataverse_edit_and_cancel_r
         lambda: _events(stack, BRUNO, "Fabrikam pricing (moved)"), timeout=WAIT
     )  # Exchange updated
     # The edit's echoes settle first: a cancel landing while the app writes to the same row is a known race
-    # (docs/dataverse.md, "Not done yet"), not what this test is about.
+    # (docs/connectors/dataverse.md, "Not done yet"), not what this test is about.
     _settle(stack)
 
     # A cancel in Dataverse (statecode Canceled) -> the Outlook meeting is cancelled, the attendees told.
