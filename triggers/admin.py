@@ -2,7 +2,8 @@
 
 Routes live under `ops/`, not `admin/`: the Functions host reserves every route starting with "admin"
 (even behind the `api` prefix) and refuses such a function at startup with "The specified route conflicts
-with one or more built in routes" (azure-functions-host issue #1781).
+with one or more built in routes" (azure-functions-host issue #1781). sync_core's operations are imported on
+the first request, not with function_app (tests/core/test_cold_import.py).
 """
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
-from sync_core.adapters import telemetry
-from sync_core.bootstrap import container
 from sync_core.errors import ConfigurationError, SyncError, UnprocessableError
-from sync_core.ops import operations as ops
 from triggers.http import misconfigured
+
+if TYPE_CHECKING:
+    from sync_core.ops import operations as ops
 
 bp = func.Blueprint()
 
@@ -31,6 +32,9 @@ def _json(body: Any, status: int) -> func.HttpResponse:
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     """200 when healthy, 503 when not (storage, subscription expiry, stale mailboxes): the verdict and
     counts only; the reasons, by mailbox, are on the admin-level status page and in the CLI's `status`."""
+    from sync_core.bootstrap import container
+    from sync_core.ops import operations as ops
+
     try:
         c = container()
     except ConfigurationError as exc:
@@ -42,6 +46,9 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="ops/replay", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 async def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
     """Replay poison messages: {"mailbox", "error_class", "older_than", "message_id", "dry_run", "limit"}."""
+    from sync_core.bootstrap import container
+    from sync_core.ops import operations as ops
+
     try:
         c = container()
         request = ops.ReplayRequest.parse(req.get_body())
@@ -58,6 +65,9 @@ async def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="ops/status", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 async def ops_status(req: func.HttpRequest) -> func.HttpResponse:
     """A self-contained HTML page: mailboxes, poison messages with reasons and a replay button, decisions."""
+    from sync_core.bootstrap import container
+    from sync_core.ops import operations as ops
+
     try:
         c = container()
     except ConfigurationError as exc:
@@ -82,6 +92,10 @@ async def ops_status(req: func.HttpRequest) -> func.HttpResponse:
 async def ops_gauges(timer: func.TimerRequest) -> None:
     """Every 5 minutes, when metrics go to Application Insights: read the status so the freshness, expiry
     and queue-depth gauges (sync.mailbox_freshness_seconds, ...) report current values."""
+    from sync_core.adapters import telemetry
+    from sync_core.bootstrap import container
+    from sync_core.ops import operations as ops
+
     c = container()
     if telemetry.configure():
         await ops.status(c.storage, c.subscriptions, c.mailbox_states, c.policy, c.clock.now())
@@ -141,6 +155,8 @@ def status_page(
     decisions: list[dict[str, Any]],
 ) -> str:
     """The status page; every value is escaped, and the key never appears in it (the script reads it)."""
+    from sync_core.ops.operations import PEEK_MAX
+
     mailboxes = [
         [
             m.mailbox,
@@ -189,7 +205,7 @@ poison {report.poison_depth}</p>{verdict}
 <h2>Mailboxes</h2><table><tr><th>mailbox</th><th>user</th><th>last confirmed in sync</th><th>age</th>
 <th>subscription</th><th>status</th><th>expires in</th></tr>{_rows(mailboxes, flagged)}</table>
 <h2>Poison messages</h2>
-<p>Showing up to {ops.PEEK_MAX} (a peek); the CLI's <code>failures</code> lists all.</p>
+<p>Showing up to {PEEK_MAX} (a peek); the CLI's <code>failures</code> lists all.</p>
 <table><tr><th>message id</th><th>poisoned</th><th>kind</th><th>mailbox</th><th>item</th><th>error class</th>
 <th>reason</th><th></th></tr>{poison_rows}</table>
 <p><input id="mailbox" placeholder="mailbox"> <input id="error_class" placeholder="error class">

@@ -1,6 +1,7 @@
 """Microsoft Graph change and lifecycle notifications: validate, enqueue, 202 (facts §2-§5).
 
 Lifecycle work (reauthorize, re-create, resync) is never done here: it is queued for the worker.
+sync_core's ingress is imported on the first request, not with function_app (tests/core/test_cold_import.py).
 """
 
 from __future__ import annotations
@@ -9,16 +10,17 @@ import functools
 
 import azure.functions as func
 
-from sync_core.adapters.storage.core import BULK_QUEUE
-from sync_core.bootstrap import container
+from sync_core.adapters.storage.names import BULK_QUEUE
 from sync_core.errors import ConfigurationError
-from sync_core.ingress.graph import handle_notifications, validation_reply
 from triggers.http import misconfigured, respond
 
 bp = func.Blueprint()
 
 
 async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
+    from sync_core.bootstrap import container
+    from sync_core.ingress.graph import handle_notifications, validation_reply
+
     handshake = validation_reply(req.params)  # needs nothing else, not even valid settings
     if handshake is not None:
         return respond(handshake)

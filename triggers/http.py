@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from sync_core.errors import ConfigurationError
-from sync_core.ingress.graph import Reply
+
+if TYPE_CHECKING:
+    from sync_core.ingress.graph import Reply
 
 log = logging.getLogger("triggers")
 

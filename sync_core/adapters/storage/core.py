@@ -26,6 +26,10 @@ from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
+from sync_core.adapters.storage.names import BULK_QUEUE as BULK_QUEUE
+from sync_core.adapters.storage.names import CHANGES_QUEUE as CHANGES_QUEUE
+from sync_core.adapters.storage.names import POISON_QUEUE as POISON_QUEUE
+from sync_core.adapters.storage.names import QUEUES as QUEUES
 from sync_core.errors import (
     ConcurrencyError,
     NotFoundError,
@@ -36,14 +40,6 @@ from sync_core.errors import (
     status_class,
 )
 from sync_core.settings import Settings
-
-CHANGES_QUEUE = "sync-changes"
-POISON_QUEUE = f"{CHANGES_QUEUE}-poison"
-# Bulk work (a resync's or backfill's items, a mailbox's notifications past its burst): its own queue and
-# trigger, so live changes never wait behind it in queue order (service/fairness.py). Its poison, like the
-# live queue's, is sync-changes-poison; the host's own `-poison` queue is created for completeness.
-BULK_QUEUE = "sync-bulk"
-QUEUES = (CHANGES_QUEUE, POISON_QUEUE, BULK_QUEUE, f"{BULK_QUEUE}-poison")
 
 MAPPINGS_TABLE = "SyncMappings"
 DECISIONS_TABLE = "SyncDecisions"
