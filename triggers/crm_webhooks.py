@@ -1,14 +1,14 @@
 """CRM webhooks: HMAC-signed, replay-protected, enqueued (docs/crm-contract.openapi.yaml); Dataverse webhooks
-(docs/connectors/dataverse.md): keyed, de-duplicated, enqueued."""
+(docs/connectors/dataverse.md): keyed, de-duplicated, enqueued.
+
+sync_core's ingress is imported on the first request, not with function_app (tests/core/test_cold_import.py).
+"""
 
 from __future__ import annotations
 
 import azure.functions as func
 
-from sync_core.bootstrap import container
 from sync_core.errors import ConfigurationError
-from sync_core.ingress.crm import handle_crm_webhook
-from sync_core.ingress.dataverse import handle_dataverse_webhook
 from triggers.http import misconfigured, respond
 
 bp = func.Blueprint()
@@ -16,6 +16,9 @@ bp = func.Blueprint()
 
 @bp.route(route="crm/webhook", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def crm_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    from sync_core.bootstrap import container
+    from sync_core.ingress.crm import handle_crm_webhook
+
     try:
         c = container()
     except ConfigurationError as exc:
@@ -33,6 +36,9 @@ async def crm_webhook(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="crm/dataverse/webhook", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def dataverse_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    from sync_core.bootstrap import container
+    from sync_core.ingress.dataverse import handle_dataverse_webhook
+
     try:
         c = container()
     except ConfigurationError as exc:
