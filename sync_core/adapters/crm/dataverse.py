@@ -505,8 +505,8 @@ class DataverseConnector:
         self, crm_id: str, appointment: Appointment, *, fields: Iterable[str], expected_version: str | None
     ) -> CrmRecord:
         """Write only the columns that differ from the record as it is (W4); with `expected_version`,
-        `If-Match` on it. A closed (cancelled, completed) appointment is read-only in Dataverse: it is
-        reopened first and closed again after, when its status does not change."""
+        `If-Match` on it. A closed appointment is read-only in Dataverse: a completed one is reopened first
+        and completed again after; a cancelled one is written only to un-cancel it, else returned as it is."""
         names = list(dict.fromkeys(fields))
         unknown = sorted(set(names) - _APPOINTMENT_FIELDS)
         if unknown:
@@ -538,6 +538,13 @@ class DataverseConnector:
         )
         steps: list[dict[str, Any]] = []
         if not payload and want_state == now_state:
+            return current
+        if now_state[0] == CANCELED and want_state[0] == CANCELED:
+            # A cancelled row is not written unless the write un-cancels it. Reopen, write, cancel again
+            # would end at a version our receipt calls ours, so a CRM user's cancel not yet synced would
+            # be read back as our echo (D4) and the Outlook meeting left in place. Returned unwritten:
+            # the receipt keeps only what we meant to write, and the cancel is read as the change it is.
+            log.info("Dataverse appointment %s is cancelled: the write of %s is not applied", guid, names)
             return current
         state_body = {"statecode": want_state[0], "statuscode": want_state[1]}
         if now_state[0] in CLOSED_STATES and payload:
