@@ -47,6 +47,7 @@ FUNCTION_KEYS = {
     "graph_lifecycle": ("graph", "WEBHOOK_FUNCTION_KEY"),
     "crm_webhook": ("crm", "CRM_FUNCTION_KEY"),
     "dataverse_webhook": ("crm", "CRM_FUNCTION_KEY"),  # the CRM's door when CRM_CONNECTOR=dataverse
+    "salesforce_webhook": ("crm", "CRM_FUNCTION_KEY"),  # the CRM's door when CRM_CONNECTOR=salesforce
 }
 
 

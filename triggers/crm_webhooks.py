@@ -1,5 +1,6 @@
 """CRM webhooks: HMAC-signed, replay-protected, enqueued (docs/crm-contract.openapi.yaml); Dataverse webhooks
-(docs/connectors/dataverse.md): keyed, de-duplicated, enqueued.
+(docs/connectors/dataverse.md): keyed, de-duplicated, enqueued; Salesforce outbound messages
+(docs/connectors/salesforce.md): organization checked, de-duplicated, enqueued, acknowledged.
 
 sync_core's ingress is imported on the first request, not with function_app (tests/core/test_cold_import.py).
 """
@@ -48,6 +49,26 @@ async def dataverse_webhook(req: func.HttpRequest) -> func.HttpResponse:
         req.get_body(),
         connector=c.settings.crm_connector_name,
         secrets=c.settings.crm_secrets,
+        enqueue=c.storage.enqueue,
+        replays=c.replays,
+        now=c.clock.now(),
+    )
+    return respond(reply)
+
+
+@bp.route(route="crm/salesforce/webhook", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def salesforce_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    from sync_core.bootstrap import container
+    from sync_core.ingress.salesforce import handle_salesforce_outbound
+
+    try:
+        c = container()
+    except ConfigurationError as exc:
+        return misconfigured(exc)
+    reply = await handle_salesforce_outbound(
+        req.get_body(),
+        connector=c.settings.crm_connector_name,
+        org_id=c.settings.salesforce_org_id,
         enqueue=c.storage.enqueue,
         replays=c.replays,
         now=c.clock.now(),

@@ -92,6 +92,7 @@ def test_each_front_door_gets_its_own_function_key_and_ops_none(subscribe: Modul
         "graph_lifecycle": ("graph", "graph-key"),
         "crm_webhook": ("crm", "crm-key"),
         "dataverse_webhook": ("crm", "crm-key"),
+        "salesforce_webhook": ("crm", "crm-key"),
     }
     assert not [c for c in calls if c[:3] == ["functionapp", "keys", "set"]], "no host key"
 
@@ -106,6 +107,7 @@ def test_the_function_names_are_the_ones_the_host_indexes(subscribe: ModuleType)
         "graph_lifecycle": "graph/lifecycle",
         "crm_webhook": "crm/webhook",
         "dataverse_webhook": "crm/dataverse/webhook",
+        "salesforce_webhook": "crm/salesforce/webhook",
     }
 
 

@@ -32,6 +32,7 @@ APP_FUNCTIONS = {
     "graph_lifecycle",
     "crm_webhook",
     "dataverse_webhook",
+    "salesforce_webhook",
     "sync_worker",
     "sync_bulk_worker",
     "renew_subscriptions",
