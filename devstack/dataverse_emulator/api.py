@@ -16,6 +16,7 @@ from aiohttp import web
 
 from devstack.dataverse_emulator.store import (
     ENTITY_SETS,
+    PARTY_NAV,
     ApiError,
     Store,
     read_skiptoken,
@@ -199,11 +200,12 @@ class DataverseApi:
         out = select(row, _columns(query), primary)
         expand = query.get("$expand")
         if expand:
-            match = re.fullmatch(r"appointment_activity_parties(?:\(\$select=([\w,]+)\))?", expand)
-            if match is None or entity_set != "appointments":
+            nav = PARTY_NAV.get(entity_set, "appointment_activity_parties")
+            match = re.fullmatch(nav + r"(?:\(\$select=([\w,]+)\))?", expand)
+            if match is None:
                 raise ApiError(400, f"Could not find a property named '{expand.split('(')[0]}'.")
             cols = match.group(1).split(",") if match.group(1) else None
-            out["appointment_activity_parties"] = [
+            out[nav] = [
                 self._annotate(select(p, cols, "activitypartyid"), annotated)
                 for p in self.store.parties_of(row["activityid"])
             ]

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from devstack.dataverse_emulator.api import API, DataverseApi, Faults, Recorded
-from devstack.dataverse_emulator.store import ApiError, Store
+from devstack.dataverse_emulator.series import SeriesStore
+from devstack.dataverse_emulator.store import ApiError
 from devstack.dataverse_emulator.webhooks import Change, Delivery, Endpoint, Organization, WebhookSender
 from devstack.threaded_server import START_TIMEOUT_S, ThreadedServer
 from sync_core.domain.model import Appointment, AttendeeType
@@ -52,7 +53,7 @@ class DataverseEmulator(ThreadedServer):
     ) -> None:
         self.host, self.port, self.token = host, port, token
         self._offset = timedelta()
-        self.store = Store(self._now, APP_USER_ID)
+        self.store = SeriesStore(self._now, APP_USER_ID)
         self.store.on_change = self._changed
         self._sender = WebhookSender(ORGANIZATION)
         if webhook_url is not None:

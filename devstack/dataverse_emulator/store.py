@@ -18,6 +18,12 @@ ENTITY_SETS = {  # entity set -> (logical name, primary key)
     "systemusers": ("systemuser", "systemuserid"),
     "equipments": ("equipment", "equipmentid"),
     "activityparties": ("activityparty", "activitypartyid"),
+    "recurringappointmentmasters": ("recurringappointmentmaster", "activityid"),
+}
+# The parties' navigation property of each activity table that has them
+PARTY_NAV = {
+    "appointments": "appointment_activity_parties",
+    "recurringappointmentmasters": "recurringappointmentmaster_activity_parties",
 }
 # Columns each table accepts on write (the rest is read-only or not modelled). Max lengths from the entity
 # reference (appointment.md): subject 200, location 200, category/subcategory 250.
@@ -69,7 +75,7 @@ def wire_now(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _wire_time(value: Any, column: str) -> str:
+def wire_time(value: Any, column: str) -> str:
     if not isinstance(value, str):
         raise ApiError(
             400, f"Cannot convert the literal '{value}' to the expected type 'Edm.DateTimeOffset'."
@@ -102,6 +108,7 @@ class Store:
         self.version = 1000
         self.deletions: list[tuple[int, str]] = []  # (row version, activityid) of deleted appointments
         self.token_days = DEFAULT_TOKEN_DAYS
+        self.writable: dict[str, dict[str, int | None]] = dict(WRITABLE)
         # Called after each appointment Create, Update and Delete with (message, row as it is now, the
         # columns written, the calling systemuserid): the emulator's registered webhook steps.
         self.on_change: Callable[[str, dict[str, Any], dict[str, Any], str], None] | None = None
@@ -135,10 +142,10 @@ class Store:
 
     def _values(self, entity_set: str, body: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
         logical, _ = ENTITY_SETS[entity_set]
-        allowed = WRITABLE[entity_set]
+        allowed = self.writable[entity_set]
         out: dict[str, Any] = {}
         for name, value in body.items():
-            if name == "appointment_activity_parties" and entity_set == "appointments":
+            if name == PARTY_NAV.get(entity_set):
                 continue
             if name not in allowed:
                 raise ApiError(
@@ -154,9 +161,9 @@ class Store:
                     code="0x80044331",
                 )
             if name in ("scheduledstart", "scheduledend") and value is not None:
-                value = _wire_time(value, name)
+                value = wire_time(value, name)
             out[name] = value
-        if entity_set == "appointments" and creating and "statecode" in out:
+        if entity_set in PARTY_NAV and creating and "statecode" in out:
             raise ApiError(
                 400, "statecode is not valid for create: a new appointment is Open (IsValidForCreate False)"
             )
@@ -211,8 +218,15 @@ class Store:
             table[party["activitypartyid"]] = party
 
     def create(
-        self, entity_set: str, body: Mapping[str, Any], *, key: str | None, caller: str
+        self,
+        entity_set: str,
+        body: Mapping[str, Any],
+        *,
+        key: str | None,
+        caller: str,
+        system: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """A new row; `system` holds columns the platform sets itself (an instance's series, its type)."""
         _, primary = ENTITY_SETS[entity_set]
         row_id = guid(key) if key else str(uuid.uuid4())
         if body.get(primary):
@@ -234,15 +248,18 @@ class Store:
                 "statuscode": 1,
                 "msync_externalref": None,
                 "msync_syncdata": None,
+                "instancetypecode": 0,
+                "seriesid": None,
+                "originalstartdate": None,
             }
             self._check_state(row, values)
-        row |= values
+        row |= values | dict(system or {})
         row["createdon"] = wire_now(self.now())
         row["_createdby_value"] = caller
         self._bump(row, caller)
         self.tables[entity_set][row_id] = row
-        if entity_set == "appointments" and "appointment_activity_parties" in body:
-            self._parties(row_id, body["appointment_activity_parties"])
+        if PARTY_NAV.get(entity_set) in body:
+            self._parties(row_id, body[PARTY_NAV[entity_set]])
         if entity_set == "appointments":
             self._changed("Create", row, values, caller)
         return row
@@ -258,9 +275,9 @@ class Store:
                 "0x80060882",
             )
         values = self._values(entity_set, body, creating=False)
-        if entity_set == "appointments":
+        if entity_set in PARTY_NAV:
             self._check_state(row, values)
-            others = set(values) - {"statecode", "statuscode"} or "appointment_activity_parties" in body
+            others = set(values) - {"statecode", "statuscode"} or PARTY_NAV[entity_set] in body
             if (
                 row.get("statecode") in CLOSED
                 and others
@@ -274,8 +291,8 @@ class Store:
             if "statecode" in values and "statuscode" not in values:
                 values["statuscode"] = STATES[int(values["statecode"])][0]
         row |= values
-        if entity_set == "appointments" and "appointment_activity_parties" in body:
-            self._parties(row["activityid"], body["appointment_activity_parties"])
+        if PARTY_NAV.get(entity_set) in body:
+            self._parties(row["activityid"], body[PARTY_NAV[entity_set]])
         self._bump(row, caller)
         if entity_set == "appointments":
             self._changed("Update", row, values, caller)

@@ -1,5 +1,6 @@
 """The shared CRM contract (tests/crm/test_crm_contract.py) run against DataverseConnector + the Dataverse
-emulator, and what only Dataverse does: the expired delta token, throttling, the W4 no-op, a refused series.
+emulator, and what only Dataverse does: the expired delta token, throttling, the W4 no-op, a refused series
+(the series themselves: test_dataverse_series.py).
 
 Four contract tests are restated, not skipped: the directory ones seed GUID ids (Dataverse keys are GUIDs),
 and a retried create after a CRM user deleted the record is answered the Dataverse way (the deterministic
@@ -101,17 +102,20 @@ async def test_W4_an_unchanged_update_sends_no_write(
     assert [r.method for r in backend.requests[before:] if r.method != "GET"] == []
 
 
-async def test_a_series_is_refused_with_the_reason_never_flattened(connector: DataverseConnector) -> None:
+async def test_a_series_dataverse_cannot_hold_is_refused_with_the_reason_never_flattened(
+    connector: DataverseConnector, backend: DataverseEmulator
+) -> None:
     series = make_appointment(
         recurrence=Recurrence(
             pattern=RecurrencePattern(type="weekly", days_of_week=("monday",)),
             range=RecurrenceRange(
-                type="numbered", start_date=make_appointment().start.date(), number_of_occurrences=5
+                type="numbered", start_date=make_appointment().start.date(), number_of_occurrences=1000
             ),
         )
     )
-    with pytest.raises(UnprocessableError, match="recurrence=none"):
+    with pytest.raises(UnprocessableError, match="1000 occurrences"):
         await connector.create_appointment(series, idempotency_key="s", external_ref="s")
+    assert backend.appointments() == []  # nothing written, not even a single appointment
 
 
 async def test_statuses_round_trip_and_a_cancelled_record_can_be_reopened(

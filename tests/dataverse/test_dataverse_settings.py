@@ -70,5 +70,5 @@ async def test_the_composition_root_builds_the_connector_the_setting_names() -> 
     }
     dataverse, caps = crm_connector(load_settings(values))
     assert isinstance(dataverse, DataverseConnector)
-    assert caps.describe()["recurrence"] == "none" and caps.cursor_ttl_days == 7
+    assert caps.describe()["recurrence"] == "native" and caps.cursor_ttl_days == 7
     await dataverse.aclose()

@@ -13,7 +13,6 @@ ConcurrencyError), only the columns that differ (an unchanged record keeps its E
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -23,6 +22,7 @@ from typing import Any, Self
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
+from sync_core.adapters.crm.dataverse_series import Series
 from sync_core.adapters.crm.dataverse_wire import (
     API_PATH,
     APPOINTMENT_COLUMNS,
@@ -39,7 +39,6 @@ from sync_core.adapters.crm.dataverse_wire import (
     PARTY_COLUMNS,
     SIDE,
     SPACE_MODE,
-    SYNC_DATA,
     Directory,
     activity_id,
     as_guid,
@@ -49,6 +48,7 @@ from sync_core.adapters.crm.dataverse_wire import (
     party_key,
     record_from_row,
     refuse_unholdable,
+    same_column,
     state_of,
     translate_error,
 )
@@ -102,19 +102,6 @@ def _credential(settings: Settings) -> AsyncTokenCredential:
     )
 
 
-def _same(current: Any, wanted: Any, column: str) -> bool:
-    if column == SYNC_DATA:
-        try:
-            return bool(current) and json.loads(current) == json.loads(wanted)
-        except (TypeError, ValueError):
-            return False
-    if isinstance(wanted, str):
-        return (current or "") == wanted
-    if isinstance(wanted, bool):
-        return bool(current) == wanted
-    return bool(current == wanted)
-
-
 class DataverseConnector:
     """CrmConnector over the Dataverse Web API, one per process. Directory answers (users, contacts) are
     cached for `directory_ttl_s`."""
@@ -155,6 +142,7 @@ class DataverseConnector:
         self._user_emails: dict[str, str | None] = {}  # systemuserid -> internalemailaddress
         self._me: str | None = None
         self._lock = asyncio.Lock()
+        self._series = Series(self)  # recurringappointmentmasters and their instances
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DataverseConnector:
@@ -443,8 +431,14 @@ class DataverseConnector:
         return guid
 
     async def get_appointment(self, crm_id: str) -> CrmRecord | None:
+        """The appointment; a series by its id; an instance of a series as its series or its exception."""
         guid = as_guid(crm_id)
-        return None if guid is None else await self._record(guid)
+        if guid is None:
+            return None
+        row = await self._row(guid)
+        if row is None:
+            return await self._series.get(guid)
+        return await self._series.of_instance(row) or (await self._records([row]))[0]
 
     async def find_by_external_ref(self, external_ref: str) -> CrmRecord | None:
         """I5: the oldest appointment whose `msync_externalref` is exactly `external_ref` (Dataverse compares
@@ -457,7 +451,9 @@ class DataverseConnector:
         rows = [
             r for r in data.get("value") or [] if isinstance(r, dict) and r.get(EXTERNAL_REF) == external_ref
         ]
-        return (await self._records(rows[:1]))[0] if rows else None
+        if not rows:
+            return await self._series.find(external_ref)
+        return await self._series.of_instance(rows[0]) or (await self._records(rows[:1]))[0]
 
     async def _patch(
         self,
@@ -477,7 +473,14 @@ class DataverseConnector:
     ) -> CrmRecord:
         """Create once: activityid = uuid5(idempotency key), `PATCH` with `If-None-Match: *`; a 412 means the
         first call made it, and the record as it is now is returned. A status other than open is a second
-        request (statecode is not valid for create)."""
+        request (statecode is not valid for create). A series is a recurringappointmentmaster; an exception
+        of a series, its instance row (dataverse_series)."""
+        if appointment.recurrence is not None:
+            return await self._series.create(
+                appointment, idempotency_key=idempotency_key, external_ref=external_ref
+            )
+        if appointment.series_ref and appointment.original_start is not None:
+            return await self._series.create_exception(appointment, external_ref=external_ref)
         refuse_unholdable(appointment, item_id=external_ref)
         guid = activity_id(idempotency_key)
         body = columns(appointment, external_ref)
@@ -515,6 +518,8 @@ class DataverseConnector:
             )
         guid = self._guid(crm_id)
         row = await self._row(guid)
+        if row is None and (master := await self._series.master_row(guid)) is not None:
+            return await self._series.update(guid, master, appointment, names, expected_version)
         if row is None:
             raise NotFoundError(f"appointment With Id = {guid} Does Not Exist", side=SIDE, item_id=crm_id)
         current = (await self._records([row]))[0]
@@ -526,7 +531,7 @@ class DataverseConnector:
             )
         merged = current.appointment.model_copy(update={f: getattr(appointment, f) for f in names})
         refuse_unholdable(merged, item_id=crm_id)
-        payload = {k: v for k, v in columns(merged, None).items() if not _same(row.get(k), v, k)}
+        payload = {k: v for k, v in columns(merged, None).items() if not same_column(row.get(k), v, k)}
         if {"organizer", "attendees"} & set(names):
             wanted = parties(merged, await self._directory(merged))
             have = row.get("appointment_activity_parties") or []
@@ -568,6 +573,8 @@ class DataverseConnector:
         """statecode 2 (Canceled), statuscode 4; a cancelled appointment is returned unchanged (L4)."""
         guid = self._guid(crm_id)
         current = await self._record(guid)
+        if current is None and await self._series.master_row(guid) is not None:
+            return await self._series.cancel(guid)
         if current is None:
             raise NotFoundError(f"appointment With Id = {guid} Does Not Exist", side=SIDE, item_id=crm_id)
         if current.appointment.status.value == "cancelled":
@@ -579,8 +586,14 @@ class DataverseConnector:
         return record
 
     async def delete_appointment(self, crm_id: str) -> None:
+        """The appointment, or the series with every instance (Dataverse deletes them with it)."""
         guid = self._guid(crm_id)
-        await self._request("DELETE", f"appointments({guid})", item_id=crm_id)
+        try:
+            await self._request("DELETE", f"appointments({guid})", item_id=crm_id)
+        except NotFoundError:
+            if await self._series.master_row(guid) is None:
+                raise
+            await self._series.delete(guid)
 
     # -- the change feed --------------------------------------------------------------------------------
 
@@ -608,7 +621,7 @@ class DataverseConnector:
             else:
                 rows.append(item)
         party_rows = await self._parties_of([str(r.get("activityid")) for r in rows])
-        records = await self._records(rows, party_rows)
+        records = await self._series.records(rows, party_rows)
         next_link = self._own_link(data.get("@odata.nextLink"))
         delta_link = self._own_link(data.get("@odata.deltaLink"))
         new_cursor = next_link or delta_link

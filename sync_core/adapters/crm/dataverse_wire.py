@@ -83,6 +83,9 @@ APPOINTMENT_COLUMNS = (
     "_modifiedby_value",
     EXTERNAL_REF,
     SYNC_DATA,
+    "instancetypecode",  # 0 not recurring, 2 instance of a series, 3 exception (appointment.md)
+    "seriesid",
+    "originalstartdate",
 )
 PARTY_COLUMNS = (
     "activitypartyid",
@@ -96,8 +99,8 @@ FORMATTED = "OData.Community.Display.V1.FormattedValue"
 
 CAPABILITIES = CrmCapabilities(
     connector="dataverse",
-    recurrence="none",  # recurringappointmentmaster is not implemented: a series is refused, with the reason
-    exceptions="none",
+    recurrence="native",  # a recurringappointmentmaster (dataverse_series, dataverse_recurrence)
+    exceptions="native",  # an edited occurrence is its instance row; a cancelled one, a cancelled instance
     attendee_responses="kept",
     rooms="text",
     change_feed="delta_link",
@@ -194,6 +197,7 @@ def _sidecar(appt: Appointment) -> dict[str, Any]:
         "locations": dumped["locations"],
         "location_text": location_text(appt),
         "cancelled_occurrences": dumped["cancelled_occurrences"],
+        "recurrence": dumped["recurrence"],
         "series_ref": appt.series_ref,
         "original_start": dumped["original_start"],
         "crm_fields": dumped["crm_fields"],
@@ -221,12 +225,13 @@ def location_text(appt: Appointment) -> str:
 # -- the row we write ---------------------------------------------------------------------------------------
 
 
-def refuse_unholdable(appt: Appointment, *, item_id: str | None) -> None:
-    """UnprocessableError naming what Dataverse (as this connector speaks it) cannot hold."""
-    if appt.recurrence is not None:
+def refuse_unholdable(appt: Appointment, *, item_id: str | None, series: bool = False) -> None:
+    """UnprocessableError naming what Dataverse (as this connector speaks it) cannot hold. An appointment row
+    holds no pattern: a series is a recurringappointmentmaster (`series=True`), never flattened."""
+    if appt.recurrence is not None and not series:
         raise UnprocessableError(
-            "Dataverse connector: recurring series are not supported (capability recurrence=none); "
-            "the series is not flattened to a single appointment",
+            "Dataverse connector: a single appointment does not become a series in place (AddRecurrence is "
+            "not implemented); the series is not flattened to a single appointment",
             side=SIDE,
             item_id=item_id,
         )
@@ -253,6 +258,20 @@ def columns(appt: Appointment, external_ref: str | None) -> dict[str, Any]:
     if external_ref is not None:
         row[EXTERNAL_REF] = external_ref
     return row
+
+
+def same_column(current: Any, wanted: Any, column: str) -> bool:
+    """Whether a column read equals the value we would write (W4: only differing columns are sent)."""
+    if column == SYNC_DATA:
+        try:
+            return bool(current) and json.loads(current) == json.loads(wanted)
+        except (TypeError, ValueError):
+            return False
+    if isinstance(wanted, str):
+        return (current or "") == wanted
+    if isinstance(wanted, bool):
+        return bool(current) == wanted
+    return bool(current == wanted)
 
 
 class Directory:

@@ -1,0 +1,384 @@
+"""Recurring series for DataverseConnector. I/O side, through the connector's requests: a series is a
+recurringappointmentmaster (pattern columns from dataverse_recurrence), an edited occurrence its instance row
+(an exception), a cancelled occurrence a cancelled instance.
+
+Dataverse expands a series into appointment rows (instancetypecode 2, `seriesid`, `originalstartdate`); an
+instance updated becomes an exception (3), a deleted one goes to the series' `deletedexceptionslist`
+(create-recurring-appointment-series-instance-exception.md). So an instance that is no exception of ours is
+read as its series (Dataverse announces a series edit on its instances), and the series' version covers its
+cancelled instances too: a cancel made in Dataverse leaves the series row's ETag alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sync_core.adapters.crm.dataverse_recurrence import PATTERN_COLUMNS, from_columns, to_columns
+from sync_core.adapters.crm.dataverse_wire import (
+    CANCELED,
+    CANCELLED_CODE,
+    CLOSED_STATES,
+    EXTERNAL_REF,
+    FREE,
+    OPEN,
+    PARTY_COLUMNS,
+    SIDE,
+    SYNC_DATA,
+    Directory,
+    activity_id,
+    as_guid,
+    columns,
+    odata_string,
+    parse_time,
+    parties,
+    party_key,
+    refuse_unholdable,
+    same_column,
+    state_of,
+    wire_time,
+)
+from sync_core.domain.model import Appointment, CrmRecord, Recurrence, Status
+from sync_core.errors import ConcurrencyError, NotFoundError, UnprocessableError
+
+
+class _Connector(Protocol):
+    """What the series half uses of DataverseConnector (its requests and its reads of appointment rows)."""
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        item_id: str | None,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any: ...
+
+    async def _get_json(
+        self, url: str, *, item_id: str | None, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]: ...
+
+    async def _all(self, url: str, params: Mapping[str, str]) -> list[dict[str, Any]]: ...
+
+    async def _records(
+        self, rows: list[dict[str, Any]], party_rows: Mapping[str, list[dict[str, Any]]] | None = None
+    ) -> list[CrmRecord]: ...
+
+    async def _directory(self, appointment: Appointment) -> Directory: ...
+
+    async def _patch(self, guid: str, body: Mapping[str, Any], *, if_match: str | None = None) -> None: ...
+
+    async def get_appointment(self, crm_id: str) -> CrmRecord | None: ...
+
+    async def update_appointment(
+        self, crm_id: str, appointment: Appointment, *, fields: Iterable[str], expected_version: str | None
+    ) -> CrmRecord: ...
+
+
+MASTERS = "recurringappointmentmasters"
+NAV = "recurringappointmentmaster_activity_parties"
+INSTANCE, EXCEPTION = 2, 3  # appointment.instancetypecode
+MASTER_COLUMNS = (
+    "activityid",
+    "subject",
+    "description",
+    "location",
+    "isalldayevent",
+    "ismapiprivate",
+    "statecode",
+    "statuscode",
+    "createdon",
+    "modifiedon",
+    "_createdby_value",
+    "_modifiedby_value",
+    EXTERNAL_REF,
+    SYNC_DATA,
+    "starttime",
+    "endtime",
+    "duration",
+    *PATTERN_COLUMNS,
+)
+_INSTANCE_COLUMNS = "activityid,originalstartdate,statecode,instancetypecode,seriesid," + EXTERNAL_REF
+
+
+def master_body(appt: Appointment, external_ref: str | None, *, item_id: str | None) -> dict[str, Any]:
+    """Every column of the series row for `appt` (not its state, not its parties), or UnprocessableError."""
+    refuse_unholdable(appt, item_id=item_id, series=True)
+    assert appt.recurrence is not None
+    row = columns(appt, external_ref)
+    del row["scheduledstart"], row["scheduledend"]  # read-only on a series: Dataverse derives them
+    row |= to_columns(appt.recurrence, item_id=item_id)
+    minutes = int((appt.end - appt.start).total_seconds() // 60)
+    return row | {"starttime": wire_time(appt.start), "endtime": wire_time(appt.end), "duration": minutes}
+
+
+def _kept_recurrence(row: Mapping[str, Any]) -> Recurrence | None:
+    try:
+        data = json.loads(row.get(SYNC_DATA) or "{}")
+        return Recurrence.model_validate(data["recurrence"]) if data.get("recurrence") else None
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def _start(row: Mapping[str, Any]) -> datetime | None:
+    return parse_time(row.get("originalstartdate"))
+
+
+def _version(row: Mapping[str, Any], cancelled: Iterable[datetime]) -> str:
+    """The series row's ETag and a digest of its cancelled instances."""
+    stamps = ",".join(sorted(wire_time(c) for c in cancelled))
+    return f"{row.get('@odata.etag') or ''}|{hashlib.sha256(stamps.encode()).hexdigest()[:12]}"
+
+
+class Series:
+    """The series half of one DataverseConnector."""
+
+    def __init__(self, conn: _Connector) -> None:
+        self.conn = conn
+
+    # -- reads ----------------------------------------------------------------------------------------
+
+    async def master_row(self, guid: str) -> dict[str, Any] | None:
+        query = {"$select": ",".join(MASTER_COLUMNS), "$expand": f"{NAV}($select={','.join(PARTY_COLUMNS)})"}
+        try:
+            return await self.conn._get_json(f"{MASTERS}({guid})", item_id=guid, params=query)
+        except NotFoundError:
+            return None
+
+    async def instances(self, guid: str) -> list[dict[str, Any]]:
+        """Every instance row of the series (instances and exceptions), in any order."""
+        return await self.conn._all(
+            "appointments", {"$select": _INSTANCE_COLUMNS, "$filter": f"seriesid eq {guid}"}
+        )
+
+    async def record(self, row: Mapping[str, Any]) -> CrmRecord:
+        """The series as one record: its pattern, its content, the occurrences cancelled in Dataverse (a
+        cancelled instance) and those we cancelled that no live instance contradicts."""
+        guid = str(row["activityid"]).lower()
+        as_row = dict(row) | {"scheduledstart": row.get("starttime"), "scheduledend": row.get("endtime")}
+        base = (await self.conn._records([as_row], {guid: list(row.get(NAV) or [])}))[0]
+        try:
+            recurrence = from_columns(row, kept=_kept_recurrence(row))
+        except ValueError as exc:
+            raise UnprocessableError(
+                f"Dataverse series cannot be read: {exc}", side=SIDE, item_id=guid
+            ) from exc
+        rows = await self.instances(guid)
+        native = {s for r in rows if int(r.get("statecode") or 0) == CANCELED and (s := _start(r))}
+        live = {s for r in rows if int(r.get("statecode") or 0) not in CLOSED_STATES and (s := _start(r))}
+        cancelled = tuple(sorted((set(base.appointment.cancelled_occurrences) - live) | native))
+        appt = base.appointment.model_copy(
+            update={"recurrence": recurrence, "cancelled_occurrences": cancelled, "series_ref": None}
+        )
+        return base.model_copy(update={"appointment": appt, "version": _version(row, native)})
+
+    async def get(self, guid: str) -> CrmRecord | None:
+        row = await self.master_row(guid)
+        return None if row is None else await self.record(row)
+
+    async def of_instance(self, row: Mapping[str, Any]) -> CrmRecord | None:
+        """What an instance row stands for: an exception we wrote (our meeting key on it) or one a CRM user
+        edited is an exception record of its series; any other instance (a plain or a cancelled one) is
+        read as its series. None when the row is no instance."""
+        kind, series_id = int(row.get("instancetypecode") or 0), as_guid(str(row.get("seriesid") or ""))
+        if kind not in (INSTANCE, EXCEPTION) or series_id is None:
+            return None
+        cancelled = int(row.get("statecode") or 0) == CANCELED
+        if row.get(EXTERNAL_REF) or (kind == EXCEPTION and not cancelled):
+            record = (await self.conn._records([dict(row)]))[0]
+            appt = record.appointment
+            if appt.series_ref is None or appt.original_start is None:
+                master = await self.master_row(series_id)
+                series_key = (master or {}).get(EXTERNAL_REF) or f"crm:{series_id}"
+                appt = appt.model_copy(update={"series_ref": series_key, "original_start": _start(row)})
+            return record.model_copy(update={"appointment": appt})
+        master = await self.master_row(series_id)
+        return None if master is None else await self.record(master)
+
+    async def find(self, external_ref: str) -> CrmRecord | None:
+        query = {
+            "$select": ",".join(MASTER_COLUMNS),
+            "$expand": f"{NAV}($select={','.join(PARTY_COLUMNS)})",
+            "$filter": f"{EXTERNAL_REF} eq {odata_string(external_ref)}",
+            "$orderby": "createdon asc",
+        }
+        data = await self.conn._get_json(MASTERS, item_id=external_ref, params=query)
+        rows = [
+            r for r in data.get("value") or [] if isinstance(r, dict) and r.get(EXTERNAL_REF) == external_ref
+        ]
+        return await self.record(rows[0]) if rows else None
+
+    async def records(
+        self, rows: list[dict[str, Any]], party_rows: Mapping[str, list[dict[str, Any]]]
+    ) -> list[CrmRecord]:
+        """The change feed's rows as records: an instance as its series (once) or as an exception."""
+        out: list[CrmRecord] = []
+        seen: set[str] = set()
+        for row in rows:
+            if int(row.get("instancetypecode") or 0) not in (INSTANCE, EXCEPTION):
+                out += await self.conn._records([row], party_rows)
+                continue
+            record = await self.of_instance(row)
+            if record is not None and record.crm_id.lower() not in seen:
+                seen.add(record.crm_id.lower())
+                out.append(record)
+        return out
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    async def _patch(self, guid: str, body: Mapping[str, Any], *, if_match: str | None = None) -> None:
+        headers = {"If-Match": if_match} if if_match else {"If-None-Match": "*"}
+        await self.conn._request(
+            "PATCH", f"{MASTERS}({guid})", item_id=guid, json_body=dict(body), headers=headers
+        )
+
+    async def create(self, appt: Appointment, *, idempotency_key: str, external_ref: str) -> CrmRecord:
+        """Create once: the series' activityid from the idempotency key, `If-None-Match: *` (412: it exists,
+        read it). Then its state, and the occurrences already cancelled."""
+        guid = activity_id(idempotency_key)
+        body = master_body(appt, external_ref, item_id=external_ref)
+        body[NAV] = parties(appt, await self.conn._directory(appt))
+        state, status = state_of(appt.status, appt.show_as)
+        if state == OPEN:
+            body["statuscode"] = status
+        try:
+            await self._patch(guid, body)
+        except ConcurrencyError:
+            existing = await self.get(guid)
+            if existing is None:
+                raise
+            return existing
+        if state != OPEN:
+            await self._patch(guid, {"statecode": state, "statuscode": status}, if_match="*")
+        await self._cancel_occurrences(guid, appt.cancelled_occurrences)
+        return await self._read_back(guid)
+
+    async def _read_back(self, guid: str) -> CrmRecord:
+        record = await self.get(guid)
+        if record is None:
+            raise NotFoundError(
+                f"recurringappointmentmaster With Id = {guid} Does Not Exist", side=SIDE, item_id=guid
+            )
+        return record
+
+    async def _cancel_occurrences(self, guid: str, starts: Iterable[datetime]) -> None:
+        """R3: each occurrence cancelled becomes a cancelled instance; one with no instance (past the
+        expansion) stays in our sidecar only."""
+        wanted = {s.astimezone(UTC) for s in starts}
+        if not wanted:
+            return
+        for row in await self.instances(guid):
+            start = _start(row)
+            if start in wanted and int(row.get("statecode") or 0) not in CLOSED_STATES:
+                body = {"statecode": CANCELED, "statuscode": CANCELLED_CODE}
+                await self.conn._patch(str(row["activityid"]), body, if_match="*")
+
+    async def update(
+        self,
+        guid: str,
+        row: Mapping[str, Any],
+        appt: Appointment,
+        names: list[str],
+        expected_version: str | None,
+    ) -> CrmRecord:
+        """Only the columns that differ (W4); `expected_version` is checked against the series' version and
+        its ETag sent as If-Match. A new pattern is written as it is: Dataverse expands the series again."""
+        current = await self.record(row)
+        if expected_version is not None and current.version != expected_version:
+            raise ConcurrencyError(
+                "The version of the existing record doesn't match the RowVersion property provided.",
+                side=SIDE,
+                item_id=guid,
+            )
+        merged = current.appointment.model_copy(update={f: getattr(appt, f) for f in names})
+        if merged.recurrence is None:
+            raise UnprocessableError(
+                "Dataverse connector: a series does not become a single appointment in place",
+                side=SIDE,
+                item_id=guid,
+            )
+        wanted = master_body(merged, None, item_id=guid)
+        payload = {k: v for k, v in wanted.items() if not same_column(row.get(k), v, k)}
+        if {"organizer", "attendees"} & set(names):
+            want_parties = parties(merged, await self.conn._directory(merged))
+            if sorted(map(party_key, want_parties)) != sorted(map(party_key, row.get(NAV) or [])):
+                payload[NAV] = want_parties
+        now_state = (int(row.get("statecode") or OPEN), int(row.get("statuscode") or FREE))
+        want_state = (
+            state_of(merged.status, merged.show_as) if {"status", "show_as"} & set(names) else now_state
+        )
+        steps: list[dict[str, Any]] = []
+        if now_state[0] in CLOSED_STATES and payload:
+            reopen = want_state if want_state[0] not in CLOSED_STATES else (OPEN, FREE)
+            steps += [{"statecode": reopen[0], "statuscode": reopen[1]}, payload]
+            if want_state[0] in CLOSED_STATES:
+                steps.append({"statecode": want_state[0], "statuscode": want_state[1]})
+        elif payload or want_state != now_state:
+            state = (
+                {"statecode": want_state[0], "statuscode": want_state[1]} if want_state != now_state else {}
+            )
+            steps += [s for s in (payload, state) if s]
+        etag = str(row.get("@odata.etag") or "*")
+        for i, step in enumerate(steps):
+            await self._patch(guid, step, if_match=etag if i == 0 and expected_version is not None else "*")
+        if "cancelled_occurrences" in names:
+            new = set(merged.cancelled_occurrences) - set(current.appointment.cancelled_occurrences)
+            await self._cancel_occurrences(guid, new)
+        if not steps and "cancelled_occurrences" not in names:
+            return current
+        return await self._read_back(guid)
+
+    async def cancel(self, guid: str) -> CrmRecord:
+        """statecode Canceled on the series (its open instances follow); unchanged when cancelled (L4)."""
+        current = await self._read_back(guid)
+        if current.appointment.status is not Status.CANCELLED:
+            await self._patch(guid, {"statecode": CANCELED, "statuscode": CANCELLED_CODE}, if_match="*")
+        return await self._read_back(guid)
+
+    async def delete(self, guid: str) -> None:
+        await self.conn._request("DELETE", f"{MASTERS}({guid})", item_id=guid)
+
+    # -- exceptions -----------------------------------------------------------------------------------
+
+    async def _series_id(self, series_ref: str) -> str | None:
+        if series_ref.startswith("crm:") and (guid := as_guid(series_ref[4:])):
+            return guid
+        found = await self.find(series_ref)
+        return None if found is None else found.crm_id.lower()
+
+    async def create_exception(self, appt: Appointment, *, external_ref: str) -> CrmRecord:
+        """R3: the occurrence's instance row becomes the exception: its content written (update), then our
+        meeting key on it, so a retry finds the instance and returns it (create once)."""
+        assert appt.series_ref is not None and appt.original_start is not None
+        series_id = await self._series_id(appt.series_ref)
+        if series_id is None:
+            raise UnprocessableError(
+                f"Dataverse has no series {appt.series_ref!r} for this exception",
+                side=SIDE,
+                item_id=external_ref,
+            )
+        wanted = appt.original_start.astimezone(UTC)
+        row = next((r for r in await self.instances(series_id) if _start(r) == wanted), None)
+        if row is None:
+            raise UnprocessableError(
+                f"series {series_id} has no instance starting {wire_time(wanted)} in Dataverse (past its "
+                "expansion, or not an occurrence of its pattern)",
+                side=SIDE,
+                item_id=external_ref,
+            )
+        instance = str(row["activityid"])
+        if row.get(EXTERNAL_REF) != external_ref:
+            fields = [f for f in Appointment.model_fields if f != "crm_fields"]
+            await self.conn.update_appointment(instance, appt, fields=fields, expected_version=None)
+            await self.conn._patch(instance, {EXTERNAL_REF: external_ref}, if_match="*")
+        record = await self.conn.get_appointment(instance)
+        if record is None:
+            raise NotFoundError(
+                f"appointment With Id = {instance} Does Not Exist", side=SIDE, item_id=instance
+            )
+        return record
