@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import e2e_latency, economy, fairness, footprint, ingress, scale
+from bench import e2e_latency, economy, fairness, footprint, ingress, scale, scale_out
 from bench.common import print_table
 from bench.report import Section, machine, write
 
@@ -28,6 +28,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "scale": 200,
         "import_runs": 3,
         "rss": (60, 20.0),
+        "scaleout": (300, 75.0),
     },
     "large": {
         "ingress": (10000, 32, 200.0, 4000),
@@ -38,6 +39,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "scale": 5000,
         "import_runs": 7,
         "rss": (500, 100.0),
+        "scaleout": (900, 100.0),
     },
 }
 
@@ -98,6 +100,13 @@ BENCHES: dict[str, tuple[str, str, Callable[[dict[str, Any]], list[dict[str, Any
         "limit: 500 subscription writes / 20 s per app per tenant; delta: 10,000 requests / 10 min per "
         "mailbox",
         lambda size: scale.run(size["scale"]),
+    ),
+    "scaleout": (
+        "Scale-out: 1, 2 and 3 dev host processes (the whole app, GRAPH_MAILBOX_CONCURRENCY 4 // N each) "
+        "consuming the same queues on one stack; end-to-end load both ways over 12 mailboxes",
+        "target: changes/s rising with processes (on 2 cores, 3 processes may not rise past 2); "
+        "0 duplicates; 0 lost; Graph in-flight per mailbox <= 4",
+        lambda size: scale_out.run(*size["scaleout"]),
     ),
     "start": (
         "Start: `import function_app` in a fresh interpreter",
