@@ -308,6 +308,10 @@ class DataverseEmulator(ThreadedServer):
                 return web.json_response(err.body(), status=err.status)
             return web.Response(status=204) if result is None else web.json_response(result, status=status)
 
+        async def masters(request: web.Request) -> web.Response:
+            rows = self.store.tables["recurringappointmentmasters"].values()
+            return web.json_response([dict(r) for r in rows])
+
         async def appointments(request: web.Request) -> web.Response:
             rows = self.store.tables["appointments"].values()
             return web.json_response(
@@ -328,6 +332,18 @@ class DataverseEmulator(ThreadedServer):
             return answer(
                 lambda: dict(
                     self.store.update("appointments", key, body, if_match=None, caller=self._user(by))
+                )
+            )
+
+        async def user_update_series(request: web.Request) -> web.Response:
+            body = await body_of(request)
+            by = body.pop("updated_by", None)
+            key = request.match_info["id"]
+            return answer(
+                lambda: dict(
+                    self.store.update(
+                        "recurringappointmentmasters", key, body, if_match=None, caller=self._user(by)
+                    )
                 )
             )
 
@@ -359,9 +375,11 @@ class DataverseEmulator(ThreadedServer):
         p = ADMIN
         return [
             web.get(f"{p}/appointments", appointments),
+            web.get(f"{p}/recurringappointmentmasters", masters),
             web.post(f"{p}/user/appointments", user_create),
             web.patch(f"{p}/user/appointments/{{id}}", user_update),
             web.post(f"{p}/user/appointments/{{id}}/cancel", user_cancel),
+            web.patch(f"{p}/user/recurringappointmentmasters/{{id}}", user_update_series),
             web.delete(f"{p}/user/appointments/{{id}}", user_delete),
             web.post(f"{p}/webhook", webhook),
             web.get(f"{p}/webhook/deliveries", deliveries),

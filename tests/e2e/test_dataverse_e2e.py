@@ -6,7 +6,8 @@ function key and a CRM_WEBHOOK_SECRETS secret).
 One meeting's life: made in Outlook, it becomes a Dataverse appointment with its activity parties; a
 Dataverse user's edit (the emulator's user route, over HTTP) reaches Outlook through the webhook; a cancel
 in Dataverse cancels the Outlook meeting. And the other way: an appointment made in Dataverse (its Create
-webhook delivered twice) becomes one Outlook meeting.
+webhook delivered twice) becomes one Outlook meeting. A series with a moved occurrence becomes a
+recurringappointmentmaster and an exception instance; a Dataverse user's rename of the series comes back.
 """
 
 from __future__ import annotations
@@ -228,3 +229,94 @@ def test_a_webhook_without_the_secret_is_refused_and_queues_nothing(stack: Local
     assert answer.status_code == 401 and "x-msync-webhook-key" in answer.json()["error"]
     no_key = httpx.post(f"{stack.host.base_url}/api/crm/dataverse/webhook", content=body, timeout=10)
     assert no_key.status_code == 401  # the host's own check: no function key
+
+
+def _masters(stack: LocalStack, subject: str) -> list[dict[str, Any]]:
+    r = httpx.get(f"{stack.dataverse.base_url}/_emulator/recurringappointmentmasters", timeout=10)
+    r.raise_for_status()
+    return [m for m in r.json() if m.get("subject") == subject]
+
+
+def test_R3_an_outlook_series_and_its_exception_become_master_and_exception_and_a_series_edit_comes_back(
+    stack: LocalStack,
+) -> None:
+    subject = "Fabrikam weekly sync"
+    first = _at(3, 13)
+    second = first + timedelta(weeks=1)
+    moved = second + timedelta(hours=2)
+    local = "%Y-%m-%dT%H:%M:%S"
+    with stack.graph_http() as g:
+        g.post(
+            f"/users/{ADELE}/events",
+            json={
+                "subject": subject,
+                "start": {"dateTime": first.strftime(local), "timeZone": "UTC"},
+                "end": {"dateTime": (first + timedelta(hours=1)).strftime(local), "timeZone": "UTC"},
+                "attendees": [{"emailAddress": {"address": MEGAN}, "type": "required"}],
+                "recurrence": {
+                    "pattern": {
+                        "type": "weekly",
+                        "interval": 1,
+                        "daysOfWeek": [first.strftime("%A").lower()],
+                    },
+                    "range": {
+                        "type": "numbered",
+                        "startDate": first.date().isoformat(),
+                        "numberOfOccurrences": 4,
+                    },
+                },
+            },
+        ).raise_for_status()
+        [master] = wait_for(lambda: _masters(stack, subject), timeout=WAIT, what="the series")
+        window = {"startDateTime": _wire(second), "endDateTime": _wire(second + timedelta(hours=1))}
+        [occurrence] = [
+            e
+            for e in g.get(f"/users/{ADELE}/calendarView", params=window).json()["value"]
+            if e["subject"] == subject
+        ]
+        g.patch(
+            f"/users/{ADELE}/events/{occurrence['id']}",
+            json={
+                "start": {"dateTime": moved.strftime(local), "timeZone": "UTC"},
+                "end": {"dateTime": (moved + timedelta(hours=1)).strftime(local), "timeZone": "UTC"},
+            },
+        ).raise_for_status()
+
+    # Outlook -> Dataverse: one recurringappointmentmaster, its four instances, the moved one an exception.
+    assert (master["recurrencepatterntype"], master["occurrences"], master["patternendtype"]) == (1, 4, 2)
+    assert master["starttime"] == _wire(first) and master["msync_externalref"]
+
+    def instances() -> list[dict[str, Any]]:
+        rows = [a for a in _appointments(stack, subject) if a["seriesid"] == master["activityid"]]
+        return sorted(rows, key=lambda r: r["originalstartdate"])
+
+    def moved_instance() -> list[dict[str, Any]]:
+        return [r for r in instances() if r["scheduledstart"] == _wire(moved)]
+
+    [exception] = wait_for(moved_instance, timeout=WAIT, what="the exception")
+    assert (exception["instancetypecode"], exception["originalstartdate"]) == (3, _wire(second))
+    _settle(stack)
+    assert len(_masters(stack, subject)) == 1 and len(instances()) == 4
+    assert [r["instancetypecode"] for r in instances()] == [2, 3, 2, 2]
+
+    # A Dataverse user renames the series -> its instances change -> their webhooks -> the Outlook series.
+    _user(
+        stack,
+        "PATCH",
+        f"recurringappointmentmasters/{master['activityid']}",
+        {
+            "subject": "Fabrikam weekly sync (renamed)",
+            "updated_by": ADELE,
+        },
+    )
+    renamed = wait_for(
+        lambda: [
+            e for e in _events(stack, ADELE, "Fabrikam weekly sync (renamed)") if e["type"] == "seriesMaster"
+        ],
+        timeout=WAIT,
+        what="the series edit in Outlook",
+    )
+    assert len(renamed) == 1 and renamed[0]["recurrence"]["range"]["numberOfOccurrences"] == 4
+    _settle(stack)
+    assert len(_masters(stack, "Fabrikam weekly sync (renamed)")) == 1
+    assert len(_events(stack, ADELE, "Fabrikam weekly sync (renamed)")) == 1  # one series, not flattened
