@@ -38,6 +38,10 @@ WRITABLE: dict[str, dict[str, int | None]] = {
         "msync_Key__c": 255,
         "msync_Status__c": None,
         "msync_SyncData__c": 131072,
+        "IsRecurrence2": None,  # an event series (series.py)
+        "Recurrence2PatternText": None,
+        "Recurrence2PatternStartDate": None,
+        "Recurrence2PatternTimeZone": None,
     },
     "EventRelation": {
         "EventId": None,
@@ -155,6 +159,10 @@ class Store:
                 )
 
     def create(self, obj: str, body: Mapping[str, Any], *, caller: str) -> dict[str, Any]:
+        from devstack.salesforce_emulator import series
+
+        if obj == "Event":
+            series.check(dict(body), None)
         self.check(obj, body)
         data = {k: v for k, v in body.items() if k != "attributes"}
         if obj == "Event":
@@ -172,6 +180,7 @@ class Store:
                 raise ApiError(
                     400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", fields=["EventId"]
                 )
+            series.check_invitee(self, self.get("Event", str(data["EventId"])))
             if self.owner_of(str(data.get("RelationId") or "")) is None:
                 raise ApiError(
                     400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", fields=["RelationId"]
@@ -191,9 +200,11 @@ class Store:
         }
         if obj == "Event":
             row |= {name: None for name in WRITABLE["Event"]} | {"IsAllDayEvent": False, "IsPrivate": False}
-            row |= {"ShowAs": "Busy", "OwnerId": caller}
+            row |= {"ShowAs": "Busy", "OwnerId": caller} | series.defaults()
         row |= data
         self.objects[obj][record_id] = row
+        if obj == "Event" and row.get("IsRecurrence2"):
+            series.generate(self, row, caller)
         if obj == "EventRelation":
             self.touch_event(str(data["EventId"]), caller)
         return row
@@ -214,13 +225,19 @@ class Store:
                     ) from exc
 
     def update(self, obj: str, record_id: str, body: Mapping[str, Any], *, caller: str) -> dict[str, Any]:
+        from devstack.salesforce_emulator import series
+
         row = self.get(obj, record_id)
+        if obj == "Event":
+            series.check(dict(body), row)
         self.check(obj, body)
         data = {k: v for k, v in body.items() if k != "attributes"}
         if obj == "Event":
             self._event_times(data)
         stamp = self.stamp()
         row |= data | {"LastModifiedDate": stamp, "LastModifiedById": caller, "SystemModstamp": stamp}
+        if obj == "Event":
+            series.after_update(self, row, data, caller)
         return row
 
     def touch_event(self, event_id: str, caller: str) -> None:
@@ -242,6 +259,9 @@ class Store:
             for rel in self.objects["EventRelation"].values():
                 if rel.get("EventId") == row["Id"]:
                     rel["IsDeleted"] = True
+            from devstack.salesforce_emulator import series
+
+            series.after_delete(self, row, caller)
         else:
             self.touch_event(str(row.get("EventId") or ""), caller)
 

@@ -183,18 +183,18 @@ async def test_practifi_matches_contacts_on_the_alternate_email_fields(backend: 
     assert found["bob@work.example"].crm_id == C1
 
 
-async def test_a_series_and_an_overlong_subject_are_refused_with_the_reason(
+async def test_a_pattern_salesforce_cannot_hold_and_an_overlong_subject_are_refused_with_the_reason(
     connector: SalesforceConnector,
 ) -> None:
     series = make_appointment(
         recurrence=Recurrence(
-            pattern=RecurrencePattern(type="weekly", days_of_week=("monday",)),
+            pattern=RecurrencePattern(type="relativeMonthly", days_of_week=("monday", "friday")),
             range=RecurrenceRange(
                 type="numbered", start_date=make_appointment().start.date(), number_of_occurrences=5
             ),
         )
     )
-    with pytest.raises(UnprocessableError, match="recurrence=none"):
+    with pytest.raises(UnprocessableError, match="one weekday"):
         await connector.create_appointment(series, idempotency_key="s", external_ref="s")
     with pytest.raises(UnprocessableError, match="Subject holds at most 255"):
         await connector.create_appointment(

@@ -117,9 +117,9 @@ def test_every_transcript_names_its_source() -> None:
     files = sorted(FIXTURES.glob("*.http"))
     assert len(files) >= 7
     for f in files:
-        assert re.fullmatch(r"https://developer\.salesforce\.com/docs/\S+\.(htm|md)", load(f.name).source), (
-            f.name
-        )
+        assert re.fullmatch(
+            r"https://developer\.salesforce\.com/docs/\S+\.(htm|html|md)", load(f.name).source
+        ), f.name
 
 
 def test_create_a_record(client: httpx.Client) -> None:

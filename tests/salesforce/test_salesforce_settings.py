@@ -85,7 +85,7 @@ async def test_the_composition_root_builds_the_salesforce_connector() -> None:
     }
     connector, caps = crm_connector(load_settings(values))
     assert isinstance(connector, SalesforceConnector)
-    assert caps.connector == "salesforce" and caps.cursor_ttl_days == 15 and caps.recurrence == "none"
+    assert caps.connector == "salesforce" and caps.cursor_ttl_days == 15 and caps.recurrence == "native"
     assert connector.profile.external_id and connector.profile.create_key_field == "msync_Key__c"
     assert connector.profile.contact_email_fields == ("Email", "Alt_Email__c")
     assert connector._session._id == EMULATOR_CLIENT_ID

@@ -42,6 +42,7 @@ from urllib.parse import quote
 
 import httpx
 
+from sync_core.adapters.crm import salesforce_series as series
 from sync_core.adapters.crm.salesforce_wire import (
     CAPABILITIES,
     EVENT_FIELDS,
@@ -427,8 +428,9 @@ class SalesforceConnector:
                 emails[str(row.get(key) or "")] = _email(row.get(rel))
             for rel in relation_rows:
                 emails[str(rel.get("RelationId") or "")] = _email(rel.get("Relation"))
+            cancelled = await series.cancelled(self, row) if series.is_series_row(row) else None
             try:
-                out.append(record_from_row(row, relation_rows, emails, me=me))
+                out.append(record_from_row(row, relation_rows, emails, me=me, cancelled=cancelled))
             except (ValueError, KeyError, TypeError) as exc:
                 raise UnprocessableError(
                     f"Salesforce event cannot be read: {exc}",
@@ -456,7 +458,9 @@ class SalesforceConnector:
             "ORDER BY CreatedDate ASC, Id ASC"
         )
         rows = [
-            r for r in await self._query(soql, item_id=external_ref) if r.get(EXTERNAL_REF) == external_ref
+            r
+            for r in await self._query(soql, item_id=external_ref)
+            if r.get(EXTERNAL_REF) == external_ref and not series.is_plain_occurrence(r)
         ]
         return (await self._records(rows[:1]))[0] if rows else None
 
@@ -469,10 +473,12 @@ class SalesforceConnector:
         refuse_unholdable(appointment, item_id=external_ref)
         field, key = self.profile.create_key_field, create_key(idempotency_key)
         existing = await self._query(
-            f"SELECT Id, IsDeleted FROM Event WHERE {field} = {soql_string(key)} ORDER BY CreatedDate ASC",
+            f"SELECT Id, IsDeleted, ActivityRecurrence2Id, IsRecurrence2, GroupEventType, {SYNC_DATA} "
+            f"FROM Event WHERE {field} = {soql_string(key)} ORDER BY CreatedDate ASC",
             deleted=True,
             item_id=external_ref,
         )
+        existing = [r for r in existing if not series.is_plain_occurrence(r)]  # copies of a series' fields
         alive = [r for r in existing if not r.get("IsDeleted")]
         if len(alive) > 1:
             raise PermanentError(f"{OPERATOR_HOLD} ({field} = {key})", side=SIDE, item_id=external_ref)
@@ -493,7 +499,13 @@ class SalesforceConnector:
         wanted = relations(appointment, directory)
         body[SYNC_DATA] = mark_unresolved(body[SYNC_DATA], self._unresolved(appointment, directory))
         body[EXTERNAL_REF] = external_ref
-        if self.profile.external_id:
+        if appointment.series_ref is not None and appointment.original_start is not None:
+            crm_id = await series.occurrence_for(
+                self, appointment.series_ref, appointment.original_start, item_id=external_ref
+            )
+            body[field] = key  # an exception is the occurrence row, edited: it takes our keys
+            await self._send("PATCH", f"sobjects/Event/{crm_id}", item_id=crm_id, json_body=body)
+        elif self.profile.external_id:
             response = await self._send(
                 "PATCH",
                 f"sobjects/Event/{field}/{quote(key, safe='')}",
@@ -608,6 +620,17 @@ class SalesforceConnector:
             )
         merged = current.appointment.model_copy(update={f: getattr(appointment, f) for f in names})
         refuse_unholdable(merged, item_id=crm_id)
+        if (current.appointment.recurrence is None) != (merged.recurrence is None):
+            raise UnprocessableError(
+                "Salesforce connector: an event becomes a series, or a series a single event, only by a new "
+                "record (Salesforce recreates every occurrence row)",
+                side=SIDE,
+                item_id=crm_id,
+            )
+        if series.is_series_row(row):
+            await series.cancel(
+                self, row, set(merged.cancelled_occurrences) - set(current.appointment.cancelled_occurrences)
+            )
         await self._write(
             crm_id,
             row,
@@ -705,8 +728,17 @@ class SalesforceConnector:
         rows = await self._query(soql, deleted=True)
         more = len(rows) > limit
         rows = rows[:limit]
-        live = [r for r in rows if not r.get("IsDeleted")]
-        deleted = tuple(str(r["Id"]) for r in rows if r.get("IsDeleted") and position is not None)
+        # An occurrence row changed or deleted is news of its series (a cancelled occurrence), read whole
+        plain = [r for r in rows if series.is_plain_occurrence(r)]
+        own = [r for r in rows if not series.is_plain_occurrence(r)]
+        live = [r for r in own if not r.get("IsDeleted")]
+        keys = {str(r["ActivityRecurrence2Id"]) for r in plain} - {
+            str(r.get("ActivityRecurrence2Id")) for r in live if series.is_series_row(r)
+        }
+        for key in sorted(keys):
+            where = f"ActivityRecurrence2Id = {soql_string(key)} AND GroupEventType = '3'"
+            live += await self._query(f"{self._select()} WHERE {where}")
+        deleted = tuple(str(r["Id"]) for r in own if r.get("IsDeleted") and position is not None)
         records = await self._records(live)
         if rows:
             last = rows[-1]

@@ -18,9 +18,10 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sync_core.domain import timezones
-from sync_core.domain.model import Recurrence, RecurrencePattern, RecurrenceRange
+from sync_core.domain.model import Appointment, Recurrence, RecurrencePattern, RecurrenceRange
 from sync_core.errors import UnprocessableError
 
 SIDE = "crm"
@@ -301,3 +302,33 @@ def canonical(rec: Recurrence) -> Recurrence:
             time_zone=_iana(r.time_zone),
         ),
     )
+
+
+def series_fields(appt: Appointment, *, item_id: str | None) -> dict[str, Any]:
+    """The Recurrence2 fields of the Event row a series is written to (none for a single event)."""
+    rec = appt.recurrence
+    if rec is None:
+        return {}
+    wall = appt.start.astimezone(timezones.zone(rec.range.time_zone)).time()
+    fields = to_recurrence2(rec, wall, item_id=item_id)
+    return {
+        "IsRecurrence2": True,
+        "Recurrence2PatternText": fields.text,
+        "Recurrence2PatternStartDate": fields.start.strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
+        "Recurrence2PatternTimeZone": fields.time_zone,
+    }
+
+
+def read_series(
+    text: str, start: datetime, time_zone: str, kept: Recurrence | None, *, item_id: str | None
+) -> Recurrence:
+    """The series' pattern from its row: what we wrote (`kept`, Graph's own form) while the native fields
+    still say the same, else what they say."""
+    native = from_recurrence2(Recurrence2(text, start, time_zone), item_id=item_id)
+    if kept is not None:
+        try:
+            if canonical(kept) == native:
+                return kept
+        except UnprocessableError:
+            pass
+    return native

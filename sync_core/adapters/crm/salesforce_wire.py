@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from sync_core.adapters.crm.salesforce_recurrence import read_series, series_fields
 from sync_core.adapters.crm.transport import transport_error
 from sync_core.domain.model import (
     Appointment,
@@ -34,6 +35,7 @@ from sync_core.domain.model import (
     Location,
     Origin,
     Person,
+    Recurrence,
     Response,
     Sensitivity,
     ShowAs,
@@ -63,7 +65,8 @@ SUBJECT_MAX = 255  # Event.Subject
 LOCATION_MAX = 255  # Event.Location
 DESCRIPTION_MAX = 32_000  # Event.Description
 SYNC_DATA_MAX = 131_072  # a Long Text Area's largest length
-INVITEES_MAX = 1_000  # EventRelation invitees per event (100 for a recurring one: series are refused)
+INVITEES_MAX = 1_000  # EventRelation invitees per event
+INVITEES_RECURRING_MAX = 100  # ... and per recurring event (EventAttendee in the Object Reference)
 DEFAULT_RETRY_AFTER_S = (
     300.0  # REQUEST_LIMIT_EXCEEDED carries no Retry-After: the 24-h allocation refills slowly
 )
@@ -85,6 +88,13 @@ EVENT_FIELDS = (
     "LastModifiedDate",
     "SystemModstamp",
     "IsDeleted",
+    "IsRecurrence2",  # an event series (salesforce_recurrence, salesforce_series)
+    "IsRecurrence2Exception",
+    "Recurrence2PatternText",
+    "Recurrence2PatternStartDate",
+    "Recurrence2PatternTimeZone",
+    "GroupEventType",
+    "ActivityRecurrence2Id",
     EXTERNAL_REF,
     STATUS,
     SYNC_DATA,
@@ -93,8 +103,8 @@ RELATION_FIELDS = ("Id", "EventId", "RelationId", "Status", "Response", "IsInvit
 
 CAPABILITIES = CrmCapabilities(
     connector="salesforce",
-    recurrence="none",  # Recurrence2 (RRULE) is not implemented yet: a series is refused, with the reason
-    exceptions="none",
+    recurrence="native",  # Recurrence2 RRULE (salesforce_recurrence); what it cannot say is refused, with why
+    exceptions="native",  # an occurrence row made an exception; a deleted occurrence row is a cancelled one
     attendee_responses="native",  # EventRelation.Status for users, contacts and leads; others kept by us
     rooms="text",  # Location text; room mailboxes kept in msync_SyncData__c; spaces from msync_Space__c
     change_feed="cursor",  # SystemModstamp keyset over /queryAll (deleted rows carry IsDeleted = true)
@@ -219,6 +229,7 @@ def sync_data(appt: Appointment) -> str:
         "locations": dumped["locations"],
         "location_text": location_text(appt),
         "cancelled_occurrences": dumped["cancelled_occurrences"],
+        "recurrence": dumped["recurrence"],
         "series_ref": appt.series_ref,
         "original_start": dumped["original_start"],
         "crm_fields": dumped["crm_fields"],
@@ -246,10 +257,10 @@ def refuse_unholdable(appt: Appointment, *, item_id: str | None) -> None:
         return UnprocessableError(f"Salesforce connector: {reason}", side=SIDE, item_id=item_id)
 
     if appt.recurrence is not None:
-        raise refuse(
-            "recurring series are not supported yet (capability recurrence=none); the series is not "
-            "flattened to a single event"
-        )
+        series_fields(appt, item_id=item_id)  # the pattern's reason, when Salesforce cannot hold it
+        if len(appt.attendees) > INVITEES_RECURRING_MAX:
+            limit, got = INVITEES_RECURRING_MAX, len(appt.attendees)
+            raise refuse(f"a recurring event holds at most {limit} invitees, got {got}")
     for name, value, limit in (
         ("Subject", appt.subject, SUBJECT_MAX),
         ("Location", location_text(appt), LOCATION_MAX),
@@ -277,6 +288,7 @@ def event_fields(appt: Appointment, *, owner_id: str | None) -> dict[str, Any]:
         STATUS: appt.status.value,
         SYNC_DATA: sync_data(appt),
     }
+    row |= series_fields(appt, item_id=None)
     if owner_id is not None:
         row["OwnerId"] = owner_id
     return row
@@ -289,7 +301,7 @@ def same_value(current: Any, wanted: Any, field: str) -> bool:
             return bool(current) and json.loads(current) == json.loads(wanted)
         except (TypeError, ValueError):
             return False
-    if field in ("StartDateTime", "EndDateTime"):
+    if field in ("StartDateTime", "EndDateTime", "Recurrence2PatternStartDate"):
         return parse_time(current) == parse_time(wanted)
     if isinstance(wanted, bool):
         return bool(current) == wanted
@@ -324,8 +336,10 @@ def record_from_row(
     emails: Mapping[str, str | None],
     *,
     me: str | None,
+    cancelled: tuple[datetime, ...] | None = None,
 ) -> CrmRecord:
-    """A CrmRecord from an Event row, its EventRelation rows and the emails of the ids they name."""
+    """A CrmRecord from an Event row, its EventRelation rows and the emails of the ids they name; for a
+    series, `cancelled` is what its occurrence rows show (salesforce_series.cancelled)."""
     crm_id = str(row["Id"])
     kept = _load_sidecar(row.get(SYNC_DATA))
     start, end = parse_time(row.get("StartDateTime")), parse_time(row.get("EndDateTime"))
@@ -386,6 +400,17 @@ def record_from_row(
         sensitivity = Sensitivity.NORMAL
     status_value = str(row.get(STATUS) or Status.CONFIRMED.value)
     status = Status(status_value) if status_value in Status._value2member_map_ else Status.CONFIRMED
+    recurrence: Recurrence | None = None
+    pattern_start = parse_time(row.get("Recurrence2PatternStartDate"))
+    if row.get("IsRecurrence2") and str(row.get("GroupEventType")) == "3" and pattern_start is not None:
+        kept_rec = kept.get("recurrence")
+        recurrence = read_series(
+            str(row.get("Recurrence2PatternText") or ""),
+            pattern_start,
+            str(row.get("Recurrence2PatternTimeZone") or ""),
+            Recurrence.model_validate(kept_rec) if kept_rec else None,
+            item_id=crm_id,
+        )
     appointment = Appointment.model_validate(
         {
             "subject": row.get("Subject") or "",
@@ -406,7 +431,8 @@ def record_from_row(
             "status": status,
             "kind": kept.get("kind", "meeting"),
             "origin": kept.get("origin", Origin.CRM.value),
-            "cancelled_occurrences": tuple(kept.get("cancelled_occurrences") or ()),
+            "recurrence": recurrence,
+            "cancelled_occurrences": cancelled if cancelled is not None and recurrence is not None else (),
             "series_ref": kept.get("series_ref"),
             "original_start": kept.get("original_start"),
             "crm_fields": tuple(tuple(x) for x in kept.get("crm_fields") or ()),
