@@ -4,7 +4,9 @@ Azurite (state kept in .devstack/azurite), the Graph emulator, the CRM emulator,
 serving function_app on http://127.0.0.1:7071. Ctrl-C stops everything it started.
 
 `make run CRM=dataverse` (or `--crm dataverse`; the environment variable CRM is the default) runs the
-Dataverse emulator instead of the CRM emulator, with CRM_CONNECTOR=dataverse and its webhook registered.
+Dataverse emulator instead of the CRM emulator, with CRM_CONNECTOR=dataverse and its webhook registered;
+`make run CRM=salesforce` the Salesforce emulator, with CRM_CONNECTOR=salesforce and its outbound message
+posting to /api/crm/salesforce/webhook.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ DEVSTACK_DIR = ROOT / ".devstack"
 GRAPH_PORT = 7081
 CRM_PORT = 7082
 DATAVERSE_PORT = 7083
+SALESFORCE_PORT = 7084
 HOST_PORT = 7071
-CRMS = ("rest", "dataverse")
+CRMS = ("rest", "dataverse", "salesforce")
 
 DEMO_USERS = [
     ("adele@contoso.example", "Adele Vance"),
@@ -51,7 +54,7 @@ DEMO_CONTACTS = [
 # own; neither key opens the other's routes. The host-level function key (DEVHOST_FUNCTION_KEY) opens all
 # FUNCTION-level routes, the master key (DEVHOST_MASTER_KEY) also the ADMIN-level ops/ routes.
 GRAPH_FUNCTIONS = ("graph_notifications", "graph_lifecycle")
-CRM_FUNCTIONS = ("crm_webhook", "dataverse_webhook")
+CRM_FUNCTIONS = ("crm_webhook", "dataverse_webhook", "salesforce_webhook")
 DEV_GRAPH_KEY = "dev-graph-function-key"
 DEV_CRM_KEY = "dev-crm-function-key"
 
@@ -161,6 +164,42 @@ def dataverse_webhook(host_base: str, function_key: str, secret: str) -> tuple[s
     return f"{host_base}/api/crm/dataverse/webhook", {"x-functions-key": function_key, KEY_HEADER: secret}
 
 
+def seed_salesforce(emu: Any) -> None:
+    """The demo directory in Salesforce: single-sign-on users (their Email is the mailbox), contacts and
+    our msync_Space__c rooms; the emulator makes the ids."""
+    emu.seed(
+        users=[{"email": email, "name": name, "mailbox": email} for email, name in DEMO_USERS],
+        contacts=[{"email": email, "name": name} for email, name in DEMO_CONTACTS],
+        spaces=[
+            {
+                "name": "Harbour Room",
+                "room_mailbox": DEMO_ROOMS[0][0],
+                "management_mode": "outlook_auto_accept",
+            },
+            {"name": "Summit Hall", "room_mailbox": DEMO_ROOMS[1][0], "management_mode": "crm_managed"},
+        ],
+    )
+
+
+def salesforce_settings(url: str) -> dict[str, str]:
+    """The app's settings for the Salesforce emulator at `url` (its client credentials: SALESFORCE_AUTH_MODE),
+    with the emulated org's id for the outbound messages."""
+    from devstack.salesforce_emulator import ORG_ID
+
+    return {
+        "CRM_CONNECTOR": "salesforce",
+        "SALESFORCE_INSTANCE_URL": url,
+        "SALESFORCE_AUTH_MODE": "emulator",
+        "SALESFORCE_ORG_ID": ORG_ID,
+    }
+
+
+def salesforce_outbound_url(host_base: str, function_key: str) -> str:
+    """The endpoint URL of the outbound message, as configured in Salesforce: the key in `?code=` (an
+    outbound message sends no headers of ours)."""
+    return f"{host_base}/api/crm/salesforce/webhook?code={function_key}"
+
+
 async def prepare(mailboxes: list[str]) -> None:
     """Create queues and tables, and a Graph subscription per sync mailbox (the emulator shakes hands)."""
     from sync_core.bootstrap import opened
@@ -196,7 +235,7 @@ Local stack is up (Ctrl-C stops everything):
   function app   http://127.0.0.1:{HOST_PORT}/api/...   (host function key: {key}; Graph's: {graph_key};
                  the CRM's: {crm_key}; ops/ takes the master key: {values.get("DEVHOST_MASTER_KEY", "")})
   Graph emulator {graph_url}
-  CRM emulator   {crm_url}
+  {(crm.title() if crm != "rest" else "CRM") + " emulator":<14} {crm_url}
 
 Create an event in Adele's mailbox through the emulator's Graph API:
   curl -s -X POST {graph_url}/users/adele@contoso.example/events \\
@@ -213,6 +252,8 @@ Why did (or didn't) something sync? The decision log is in Azurite's SyncDecisio
 
 
 def _crm_lines(values: dict[str, str], crm_url: str, crm: str) -> str:
+    if crm == "salesforce":
+        return _salesforce_lines(crm_url)
     if crm != "dataverse":
         return (
             f"  curl -s {crm_url}/appointments -H 'Authorization: Bearer {values.get('CRM_API_TOKEN', '')}'\n"
@@ -231,13 +272,37 @@ Cancel it in Dataverse:
 """
 
 
+def _salesforce_lines(url: str) -> str:
+    from devstack.salesforce_emulator import API_VERSION, CLIENT_ID, CLIENT_SECRET
+
+    return f"""  curl -s {url}/_emulator/events
+  (or through the REST API: a token first, then SOQL)
+  TOKEN=$(curl -s {url}/services/oauth2/token -d grant_type=client_credentials \\
+          -d client_id={CLIENT_ID} -d client_secret={CLIENT_SECRET} \\
+          | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+  curl -s -G {url}/services/data/{API_VERSION}/query -H "Authorization: Bearer $TOKEN" \\
+       --data-urlencode 'q=SELECT Id, Subject, StartDateTime, msync_Status__c FROM Event'
+
+Edit it as a Salesforce user (the emulator's outbound message posts to /api/crm/salesforce/webhook, and
+Outlook follows):
+  curl -s -X PATCH {url}/_emulator/user/events/<Id> -H 'Content-Type: application/json' \\
+       -d '{{"Subject": "Quarterly review (moved)", "updated_by": "adele@contoso.example"}}'
+Cancel it in Salesforce (our msync_Status__c field):
+  curl -s -X PATCH {url}/_emulator/user/events/<Id> -H 'Content-Type: application/json' \\
+       -d '{{"msync_Status__c": "cancelled", "updated_by": "adele@contoso.example"}}'
+The outbound messages sent and their answers (200 and Ack true, or retried):
+  curl -s {url}/_emulator/outbound/deliveries
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.run", description=__doc__)
     parser.add_argument(
         "--crm",
         choices=CRMS,
         default=os.environ.get("CRM") or "rest",
-        help="the CRM side: our REST contract's emulator, or the Dataverse emulator (default: $CRM or rest)",
+        help="the CRM side: our REST contract's emulator, or the Dataverse or Salesforce emulator "
+        "(default: $CRM or rest)",
     )
     crm_kind = parser.parse_args(argv).crm
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -252,11 +317,15 @@ def main(argv: list[str] | None = None) -> int:
     from devstack.dataverse_emulator import DataverseEmulator
     from devstack.graph_emulator import GraphEmulator
     from devstack.host import DevHost
+    from devstack.salesforce_emulator import SalesforceEmulator
 
     crm_key = values["DEVHOST_FUNCTION_KEY__crm_webhook"]
     if crm_kind == "dataverse":
         values |= dataverse_settings(f"http://127.0.0.1:{DATAVERSE_PORT}")
         os.environ.update(dataverse_settings(f"http://127.0.0.1:{DATAVERSE_PORT}"))
+    elif crm_kind == "salesforce":
+        values |= salesforce_settings(f"http://127.0.0.1:{SALESFORCE_PORT}")
+        os.environ.update(salesforce_settings(f"http://127.0.0.1:{SALESFORCE_PORT}"))
     stopping = threading.Event()
     started: list[Any] = []
     try:
@@ -279,6 +348,14 @@ def main(argv: list[str] | None = None) -> int:
             crm.start()
             started.append(crm)
             seed_dataverse(crm)
+        elif crm_kind == "salesforce":
+            outbound = salesforce_outbound_url(
+                f"http://127.0.0.1:{HOST_PORT}", values["DEVHOST_FUNCTION_KEY__salesforce_webhook"]
+            )
+            crm = SalesforceEmulator(port=SALESFORCE_PORT, outbound_url=outbound)
+            crm.start()
+            started.append(crm)
+            seed_salesforce(crm)
         else:
             crm = CrmEmulator(
                 port=CRM_PORT,

@@ -3,7 +3,8 @@
 Azurite (in memory unless given), both emulators seeded with the demo directory, and the development host
 serving function_app with settings that point at them. `make run` is the same on fixed ports. With
 `connector="dataverse"` the CRM side is the Dataverse emulator (`dataverse`, its webhook registered to
-`/api/crm/dataverse/webhook`) instead of the CRM emulator (`crm`).
+`/api/crm/dataverse/webhook`) instead of the CRM emulator (`crm`); with `connector="salesforce"` the
+Salesforce emulator (`salesforce`, its outbound message posting to `/api/crm/salesforce/webhook`).
 """
 
 from __future__ import annotations
@@ -27,16 +28,20 @@ from devstack.host import DevHost
 from devstack.run import (
     dataverse_settings,
     dataverse_webhook,
+    salesforce_outbound_url,
+    salesforce_settings,
     seed_crm,
     seed_dataverse,
     seed_graph,
+    seed_salesforce,
     webhook_key_settings,
 )
+from devstack.salesforce_emulator import SalesforceEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_KEY = "stack-function-key"  # host-level: opens every FUNCTION-level route
 GRAPH_KEY = "stack-graph-key"  # graph_notifications and graph_lifecycle only; Graph is told it
-CRM_KEY = "stack-crm-key"  # crm_webhook and dataverse_webhook only; the CRM (or Dataverse) calls with it
+CRM_KEY = "stack-crm-key"  # the CRM doors only (crm_webhook, dataverse_webhook, salesforce_webhook)
 MASTER_KEY = "stack-master-key"
 CRM_SECRET = "stack-crm-secret"
 CRM_TOKEN = "stack-crm-token"
@@ -56,10 +61,11 @@ class LocalStack:
     polling_interval: str = "00:00:00.100"
     policy_file: Path = ROOT / "devstack" / "demo-policy.json"
     listen: bool = True  # False: the host polls no queue and runs no timer (DevHost's `listen`)
-    connector: str = "rest"  # CRM_CONNECTOR: `rest` (the CRM emulator) or `dataverse` (the Dataverse one)
+    connector: str = "rest"  # CRM_CONNECTOR: `rest` (the CRM emulator), `dataverse` or `salesforce`
     graph: GraphEmulator = field(init=False)
     crm: CrmEmulator = field(init=False)
     dataverse: DataverseEmulator = field(init=False)
+    salesforce: SalesforceEmulator = field(init=False)
     host: DevHost = field(init=False)
     settings: dict[str, str] = field(init=False)
     _own_azurite: bool = field(init=False, default=False)
@@ -90,6 +96,12 @@ class LocalStack:
             self.dataverse.start()
             seed_dataverse(self.dataverse)
             crm_settings = dataverse_settings(self.dataverse.base_url)
+        elif self.connector == "salesforce":
+            outbound = salesforce_outbound_url(f"http://127.0.0.1:{host_port}", CRM_KEY)
+            self.salesforce = SalesforceEmulator(outbound_url=outbound)
+            self.salesforce.start()
+            seed_salesforce(self.salesforce)
+            crm_settings = salesforce_settings(self.salesforce.base_url)
         else:
             self.crm = CrmEmulator(
                 webhook_url=f"http://127.0.0.1:{host_port}/api/crm/webhook?code={CRM_KEY}",
@@ -166,7 +178,7 @@ class LocalStack:
         from sync_core.bootstrap import configuration
 
         # Whatever was started (a failed start may have stopped part way), in reverse order.
-        for part in ("host", "crm", "dataverse", "graph"):
+        for part in ("host", "crm", "dataverse", "salesforce", "graph"):
             if hasattr(self, part):
                 getattr(self, part).stop()
         if self._own_azurite and self.azurite is not None:

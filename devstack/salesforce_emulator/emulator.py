@@ -14,8 +14,10 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from devstack.salesforce_emulator.admin import admin_routes
 from devstack.salesforce_emulator.api import Faults, Recorded, SalesforceApi
-from devstack.salesforce_emulator.store import Store, wire
+from devstack.salesforce_emulator.outbound import OutboundSender
+from devstack.salesforce_emulator.store import ORG_ID, Store, wire
 from devstack.threaded_server import START_TIMEOUT_S, ThreadedServer
 from sync_core.domain.model import Appointment
 
@@ -31,11 +33,17 @@ class SalesforceEmulator(ThreadedServer):
 
     label = "Salesforce emulator"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, outbound_url: str | None = None) -> None:
         self.host, self.port = host, port
         self.client_id, self.client_secret = CLIENT_ID, CLIENT_SECRET
         self._offset = timedelta()
         self.store = Store(self._now, INTEGRATION_USER_ID)
+        # The outbound message on Event (outbound.py): posted to `outbound_url` on every create and edit.
+        self.outbound = OutboundSender(
+            ORG_ID, lambda record_id: self.store.find("Event", record_id), base_url=lambda: self.base_url
+        )
+        self.outbound.endpoint = outbound_url
+        self.store.on_change = self.outbound.submit
         self._api = SalesforceApi(
             self.store,
             client_id=CLIENT_ID,
@@ -60,9 +68,14 @@ class SalesforceEmulator(ThreadedServer):
     # -- lifecycle ------------------------------------------------------------------------------------
 
     async def _serve(self, sock: socket.socket) -> None:
-        self._runner = web.AppRunner(self._api.app([]), access_log=None, shutdown_timeout=1.0)
+        await self.outbound.open()
+        self._runner = web.AppRunner(self._api.app(admin_routes(self)), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
+
+    async def _shutdown(self) -> None:
+        await self.outbound.close()
+        await super()._shutdown()
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the emulator's loop (the store is confined to it), or here when not started."""
@@ -101,6 +114,8 @@ class SalesforceEmulator(ThreadedServer):
             self._api.faults = Faults()
             self._api.requests.clear()
             self._api.used = 0
+            self.outbound.clear()
+            self.outbound.duplicate = False
 
         self._call(run)
         self._offset = timedelta()

@@ -92,6 +92,7 @@ class Store:
     def __init__(self, now: Callable[[], datetime], integration_user: str) -> None:
         self._now = now
         self.integration_user = integration_user
+        self.on_change: Callable[[str, dict[str, Any]], None] | None = None  # after a create or an edit
         self.reset()
 
     def reset(self) -> None:
@@ -207,6 +208,8 @@ class Store:
             series.generate(self, row, caller)
         if obj == "EventRelation":
             self.touch_event(str(data["EventId"]), caller)
+        if self.on_change is not None:
+            self.on_change(obj, row)
         return row
 
     @staticmethod
@@ -238,6 +241,8 @@ class Store:
         row |= data | {"LastModifiedDate": stamp, "LastModifiedById": caller, "SystemModstamp": stamp}
         if obj == "Event":
             series.after_update(self, row, data, caller)
+        if self.on_change is not None:
+            self.on_change(obj, row)
         return row
 
     def touch_event(self, event_id: str, caller: str) -> None:
