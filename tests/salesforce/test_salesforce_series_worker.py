@@ -1,0 +1,123 @@
+"""R3 through the real worker with CRM_CONNECTOR=salesforce: a series made in Outlook reaches Salesforce as
+one event series (its occurrence rows made by the emulator), an occurrence edited in Outlook becomes that
+occurrence row edited, and one deleted in Outlook becomes its occurrence row deleted. Graph emulator,
+Salesforce emulator and Azurite (tests/core/conftest.py's worker parts, the CRM side swapped)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from azure.data.tables.aio import TableClient
+
+from devstack.graph_emulator import GraphEmulator
+from devstack.salesforce_emulator import SalesforceEmulator
+from sync_core.adapters.crm.salesforce import SalesforceConnector
+from sync_core.adapters.storage.mappings import MappingStore
+from sync_core.domain.messages import GraphChange
+from tests.core.conftest import (  # graph_emu and worker_tables: fixtures
+    ADELE,
+    WorkerParts,
+    graph_emu,  # noqa: F401
+    worker_tables,  # noqa: F401
+)
+
+START = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=20)
+
+
+@pytest.fixture(scope="module")
+def salesforce() -> Iterator[SalesforceEmulator]:
+    with SalesforceEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+async def sf_parts(
+    graph_emu: GraphEmulator,  # noqa: F811
+    salesforce: SalesforceEmulator,
+    storage_connection_string: str,
+    worker_tables: dict[str, TableClient],  # noqa: F811
+) -> AsyncIterator[WorkerParts]:
+    """The worker parts of tests/core, with the Salesforce connector as the CRM."""
+    salesforce.reset()
+    rest = SimpleNamespace(base_url="http://127.0.0.1:9", token="unused")  # the REST CRM's settings, unused
+    parts = WorkerParts(graph_emu, rest, storage_connection_string, worker_tables, {})  # type: ignore[arg-type]
+    await parts.crm.aclose()
+    parts.crm = SalesforceConnector(  # type: ignore[assignment]
+        salesforce.base_url, client_id=salesforce.client_id, client_secret=salesforce.client_secret
+    )
+    yield parts
+    await parts.crm.aclose()
+    await parts.graph.aclose()
+
+
+def _msg(event_id: str) -> GraphChange:
+    return GraphChange(
+        correlation_id=uuid.uuid4().hex,
+        received_at=datetime.now(UTC),
+        mailbox=ADELE,
+        event_id=event_id,
+        change_type="updated",
+    )
+
+
+def _series(salesforce: SalesforceEmulator) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    rows = salesforce.events()
+    (head,) = [r for r in rows if r["GroupEventType"] == "3"]
+    occurrences = [r for r in rows if r["ActivityRecurrence2Id"] == head["ActivityRecurrence2Id"]]
+    return head, sorted((r for r in occurrences if r is not head), key=lambda r: str(r["StartDateTime"]))
+
+
+async def test_R3_a_series_its_edited_and_its_deleted_occurrence_reach_salesforce(
+    sf_parts: WorkerParts,
+    graph_emu: GraphEmulator,  # noqa: F811
+    salesforce: SalesforceEmulator,
+) -> None:
+    start = START + timedelta(days=3)
+    body = {
+        "subject": "Weekly Salesforce stand-up",
+        "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+        "end": {"dateTime": (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+        "attendees": [{"emailAddress": {"address": "megan@fabrikam.example"}, "type": "required"}],
+        "recurrence": {
+            "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": [start.strftime("%A").lower()]},
+            "range": {"type": "numbered", "startDate": start.date().isoformat(), "numberOfOccurrences": 4},
+        },
+    }
+    window = {
+        "startDateTime": (start - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "endDateTime": (start + timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    worker = sf_parts.worker()
+    async with httpx.AsyncClient(base_url=graph_emu.base_url, headers={"Authorization": "Bearer t"}) as g:
+        master = (await g.post(f"/users/{ADELE}/events", json=body)).raise_for_status().json()
+        first = await worker.handle(_msg(master["id"]))
+        assert first.decision.rule == "R1", first.decision.explain()
+        head, occurrences = _series(salesforce)
+        assert len(occurrences) == 4 and head["Recurrence2PatternText"].startswith("RRULE:FREQ=WEEKLY")
+        instances = (
+            (await g.get(f"/users/{ADELE}/events/{master['id']}/instances", params=window))
+            .raise_for_status()
+            .json()["value"]
+        )
+        await g.patch(f"/users/{ADELE}/events/{instances[1]['id']}", json={"subject": "Stand-up (moved)"})
+        edited = await worker.handle(_msg(instances[1]["id"]))
+        assert edited.decision.rule == "R3", edited.decision.explain()
+        await g.delete(f"/users/{ADELE}/events/{instances[2]['id']}")
+        await worker.handle(_msg(master["id"]))  # Graph announces a deleted occurrence on its master
+    head, occurrences = _series(salesforce)
+    series_key = await MappingStore(sf_parts.tables["Map"]).find_by_graph(ADELE, master["id"])
+    assert head["msync_ExternalRef__c"] == series_key
+    assert [r["Subject"] for r in occurrences] == [
+        "Weekly Salesforce stand-up",
+        "Stand-up (moved)",
+        "Weekly Salesforce stand-up",
+    ]  # the third occurrence's row is deleted, the second is an exception
+    assert occurrences[1]["IsRecurrence2Exception"] is True
+    third = (start + timedelta(days=14)).strftime("%Y-%m-%dT%H:%M")
+    assert all(not str(r["StartDateTime"]).startswith(third) for r in occurrences)
