@@ -141,6 +141,8 @@ async def test_R3_an_edited_occurrence_becomes_its_instance_row_once(
     assert len(instances(backend)) == 4  # the instance itself, no fifth row
     page = await connector.list_changed(None)
     assert sorted(r.crm_id for r in page.records) == sorted([made.crm_id, exception.crm_id])
+    feed = {r.crm_id: r for r in page.records}
+    assert feed[exception.crm_id].appointment == exception.appointment  # its parties read with the page
 
 
 async def test_R3_an_occurrence_a_dataverse_user_edits_is_an_exception_of_its_series(

@@ -135,6 +135,20 @@ def _version(row: Mapping[str, Any], cancelled: Iterable[datetime]) -> str:
     return f"{row.get('@odata.etag') or ''}|{hashlib.sha256(stamps.encode()).hexdigest()[:12]}"
 
 
+def series_of(row: Mapping[str, Any]) -> str | None:
+    """The series id of an instance or exception row; None for any other appointment."""
+    if int(row.get("instancetypecode") or 0) not in (INSTANCE, EXCEPTION):
+        return None
+    return as_guid(str(row.get("seriesid") or ""))
+
+
+def stands_for_series(row: Mapping[str, Any]) -> bool:
+    """An instance row read as its series: neither an exception we wrote (our meeting key on it) nor one a
+    Dataverse user edited; a cancelled instance is a cancelled occurrence of the series."""
+    edited = int(row.get("instancetypecode") or 0) == EXCEPTION and int(row.get("statecode") or 0) != CANCELED
+    return not (row.get(EXTERNAL_REF) or edited)
+
+
 class Series:
     """The series half of one DataverseConnector."""
 
@@ -181,16 +195,17 @@ class Series:
         row = await self.master_row(guid)
         return None if row is None else await self.record(row)
 
-    async def of_instance(self, row: Mapping[str, Any]) -> CrmRecord | None:
+    async def of_instance(
+        self, row: Mapping[str, Any], party_rows: Mapping[str, list[dict[str, Any]]] | None = None
+    ) -> CrmRecord | None:
         """What an instance row stands for: an exception we wrote (our meeting key on it) or one a CRM user
         edited is an exception record of its series; any other instance (a plain or a cancelled one) is
         read as its series. None when the row is no instance."""
-        kind, series_id = int(row.get("instancetypecode") or 0), as_guid(str(row.get("seriesid") or ""))
-        if kind not in (INSTANCE, EXCEPTION) or series_id is None:
+        series_id = series_of(row)
+        if series_id is None:
             return None
-        cancelled = int(row.get("statecode") or 0) == CANCELED
-        if row.get(EXTERNAL_REF) or (kind == EXCEPTION and not cancelled):
-            record = (await self.conn._records([dict(row)]))[0]
+        if not stands_for_series(row):
+            record = (await self.conn._records([dict(row)], party_rows))[0]
             appt = record.appointment
             if appt.series_ref is None or appt.original_start is None:
                 master = await self.master_row(series_id)
@@ -216,16 +231,17 @@ class Series:
     async def records(
         self, rows: list[dict[str, Any]], party_rows: Mapping[str, list[dict[str, Any]]]
     ) -> list[CrmRecord]:
-        """The change feed's rows as records: an instance as its series (once) or as an exception."""
-        out: list[CrmRecord] = []
+        """The change feed's rows as records: an instance as its series (read once) or as an exception."""
+        out = await self.conn._records([r for r in rows if series_of(r) is None], party_rows)
         seen: set[str] = set()
         for row in rows:
-            if int(row.get("instancetypecode") or 0) not in (INSTANCE, EXCEPTION):
-                out += await self.conn._records([row], party_rows)
+            series_id = series_of(row)
+            if series_id is None or (stands_for_series(row) and series_id in seen):
                 continue
-            record = await self.of_instance(row)
-            if record is not None and record.crm_id.lower() not in seen:
-                seen.add(record.crm_id.lower())
+            if stands_for_series(row):
+                seen.add(series_id)
+            record = await self.of_instance(row, party_rows)
+            if record is not None:
                 out.append(record)
         return out
 
