@@ -230,3 +230,30 @@ def test_the_emulator_expands_the_documented_series_example(emulator: Salesforce
         url, json=body | {"Recurrence2PatternText": "RRULE:FREQ=MONTHLY;BYDAY=MO;BYSETPOS=1"}, headers=headers
     )
     assert refused.status_code == 400 and refused.json()[0]["errorCode"] == "FIELD_INTEGRITY_EXCEPTION"
+
+
+async def test_R3_a_series_a_crm_user_made_reads_as_one_record_with_its_pattern(
+    connector: SalesforceConnector, emulator: SalesforceEmulator
+) -> None:
+    body = {
+        "Subject": "Product Planning",
+        "StartDateTime": "2026-03-02T17:00:00.000+0000",
+        "EndDateTime": "2026-03-02T18:00:00.000+0000",
+        "IsRecurrence2": True,
+        "Recurrence2PatternText": "RRULE:FREQ=WEEKLY;INTERVAL=1;BYDAY=MO;COUNT=13",  # the guide's example
+        "Recurrence2PatternTimeZone": "America/Los_Angeles",
+    }
+    await connector._send("POST", "sobjects/Event/", item_id=None, json_body=body)
+    page = await connector.list_changed(None)
+    (record,) = page.records  # the series, not its thirteen occurrence rows
+    rec = record.appointment.recurrence
+    assert (
+        rec is not None
+        and rec.pattern.days_of_week == ("monday",)
+        and rec.pattern.first_day_of_week == "monday"
+    )
+    assert rec.range.number_of_occurrences == 13 and rec.range.time_zone == "America/Los_Angeles"
+    _, occurrences = series_rows(emulator)
+    emulator.user_update(str(occurrences[1]["Id"]), subject="Planning (moved)")  # a CRM user's exception
+    again = await connector.list_changed(page.cursor)
+    assert [r.crm_id for r in again.records] == [record.crm_id]  # news of the series, never a new record
