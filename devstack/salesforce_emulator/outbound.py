@@ -1,10 +1,6 @@
-"""The Salesforce emulator's outbound message: on every Event create or edit, a SOAP `notifications` message
-with the Event's Id and chosen fields, posted to the registered endpoint and retried until acknowledged.
-
-As "Understanding Notifications" (SOAP API Developer Guide) says: the data sent is the record as it is when
-the message is sent, not when it changed; a record deleted before that is sent with no data; retries back off
-exponentially (Salesforce: up to 2 hours apart, for 24 hours; here seconds); one notification may arrive
-more than once (`duplicate`). A deletion sends nothing: workflow rules and flows fire on create and edit.
+"""The Salesforce emulator's outbound message: a SOAP notification per Event create or edit, with the data as
+it is when sent, posted to the registered endpoint and retried with backoff until acknowledged; none for a
+deletion ("Understanding Notifications", SOAP API Developer Guide).
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
-"""Front door for Salesforce outbound messages: the organization, the SOAP `notifications`, de-duplication
-by notification id, then one CrmChange per Event on the queue as a hint (the worker re-reads). I/O side.
-
-Salesforce retries a message until it is acknowledged (for 24 hours, backing off to 2 hours between tries),
-so the acknowledgement is sent only once every notification is queued. Answers (SOAP, text/xml): 200 Ack;
-403 another organization, or SALESFORCE_ORG_ID unset; 400 not an outbound message; 413 too large; 422 a
-message about another object; 404 when CRM_CONNECTOR is not salesforce; 503 the queue or the de-duplication
-table unreachable (Salesforce tries again).
+"""Front door for Salesforce outbound messages: the organization, one hint CrmChange per Event notification
+(de-duplicated by notification id), then the Ack, only once all are queued (Salesforce retries until it has
+one). I/O side. Answers: docs/connectors/salesforce.md, "Push (outbound messages)".
 """
 
 from __future__ import annotations
@@ -57,6 +52,9 @@ async def handle_salesforce_outbound(
     replays: Replays,
     now: datetime,
 ) -> Reply:
+    """200 Ack; 403 another organization or SALESFORCE_ORG_ID unset; 400 not an outbound message; 413 too
+    large; 422 about another object; 404 CRM_CONNECTOR is not salesforce; 503 the queue or the
+    de-duplication table unreachable (no Ack: Salesforce sends it again). All SOAP, text/xml."""
     if connector != CONNECTOR:
         return _refused(
             WebhookRejected(

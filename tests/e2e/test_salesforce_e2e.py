@@ -1,13 +1,6 @@
-"""Microsoft 365 <-> Salesforce end to end, through the real stack with CRM_CONNECTOR=salesforce: the Graph
-emulator, the development host serving function_app on Azurite, and the Salesforce emulator, whose outbound
-message on Event posts SOAP notifications to POST /api/crm/salesforce/webhook?code=<function key>.
-
-One meeting's life: made in Outlook, it becomes a Salesforce Event with its EventRelations; a Salesforce
-user's edit reaches Outlook through the outbound message; our own writes' echoes write nothing back; a cancel
-(msync_Status__c cancelled) cancels the Outlook meeting. The other way: an Event made in Salesforce (its
-outbound message delivered twice) becomes one Outlook meeting; deleted in Salesforce (no outbound message
-for a deletion), the sweep's change feed cancels it. A wrong organization is refused; 403
-REQUEST_LIMIT_EXCEEDED is throttling, and the change still arrives.
+"""Microsoft 365 <-> Salesforce end to end on the real stack (CRM_CONNECTOR=salesforce): both directions, the
+outbound message (duplicated, from another org, echoing our writes), a cancel, a deletion and 403
+REQUEST_LIMIT_EXCEEDED.
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
-"""The Salesforce outbound message door (sync_core/ingress/salesforce.py, decoding in
-sync_core/adapters/crm/salesforce_outbound.py) and the emulator's outbound messages.
-
-The golden transcript (tests/fixtures/salesforce/outbound-notifications.http, its sources in its header) is
-replayed: the captured message as published decodes to what it says; adapted to an Event it is queued as one
-CrmChange and answered with the documented acknowledgement. De-duplication runs through the real ReplayGuard
-on Azurite.
+"""The Salesforce outbound message door: the golden transcript (fixtures/salesforce/outbound-*.http)
+replayed, refusals with their reasons, de-duplication through the real ReplayGuard on Azurite.
 """
 
 from __future__ import annotations

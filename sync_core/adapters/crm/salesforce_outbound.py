@@ -1,16 +1,6 @@
-"""Salesforce outbound messages: the SOAP 1.1 `notifications` call decoded, the organization checked, the
-acknowledgement and the fault written. Pure: no I/O.
-
-The shape is the outbound messaging WSDL's (Salesforce SOAP API Developer Guide, "Understanding the Outbound
-Messaging WSDL"): an Envelope whose Body holds `notifications` (namespace http://soap.sforce.com/2005/09/outbound)
-with `OrganizationId`, `ActionId`, `SessionId` (nillable), `EnterpriseUrl`, `PartnerUrl` and up to 100
-`Notification`, each an `Id` (the notification's, the same in every retry of it) and an `sObject` whose
-`xsi:type` names the object (`sf:Event`) with the fields the outbound message was defined with. The answer
-Salesforce waits for is `notificationsResponse` with `Ack` true; anything else is retried for 24 hours.
-
-Nothing in a message is signed: the organization id is checked, and the message is a hint (the worker reads
-the Event itself). XML is parsed by expat with no document type at all: a DOCTYPE or an entity declaration
-is refused before anything is expanded (defusedxml is not a dependency).
+"""Salesforce outbound messages (SOAP 1.1 `notifications` of the outbound messaging WSDL): decoded with no
+document type, the organization checked, the acknowledgement and the fault written. Pure: no I/O.
+The message, its answers and the setup: docs/connectors/salesforce.md, "Push (outbound messages)".
 """
 
 from __future__ import annotations
@@ -142,7 +132,11 @@ def _notification(node: _Node) -> OutboundNotification:
 
 def parse_message(body: bytes) -> OutboundMessage:
     """Decode an outbound message; WebhookRejected 413 above MAX_BODY_BYTES, 400 when it is not one (a
-    DOCTYPE, malformed XML, a missing element, more than 100 notifications)."""
+    DOCTYPE, malformed XML, a missing element, more than 100 notifications).
+
+    The WSDL's shape ("Understanding the Outbound Messaging WSDL"): Envelope > Body > `notifications` with
+    `OrganizationId`, `ActionId`, `SessionId`, `EnterpriseUrl`, `PartnerUrl` and 1 to 100 `Notification`,
+    each an `Id` (the same in every retry) and an `sObject` of `xsi:type` `sf:<object>` with its fields."""
     if len(body) > MAX_BODY_BYTES:
         raise WebhookRejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
     if not body.strip():
