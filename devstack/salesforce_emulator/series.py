@@ -1,15 +1,6 @@
-"""Lightning event series in the Salesforce emulator: an Event written with IsRecurrence2 and an RRULE in
-Recurrence2PatternText becomes the series record (GroupEventType 3) and one Event row per occurrence,
-expanded here with python-dateutil (independently of the connector's codec). Pure, over the Store's rows.
-
-What it follows: the Object Reference's Event fields (IsRecurrence2, IsRecurrence2Exception,
-Recurrence2PatternText/StartDate/TimeZone/Version); the Change Data Capture guide's "Recurring Activities":
-the series record (GroupEventType 3, Recurrence2PatternVersion "1") and each occurrence are Event records
-sharing ActivityRecurrence2Id, and a critical change (pattern or start) deletes and recreates the series;
-the EventAttendee page: at most 100 invitees on a recurring event. What no source read says, and the
-emulator chooses: occurrences copy the series row's fields; an edited occurrence is flagged
-IsRecurrence2Exception; a series with no end is materialized MATERIALIZED occurrences ahead.
-"""
+"""Event series in the Salesforce emulator: an Event written with IsRecurrence2 becomes the series record and
+one row per occurrence, expanded with python-dateutil (not the connector's codec). Pure, over the Store's
+rows; what it follows and what it chooses: docs/connectors/salesforce.md, "The emulator"."""
 
 from __future__ import annotations
 

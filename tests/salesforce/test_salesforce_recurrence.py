@@ -234,3 +234,12 @@ def test_a_windows_zone_name_is_written_by_its_iana_name() -> None:
         update={"range": _weekly().range.model_copy(update={"time_zone": "W. Europe Standard Time"})}
     )
     assert to_recurrence2(rec, time(9, 0)).time_zone == "Europe/Berlin"
+
+
+def test_a_first_occurrence_in_a_clock_change_gap_is_refused() -> None:
+    rec = Recurrence(
+        pattern=RecurrencePattern(type="weekly", days_of_week=("sunday",)),
+        range=RecurrenceRange(type="noEnd", start_date=date(2026, 3, 29), time_zone="Europe/Paris"),
+    )
+    with pytest.raises(UnprocessableError, match="clock change gap"):
+        to_recurrence2(rec, time(2, 30))  # Paris goes from 02:00 to 03:00 on 29 March 2026

@@ -1,17 +1,6 @@
-"""Graph's patternedRecurrence (our `Recurrence`) to and from Salesforce's Recurrence2 fields: an RFC 5545
-RRULE in Event.Recurrence2PatternText, the first occurrence in Recurrence2PatternStartDate and the zone in
-Recurrence2PatternTimeZone. Pure; what Salesforce's subset cannot hold is refused with the reason.
-
-Sources: Event in the Object Reference (sforce_api_objects_event.htm) names the Recurrence2 fields; the
-Change Data Capture guide's "Recurring Activities" page shows a series as `RRULE:FREQ=WEEKLY;INTERVAL=1;
-BYDAY=MO;COUNT=13` with Recurrence2PatternVersion "1". Neither page lists the RRULE parts Salesforce takes,
-so this codec writes only the forms Lightning's Repeat editor offers (docs/connectors/salesforce.md):
-FREQ DAILY/WEEKLY/MONTHLY/YEARLY, INTERVAL, BYDAY (weekdays, or one weekday with an ordinal 1-4 or -1),
-BYMONTHDAY (one day, or -1 for the last), BYMONTH, WKST, and COUNT or UNTIL.
-
-RFC 5545 asks that DTSTART be the first instance (3.8.5.3), so the pattern starts on the series' first
-occurrence: Graph's startDate may precede it, which a round trip moves forward (`canonical`).
-"""
+"""Graph's patternedRecurrence (our `Recurrence`) to and from Salesforce's Recurrence2 fields (an RFC 5545
+RRULE, the first occurrence, the zone), exactly; what the RRULE subset written cannot say is refused with the
+reason. Pure. Sources and the subset: docs/connectors/salesforce.md, "Event series (Recurrence2)"."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""Event series in Salesforce, for SalesforceConnector: a series is its series record (GroupEventType 3,
-IsRecurrence2) and one Event row per occurrence sharing its ActivityRecurrence2Id (Change Data Capture
-guide, "Recurring Activities"). I/O side through the connector's query and send; no status read here.
-
-An exception we write is the occurrence row itself, edited (Salesforce flags it IsRecurrence2Exception),
-with its series' meeting key and original start in our sidecar. A cancelled occurrence is a deleted
-occurrence row: positive evidence, read through /queryAll while the Recycle Bin keeps it (15 days), and
-kept in the series' sidecar after that. A critical change recreates every occurrence row (same guide), so
-only rows deleted after the current occurrences were made count as cancelled.
-"""
+"""Event series rows for SalesforceConnector: the series record and its occurrence rows, exceptions as edited
+occurrence rows, cancelled occurrences as deleted ones (docs/connectors/salesforce.md, "Event series").
+I/O side, through the connector's query and send."""
 
 from __future__ import annotations
 
