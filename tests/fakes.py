@@ -31,6 +31,7 @@ from sync_core.domain.model import (
 )
 from sync_core.errors import ConcurrencyError, ConflictError, NotFoundError, UnprocessableError
 from sync_core.ports.crm import ChangedPage, Contact, CrmUser, Space
+from sync_core.ports.stores import DecisionRecord
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -80,6 +81,7 @@ class MemoryMappings:
     def __init__(self) -> None:
         self.rows: dict[str, tuple[str, str]] = {}  # meeting key -> (ETag, the mapping as JSON)
         self.index: dict[tuple[str, ...], str] = {}  # ("graph", mailbox, id) | ("crm", id) | ("ical", uid)
+        self.decision_rows: dict[str, list[dict[str, Any]]] = {}  # meeting key -> decisions, oldest first
         self._etags = itertools.count(1)
 
     async def get(self, meeting_key: str) -> Mapping | None:
@@ -102,11 +104,15 @@ class MemoryMappings:
     async def find_by_ical(self, ical_uid: str) -> str | None:
         return self.index.get(("ical", ical_uid)) if ical_uid else None
 
-    async def save(self, mapping: Mapping, *, previous: Mapping | None = None) -> Mapping:
+    async def save(
+        self, mapping: Mapping, *, previous: Mapping | None = None, decision: DecisionRecord | None = None
+    ) -> Mapping:
         for key in _index_keys(mapping) - (_index_keys(previous) if previous else set()):
             self.index[key] = mapping.meeting_key
         current = self.rows.get(mapping.meeting_key)
         where = {"side": "storage", "item_id": mapping.meeting_key}
+        if decision is not None and decision.meeting_key != mapping.meeting_key:
+            raise ValueError("a decision is kept beside its own meeting's row")
         if mapping.etag is None:  # a create: the claim (I3)
             if current is not None:
                 raise ConcurrencyError("storage entity already exists", **where)
@@ -116,7 +122,18 @@ class MemoryMappings:
             raise ConcurrencyError("storage precondition failed", **where)
         etag = f'W/"{next(self._etags)}"'
         self.rows[mapping.meeting_key] = (etag, mapping.model_dump_json(exclude={"etag"}))
+        if decision is not None:  # written with the row: both or neither
+            await self.record(decision)
         return mapping.model_copy(update={"etag": etag})
+
+    async def record(self, decision: DecisionRecord) -> None:
+        if not decision.meeting_key:
+            raise ValueError("a decision about no meeting is kept by item")
+        self.decision_rows.setdefault(decision.meeting_key, []).append(_decision_row(decision))
+
+    async def decisions(self, meeting_key: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        mine = list(reversed(self.decision_rows.get(meeting_key, [])))
+        return sorted(mine, key=lambda r: datetime.fromisoformat(r["at"]), reverse=True)[:limit]
 
     def all(self) -> list[Mapping]:
         """Every row as stored (for a test's checks)."""
@@ -125,11 +142,31 @@ class MemoryMappings:
         ]
 
 
+def _decision_row(d: DecisionRecord) -> dict[str, Any]:
+    return {
+        "at": d.at.astimezone(UTC).isoformat(),
+        "side": d.side,
+        "item_id": d.item_id,
+        "meeting_key": d.meeting_key or "",
+        "rule": d.rule,
+        "reason": d.reason[:1000],
+        "correlation_id": d.correlation_id,
+        "outcome": d.outcome,
+        "actions": json.loads(json.dumps(d.actions, default=str)),
+        "versions": json.loads(json.dumps(d.versions, default=str)),
+    }
+
+
 class MemoryDecisions:
-    """`DecisionLog` in memory: one row per decision, read back per item, newest first."""
+    """`DecisionLog` in memory: one row per decision about no mapped meeting, read back per item, newest
+    first; `indexed` is the time index (every decision, wherever its record is)."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
+        self.indexed: list[dict[str, Any]] = []
+
+    def index(self, decision: DecisionRecord) -> None:
+        self.indexed.append(_decision_row(decision))
 
     async def record(
         self,
@@ -145,20 +182,11 @@ class MemoryDecisions:
         versions: dict[str, str],
         outcome: str,
     ) -> None:
-        self.rows.append(
-            {
-                "at": at.astimezone(UTC).isoformat(),
-                "side": side,
-                "item_id": item_id,
-                "meeting_key": meeting_key or "",
-                "rule": rule,
-                "reason": reason[:1000],
-                "correlation_id": correlation_id,
-                "outcome": outcome,
-                "actions": json.loads(json.dumps(actions, default=str)),
-                "versions": json.loads(json.dumps(versions, default=str)),
-            }
+        d = DecisionRecord(
+            side, item_id, at, meeting_key, rule, reason, actions, correlation_id, versions, outcome
         )
+        self.rows.append(_decision_row(d))
+        self.indexed.append(_decision_row(d))
 
     async def for_item(self, side: str, item_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
         mine = [r for r in reversed(self.rows) if (r["side"], r["item_id"]) == (side, item_id)]

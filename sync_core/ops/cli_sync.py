@@ -148,7 +148,8 @@ async def _backfill_inline(c: Container, mailbox: str) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     async def work(c: Container) -> int:
-        rows = await ops.explain(c.decisions, c.mappings, args.id, mailbox=args.mailbox)
+        mailboxes = [mb for mb, _ in ops.sync_mailboxes(c.policy)]
+        rows = await ops.explain(c.decisions, c.mappings, args.id, mailbox=args.mailbox, mailboxes=mailboxes)
         if args.json:
             print_json(rows)
             return 0 if rows else 1

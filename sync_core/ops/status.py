@@ -6,6 +6,7 @@ I/O side, async, never prints. `status` also hands its numbers to the telemetry 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,30 +33,40 @@ def _iso(value: datetime | None) -> str | None:
 
 
 async def explain(
-    decisions: DecisionLog, mappings: MappingStore, item_id: str, *, mailbox: str | None = None
+    decisions: DecisionLog,
+    mappings: MappingStore,
+    item_id: str,
+    *,
+    mailbox: str | None = None,
+    mailboxes: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Every decision recorded about a Graph event id or a CRM id, and about the same meeting's other ids.
 
-    Newest first. Both sides are tried for `item_id`; the mapping (found from the CRM id, from a decision's
-    meeting key, or from `mailbox` + event id) leads to the other side's ids.
+    Newest first. The decisions about a mapped meeting are kept beside its row (issue 20), so the item's
+    meeting is found first: from the CRM id, from `mailbox` + event id (or, with no mailbox given, from each
+    of `mailboxes`, the sync mailboxes), or from a decision's meeting key; then its row leads to the other
+    side's ids. Decisions about no mapped meeting, and every decision of the earlier layout, are read by item.
     """
     found: dict[tuple[Any, ...], dict[str, Any]] = {}
     asked: set[tuple[str, str]] = set()
 
-    async def read(side: str, ident: str) -> None:
-        if (side, ident) in asked:
-            return
-        asked.add((side, ident))
-        for d in await decisions.for_item(side, ident):
+    def keep(rows: list[dict[str, Any]]) -> None:
+        for d in rows:
             found[(d["side"], d["item_id"], d["at"], d["rule"], d["correlation_id"])] = d
+
+    async def read(side: str, ident: str) -> None:
+        if (side, ident) not in asked:
+            asked.add((side, ident))
+            keep(await decisions.for_item(side, ident))
 
     await read("m365", item_id)
     await read("crm", item_id)
     keys = {d["meeting_key"] for d in found.values() if d["meeting_key"]}
     keys.add(await mappings.find_by_crm(item_id) or "")
-    if mailbox:
-        keys.add(await mappings.find_by_graph(mailbox, item_id) or "")
+    for mb in [mailbox] if mailbox else mailboxes:
+        keys.add(await mappings.find_by_graph(mb, item_id) or "")
     for key in sorted(k for k in keys if k):
+        keep(await mappings.decisions(key))
         mapping = await mappings.get(key)
         if mapping is None:
             continue

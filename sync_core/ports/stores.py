@@ -4,16 +4,38 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from sync_core.domain.actions import Mapping, NotifyOrganizer
 
 
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One decision as the record keeps it (E1): which rule fired on which item, and what it led to."""
+
+    side: str
+    item_id: str
+    at: datetime
+    meeting_key: str | None
+    rule: str
+    reason: str
+    actions: list[dict[str, Any]]
+    correlation_id: str
+    versions: dict[str, str]
+    outcome: str
+
+
 class Mappings(Protocol):
     """Mapping rows by meeting key, with indexes by Graph copy, CRM id and iCalUId. `save` is conditional:
     with `previous` (as read, with its ETag) it fails with ConcurrencyError if the row changed since; with
-    no ETag on `mapping` it creates the row and fails with ConcurrencyError if one exists (the I3 claim)."""
+    no ETag on `mapping` it creates the row and fails with ConcurrencyError if one exists (the I3 claim).
+
+    The decisions about a mapped meeting are kept beside its row (E1): `save(..., decision=)` writes the
+    decision with the row, both or neither (the claim and its decision are one Table request); `record`
+    writes one alone (before the first external write of a meeting already mapped); `decisions` reads them
+    back, newest first."""
 
     async def get(self, meeting_key: str) -> Mapping | None: ...
 
@@ -28,11 +50,22 @@ class Mappings(Protocol):
 
     async def find_by_ical(self, ical_uid: str) -> str | None: ...
 
-    async def save(self, mapping: Mapping, *, previous: Mapping | None = None) -> Mapping: ...
+    async def save(
+        self, mapping: Mapping, *, previous: Mapping | None = None, decision: DecisionRecord | None = None
+    ) -> Mapping: ...
+
+    async def record(self, decision: DecisionRecord) -> None:
+        """The decision alone, beside the row of `decision.meeting_key`."""
+        ...
+
+    async def decisions(self, meeting_key: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The decisions kept beside a meeting's row, newest first (the rows `explain` shows)."""
+        ...
 
 
 class Decisions(Protocol):
-    """The record of every decision (E1), by item."""
+    """The record of decisions about no mapped meeting (E1), by item; and the time index of every decision
+    (the status page), whichever store holds its record."""
 
     async def record(
         self,
@@ -50,6 +83,10 @@ class Decisions(Protocol):
     ) -> None: ...
 
     async def for_item(self, side: str, item_id: str, *, limit: int = 50) -> list[dict[str, Any]]: ...
+
+    def index(self, decision: DecisionRecord) -> None:
+        """Add a decision recorded elsewhere (beside its mapping) to the time index."""
+        ...
 
 
 class Notices(Protocol):

@@ -34,7 +34,7 @@ from sync_core.engine.mapping_update import after_crm_write, after_graph_write, 
 from sync_core.errors import ConcurrencyError, PolicyError
 from sync_core.ports.calendar import Calendar
 from sync_core.ports.crm import CrmConnector
-from sync_core.ports.stores import Decisions, DeleteBudget, Mappings, Notices
+from sync_core.ports.stores import DecisionRecord, Decisions, DeleteBudget, Mappings, Notices
 from sync_core.service.gather import Gathered, Gatherer
 
 log = logging.getLogger("sync_core.worker")
@@ -42,6 +42,7 @@ log = logging.getLogger("sync_core.worker")
 MAX_RACE_RETRIES = 3
 MAX_EXCEPTIONS = 50  # R3: changed occurrences decided after their series master's change, at most
 _DELETES = (CancelCrmAppointment, CancelGraphEvent, CancelGraphOccurrence)
+_INTERNAL = (Skip, LinkCopy, Unlink)  # actions the mapping says all: no external write
 
 
 @dataclass
@@ -53,6 +54,7 @@ class _Step:
     now: datetime
     mapping: Mapping | None
     stored: Mapping | None
+    record: DecisionRecord | None = None  # the decision, until it is on record (E1)
 
 
 @dataclass
@@ -187,7 +189,7 @@ class Worker:
             return outcome
         # E1: the decision is on record before its first write, so a worker that dies after a write leaves a
         # change its decision explains (a redelivery decides again and records that decision too).
-        await self.decisions.record(
+        record = DecisionRecord(
             side=g.change.source.value,
             item_id=g.change.item_id,
             at=now,
@@ -200,7 +202,9 @@ class Worker:
             outcome="needs-operator" if held else ("applied" if writes else "no-op"),
         )
         if held is None:
-            await self._apply(decision, g, outcome, now)
+            await self._apply(decision, g, outcome, now, record)
+        else:
+            await self._record(record, mapped=_mapped(g.stored, key))
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "decided %s for %s %s: %s (%s) writes=%s [%s]",
@@ -223,21 +227,51 @@ class Worker:
             )
         return outcome
 
-    async def _apply(self, decision: Decision, g: Gathered, out: Outcome, now: datetime) -> None:
+    async def _apply(
+        self, decision: Decision, g: Gathered, out: Outcome, now: datetime, record: DecisionRecord
+    ) -> None:
+        """Carry the decision out. Its record (E1) is written beside the mapping row when one is written
+        before the first external write (the I3 claim: one entity group transaction), else alone just before
+        that write, else with the final save when the mapping is all it writes."""
         stored = g.stored  # the row as it stands in storage: its ETag, and which index rows exist
         if any(isinstance(a, Unlink) for a in decision.actions):
-            await self._writes(decision, None, g, out, now)
+            step = await self._writes(decision, None, g, out, now, stored, record)
             if stored is not None:
-                await self.mappings.save(unlinked(stored), previous=stored)
+                await self._save(unlinked(stored), stored, step)
+            await self._settle(step)
             return
         mapping = decision.mapping
         if mapping is not None:
             same_row = stored is not None and stored.meeting_key == mapping.meeting_key
             mapping = mapping.model_copy(update={"etag": stored.etag if same_row and stored else None})
             stored = stored if same_row else None
-        mapping, stored = await self._writes(decision, mapping, g, out, now, stored)
-        if mapping is not None and (out.writes or _content(mapping) != _content(stored)):
-            await self.mappings.save(mapping, previous=stored)
+        step = await self._writes(decision, mapping, g, out, now, stored, record)
+        if step.mapping is not None and (out.writes or _content(step.mapping) != _content(step.stored)):
+            await self._save(step.mapping, step.stored, step)
+        await self._settle(step)
+
+    async def _save(self, mapping: Mapping, previous: Mapping | None, step: _Step) -> Mapping:
+        """Save the mapping, with the decision still to record when it belongs beside this row."""
+        record = step.record if step.record and step.record.meeting_key == mapping.meeting_key else None
+        saved = await self.mappings.save(mapping, previous=previous, decision=record)
+        if record is not None:
+            self.decisions.index(record)
+            step.record = None
+        return saved
+
+    async def _settle(self, step: _Step) -> None:
+        """The decision's record, if no save took it along (E1: every decision that writes is on record)."""
+        if step.record is not None:
+            record, step.record = step.record, None
+            await self._record(record, mapped=_mapped(step.stored, record.meeting_key))
+
+    async def _record(self, record: DecisionRecord, *, mapped: bool) -> None:
+        """A decision alone: beside its meeting's row when one is stored, else in its item's partition."""
+        if mapped:
+            await self.mappings.record(record)
+            self.decisions.index(record)
+        else:
+            await self.decisions.record(**vars(record))
 
     async def _writes(
         self,
@@ -246,10 +280,12 @@ class Worker:
         g: Gathered,
         out: Outcome,
         now: datetime,
-        stored: Mapping | None = None,
-    ) -> tuple[Mapping | None, Mapping | None]:
-        """Carry out the external writes in order; a create first claims the mapping row (I3)."""
-        step = _Step(decision, g, now, mapping, stored)
+        stored: Mapping | None,
+        record: DecisionRecord,
+    ) -> _Step:
+        """Carry out the external writes in order; a create first claims the mapping row (I3), together with
+        the decision's record (E1), in one request."""
+        step = _Step(decision, g, now, mapping, stored, record)
         for action in decision.actions:
             effect = self._effects.get(type(action))
             if effect is None:
@@ -258,13 +294,15 @@ class Worker:
                 if step.mapping is None:
                     raise AssertionError(f"{action.kind} without a mapping to claim")
                 if step.mapping.etag is None:  # claim the row before the external create (I3)
-                    step.mapping = step.stored = await self.mappings.save(step.mapping)
+                    step.mapping = step.stored = await self._save(step.mapping, None, step)
+            if not isinstance(action, _INTERNAL):
+                await self._settle(step)  # E1: on record before the first external write
             if not await effect(action, step):
                 continue
             if isinstance(action, _DELETES) and self.deletes is not None and g.run_mailbox:
                 await self.deletes.spend(g.run_mailbox, now)
             out.writes.append(f"{action.kind}:{action.rule}")
-        return step.mapping, step.stored
+        return step
 
     # -- the effect of each action: True when it wrote something ------------------------------------
 
@@ -356,6 +394,11 @@ def _unchanged(decision: Decision, stored: Mapping | None) -> bool:
     return decision.mapping.meeting_key == stored.meeting_key and _content(decision.mapping) == _content(
         stored
     )
+
+
+def _mapped(stored: Mapping | None, key: str | None) -> bool:
+    """Whether the decision's meeting has a stored row to keep its record beside."""
+    return stored is not None and key is not None and stored.meeting_key == key
 
 
 def _content(mapping: Mapping | None) -> object:

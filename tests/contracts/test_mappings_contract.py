@@ -12,7 +12,7 @@ from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.domain.actions import GraphCopy, Mapping, Receipt
 from sync_core.domain.model import Appointment, Attendee, Person
 from sync_core.errors import ConcurrencyError, NotFoundError
-from sync_core.ports.stores import Mappings
+from sync_core.ports.stores import DecisionRecord, Mappings
 from tests.fakes import MemoryMappings
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -146,6 +146,43 @@ class MappingsContract:
         await store.save(mapping("crm:c1", crm_id="c1", copies=(), ical_uid=None))
         await store.save(mapping(crm_id="c1"))
         assert await store.find_by_crm("c1") == mapping().meeting_key
+
+    async def test_E1_I3_a_claim_and_its_decision_are_written_together_or_not_at_all(
+        self, store: Mappings
+    ) -> None:
+        key = mapping().meeting_key
+        claimed = await store.save(mapping(), decision=decision(key, "S4", minutes=1))
+        with pytest.raises(ConcurrencyError):  # the claim lost: its decision is not on record either
+            await store.save(mapping(crm_id="c2"), decision=decision(key, "LOST", minutes=2))
+        saved = await store.save(
+            claimed.model_copy(update={"crm_id": "c1"}), previous=claimed, decision=decision(key, "D3", 3)
+        )
+        with pytest.raises(ConcurrencyError):  # a stale ETag: neither the row nor the decision
+            await store.save(claimed, previous=claimed, decision=decision(key, "LOST", minutes=4))
+        assert await store.get(key) == saved
+        await store.record(decision(key, "D1", minutes=5))
+        rows = await store.decisions(key)
+        assert [r["rule"] for r in rows] == ["D1", "D3", "S4"], "newest first, the lost ones absent"
+        assert rows[0]["versions"] == {"crm_version": "v5"} and rows[0]["actions"] == [{"kind": "update_crm"}]
+        assert [r["rule"] for r in await store.decisions(key, limit=1)] == ["D1"]
+        assert await store.decisions("ical:other") == []
+        found, alias = await store.lookup(key)  # the mapping read does not carry the decisions along
+        assert found == saved and alias is None
+
+
+def decision(key: str, rule: str, minutes: int) -> DecisionRecord:
+    return DecisionRecord(
+        side="m365",
+        item_id="AAMk/odd+id==",
+        at=NOW + timedelta(minutes=minutes),
+        meeting_key=key,
+        rule=rule,
+        reason=f"{rule} applied",
+        actions=[{"kind": "update_crm"}],
+        correlation_id=f"c{minutes}",
+        versions={"crm_version": f"v{minutes}"},
+        outcome="applied",
+    )
 
 
 class TestMappingStoreOnAzurite(MappingsContract):

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableTransactionError
 
 from sync_core.adapters.storage.decisions import DecisionLog
 from sync_core.adapters.storage.deletes import TableDeleteBudget
@@ -30,9 +31,9 @@ from tests.engine.builders import CLIENT, NOW, attendee
 from tests.fakes import MemoryCalendar, MemoryCrm
 
 LINDA = "linda@contoso.com"
-# Per synced create M365 -> CRM: the mapping read; the copy row and the claim (before the CRM write, I3);
-# the decision row (E1, before the first write); the CRM id's alias row and the mapping's final save.
-CREATE_BUDGET = 6
+# Per synced create M365 -> CRM: the mapping read; the copy row; the claim with the decision beside it (one
+# entity group transaction before the CRM write: I3 and E1); the CRM id's alias row and the final save.
+CREATE_BUDGET = 5
 
 
 class _Entity(dict[str, Any]):
@@ -85,22 +86,32 @@ class CountingTable:
         self.requests["delete"] += 1
         self.rows.pop((partition_key, row_key), None)
 
-    async def submit_transaction(self, operations: list[tuple[str, dict[str, Any]]], **_: Any) -> None:
+    async def submit_transaction(self, operations: list[tuple[Any, ...]], **_: Any) -> list[dict[str, str]]:
+        """An entity group transaction: one request, one partition, every operation or none."""
         self.requests["transaction"] += 1
-        assert len({e["PartitionKey"] for _, e in operations}) == 1 and len(operations) <= 100
-        for op, entity in operations:
-            assert op == "create"
-            self._put(entity)
+        assert len({op[1]["PartitionKey"] for op in operations}) == 1 and len(operations) <= 100
+        for op, entity, *options in operations:
+            found = self.rows.get((entity["PartitionKey"], entity["RowKey"]))
+            if op == "create" and found is not None:
+                raise _transaction_error(409)
+            if op == "update" and (found is None or found[0] != options[0]["etag"]):
+                raise _transaction_error(412 if found else 404)
+            assert op in ("create", "update"), op
+        return [self._put(entity) for _, entity, *_ in operations]
 
     def query_entities(self, query_filter: str, *, parameters: dict[str, Any], **_: Any) -> Any:
         self.requests["query"] += 1
-        assert query_filter in ("PartitionKey eq @pk", "PartitionKey eq @pk and RowKey lt @below"), (
-            f"only partition reads: {query_filter}"
-        )
+        ranges = {
+            "PartitionKey eq @pk": ("", "~~"),
+            "PartitionKey eq @pk and RowKey lt @below": ("", parameters.get("below")),
+            "PartitionKey eq @pk and RowKey ge @first": (parameters.get("first"), "~~"),
+        }
+        assert query_filter in ranges, f"only partition reads: {query_filter}"
+        low, high = ranges[query_filter]
 
         async def rows() -> AsyncIterator[_Entity]:
             for (pk, rk), (etag, data) in sorted(self.rows.items()):
-                if pk == parameters["pk"] and rk < parameters.get("below", "~"):
+                if pk == parameters["pk"] and low <= rk < high:
                     yield _Entity(data, etag)
 
         return rows()
@@ -108,6 +119,16 @@ class CountingTable:
     def take(self) -> Counter[str]:
         out, self.requests = self.requests, Counter()
         return out
+
+
+def _transaction_error(status: int) -> TableTransactionError:
+    error = TableTransactionError(message=f"0:{status}")
+    error.status_code = status
+    return error
+
+
+def _mappings(world: World) -> list[str]:
+    return [row["MeetingKey"] for (_, rk), (_, row) in world.mappings_table.rows.items() if rk == "meeting"]
 
 
 class World:
@@ -190,8 +211,12 @@ async def test_E1_a_decision_with_writes_is_on_record_and_the_time_index_is_batc
         world.calendar.user_create(LINDA, world.appointment(f"Review {n}"))
     for message in world.graph_messages():
         await world.worker.handle(message)
-    assert len(world.decisions_table.rows) == 5, "one item row per decision, written at once"
-    assert world.decisions_table.take()["create"] == 5
+    beside = [rk for (_, rk) in world.mappings_table.rows if rk.startswith("~decision-")]
+    assert len(beside) == 5, "one decision row per create, beside its mapping (written with the claim)"
+    assert world.decisions_table.take() == Counter(), "nothing in the decision log until the index flush"
+    for mapping in _mappings(world):
+        (row,) = await world.worker.mappings.decisions(mapping)
+        assert row["outcome"] == "applied" and "create_crm" in str(row["actions"]), row
     await world.decisions.flush()
     assert world.decisions_table.take() == Counter(transaction=1), "five index rows in one transaction"
     assert len(await world.decisions.recent(since=NOW - timedelta(hours=1), now=NOW)) == 5

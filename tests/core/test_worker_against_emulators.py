@@ -24,6 +24,8 @@ from sync_core.domain.actions import Mapping
 from sync_core.domain.messages import GraphChange, encode
 from sync_core.domain.model import Appointment, Attendee, Origin, Person, Status
 from sync_core.errors import PolicyError
+from sync_core.ops.status import explain
+from sync_core.ports.stores import DecisionRecord
 from sync_core.service.retry import process
 from tests.core.conftest import ADELE, Crash, WorkerParts, crm_msg
 
@@ -37,11 +39,13 @@ class CrashAfterClaim(MappingStore):
         super().__init__(table)
         self.saves = 0
 
-    async def save(self, mapping: Mapping, *, previous: Mapping | None = None) -> Mapping:
+    async def save(
+        self, mapping: Mapping, *, previous: Mapping | None = None, decision: DecisionRecord | None = None
+    ) -> Mapping:
         self.saves += 1
         if self.saves == 2:
             raise Crash("crashed between the external write and the mapping save")
-        return await super().save(mapping, previous=previous)
+        return await super().save(mapping, previous=previous, decision=decision)
 
 
 @pytest.fixture
@@ -152,7 +156,7 @@ async def test_X1_a_second_cancel_in_a_run_waits_for_an_operator_in_the_poison_q
     with pytest.raises(PolicyError, match="max_deletes_per_run=1"):
         await worker.handle(crm_msg(second["id"], "cancelled"))
     assert _events(graph_emu, ADELE, "X1 second"), "the held cancel was carried out"
-    logged = await parts.decisions.for_item("crm", second["id"])
+    logged = await explain(parts.decisions, MappingStore(parts.tables["Map"]), second["id"])
     assert logged[0]["rule"] == "X1" and logged[0]["outcome"] == "needs-operator"
 
     # Through the queue's failure map: poisoned at once, the reason in the failures ledger.

@@ -24,6 +24,7 @@ from sync_core.adapters.storage.notices import NoticeLedger, notice_keys
 from sync_core.domain.actions import Mapping, NotifyOrganizer
 from sync_core.domain.model import Appointment, Attendee, AttendeeType, Origin, Person, Status
 from sync_core.errors import TransientError
+from sync_core.ports.stores import DecisionRecord
 from tests.core.conftest import ADELE, Crash, WorkerParts, crm_msg
 
 HARBOUR = "harbour-room@contoso.example"
@@ -37,11 +38,13 @@ class SaveHook(MappingStore):
         super().__init__(table)
         self.mailed, self.hook, self.fired = mailed, hook, False
 
-    async def save(self, mapping: Mapping, *, previous: Mapping | None = None) -> Mapping:
+    async def save(
+        self, mapping: Mapping, *, previous: Mapping | None = None, decision: DecisionRecord | None = None
+    ) -> Mapping:
         if not self.fired and self.mailed():
             self.fired = True
             await self.hook()
-        return await super().save(mapping, previous=previous)
+        return await super().save(mapping, previous=previous, decision=decision)
 
 
 class SendFailsOnce(GraphAdapter):

@@ -22,9 +22,11 @@ from azure.data.tables.aio import TableClient
 
 from devstack.azurite import Azurite
 from devstack.stack import LocalStack
-from sync_core.adapters.storage.core import DECISIONS_TABLE
+from sync_core.adapters.storage.core import DECISIONS_TABLE, MAPPINGS_TABLE
 from sync_core.adapters.storage.decisions import DecisionLog
+from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.domain.model import Appointment, Attendee, AttendeeType, Origin, Person, Status
+from sync_core.ops.status import explain
 from tests.e2e.conftest import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -125,10 +127,12 @@ def _mail(stack: Stack, sender: str, words: str) -> list[dict[str, Any]]:
 def _decisions(stack: Stack, crm_id: str) -> list[dict[str, Any]]:
     async def read() -> list[dict[str, Any]]:
         assert stack.azurite is not None
-        async with TableClient.from_connection_string(
-            stack.azurite.connection_string, table_name=DECISIONS_TABLE
-        ) as table:
-            return await DecisionLog(table).for_item("crm", crm_id)
+        conn = stack.azurite.connection_string
+        async with (
+            TableClient.from_connection_string(conn, table_name=DECISIONS_TABLE) as table,
+            TableClient.from_connection_string(conn, table_name=MAPPINGS_TABLE) as mappings,
+        ):  # the decisions about a mapped meeting are kept beside its mapping: read as `explain` does
+            return await explain(DecisionLog(table), MappingStore(mappings), crm_id)
 
     return asyncio.run(read())
 

@@ -221,7 +221,7 @@ async def test_E1_a_decision_whose_writes_were_made_is_on_record_though_the_work
     world.dying_crm.armed = True
     await world.drain()  # M365 wins the conflict on subject; the worker dies right after the CRM update
     assert world.crm.records[record.crm_id].appointment.subject == "Renamed in Outlook"
-    rows = [r for r in world.decisions.rows if r["meeting_key"] == world.mappings.all()[0].meeting_key]
+    rows = await world.mappings.decisions(world.mappings.all()[0].meeting_key)  # kept beside the mapping
     assert any("conflict on" in r["reason"] + str(r["actions"]) for r in rows), [r["reason"] for r in rows]
 
 

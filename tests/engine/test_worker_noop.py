@@ -102,6 +102,7 @@ async def test_D4_W4_a_change_synced_already_and_the_echo_of_our_write_write_not
     assert world.mappings.all() and world.calendar.events() and world.crm.records  # it did sync
     mappings_before, events_before = world.mappings.rows.copy(), world.calendar.events()
     records_before, rows_before = dict(world.crm.records), len(world.decisions.rows)
+    beside_before = {k: list(v) for k, v in world.mappings.decision_rows.items()}
     worker = world.worker(refuse_writes=True)
     user_change, our_echo = (GraphChange, CrmChange) if origin == "m365" else (CrmChange, GraphChange)
     again = [world.first(user_change), world.first(our_echo)]  # the user's change again; our write's echo
@@ -113,6 +114,7 @@ async def test_D4_W4_a_change_synced_already_and_the_echo_of_our_write_write_not
     assert world.calendar.outbox == [] and world.crm.outbox == [] and world.calendar.sent == []
     assert _blown(worker.decisions).calls == []
     assert world.decisions.rows[rows_before:] == [], "no decision row for a no-op of a mapped meeting"
+    assert world.mappings.decision_rows == beside_before, "nor one beside its mapping"
 
 
 async def test_W4_after_that_one_save_a_crm_meeting_written_to_outlook_syncs_again_with_no_write() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sync_core.adapters.storage.core import (
@@ -19,6 +20,7 @@ from sync_core.domain.actions import GraphCopy, Mapping
 from sync_core.domain.policy import load_policy
 from sync_core.domain.subscription import SubscriptionRow
 from sync_core.ops import operations as ops
+from sync_core.ports.stores import DecisionRecord
 from sync_core.service.reconcile import MailboxState, MailboxStateStore
 from sync_core.settings import Settings
 from tests.ops.conftest import MAILBOX_A, MAILBOX_B, POLICY
@@ -162,6 +164,19 @@ async def test_E1_explain_finds_every_decision_from_either_sides_id_newest_first
         "graph": "v1"
     }
     assert await ops.explain(decisions, mappings, "nothing-known") == []
+
+    beside = DecisionRecord(
+        "m365", "AAMk/e1==", NOW + timedelta(minutes=5), "ical:K1", "D2", "", [], "c5", {}, ""
+    )
+    await mappings.record(beside)  # issue 20: a mapped meeting's decisions are kept beside its row
+    assert [d["rule"] for d in await ops.explain(decisions, mappings, "crm-7")][:2] == ["D2", "D4"]
+    assert await ops.explain(decisions, mappings, "AAMk/e2==", mailboxes=[MAILBOX_A]) == []
+    await mappings.save(
+        Mapping(meeting_key="ical:K2", copies=(GraphCopy(mailbox=MAILBOX_A, event_id="AAMk/e2=="),))
+    )
+    await mappings.record(replace(beside, item_id="AAMk/e2==", meeting_key="ical:K2", rule="D6"))
+    by_mailbox = await ops.explain(decisions, mappings, "AAMk/e2==", mailboxes=[MAILBOX_B, MAILBOX_A])
+    assert [d["rule"] for d in by_mailbox] == ["D6"], "a Graph id without its mailbox: each sync mailbox's"
 
 
 async def test_recent_decisions_are_a_bounded_newest_first_read_across_items(storage: Storage) -> None:

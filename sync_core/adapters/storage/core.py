@@ -21,7 +21,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
@@ -116,6 +116,9 @@ def translate(exc: BaseException, *, item_id: str | None = None) -> SyncError:
         return ConcurrencyError(f"storage entity already exists: {exc.message}", **kw)
     if isinstance(exc, ResourceNotFoundError):
         return NotFoundError(f"storage resource not found: {exc.message}", **kw)
+    if isinstance(exc, TableTransactionError) and exc.status_code in (409, 412):
+        # an entity group transaction whose create found the row, or whose ETag condition failed: a race
+        return ConcurrencyError(f"storage transaction lost a race ({exc.status_code}): {exc.message}", **kw)
     if isinstance(exc, HttpResponseError):
         status = exc.status_code or 0
         # Storage answers 503 ServerBusy without Retry-After: it is throttling all the same (a second).

@@ -1,4 +1,10 @@
-"""The decision log (rule E1): every decision the worker took, findable from either side's id. I/O side."""
+"""The decision log (rule E1): the time index of every decision the worker took, and the record of those
+about no mapped meeting, by item. I/O side.
+
+The decisions about a mapped meeting are kept beside its row in SyncMappings (`mappings.MappingStore`,
+issue 20), so the claim and its decision are one entity group transaction; their row format is the one
+here (`decision_entity`). Item rows written before that layout stay readable (`for_item`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from azure.data.tables.aio import TableClient
 
 from sync_core.adapters.storage.core import create_entity, get_json, key_of, put_json, query, translate
 from sync_core.adapters.storage.purge import delete_range
+from sync_core.ports.stores import DecisionRecord
 
 log = logging.getLogger("sync_core.decision_log")
 
@@ -47,6 +54,35 @@ def _hours(newest: datetime, oldest: datetime) -> list[str]:
     return out
 
 
+def decision_key(at: datetime) -> str:
+    """A decision's RowKey: newest first, unique (a suffix of its own for decisions of the same instant)."""
+    return f"{_ticks(at):020d}-{uuid.uuid4().hex[:8]}"
+
+
+def decision_entity(decision: DecisionRecord, partition: str, row_key: str) -> dict[str, Any]:
+    """The row of a decision (with its versions), in whichever partition keeps it."""
+    entity: dict[str, Any] = {
+        "PartitionKey": partition,
+        "RowKey": row_key,
+        "Side": decision.side,
+        "ItemId": decision.item_id,
+        "At": decision.at.astimezone(UTC).isoformat(),
+        "MeetingKey": decision.meeting_key or "",
+        "Rule": decision.rule,
+        "Reason": decision.reason[:1000],
+        "CorrelationId": decision.correlation_id,
+        "Outcome": decision.outcome,
+    }
+    put_json(entity, "Actions", decision.actions)
+    put_json(entity, "Versions", decision.versions)
+    return entity
+
+
+def decision_row(entity: dict[str, Any]) -> dict[str, Any]:
+    """A stored decision as `explain` shows it."""
+    return _row(entity) | {"versions": get_json(entity, "Versions")}
+
+
 def _row(entity: dict[str, Any]) -> dict[str, Any]:
     return {
         "at": entity["At"],
@@ -67,11 +103,12 @@ _INDEX_BATCH_CHARS = 1_000_000  # and well under its 4 MiB per request
 
 
 class DecisionLog:
-    """The item rows are written one per decision, at once (they are the record); the time-index rows are
-    kept back for up to `INDEX_FLUSH_SECONDS` and sent as entity group transactions of up to 100 rows (one
-    hour partition each), so the status page's index costs about 0.01 Table requests per decision instead of
-    one. Rows still held when a process dies are lost, as an index row whose write failed always was: the
-    index only feeds the status page; `explain` reads the item rows."""
+    """The item rows (decisions about no mapped meeting) are written one per decision, at once (they are the
+    record); the time-index rows of every decision are kept back for up to `INDEX_FLUSH_SECONDS` and sent as
+    entity group transactions of up to 100 rows (one hour partition each), so the status page's index costs
+    about 0.01 Table requests per decision instead of one. Rows still held when a process dies are lost, as
+    an index row whose write failed always was: the index only feeds the status page; `explain` reads the
+    records (item rows, and the rows beside each mapping)."""
 
     def __init__(self, table: TableClient, *, flush_seconds: float = INDEX_FLUSH_SECONDS) -> None:
         self._table = table
@@ -94,25 +131,23 @@ class DecisionLog:
         versions: dict[str, str],
         outcome: str,
     ) -> None:
-        entity: dict[str, Any] = {
-            "PartitionKey": item_partition(side, item_id),
-            "RowKey": f"{_ticks(at):020d}-{uuid.uuid4().hex[:8]}",
-            "Side": side,
-            "ItemId": item_id,
-            "At": at.astimezone(UTC).isoformat(),
-            "MeetingKey": meeting_key or "",
-            "Rule": rule,
-            "Reason": reason[:1000],
-            "CorrelationId": correlation_id,
-            "Outcome": outcome,
-        }
-        put_json(entity, "Actions", actions)
-        index = entity | {"PartitionKey": index_partition(at)}
-        put_json(entity, "Versions", versions)
+        """Record a decision in its item's partition (a decision about no mapped meeting), and index it."""
+        decision = DecisionRecord(
+            side, item_id, at, meeting_key, rule, reason, actions, correlation_id, versions, outcome
+        )
+        entity = decision_entity(decision, item_partition(side, item_id), decision_key(at))
         # The item row is the record (E1) and its failure fails the change; the index row only feeds the
         # status page, so it is batched with others and losing it is logged, not retried.
         await create_entity(self._table, entity)
-        self._pending.append(index)
+        self._hold(entity)
+
+    def index(self, decision: DecisionRecord) -> None:
+        """Add a decision recorded beside its mapping to the time index (batched: no request of its own)."""
+        self._hold(decision_entity(decision, "", decision_key(decision.at)))
+
+    def _hold(self, entity: dict[str, Any]) -> None:
+        index = {k: v for k, v in entity.items() if not k.startswith("Versions")}
+        self._pending.append(index | {"PartitionKey": index_partition(datetime.fromisoformat(entity["At"]))})
         if len(self._pending) >= INDEX_BATCH:
             self._spawn_flush()
         elif self._timer is None:
@@ -160,7 +195,7 @@ class DecisionLog:
     async def for_item(self, side: str, item_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         async for entity in query(self._table, "PartitionKey eq @pk", pk=item_partition(side, item_id)):
-            out.append(_row(entity) | {"versions": get_json(entity, "Versions")})
+            out.append(decision_row(entity))
             if len(out) >= limit:
                 break
         return out

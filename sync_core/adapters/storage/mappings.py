@@ -8,7 +8,10 @@ Layout (issue 20: one Table request to find a mapped meeting from the item a cha
   when that key is not K itself. The key a change's item suggests (our tag, `ical:<uid>`, the CRM record's
   `external_ref` or `crm:<id>`) is then read with one partition query that returns the meeting row or the
   alias to it (`lookup`);
-- one row per mapped copy in its mailbox's partition (`copies_in`, and `find_by_graph` for a deleted event).
+- one row per mapped copy in its mailbox's partition (`copies_in`, and `find_by_graph` for a deleted event);
+- the decisions about the meeting (E1), in its partition after its row (RowKey `~decision-<inverted time>`):
+  the claim and the decision taken before the first external write are one entity group transaction, and
+  a decision whose only write is the mapping goes with that save. `lookup` reads the partition below them.
 
 Rows of the earlier layout (an index partition per Graph copy, CRM id and iCalUId) are no longer written;
 `find_by_graph`, `find_by_crm` and `find_by_ical` still read them when the new rows do not answer, so
@@ -20,9 +23,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from azure.core import MatchConditions
+from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from sync_core.adapters.storage.core import (
+    call,
     create_entity,
     get_entity,
     get_json,
@@ -32,11 +38,15 @@ from sync_core.adapters.storage.core import (
     replace_if_match,
     upsert,
 )
+from sync_core.adapters.storage.decisions import decision_entity, decision_key, decision_row
 from sync_core.domain.actions import Mapping
+from sync_core.ports.stores import DecisionRecord
 
 _MEETING_RK = "meeting"
 _ALIAS_RK = "alias"
 _INDEX_RK = "index"  # rows of the earlier layout, read as a fallback only
+_DECISION_PREFIX = "~decision-"  # sorts after every other row of a meeting's partition
+_ROWS_BELOW = "~"  # the meeting and alias rows: what `lookup` reads, never the decisions
 
 
 def graph_index_key(mailbox: str, event_id: str) -> str:
@@ -93,7 +103,8 @@ class MappingStore:
     async def _partition(self, key: str) -> tuple[dict[str, Any] | None, str | None]:
         row: dict[str, Any] | None = None
         alias: str | None = None
-        async for entity in query(self._table, "PartitionKey eq @pk", pk=meeting_partition(key)):
+        flt = "PartitionKey eq @pk and RowKey lt @below"
+        async for entity in query(self._table, flt, pk=meeting_partition(key), below=_ROWS_BELOW):
             if entity.get("RowKey") == _MEETING_RK:
                 row = entity
             elif entity.get("RowKey") == _ALIAS_RK:
@@ -145,20 +156,58 @@ class MappingStore:
         put_json(entity, "Data", mapping.model_dump(mode="json", exclude={"etag"}))
         return entity
 
-    async def save(self, mapping: Mapping, *, previous: Mapping | None = None) -> Mapping:
+    async def save(
+        self, mapping: Mapping, *, previous: Mapping | None = None, decision: DecisionRecord | None = None
+    ) -> Mapping:
         """Create (when `mapping.etag` is None) or replace if unchanged; ConcurrencyError on a lost race.
 
         Index rows are written first (together), and only those `previous` (the row as stored) lacks: a
         crash after them leaves hints pointing at a meeting the next attempt creates, never one that cannot
-        be found.
+        be found. With `decision`, its row goes in the same entity group transaction as the meeting row:
+        one request, and both are written or neither (E1 with the I3 claim).
         """
         await self._write_index(mapping, previous)
         entity = self._entity(mapping)
-        if mapping.etag is None:
-            etag = await create_entity(self._table, entity)
-        else:
-            etag = await replace_if_match(self._table, entity, mapping.etag)
-        return mapping.model_copy(update={"etag": etag})
+        if decision is None:
+            if mapping.etag is None:
+                etag = await create_entity(self._table, entity)
+            else:
+                etag = await replace_if_match(self._table, entity, mapping.etag)
+            return mapping.model_copy(update={"etag": etag})
+        if decision.meeting_key != mapping.meeting_key:
+            raise ValueError(
+                f"a decision about {decision.meeting_key} is not kept beside {mapping.meeting_key}"
+            )
+        row: tuple[Any, ...] = ("create", entity)
+        if mapping.etag is not None:
+            conditions = {"mode": UpdateMode.REPLACE, "etag": mapping.etag}
+            row = ("update", entity, conditions | {"match_condition": MatchConditions.IfNotModified})
+        operations = [row, ("create", self._decision(decision))]
+        result = await call(lambda: self._table.submit_transaction(operations), item_id=mapping.meeting_key)
+        return mapping.model_copy(update={"etag": str(result[0]["etag"])})
+
+    async def record(self, decision: DecisionRecord) -> None:
+        """A decision alone, beside its meeting's row (before the first write of a mapped meeting, E1)."""
+        await create_entity(self._table, self._decision(decision))
+
+    async def decisions(self, meeting_key: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The decisions kept beside the meeting's row, newest first: one partition range read."""
+        out: list[dict[str, Any]] = []
+        flt = "PartitionKey eq @pk and RowKey ge @first"
+        async for entity in query(
+            self._table, flt, pk=meeting_partition(meeting_key), first=_DECISION_PREFIX
+        ):
+            out.append(decision_row(entity))
+            if len(out) >= limit:
+                break
+        return out
+
+    @staticmethod
+    def _decision(decision: DecisionRecord) -> dict[str, Any]:
+        if not decision.meeting_key:
+            raise ValueError("a decision about no meeting is kept by item (DecisionLog.record)")
+        rk = _DECISION_PREFIX + decision_key(decision.at)
+        return decision_entity(decision, meeting_partition(decision.meeting_key), rk)
 
     async def _write_index(self, mapping: Mapping, previous: Mapping | None) -> None:
         rows: list[dict[str, Any]] = []
