@@ -10,7 +10,9 @@ request (bench/ingress.py) and a front end spreading it would not change what sc
 Printed per N: changes/s (synced / first change sent to last synced), p50/p95 latency, duplicates (a CRM
 record or a Graph event created twice for one change), lost (not synced within WAIT_SECONDS after the last
 send), and the peak in-flight Graph requests per mailbox the Graph emulator saw (its own count, which
-includes the benchmark's event creates, one at a time) and its 429s to the app.
+includes the benchmark's event creates, one at a time) and its 429s to the app; and the host processes' CPU
+(from /proc: seconds, per change, and cores used while draining) beside this process's (both emulators, the
+load and its polling), which tell a busy machine's share apart from the app's limits.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import app_graph_requests, latency_summary, subprocess_host, wait_idle
+from bench.common import app_graph_requests, cpu_seconds, latency_summary, subprocess_host, wait_idle
 from bench.e2e_latency import _iso_seconds, _pace
 from devstack.stack import FUNCTION_KEY, LocalStack, free_port
 
@@ -187,16 +189,19 @@ def _round(stack: LocalStack, settings: dict[str, str], processes: int, count: i
     env = {**settings, "GRAPH_MAILBOX_CONCURRENCY": str(share)}
     ports = [stack.host.port] + [free_port() for _ in range(processes - 1)]
     with contextlib.ExitStack() as hosts:
-        for port in ports:
-            hosts.enter_context(subprocess_host("bench.host_process", env, port))
+        pids = [hosts.enter_context(subprocess_host("bench.host_process", env, port)).pid for port in ports]
         for port in ports:  # each process builds its container now, not on the round's first change
             httpx.get(f"http://127.0.0.1:{port}/api/health?code={FUNCTION_KEY}", timeout=60)
         if not wait_idle(settings["AzureWebJobsStorage"], timeout=60):  # backfills, the last round's rest
             raise RuntimeError("the queues did not drain before the round")
         stack.graph.reset_concurrency()
         requests_before = len(stack.graph.requests)
+        cpu_before = sum(cpu_seconds(pid) for pid in pids)
+        own_before = cpu_seconds(os.getpid())
         result = _load(stack, count, rate)
         wait_idle(settings["AzureWebJobsStorage"], timeout=30)
+        cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        own = cpu_seconds(os.getpid()) - own_before
         peaks = stack.graph.max_concurrency_seen
         answered = app_graph_requests(stack.graph.requests[requests_before:])
     per_mailbox = [peaks.get(m, 0) for m in MAILBOXES]
@@ -205,6 +210,10 @@ def _round(stack: LocalStack, settings: dict[str, str], processes: int, count: i
         "places/mailbox each": share,
         "load": f"{count} at {rate:g}/s, both ways",
         **result,
+        "hosts' CPU s": cpu,
+        "CPU ms/change": 1000 * cpu / count,
+        "cores used": cpu / result["drained_s"] if result["drained_s"] else None,
+        "emulators' CPU s": own,
         "peak graph in-flight/mailbox": max(per_mailbox),
         "mailboxes at peak": per_mailbox.count(max(per_mailbox)),
         "graph 429s to app": sum(1 for r in answered if r["status"] == 429),
