@@ -282,6 +282,18 @@ class DataverseEmulator(ThreadedServer):
             lambda: self.store.delete("appointments", crm_id, if_match=None, caller=self._user(deleted_by))
         )
 
+    def user_create_series(
+        self, columns: Mapping[str, Any], *, created_by: str | None = None
+    ) -> dict[str, Any]:
+        """A recurring appointment series a CRM user makes: Dataverse columns (no msync_syncdata)."""
+        return self._call(
+            lambda: dict(
+                self.store.create(
+                    "recurringappointmentmasters", columns, key=None, caller=self._user(created_by)
+                )
+            )
+        )
+
     def appointments(self) -> list[dict[str, Any]]:
         return self._call(lambda: [dict(r) for r in self.store.tables["appointments"].values()])
 
@@ -335,6 +347,16 @@ class DataverseEmulator(ThreadedServer):
                 )
             )
 
+        async def user_create_series(request: web.Request) -> web.Response:
+            body = await body_of(request)
+            by = body.pop("created_by", None)
+            return answer(
+                lambda: dict(
+                    self.store.create("recurringappointmentmasters", body, key=None, caller=self._user(by))
+                ),
+                201,
+            )
+
         async def user_update_series(request: web.Request) -> web.Response:
             body = await body_of(request)
             by = body.pop("updated_by", None)
@@ -379,6 +401,7 @@ class DataverseEmulator(ThreadedServer):
             web.post(f"{p}/user/appointments", user_create),
             web.patch(f"{p}/user/appointments/{{id}}", user_update),
             web.post(f"{p}/user/appointments/{{id}}/cancel", user_cancel),
+            web.post(f"{p}/user/recurringappointmentmasters", user_create_series),
             web.patch(f"{p}/user/recurringappointmentmasters/{{id}}", user_update_series),
             web.delete(f"{p}/user/appointments/{{id}}", user_delete),
             web.post(f"{p}/webhook", webhook),

@@ -203,3 +203,49 @@ async def test_L4_a_series_is_cancelled_and_deleted_with_its_instances(
     assert {r["statecode"] for r in instances(backend)} == {2}
     await connector.delete_appointment(made.crm_id)
     assert backend.appointments() == [] and await connector.get_appointment(made.crm_id) is None
+
+
+async def test_R1_a_series_a_dataverse_user_makes_reads_as_one_series_record_with_its_pattern(
+    connector: DataverseConnector, backend: DataverseEmulator
+) -> None:
+    made = backend.user_create_series(
+        {
+            "subject": "Team standup",
+            "starttime": "2026-03-02T08:30:00Z",
+            "endtime": "2026-03-02T08:45:00Z",
+            "recurrencepatterntype": 1,
+            "isweekdaypattern": True,
+            "daysofweekmask": 62,
+            "interval": 1,
+            "patternstartdate": "2026-03-02",
+            "patternendtype": 3,
+            "patternenddate": "2026-03-13",
+            "utcconversiontimezonecode": 110,
+        },
+        created_by="adele@contoso.example",
+    )
+    page = await connector.list_changed(None)
+    [record] = page.records
+    assert (record.crm_id, record.external_ref, record.created_by) == (
+        made["activityid"],
+        None,
+        "adele@contoso.example",
+    )
+    appt = record.appointment
+    assert (appt.subject, appt.start, appt.end) == (
+        "Team standup",
+        datetime(2026, 3, 2, 8, 30, tzinfo=UTC),
+        datetime(2026, 3, 2, 8, 45, tzinfo=UTC),
+    )
+    assert appt.recurrence == Recurrence(
+        pattern=RecurrencePattern(
+            type="weekly", days_of_week=("monday", "tuesday", "wednesday", "thursday", "friday")
+        ),
+        range=RecurrenceRange(
+            type="endDate",
+            start_date=START.date(),
+            end_date=datetime(2026, 3, 13).date(),
+            time_zone="Europe/Berlin",
+        ),
+    )
+    assert len(instances(backend)) == 10 and await connector.get_appointment(made["activityid"]) == record

@@ -320,3 +320,57 @@ def test_R3_an_outlook_series_and_its_exception_become_master_and_exception_and_
     _settle(stack)
     assert len(_masters(stack, "Fabrikam weekly sync (renamed)")) == 1
     assert len(_events(stack, ADELE, "Fabrikam weekly sync (renamed)")) == 1  # one series, not flattened
+
+
+def test_R1_a_series_made_in_dataverse_becomes_one_outlook_series(stack: LocalStack) -> None:
+    """Its instances' Create webhooks (one per instance) each read the series: one Outlook series, once."""
+    subject = "Contoso monthly board"
+    first = _at(5, 15)
+    _user(
+        stack,
+        "POST",
+        "recurringappointmentmasters",
+        {
+            "subject": subject,
+            "starttime": _wire(first),
+            "endtime": _wire(first + timedelta(hours=1)),
+            "recurrencepatterntype": 2,  # monthly, on the first's day of the month
+            "dayofmonth": first.day,
+            "interval": 1,
+            "patternstartdate": first.date().isoformat(),
+            "patternendtype": 2,
+            "occurrences": 3,
+            "utcconversiontimezonecode": 92,
+            "created_by": ADELE,
+            "recurringappointmentmaster_activity_parties": [
+                {
+                    "partyid_systemuser@odata.bind": f"/systemusers({dataverse_id(ADELE)})",
+                    "participationtypemask": ORGANIZER,
+                },
+                {
+                    "partyid_contact@odata.bind": f"/contacts({dataverse_id(MEGAN)})",
+                    "participationtypemask": REQUIRED,
+                },
+            ],
+        },
+    )
+    [master] = _masters(stack, subject)
+    # A new series is Open; saving it in the app books it: Scheduled, Busy (its instances follow).
+    _user(
+        stack,
+        "PATCH",
+        f"recurringappointmentmasters/{master['activityid']}",
+        {"statecode": 3, "statuscode": 5, "updated_by": ADELE},
+    )
+    series = wait_for(
+        lambda: [e for e in _events(stack, ADELE, subject) if e["type"] == "seriesMaster"],
+        timeout=WAIT,
+        what="the Outlook series",
+    )
+    _settle(stack)
+    assert len(_events(stack, ADELE, subject)) == 1
+    pattern = series[0]["recurrence"]["pattern"]
+    assert (pattern["type"], pattern["dayOfMonth"]) == ("absoluteMonthly", first.day)
+    assert series[0]["recurrence"]["range"]["numberOfOccurrences"] == 3
+    assert [a["emailAddress"]["address"] for a in series[0]["attendees"]] == [MEGAN]
+    assert len(_masters(stack, subject)) == 1 and master["activityid"]
