@@ -29,7 +29,7 @@ log = logging.getLogger("sync_core.salesforce_ingress")
 
 CONNECTOR = "salesforce"
 DEDUPE_PREFIX = b"salesforce:"
-CONTENT_TYPE = "text/xml; charset=utf-8"
+CONTENT_TYPE = "text/xml"  # the Functions host adds "; charset=utf-8" to a text/ mimetype
 
 
 def _refused(exc: WebhookRejected) -> Reply:

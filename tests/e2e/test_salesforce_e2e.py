@@ -241,6 +241,7 @@ def test_an_outbound_message_of_another_organization_is_refused_403(stack: Local
         "crm/salesforce/webhook", body, {"Content-Type": "text/xml; charset=utf-8"}
     )
     assert answer.status_code == 403 and "OrganizationId" in answer.text and "<Ack>" not in answer.text
+    assert answer.headers["Content-Type"] == "text/xml; charset=utf-8"  # a SOAP fault
     no_key = httpx.post(f"{stack.host.base_url}/api/crm/salesforce/webhook", content=body, timeout=10)
     assert no_key.status_code == 401  # the host's own check: no function key
 

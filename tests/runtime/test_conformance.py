@@ -261,6 +261,28 @@ async def test_a_dataverse_webhook_to_a_stack_of_another_connector_is_refused_by
     assert host_q == lib_q == []
 
 
+async def test_a_salesforce_outbound_message_to_a_stack_of_another_connector_is_refused_by_both(
+    worker: Worker, stack: LocalStack
+) -> None:
+    from devstack.salesforce_emulator import ORG_ID
+    from devstack.salesforce_emulator.outbound import soap_message
+
+    body = soap_message(ORG_ID, [("04l000000000001AAA", "Event", {"Id": "00U000000000001AAA"})])
+    host, host_q, lib, lib_q = await both(
+        worker,
+        stack,
+        "salesforce_webhook",
+        "POST",
+        "crm/salesforce/webhook",
+        "function",  # the host-level key opens every function-level route
+        body=body,
+        headers=[("content-type", "text/xml; charset=utf-8")],
+    )
+    assert host.status == 404 and b"CRM_CONNECTOR=salesforce" in host.body  # CRM_CONNECTOR is rest here
+    assert (lib.status, lib.content_type, lib.body) == (host.status, host.content_type, host.body)
+    assert host_q == lib_q == []
+
+
 async def test_health_and_the_operator_routes(worker: Worker, stack: LocalStack) -> None:
     host, _, lib, _ = await both(worker, stack, "health", "GET", "health", "function")
     assert host.status in (200, 503) and host.content_type == "application/json"
