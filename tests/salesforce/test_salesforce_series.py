@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from devstack.salesforce_emulator import API_VERSION, SalesforceEmulator
-from sync_core.adapters.crm.salesforce import SalesforceConnector
+from sync_core.adapters.crm.salesforce import SalesforceConnector, create_key
 from sync_core.adapters.crm.salesforce_wire import FieldProfile
 from sync_core.domain.model import (
     Appointment,
@@ -257,3 +257,23 @@ async def test_R3_a_series_a_crm_user_made_reads_as_one_record_with_its_pattern(
     emulator.user_update(str(occurrences[1]["Id"]), subject="Planning (moved)")  # a CRM user's exception
     again = await connector.list_changed(page.cursor)
     assert [r.crm_id for r in again.records] == [record.crm_id]  # news of the series, never a new record
+
+
+async def test_R3_I3_an_exception_whose_write_stopped_after_our_keys_is_made_whole_on_retry(
+    connector: SalesforceConnector, emulator: SalesforceEmulator
+) -> None:
+    await connector.create_appointment(weekly(), idempotency_key="k", external_ref="series-1")
+    _, occurrences = series_rows(emulator)
+    second = occurrences[1]
+    keys = {"msync_ExternalRef__c": "series-1|2", connector.profile.create_key_field: create_key("x")}
+    emulator.user_update(str(second["Id"]), **keys)  # the first write of the exception, then a crash
+    start = T0 + timedelta(days=7)
+    moved = make_appointment(
+        subject="Moved",
+        series_ref="series-1",
+        original_start=start,
+        start=start,
+        end=start + timedelta(hours=1),
+    )
+    made = await connector.create_appointment(moved, idempotency_key="x", external_ref="series-1|2")
+    assert made.crm_id == second["Id"] and made.appointment == moved

@@ -492,6 +492,8 @@ class SalesforceConnector:
                 side=SIDE,
                 item_id=str(existing[0]["Id"]),
             )
+        if appointment.series_ref is not None and appointment.original_start is not None:
+            return await self._exception(appointment, field, key, external_ref, appointment.original_start)
         directory = await self._directory(appointment)
         organizer = appointment.organizer.email if appointment.organizer is not None else None
         owner = directory.get(organizer or "")
@@ -499,13 +501,7 @@ class SalesforceConnector:
         wanted = relations(appointment, directory)
         body[SYNC_DATA] = mark_unresolved(body[SYNC_DATA], self._unresolved(appointment, directory))
         body[EXTERNAL_REF] = external_ref
-        if appointment.series_ref is not None and appointment.original_start is not None:
-            crm_id = await series.occurrence_for(
-                self, appointment.series_ref, appointment.original_start, item_id=external_ref
-            )
-            body[field] = key  # an exception is the occurrence row, edited: it takes our keys
-            await self._send("PATCH", f"sobjects/Event/{crm_id}", item_id=crm_id, json_body=body)
-        elif self.profile.external_id:
+        if self.profile.external_id:
             response = await self._send(
                 "PATCH",
                 f"sobjects/Event/{field}/{quote(key, safe='')}",
@@ -531,6 +527,25 @@ class SalesforceConnector:
         if record is None:
             raise ConcurrencyError(
                 "Salesforce event vanished right after its creation", side=SIDE, item_id=crm_id
+            )
+        return record
+
+    async def _exception(
+        self, appointment: Appointment, field: str, key: str, external_ref: str, original: datetime
+    ) -> CrmRecord:
+        """An exception is its occurrence row, edited: our keys first (a retry finds the row by them, or as
+        the occurrence it still is), then what differs, fields and invitees, as an update writes it."""
+        assert appointment.series_ref is not None
+        crm_id = await series.occurrence_for(self, appointment.series_ref, original, item_id=external_ref)
+        keys = {EXTERNAL_REF: external_ref, field: key}
+        await self._send("PATCH", f"sobjects/Event/{crm_id}", item_id=crm_id, json_body=keys)
+        row = await self._row(crm_id)
+        if row is not None:
+            await self._write(crm_id, row, appointment, people=True, guard=False)
+        record = await self._record(crm_id)
+        if record is None:
+            raise ConcurrencyError(
+                "Salesforce occurrence vanished while it was made an exception", side=SIDE, item_id=crm_id
             )
         return record
 
