@@ -7,7 +7,8 @@ One meeting's life: made in Outlook, it becomes a Dataverse appointment with its
 Dataverse user's edit (the emulator's user route, over HTTP) reaches Outlook through the webhook; a cancel
 in Dataverse cancels the Outlook meeting. And the other way: an appointment made in Dataverse (its Create
 webhook delivered twice) becomes one Outlook meeting. A series with a moved occurrence becomes a
-recurringappointmentmaster and an exception instance; a Dataverse user's rename of the series comes back.
+recurringappointmentmaster and an exception instance; a Dataverse user's rename of the series comes back; a
+series made in Dataverse becomes one Outlook series.
 """
 
 from __future__ import annotations
