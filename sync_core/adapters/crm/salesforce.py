@@ -642,10 +642,6 @@ class SalesforceConnector:
                 side=SIDE,
                 item_id=crm_id,
             )
-        if series.is_series_row(row):
-            await series.cancel(
-                self, row, set(merged.cancelled_occurrences) - set(current.appointment.cancelled_occurrences)
-            )
         await self._write(
             crm_id,
             row,
@@ -653,6 +649,10 @@ class SalesforceConnector:
             people="attendees" in names or "organizer" in names,
             guard=expected_version is not None,
         )
+        if series.is_series_row(row):  # after the guarded write: the series' sidecar keeps them first
+            await series.cancel(
+                self, row, set(merged.cancelled_occurrences) - set(current.appointment.cancelled_occurrences)
+            )
         record = await self._record(crm_id)
         if record is None:
             raise NotFoundError("The requested resource does not exist", side=SIDE, item_id=crm_id)
