@@ -375,3 +375,55 @@ def test_R1_a_series_made_in_dataverse_becomes_one_outlook_series(stack: LocalSt
     assert series[0]["recurrence"]["range"]["numberOfOccurrences"] == 3
     assert [a["emailAddress"]["address"] for a in series[0]["attendees"]] == [MEGAN]
     assert len(_masters(stack, subject)) == 1 and master["activityid"]
+
+
+def test_R3_an_occurrence_a_dataverse_user_cancels_is_cancelled_in_the_outlook_series(
+    stack: LocalStack,
+) -> None:
+    subject = "Northwind daily check-in"
+    first = _at(8, 8)
+    local = "%Y-%m-%dT%H:%M:%S"
+    with stack.graph_http() as g:
+        g.post(
+            f"/users/{ADELE}/events",
+            json={
+                "subject": subject,
+                "start": {"dateTime": first.strftime(local), "timeZone": "UTC"},
+                "end": {"dateTime": (first + timedelta(minutes=15)).strftime(local), "timeZone": "UTC"},
+                "attendees": [{"emailAddress": {"address": MEGAN}, "type": "required"}],
+                "recurrence": {
+                    "pattern": {"type": "daily", "interval": 1},
+                    "range": {
+                        "type": "numbered",
+                        "startDate": first.date().isoformat(),
+                        "numberOfOccurrences": 3,
+                    },
+                },
+            },
+        ).raise_for_status()
+    [master] = wait_for(lambda: _masters(stack, subject), timeout=WAIT, what="the series")
+    _settle(stack)
+    second = first + timedelta(days=1)
+    [instance] = [
+        a
+        for a in _appointments(stack, subject)
+        if a["seriesid"] == master["activityid"] and a["originalstartdate"] == _wire(second)
+    ]
+    _user(stack, "POST", f"appointments/{instance['activityid']}/cancel", {"updated_by": ADELE})
+
+    def occurrences() -> list[str]:
+        window = {"startDateTime": _wire(first), "endDateTime": _wire(first + timedelta(days=3))}
+        with stack.graph_http() as g:
+            view = g.get(f"/users/{ADELE}/calendarView", params=window).json()["value"]
+        return sorted(e["start"]["dateTime"][:16] for e in view if e["subject"] == subject)
+
+    wait_for(lambda: len(occurrences()) == 2, timeout=WAIT, what="the occurrence cancelled in Outlook")
+    assert occurrences() == [
+        first.strftime("%Y-%m-%dT%H:%M"),
+        (first + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M"),
+    ]
+    _settle(stack)
+    assert [
+        a["statecode"] for a in _appointments(stack, subject) if a["originalstartdate"] == _wire(second)
+    ] == [2]
+    assert len(_masters(stack, subject)) == 1
