@@ -115,8 +115,10 @@ bench: bootstrap
 	$(PY) -m bench $(SIZE)
 
 # The chaos run and the fuzzers at full size (5,000 examples each); -s shows the chaos run's counts.
+# CONNECTOR=dataverse runs the chaos against the Dataverse connector and emulator (default rest).
+chaos: CONNECTOR ?= rest
 chaos: bootstrap
-	$(PY) -m pytest -m chaos --chaos-size=large -s tests/chaos tests/fuzz
+	$(PY) -m pytest -m chaos --chaos-size=large --chaos-connector=$(CONNECTOR) -s tests/chaos tests/fuzz
 
 clean:
 	rm -rf $(VENV) node_modules .devstack .pytest_cache .mypy_cache .ruff_cache

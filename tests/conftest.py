@@ -27,6 +27,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="small",
         help="size of the fault-injection runs marked `chaos` (small in make test, large in make chaos)",
     )
+    parser.addoption(
+        "--chaos-connector",
+        choices=("rest", "dataverse"),
+        default="rest",
+        help="the CRM connector of the chaos run (`CONNECTOR=dataverse make chaos`)",
+    )
 
 
 @pytest.fixture(scope="session")

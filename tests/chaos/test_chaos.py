@@ -1,6 +1,9 @@
 """Chaos: changes on both sides while the emulators misbehave and the worker is killed mid-message.
 
-Small inside `make test` (--chaos-size=small, the default), large with `make chaos`. After the storm the
+Small inside `make test` (--chaos-size=small, the default), large with `make chaos`. The CRM is the REST
+contract's emulator unless --chaos-connector=dataverse (`CONNECTOR=dataverse make chaos`): then Dataverse's
+emulator, throttling runs of requests (429, Retry-After) and delivering every webhook twice. `make test` runs
+the REST case only: the small Dataverse run takes about as long again. After the storm the
 faults stop, a reconciliation sweep runs (sync_core.service.sweeps.run_sweep: a delta resync per mailbox
 through sync_core.service.reconcile, and the CRM by its cursor), the poison queue is read (every item with a
 reason) and replayed (sync_core.ops.operations.replay); then both sides must agree: one live copy per
@@ -13,6 +16,7 @@ import asyncio
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,14 +55,6 @@ GRAPH_FAULTS: dict[str, Any] = {
     "notify_duplicate_rate": 0.2,
     "notify_reorder_window_ms": 150,
 }
-CRM_FAULTS: dict[str, Any] = {
-    "error_rate": 0.05,
-    "status": 503,
-    "latency_ms": 10,
-    "duplicate_webhooks": 0.2,
-    "version_conflict_rate": 0.05,
-    "error_after_write_rate": 0.03,
-}
 
 
 @pytest.fixture
@@ -67,8 +63,14 @@ def size(request: pytest.FixtureRequest) -> Size:
 
 
 @pytest.fixture
-def stack(size: Size, tmp_path: Path) -> Iterator[ChaosStack]:
-    running = ChaosStack()
+def connector(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--chaos-connector"))
+
+
+@pytest.fixture
+def stack(size: Size, connector: str, tmp_path: Path) -> Iterator[ChaosStack]:
+    running = ChaosStack(connector=connector)
+    running.throttling = threading.Event()
     running.mailboxes = mailbox_names(size.mailboxes)
     running.policy_file = tmp_path / "policy.json"
     running.start()
@@ -77,6 +79,7 @@ def stack(size: Size, tmp_path: Path) -> Iterator[ChaosStack]:
         running.host = running.fresh_host()  # no drain time: a stop cancels what is in flight
         yield running
     finally:
+        running.throttling.set()
         running.stop()
 
 
@@ -109,7 +112,7 @@ def _settle(stack: ChaosStack, timeout: float) -> bool:
 
     deadline, quiet = time.monotonic() + timeout, 0
     while time.monotonic() < deadline:
-        stack.crm.wait_for_webhooks(1.0)
+        stack.side.wait_for_webhooks(1.0)
         quiet = quiet + 1 if _run(visible) == 0 else 0
         if quiet >= 5 and _run(_retries_due_by) <= datetime.now(UTC):
             return True
@@ -127,7 +130,7 @@ async def _retries_due_by(c: Any) -> datetime:
         if row.get("Permanent"):
             continue
         if row.get("ErrorClass") == "ThrottledError":
-            delay = max(1.0, math.ceil(float(GRAPH_FAULTS["retry_after"])))  # the CRM emulator sends 1
+            delay = max(1.0, math.ceil(float(GRAPH_FAULTS["retry_after"])))  # the CRM emulators send 1
         else:
             attempt = max(1, int(row.get("RetryAttempts") or 1))
             delay = dispatch.backoff_ceiling(attempt)
@@ -152,7 +155,7 @@ def test_chaos_nothing_lost_nothing_duplicated(stack: ChaosStack, size: Size) ->
     _run(lambda c: run_sweep(c, random.Random(1)))
     assert _settle(stack, size.settle_timeout)
     stack.graph.set_faults(seed=9, **GRAPH_FAULTS)
-    stack.crm.set_faults(seed=9, **CRM_FAULTS)
+    stack.side.faults_on(seed=9)
     killer = Killer(stack, size.kill_every)
     killer.start()
     try:
@@ -171,9 +174,9 @@ def test_chaos_nothing_lost_nothing_duplicated(stack: ChaosStack, size: Size) ->
     finally:
         killer.finish()
         logging.getLogger("devstack.host").removeHandler(cancels)
-    graph_log, crm_log = stack.graph.requests, stack.crm.requests
+    graph_log, crm_errors = stack.graph.requests, stack.side.errors_answered()
     stack.graph.clear_faults()
-    stack.crm.set_faults()
+    stack.side.faults_off()
     settled = _settle(stack, size.settle_timeout)
 
     sweep = _run(lambda c: run_sweep(c, random.Random(1)))
@@ -192,9 +195,10 @@ def test_chaos_nothing_lost_nothing_duplicated(stack: ChaosStack, size: Size) ->
         "mailboxes": size.mailboxes,
         "graph 429 answered": sum(1 for r in graph_log if r["status"] == 429),
         "graph 503 answered": sum(1 for r in graph_log if r["status"] == 503),
-        "crm errors answered": sum(1 for r in crm_log if r.status >= 500 or r.status == 412),
+        "connector": stack.connector,
+        "crm errors answered (5xx, 412, 429)": crm_errors,
         "notifications sent (dup/reorder/drop on)": len(stack.graph.notifications_sent),
-        "webhook deliveries": len(stack.crm.webhook_deliveries),
+        "webhook deliveries": stack.side.webhook_deliveries,
         "host kills": killer.kills,
         "invocations killed mid-message": cancels.cancelled,
         "test's own retries": work.own_retries,

@@ -4,7 +4,7 @@ sides, and the final comparison of the two sides.
 Everything real: devstack.stack.LocalStack (Azurite, both emulators, the development host serving
 function_app), faults through the emulators' own fault settings, kills by stopping the host with no drain
 time (its in-flight invocations are cancelled where they stand, as a host restart does) and starting a
-fresh one on the same port.
+fresh one on the same port. The CRM side is the REST contract's emulator or Dataverse's (`CrmSide`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from typing import Any
 import httpx
 
 from devstack.host import DevHost
-from devstack.run import DEMO_USERS
+from devstack.run import DEMO_USERS, dataverse_id
 from devstack.stack import ROOT, LocalStack
+from sync_core.domain.model import Appointment, Attendee, Person
 
 EXTERNAL = "megan@fabrikam.example"
 
@@ -46,6 +47,7 @@ class ChaosStack(LocalStack):
 
     mailboxes: list[str]
     policy_file: Path
+    throttling: threading.Event  # set: DataverseSide's throttle thread stops
 
     @property
     def extra(self) -> list[str]:
@@ -59,10 +61,12 @@ class ChaosStack(LocalStack):
         configuration.cache_clear()
         for m in self.extra:
             self.graph.add_mailbox(str(uuid.uuid5(uuid.NAMESPACE_DNS, m)), m, m.split("@")[0])
-        self.crm.seed(
-            users=[{"id": f"u-{m.split('@')[0]}", "email": m, "name": m, "mailbox": m} for m in self.extra]
-        )
+        self.side.seed_users(self.extra)
         await super()._prepare()
+
+    @property
+    def side(self) -> CrmSide:
+        return DataverseSide(self) if self.connector == "dataverse" else RestSide(self)
 
     def fresh_host(self) -> DevHost:
         import function_app
@@ -164,17 +168,7 @@ class Workload:
             r.raise_for_status()
             item.source_id = r.json()["id"]
         else:
-            record = self.stack.crm.user_create(
-                {
-                    "subject": item.subject,
-                    "start": start.isoformat(),
-                    "end": (start + timedelta(hours=1)).isoformat(),
-                    "organizer": {"email": mailbox},
-                    "attendees": [{"email": EXTERNAL}],
-                },
-                created_by=mailbox,
-            )
-            item.source_id = record["id"]
+            item.source_id = self.stack.side.create(item)
         self.items.append(item)
 
     def edit(self, item: Item) -> None:
@@ -183,14 +177,173 @@ class Workload:
             path = f"/users/{item.mailbox}/events/{item.source_id}"
             self._graph("PATCH", path, json={"subject": item.final_subject}).raise_for_status()
         else:
-            self.stack.crm.user_update(item.source_id, subject=item.final_subject)
+            self.stack.side.rename(item.source_id, item.final_subject, item.mailbox)
 
     def remove(self, item: Item) -> None:
         item.removed = True
         if item.side == "m365":
             self._graph("DELETE", f"/users/{item.mailbox}/events/{item.source_id}")
         else:
-            self.stack.crm.user_cancel(item.source_id)
+            self.stack.side.cancel(item.source_id)
+
+
+class CrmSide:
+    """The chaos run's CRM: what a CRM user does, its faults, its log, and its records in one shape
+    (`subject`, `cancelled`, `start`, `end` as UTC datetimes)."""
+
+    def __init__(self, stack: ChaosStack) -> None:
+        self.stack = stack
+
+    @property
+    def emulator(self) -> Any:
+        raise NotImplementedError
+
+    def seed_users(self, mailboxes: list[str]) -> None:
+        raise NotImplementedError
+
+    def create(self, item: Item) -> str:
+        raise NotImplementedError
+
+    def rename(self, crm_id: str, subject: str, by: str) -> None:
+        raise NotImplementedError
+
+    def cancel(self, crm_id: str) -> None:
+        raise NotImplementedError
+
+    def records(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def faults_on(self, seed: int) -> None:
+        raise NotImplementedError
+
+    def faults_off(self) -> None:
+        self.emulator.set_faults()
+
+    def wait_for_webhooks(self, timeout: float) -> bool:
+        return bool(self.emulator.wait_for_webhooks(timeout))
+
+    def errors_answered(self) -> int:
+        return sum(1 for r in self.emulator.requests if r.status >= 500 or r.status in (412, 429))
+
+    @property
+    def webhook_deliveries(self) -> int:
+        return len(self.emulator.webhook_deliveries)
+
+
+# The REST contract's emulator: 5xx, version conflicts, errors after the write, duplicated webhooks.
+CRM_FAULTS: dict[str, Any] = {
+    "error_rate": 0.05,
+    "status": 503,
+    "latency_ms": 10,
+    "duplicate_webhooks": 0.2,
+    "version_conflict_rate": 0.05,
+    "error_after_write_rate": 0.03,
+}
+# Dataverse's emulator: runs of 429 with Retry-After (service protection), every webhook delivered twice.
+DATAVERSE_THROTTLED = 3  # requests refused each second
+
+
+class RestSide(CrmSide):
+    @property
+    def emulator(self) -> Any:
+        return self.stack.crm
+
+    def seed_users(self, mailboxes: list[str]) -> None:
+        self.stack.crm.seed(
+            users=[{"id": f"u-{m.split('@')[0]}", "email": m, "name": m, "mailbox": m} for m in mailboxes]
+        )
+
+    def create(self, item: Item) -> str:
+        record = self.stack.crm.user_create(
+            {
+                "subject": item.subject,
+                "start": item.start.isoformat(),
+                "end": (item.start + timedelta(hours=1)).isoformat(),
+                "organizer": {"email": item.mailbox},
+                "attendees": [{"email": EXTERNAL}],
+            },
+            created_by=item.mailbox,
+        )
+        return str(record["id"])
+
+    def rename(self, crm_id: str, subject: str, by: str) -> None:
+        self.stack.crm.user_update(crm_id, subject=subject)
+
+    def cancel(self, crm_id: str) -> None:
+        self.stack.crm.user_cancel(crm_id)
+
+    def records(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "subject": r.get("subject"),
+                "cancelled": r.get("status") == "cancelled",
+                "start": _utc(r["start"]),
+                "end": _utc(r["end"]),
+            }
+            for r in self.stack.crm.appointments()
+        ]
+
+    def faults_on(self, seed: int) -> None:
+        self.stack.crm.set_faults(seed=seed, **CRM_FAULTS)
+
+
+class DataverseSide(CrmSide):
+    @property
+    def emulator(self) -> Any:
+        return self.stack.dataverse
+
+    def seed_users(self, mailboxes: list[str]) -> None:
+        self.stack.dataverse.seed(
+            users=[{"id": dataverse_id(m), "email": m, "name": m, "mailbox": m} for m in mailboxes]
+        )
+
+    def create(self, item: Item) -> str:
+        appointment = Appointment(
+            subject=item.subject,
+            start=item.start,
+            end=item.start + timedelta(hours=1),
+            organizer=Person(email=item.mailbox),
+            attendees=(Attendee(email=EXTERNAL),),
+        )
+        made = self.stack.dataverse.user_create(appointment, created_by=item.mailbox)
+        # A new row is Open; saving it in the app books it: Scheduled, Busy (appointment.md StateCode 3).
+        self.stack.dataverse.user_update(made["id"], statecode=3, statuscode=5, updated_by=item.mailbox)
+        return str(made["id"])
+
+    def rename(self, crm_id: str, subject: str, by: str) -> None:
+        self.stack.dataverse.user_update(crm_id, subject=subject, updated_by=by)
+
+    def cancel(self, crm_id: str) -> None:
+        self.stack.dataverse.user_cancel(crm_id)
+
+    def records(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "subject": r.get("subject"),
+                "cancelled": r.get("statecode") == 2,
+                "start": _utc(r["scheduledstart"]),
+                "end": _utc(r["scheduledend"]),
+            }
+            for r in self.stack.dataverse.appointments()
+        ]
+
+    def faults_on(self, seed: int) -> None:
+        """Every webhook delivered twice, and a run of throttled requests every second (Dataverse's service
+        protection answers a burst, not a rate: the emulator throttles the next N requests)."""
+        self.stack.dataverse.duplicate_webhooks(True)
+        self.stack.throttling.clear()
+        threading.Thread(target=self._throttle, name="chaos-throttle", daemon=True).start()
+
+    def _throttle(self) -> None:
+        stop = self.stack.throttling
+        while not stop.is_set():
+            self.stack.dataverse.set_faults(throttle=DATAVERSE_THROTTLED, retry_after_s=1)
+            stop.wait(1.0)
+
+    def faults_off(self) -> None:
+        self.stack.throttling.set()
+        self.stack.dataverse.set_faults()
+        self.stack.dataverse.duplicate_webhooks(False)
 
 
 @dataclass
@@ -207,14 +360,14 @@ def _utc(value: str) -> datetime:
 def compare(stack: ChaosStack, work: Workload) -> Verdict:
     """Both sides against what the workload did: one live copy per meeting, same subject and times."""
     verdict = Verdict()
-    records = [r for r in stack.crm.appointments() if f"chaos {work.tag} " in str(r.get("subject"))]
+    records = [r for r in stack.side.records() if f"chaos {work.tag} " in str(r.get("subject"))]
     events: list[dict[str, Any]] = []
     for mailbox_events in stack.graph.dump_events().values():
         events += [e for e in mailbox_events if f"chaos {work.tag} " in str(e.get("subject"))]
     for item in work.items:
         names = {item.subject, f"{item.subject} v2"}
         crm = [r for r in records if r["subject"] in names]
-        crm_live = [r for r in crm if r.get("status") != "cancelled"]
+        crm_live = [r for r in crm if not r["cancelled"]]
         m365 = [
             e
             for e in events
@@ -239,7 +392,7 @@ def compare(stack: ChaosStack, work: Workload) -> Verdict:
         r, e = crm_live[0], m365_live[0]
         if r["subject"] != item.final_subject or e["subject"] != item.final_subject:
             verdict.lost.append(f"{label}: subject CRM {r['subject']!r}, M365 {e['subject']!r}")
-        elif _utc(r["start"]) != _utc(e["start"]["dateTime"]) or _utc(r["end"]) != _utc(e["end"]["dateTime"]):
+        elif r["start"] != _utc(e["start"]["dateTime"]) or r["end"] != _utc(e["end"]["dateTime"]):
             verdict.disagree.append(
                 f"{label}: times CRM {r['start']}..{r['end']}, M365 {e['start']}..{e['end']}"
             )
