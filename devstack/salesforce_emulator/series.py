@@ -146,9 +146,8 @@ def after_update(store: Store, row: dict[str, Any], body: dict[str, Any], caller
         if any(name in body for name in CRITICAL):
             for occurrence in occurrences(store, str(row["ActivityRecurrence2Id"])):
                 store.delete("Event", occurrence["Id"], caller=caller)
-            row["Recurrence2PatternStartDate"] = (
-                body.get("Recurrence2PatternStartDate") or body.get("StartDateTime") or row["StartDateTime"]
-            )
+            if "StartDateTime" in body and "Recurrence2PatternStartDate" not in body:
+                row["Recurrence2PatternStartDate"] = row["StartDateTime"]  # the series moved, its start too
             generate(store, row, caller)
             return
         stamp = store.stamp()

@@ -201,7 +201,8 @@ async def test_a_series_never_becomes_a_single_event_by_an_update(connector: Sal
 def test_the_emulator_expands_the_documented_series_example(emulator: SalesforceEmulator) -> None:
     """The Change Data Capture guide's "Recurring Activities" example: RRULE:FREQ=WEEKLY;INTERVAL=1;BYDAY=MO;
     COUNT=13 makes the series record (GroupEventType 3, Recurrence2PatternVersion 1) and one Event record per
-    occurrence, all with one ActivityRecurrence2Id."""
+    occurrence, all with one ActivityRecurrence2Id (https://developer.salesforce.com/docs/atlas.en-us.234.0.
+    change_data_capture.meta/change_data_capture/cdc_standard_objects_task_event_recurring.htm)."""
     emulator.reset()
     token = httpx.post(
         f"{emulator.base_url}/services/oauth2/token",
