@@ -254,6 +254,7 @@ async def test_R3_a_series_a_crm_user_made_reads_as_one_record_with_its_pattern(
         and rec.pattern.first_day_of_week == "monday"
     )
     assert rec.range.number_of_occurrences == 13 and rec.range.time_zone == "America/Los_Angeles"
+    assert record.appointment.time_zone == "America/Los_Angeles"  # the series' zone, as Outlook will show it
     _, occurrences = series_rows(emulator)
     emulator.user_update(str(occurrences[1]["Id"]), subject="Planning (moved)")  # a CRM user's exception
     again = await connector.list_changed(page.cursor)

@@ -417,7 +417,7 @@ def record_from_row(
             "body": row.get("Description") or "",
             "start": start,
             "end": end,
-            "time_zone": kept.get("time_zone", "UTC"),
+            "time_zone": kept.get("time_zone", recurrence.range.time_zone if recurrence else "UTC"),
             "is_all_day": bool(row.get("IsAllDayEvent")),
             "locations": locations,
             "organizer": organizer,
