@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import e2e_latency, economy, fairness, footprint, ingress, scale, scale_out
+from bench import crm_economy, e2e_latency, economy, fairness, footprint, ingress, scale, scale_out
 from bench.common import print_table
 from bench.report import Section, machine, write
 
@@ -82,6 +82,14 @@ BENCHES: dict[str, tuple[str, str, Callable[[dict[str, Any]], list[dict[str, Any
         "requests to Azurite's table port; CRM: the emulator's log)",
         "target: <= 1 Graph read per inbound change; 0 Graph/CRM writes for echoes, duplicates, no-ops",
         lambda size: economy.run(size["economy"]),
+    ),
+    "crm-economy": (
+        "CRM economy: the CRM API's requests per unit with another connector (the Dataverse emulator's "
+        "request log; Graph and Table counted as in Economy)",
+        "target: 0 Graph/CRM writes for echoes, duplicates, no-ops; CRM reads beside Economy's REST rows",
+        lambda size: [
+            row for name in crm_economy.SIDES for row in crm_economy.run(size["economy"] // 3, name)
+        ],
     ),
     "fairness": (
         "Fairness: another mailbox's changes (event created -> CRM record) while one mailbox's burst of "

@@ -32,18 +32,27 @@ from sync_core.ports.crm_webhook import sign
 MAILBOXES = ("adele@contoso.example", "bruno@contoso.example", "chen@contoso.example")
 
 
-class _Meter:
-    def __init__(self, stack: LocalStack, counter: StorageCounter) -> None:
+class Meter:
+    """Counts one phase's requests. `crm_log`: the CRM emulator's request log (entries with a `method`),
+    the REST CRM emulator's unless given (bench.crm_economy passes the Dataverse emulator's)."""
+
+    def __init__(
+        self,
+        stack: LocalStack,
+        counter: StorageCounter,
+        crm_log: Callable[[], list[Any]] | None = None,
+    ) -> None:
         self.stack, self.counter = stack, counter
+        self.crm_log = crm_log or (lambda: stack.crm.requests)
         self.ports = storage_ports(stack.settings["AzureWebJobsStorage"])
 
     def measure(self, name: str, units: int, act: Callable[[], None]) -> dict[str, Any]:
         s = self.stack
-        g0, c0, t0 = len(s.graph.requests), len(s.crm.requests), self.counter.snapshot()
+        g0, c0, t0 = len(s.graph.requests), len(self.crm_log()), self.counter.snapshot()
         act()
         wait_idle(s.settings["AzureWebJobsStorage"], timeout=90)
         graph = app_graph_requests(s.graph.requests[g0:])
-        crm = s.crm.requests[c0:]
+        crm = self.crm_log()[c0:]
         t1 = self.counter.snapshot()
         table = sum(v - t0[k] for k, v in t1.items() if k[0] == self.ports["table"])
         table_writes = sum(
@@ -79,7 +88,7 @@ def run(count: int) -> list[dict[str, Any]]:
     counter = StorageCounter()
     counter.install()
     stack = LocalStack().start()
-    meter = _Meter(stack, counter)
+    meter = Meter(stack, counter)
     tag = uuid.uuid4().hex[:6]
     day = (datetime.now(UTC) + timedelta(days=4)).date().isoformat()
     created: list[tuple[str, str]] = []
