@@ -196,11 +196,12 @@ def _round(stack: LocalStack, settings: dict[str, str], processes: int, count: i
             raise RuntimeError("the queues did not drain before the round")
         stack.graph.reset_concurrency()
         requests_before = len(stack.graph.requests)
-        cpu_before = sum(cpu_seconds(pid) for pid in pids)
+        cpu_before = [cpu_seconds(pid) for pid in pids]
         own_before = cpu_seconds(os.getpid())
         result = _load(stack, count, rate)
         wait_idle(settings["AzureWebJobsStorage"], timeout=30)
-        cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        each = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
+        cpu = sum(each)
         own = cpu_seconds(os.getpid()) - own_before
         peaks = stack.graph.max_concurrency_seen
         answered = app_graph_requests(stack.graph.requests[requests_before:])
@@ -211,6 +212,7 @@ def _round(stack: LocalStack, settings: dict[str, str], processes: int, count: i
         "load": f"{count} at {rate:g}/s, both ways",
         **result,
         "hosts' CPU s": cpu,
+        "CPU s by process": "/".join(f"{v:.1f}" for v in each),  # each took its part of the queue
         "CPU ms/change": 1000 * cpu / count,
         "cores used": cpu / result["drained_s"] if result["drained_s"] else None,
         "emulators' CPU s": own,
