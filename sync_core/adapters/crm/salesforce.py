@@ -493,7 +493,9 @@ class SalesforceConnector:
                 item_id=str(existing[0]["Id"]),
             )
         if appointment.series_ref is not None and appointment.original_start is not None:
-            return await self._exception(appointment, field, key, external_ref, appointment.original_start)
+            occurrence = (appointment.series_ref, appointment.original_start)
+            keys = {EXTERNAL_REF: external_ref, field: key}
+            return await self._exception(appointment, occurrence, keys=keys)
         directory = await self._directory(appointment)
         organizer = appointment.organizer.email if appointment.organizer is not None else None
         owner = directory.get(organizer or "")
@@ -531,13 +533,11 @@ class SalesforceConnector:
         return record
 
     async def _exception(
-        self, appointment: Appointment, field: str, key: str, external_ref: str, original: datetime
+        self, appointment: Appointment, occurrence: tuple[str, datetime], *, keys: dict[str, str]
     ) -> CrmRecord:
-        """An exception is its occurrence row, edited: our keys first (a retry finds the row by them, or as
-        the occurrence it still is), then what differs, fields and invitees, as an update writes it."""
-        assert appointment.series_ref is not None
-        crm_id = await series.occurrence_for(self, appointment.series_ref, original, item_id=external_ref)
-        keys = {EXTERNAL_REF: external_ref, field: key}
+        """An exception is its occurrence row (series meeting key, original start), edited: our keys first (a
+        retry finds the row by them, or as the occurrence it still is), then what differs, as an update."""
+        crm_id = await series.occurrence_for(self, *occurrence, item_id=keys[EXTERNAL_REF])
         await self._send("PATCH", f"sobjects/Event/{crm_id}", item_id=crm_id, json_body=keys)
         row = await self._row(crm_id)
         if row is not None:
