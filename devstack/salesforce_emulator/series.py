@@ -21,7 +21,7 @@ SERIES_FIELDS = ("Recurrence2PatternText", "Recurrence2PatternStartDate", "Recur
 CRITICAL = (*SERIES_FIELDS, "StartDateTime", "EndDateTime", "IsRecurrence2")
 READ_ONLY = ("IsRecurrence2Exception", "Recurrence2PatternVersion", "GroupEventType", "ActivityRecurrence2Id")
 RULE_PARTS = {"FREQ", "INTERVAL", "BYDAY", "BYMONTHDAY", "BYMONTH", "WKST", "COUNT", "UNTIL"}
-MATERIALIZED = 100  # occurrences of a series with no end kept as rows (not documented in the sources read)
+MATERIALIZED = 100  # occurrence rows a series keeps at most (Salesforce's horizon: not in the sources read)
 INVITEES_RECURRING = 100
 _NOT_COPIED = {"Id", "IsDeleted", "CreatedDate", "CreatedById", "GroupEventType", *SERIES_FIELDS}
 
