@@ -265,7 +265,7 @@ class DataverseApi:
         annotated: bool,
         page_size: int,
     ) -> web.StreamResponse:
-        if entity_set != "appointments":
+        if entity_set not in self.store.tracked:
             raise ApiError(
                 400, f"Change tracking is not enabled for the entity '{ENTITY_SETS[entity_set][0]}'."
             )
@@ -283,7 +283,7 @@ class DataverseApi:
         else:
             since = self.store.read_token(query["$deltatoken"]) if "$deltatoken" in query else None
             upto, at = self.store.version, 0
-        changes = self.store.changes(since, upto)
+        changes = self.store.changes(since, upto, entity_set)
         page = changes[at : at + page_size]
         value: list[dict[str, Any]] = []
         for _, row_id, row in page:

@@ -166,6 +166,10 @@ class DataverseEmulator(ThreadedServer):
         """Move the emulator's clock (delta tokens older than 7 days expire)."""
         self._offset += delta
 
+    def track_changes(self, entity_set: str, on: bool = True) -> None:
+        """Switch change tracking of a table (appointments, recurringappointmentmasters) on or off."""
+        self._call(lambda: (self.store.tracked.add if on else self.store.tracked.discard)(entity_set))
+
     def set_faults(self, **faults: Any) -> None:
         self._api.faults = Faults(**faults)
 
@@ -294,6 +298,14 @@ class DataverseEmulator(ThreadedServer):
             )
         )
 
+    def user_delete_series(self, crm_id: str, *, deleted_by: str | None = None) -> None:
+        """A CRM user deletes a whole series (its instances go with it)."""
+        self._call(
+            lambda: self.store.delete(
+                "recurringappointmentmasters", crm_id, if_match=None, caller=self._user(deleted_by)
+            )
+        )
+
     def appointments(self) -> list[dict[str, Any]]:
         return self._call(lambda: [dict(r) for r in self.store.tables["appointments"].values()])
 
@@ -369,6 +381,14 @@ class DataverseEmulator(ThreadedServer):
                 )
             )
 
+        async def user_delete_series(request: web.Request) -> web.Response:
+            key, by = request.match_info["id"], request.query.get("deleted_by")
+            return answer(
+                lambda: self.store.delete(
+                    "recurringappointmentmasters", key, if_match=None, caller=self._user(by)
+                )
+            )
+
         async def user_cancel(request: web.Request) -> web.Response:
             body = await body_of(request)
             key, by = request.match_info["id"], body.get("updated_by")
@@ -403,6 +423,7 @@ class DataverseEmulator(ThreadedServer):
             web.post(f"{p}/user/appointments/{{id}}/cancel", user_cancel),
             web.post(f"{p}/user/recurringappointmentmasters", user_create_series),
             web.patch(f"{p}/user/recurringappointmentmasters/{{id}}", user_update_series),
+            web.delete(f"{p}/user/recurringappointmentmasters/{{id}}", user_delete_series),
             web.delete(f"{p}/user/appointments/{{id}}", user_delete),
             web.post(f"{p}/webhook", webhook),
             web.get(f"{p}/webhook/deliveries", deliveries),

@@ -382,9 +382,6 @@ class SeriesStore(Store):
         row = self.get(entity_set, key)
         if entity_set == MASTERS:
             super().delete(MASTERS, key, if_match=if_match, caller=caller)
-            parties = self.tables["activityparties"]
-            for k in [k for k, v in parties.items() if v["_activityid_value"] == row["activityid"]]:
-                del parties[k]
             for instance in self.instances(row["activityid"]):
                 super().delete(APPOINTMENTS, instance["activityid"], if_match=None, caller=caller)
             return

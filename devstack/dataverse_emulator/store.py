@@ -106,7 +106,10 @@ class Store:
         self.app_user_id = app_user_id
         self.tables: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in ENTITY_SETS}
         self.version = 1000
-        self.deletions: list[tuple[int, str]] = []  # (row version, activityid) of deleted appointments
+        self.deletions: list[tuple[int, str, str]] = []  # (row version, entity set, activityid) deleted
+        # Tables with change tracking on (Tables > Advanced options > Track changes): the two activity
+        # tables the connector reads, as its setup asks; a test may switch one off.
+        self.tracked: set[str] = set(PARTY_NAV)
         self.token_days = DEFAULT_TOKEN_DAYS
         self.writable: dict[str, dict[str, int | None]] = dict(WRITABLE)
         # Called after each appointment Create, Update and Delete with (message, row as it is now, the
@@ -120,6 +123,7 @@ class Store:
     def reset(self) -> None:
         self.tables = {name: {} for name in ENTITY_SETS}
         self.deletions = []
+        self.tracked = set(PARTY_NAV)
 
     # -- rows ---------------------------------------------------------------------------------------
 
@@ -308,12 +312,13 @@ class Store:
             )
         _, primary = ENTITY_SETS[entity_set]
         del self.tables[entity_set][row[primary]]
-        if entity_set == "appointments":
+        if entity_set in PARTY_NAV:
             parties = self.tables["activityparties"]
             for k in [k for k, v in parties.items() if v["_activityid_value"] == row["activityid"]]:
                 del parties[k]
             self.version += 1
-            self.deletions.append((self.version, row["activityid"]))
+            self.deletions.append((self.version, entity_set, row["activityid"]))
+        if entity_set == "appointments":
             self._changed("Delete", row, {}, caller or self.app_user_id)
 
     def parties_of(self, activity_id: str) -> list[dict[str, Any]]:
@@ -340,18 +345,20 @@ class Store:
             )
         return since
 
-    def changes(self, since: int | None, upto: int) -> list[tuple[int, str, dict[str, Any] | None]]:
-        """(version, id, row or None when deleted) of appointments changed in (since, upto], rows first."""
+    def changes(
+        self, since: int | None, upto: int, entity_set: str = "appointments"
+    ) -> list[tuple[int, str, dict[str, Any] | None]]:
+        """(version, id, row or None when deleted) of a table's rows changed in (since, upto], rows first."""
         rows = [
             (r["versionnumber"], r["activityid"], r)
-            for r in self.tables["appointments"].values()
+            for r in self.tables[entity_set].values()
             if (since is None or r["versionnumber"] > since) and r["versionnumber"] <= upto
         ]
         rows.sort(key=lambda x: x[0])
         if since is None:
             return list(rows)
-        live = set(self.tables["appointments"])
-        gone = {i: v for v, i in self.deletions if since < v <= upto and i not in live}
+        live = set(self.tables[entity_set])
+        gone = {i: v for v, t, i in self.deletions if t == entity_set and since < v <= upto and i not in live}
         return [*rows, *sorted(((v, i, None) for i, v in gone.items()), key=lambda x: x[0])]
 
 

@@ -249,3 +249,26 @@ async def test_R1_a_series_a_dataverse_user_makes_reads_as_one_series_record_wit
         ),
     )
     assert len(instances(backend)) == 10 and await connector.get_appointment(made["activityid"]) == record
+
+
+async def test_L4_a_series_a_dataverse_user_deletes_is_named_by_the_change_feed(
+    connector: DataverseConnector, backend: DataverseEmulator
+) -> None:
+    made = await connector.create_appointment(series(), idempotency_key="s", external_ref="ical:S")
+    first = await connector.list_changed(None)
+    assert [r.crm_id for r in first.records] == [made.crm_id] and not first.more  # once, from both feeds
+    backend.user_delete_series(made.crm_id, deleted_by="adele@contoso.example")
+    page = await connector.list_changed(first.cursor)
+    assert made.crm_id in page.deleted_ids and page.records == ()
+    assert len(page.deleted_ids) == 5  # the series and its four instances (which name nothing we map)
+
+
+async def test_without_change_tracking_on_series_the_feed_still_reads_every_appointment(
+    connector: DataverseConnector, backend: DataverseEmulator
+) -> None:
+    backend.track_changes("recurringappointmentmasters", False)
+    made = await connector.create_appointment(series(), idempotency_key="s", external_ref="ical:S")
+    single = await connector.create_appointment(make_appointment(), idempotency_key="a", external_ref="a")
+    page = await connector.list_changed(None)
+    assert sorted(r.crm_id for r in page.records) == sorted([made.crm_id, single.crm_id])
+    assert any(r.status == 400 and "recurringappointmentmasters" in r.path for r in backend.requests)

@@ -427,3 +427,52 @@ def test_R3_an_occurrence_a_dataverse_user_cancels_is_cancelled_in_the_outlook_s
         a["statecode"] for a in _appointments(stack, subject) if a["originalstartdate"] == _wire(second)
     ] == [2]
     assert len(_masters(stack, subject)) == 1
+
+
+def test_L4_a_series_a_dataverse_user_deletes_is_cancelled_in_outlook_by_the_sweep(stack: LocalStack) -> None:
+    """The Delete webhooks name the series' instances, which no mapping knows; the series' own change
+    tracking names the series itself, and the sweep reading it cancels the Outlook series."""
+    subject = "Fabrikam fortnightly forecast"
+    first = _at(10, 16)
+    local = "%Y-%m-%dT%H:%M:%S"
+    with stack.graph_http() as g:
+        g.post(
+            f"/users/{ADELE}/events",
+            json={
+                "subject": subject,
+                "start": {"dateTime": first.strftime(local), "timeZone": "UTC"},
+                "end": {"dateTime": (first + timedelta(hours=1)).strftime(local), "timeZone": "UTC"},
+                "attendees": [{"emailAddress": {"address": BRUNO}, "type": "required"}],
+                "recurrence": {
+                    "pattern": {
+                        "type": "weekly",
+                        "interval": 2,
+                        "daysOfWeek": [first.strftime("%A").lower()],
+                    },
+                    "range": {
+                        "type": "numbered",
+                        "startDate": first.date().isoformat(),
+                        "numberOfOccurrences": 3,
+                    },
+                },
+            },
+        ).raise_for_status()
+    [master] = wait_for(lambda: _masters(stack, subject), timeout=WAIT, what="the series")
+    _settle(stack)
+    stack.host.invoke_timer("reconcile_sweep").result(timeout=60)  # the feeds read up to now
+    _settle(stack)
+    r = httpx.delete(
+        f"{stack.dataverse.base_url}/_emulator/user/recurringappointmentmasters/{master['activityid']}",
+        params={"deleted_by": ADELE},
+        timeout=10,
+    )
+    r.raise_for_status()
+    _settle(stack)
+    assert _events(stack, ADELE, subject), "the instances' Delete webhooks alone change nothing"
+    stack.host.invoke_timer("reconcile_sweep").result(timeout=60)
+    wait_for(
+        lambda: _events(stack, ADELE, subject) == [], timeout=WAIT, what="the series cancelled in Outlook"
+    )
+    assert wait_for(
+        lambda: [e for e in _events(stack, BRUNO, f"Canceled: {subject}") if e["isCancelled"]], timeout=WAIT
+    )

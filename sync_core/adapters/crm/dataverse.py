@@ -22,7 +22,7 @@ from typing import Any, Self
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
-from sync_core.adapters.crm.dataverse_series import Series
+from sync_core.adapters.crm.dataverse_series import Series, feed_cursor, feed_links
 from sync_core.adapters.crm.dataverse_wire import (
     API_PATH,
     APPOINTMENT_COLUMNS,
@@ -599,15 +599,17 @@ class DataverseConnector:
 
     async def list_changed(self, cursor: str | None, *, limit: int = 100) -> ChangedPage:
         """One page of the appointments' change tracking: rows changed (with their parties, one more query
-        per page) and `$deletedEntity` ids. The cursor is the next page's link, or the delta link once the
-        changes are read; an expired delta token (7 days by default) starts again with a full read."""
+        per page) and `$deletedEntity` ids; once they are read up to now, a page of the series' (deleted
+        series). The cursor holds both feeds' next or delta links; an expired delta token (7 days by default)
+        starts that feed again with a full read."""
         if limit < 1:
             raise UnprocessableError(f"limit must be at least 1, got {limit}", side=SIDE)
         prefer = f"odata.track-changes,odata.maxpagesize={min(limit, 5000)},{_ANNOTATIONS}"
+        link, series_link = feed_links(cursor)
         try:
-            data = await self._changes(cursor, prefer)
+            data = await self._changes(link, prefer)
         except NotFoundError as exc:
-            if cursor is None or EXPIRED_VERSION_STAMP not in str(exc):
+            if link is None or EXPIRED_VERSION_STAMP not in str(exc):
                 raise
             log.warning("Dataverse change-tracking token expired; reading every appointment again")
             data = await self._changes(None, prefer)
@@ -629,8 +631,18 @@ class DataverseConnector:
             raise UnprocessableError(
                 "Dataverse change page has neither a next link nor a delta link", side=SIDE
             )
+        more = bool(next_link)
+        if not more:
+            series, gone, series_next, series_delta = await self._series.changes(series_link, prefer)
+            known = {r.crm_id.lower() for r in records}
+            records += [r for r in series if r.crm_id.lower() not in known]
+            deleted += gone
+            series_link, more = series_next or series_delta or series_link, bool(series_next)
         return ChangedPage(
-            records=tuple(records), deleted_ids=tuple(deleted), cursor=new_cursor, more=bool(next_link)
+            records=tuple(records),
+            deleted_ids=tuple(deleted),
+            cursor=feed_cursor(new_cursor, series_link),
+            more=more,
         )
 
     async def _changes(self, cursor: str | None, prefer: str) -> dict[str, Any]:

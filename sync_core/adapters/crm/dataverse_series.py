@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -22,6 +23,7 @@ from sync_core.adapters.crm.dataverse_wire import (
     CANCELED,
     CANCELLED_CODE,
     CLOSED_STATES,
+    EXPIRED_VERSION_STAMP,
     EXTERNAL_REF,
     FREE,
     OPEN,
@@ -60,10 +62,14 @@ class _Connector(Protocol):
     ) -> Any: ...
 
     async def _get_json(
-        self, url: str, *, item_id: str | None, params: Mapping[str, str] | None = None
+        self, url: str, *, item_id: str | None, params: Mapping[str, str] | None = None, prefer: str = ...
     ) -> dict[str, Any]: ...
 
     async def _all(self, url: str, params: Mapping[str, str]) -> list[dict[str, Any]]: ...
+
+    def _own_link(self, link: Any) -> str | None: ...
+
+    async def _parties_of(self, ids: list[str]) -> dict[str, list[dict[str, Any]]]: ...
 
     async def _records(
         self, rows: list[dict[str, Any]], party_rows: Mapping[str, list[dict[str, Any]]] | None = None
@@ -80,6 +86,7 @@ class _Connector(Protocol):
     ) -> CrmRecord: ...
 
 
+log = logging.getLogger(__name__)
 MASTERS = "recurringappointmentmasters"
 NAV = "recurringappointmentmaster_activity_parties"
 INSTANCE, EXCEPTION = 2, 3  # appointment.instancetypecode
@@ -133,6 +140,25 @@ def _version(row: Mapping[str, Any], cancelled: Iterable[datetime]) -> str:
     """The series row's ETag and a digest of its cancelled instances."""
     stamps = ",".join(sorted(wire_time(c) for c in cancelled))
     return f"{row.get('@odata.etag') or ''}|{hashlib.sha256(stamps.encode()).hexdigest()[:12]}"
+
+
+FEEDS = "dataverse-feeds:"  # a cursor of both change feeds: appointments and series
+
+
+def feed_links(cursor: str | None) -> tuple[str | None, str | None]:
+    """The appointments' and the series' links of a cursor; a bare link (an older cursor) is the
+    appointments' alone."""
+    if not cursor or not cursor.startswith(FEEDS):
+        return cursor, None
+    try:
+        data = json.loads(cursor[len(FEEDS) :])
+        return data.get("appointments"), data.get("series")
+    except (ValueError, AttributeError) as exc:
+        raise UnprocessableError(f"not a Dataverse cursor: {cursor[:200]}", side=SIDE) from exc
+
+
+def feed_cursor(appointments: str, series: str | None) -> str:
+    return FEEDS + json.dumps({"appointments": appointments, "series": series}, separators=(",", ":"))
 
 
 def series_of(row: Mapping[str, Any]) -> str | None:
@@ -244,6 +270,44 @@ class Series:
             if record is not None:
                 out.append(record)
         return out
+
+    async def changes(
+        self, link: str | None, prefer: str
+    ) -> tuple[list[CrmRecord], list[str], str | None, str | None]:
+        """One page of the series' own change tracking (enabled on Recurring Appointment): the series
+        changed, the ids of those deleted (a series deleted in Dataverse: its instances' ids name nothing we
+        map), the next link and the delta link. Without change tracking on the table, nothing (logged): the
+        instances still carry every change but a deletion."""
+        try:
+            data = await self._tracked(link, prefer)
+        except NotFoundError as exc:
+            if link is None or EXPIRED_VERSION_STAMP not in str(exc):
+                raise
+            log.warning("Dataverse change-tracking token of the series expired; reading every series again")
+            data = await self._tracked(None, prefer)
+        except UnprocessableError as exc:
+            log.warning(
+                "Dataverse series change tracking unavailable (%s); series deletions are not read", exc
+            )
+            return [], [], None, None
+        rows, deleted = [], []
+        for item in data.get("value") or []:
+            if isinstance(item, dict) and str(item.get("@odata.context") or "").endswith("$deletedEntity"):
+                deleted.append(str(item.get("id")))
+            elif isinstance(item, dict):
+                rows.append(item)
+        parties_of = await self.conn._parties_of([str(r.get("activityid")) for r in rows])
+        records = [
+            await self.record(r | {NAV: parties_of.get(str(r.get("activityid")).lower(), [])}) for r in rows
+        ]
+        next_link = self.conn._own_link(data.get("@odata.nextLink"))
+        return records, deleted, next_link, self.conn._own_link(data.get("@odata.deltaLink"))
+
+    async def _tracked(self, link: str | None, prefer: str) -> dict[str, Any]:
+        if link:
+            return await self.conn._get_json(self.conn._own_link(link) or "", item_id=None, prefer=prefer)
+        params = {"$select": ",".join(MASTER_COLUMNS)}
+        return await self.conn._get_json(MASTERS, item_id=None, params=params, prefer=prefer)
 
     # -- writes ---------------------------------------------------------------------------------------
 
