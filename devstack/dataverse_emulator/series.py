@@ -27,6 +27,7 @@ TIME_ZONES = {
     100: "Europe/Warsaw",
     105: "Europe/Paris",
     110: "Europe/Berlin",
+    190: "Asia/Kolkata",  # known to Dataverse, not to the connector's table: its refusal is tested
     235: "Asia/Tokyo",
     255: "Australia/Sydney",
 }

@@ -272,3 +272,26 @@ async def test_without_change_tracking_on_series_the_feed_still_reads_every_appo
     page = await connector.list_changed(None)
     assert sorted(r.crm_id for r in page.records) == sorted([made.crm_id, single.crm_id])
     assert any(r.status == 400 and "recurringappointmentmasters" in r.path for r in backend.requests)
+
+
+async def test_a_series_in_a_zone_the_connector_has_no_code_for_is_refused_by_id_and_never_stops_the_feed(
+    connector: DataverseConnector, backend: DataverseEmulator
+) -> None:
+    made = backend.user_create_series(
+        {
+            "subject": "Bengaluru sync",
+            "starttime": "2026-03-02T04:30:00Z",
+            "endtime": "2026-03-02T05:00:00Z",
+            "recurrencepatterntype": 0,
+            "interval": 1,
+            "patternstartdate": "2026-03-02",
+            "patternendtype": 2,
+            "occurrences": 2,
+            "utcconversiontimezonecode": 190,
+        }
+    )
+    single = await connector.create_appointment(make_appointment(), idempotency_key="a", external_ref="a")
+    page = await connector.list_changed(None)
+    assert [r.crm_id for r in page.records] == [single.crm_id]
+    with pytest.raises(UnprocessableError, match="time zone code 190"):
+        await connector.get_appointment(made["activityid"])
