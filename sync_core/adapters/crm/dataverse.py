@@ -22,7 +22,8 @@ from typing import Any, Self
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
-from sync_core.adapters.crm.dataverse_series import Series, feed_cursor, feed_links
+from sync_core.adapters.crm.dataverse_series import Series
+from sync_core.adapters.crm.dataverse_series_wire import feed_cursor, feed_links
 from sync_core.adapters.crm.dataverse_wire import (
     API_PATH,
     APPOINTMENT_COLUMNS,

@@ -1,24 +1,28 @@
-"""Recurring series for DataverseConnector. I/O side, through the connector's requests: a series is a
-recurringappointmentmaster (pattern columns from dataverse_recurrence), an edited occurrence its instance row
-(an exception), a cancelled occurrence a cancelled instance.
-
-Dataverse expands a series into appointment rows (instancetypecode 2, `seriesid`, `originalstartdate`); an
-instance updated becomes an exception (3), a deleted one goes to the series' `deletedexceptionslist`
-(create-recurring-appointment-series-instance-exception.md). So an instance that is no exception of ours is
-read as its series (Dataverse announces a series edit on its instances), and the series' version covers its
-cancelled instances too: a cancel made in Dataverse leaves the series row's ETag alone.
+"""Recurring series for DataverseConnector, I/O side through its requests: a series is a
+recurringappointmentmaster, an edited occurrence its instance row, a cancelled occurrence a cancelled instance
+(the rows: dataverse_series_wire; the pattern: dataverse_recurrence; the why: docs/connectors/dataverse.md).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Awaitable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sync_core.adapters.crm.dataverse_recurrence import PATTERN_COLUMNS, from_columns, to_columns
+from sync_core.adapters.crm.dataverse_recurrence import from_columns
+from sync_core.adapters.crm.dataverse_series_wire import (
+    INSTANCE_COLUMNS,
+    MASTER_COLUMNS,
+    MASTERS,
+    NAV,
+    kept_recurrence,
+    master_body,
+    original_start,
+    series_of,
+    series_version,
+    stands_for_series,
+)
 from sync_core.adapters.crm.dataverse_wire import (
     CANCELED,
     CANCELLED_CODE,
@@ -29,21 +33,17 @@ from sync_core.adapters.crm.dataverse_wire import (
     OPEN,
     PARTY_COLUMNS,
     SIDE,
-    SYNC_DATA,
     Directory,
     activity_id,
     as_guid,
-    columns,
     odata_string,
-    parse_time,
     parties,
     party_key,
-    refuse_unholdable,
     same_column,
     state_of,
     wire_time,
 )
-from sync_core.domain.model import Appointment, CrmRecord, Recurrence, Status
+from sync_core.domain.model import Appointment, CrmRecord, Status
 from sync_core.errors import ConcurrencyError, NotFoundError, UnprocessableError
 
 
@@ -87,96 +87,14 @@ class _Connector(Protocol):
 
 
 log = logging.getLogger(__name__)
-MASTERS = "recurringappointmentmasters"
-NAV = "recurringappointmentmaster_activity_parties"
-INSTANCE, EXCEPTION = 2, 3  # appointment.instancetypecode
-MASTER_COLUMNS = (
-    "activityid",
-    "subject",
-    "description",
-    "location",
-    "isalldayevent",
-    "ismapiprivate",
-    "statecode",
-    "statuscode",
-    "createdon",
-    "modifiedon",
-    "_createdby_value",
-    "_modifiedby_value",
-    EXTERNAL_REF,
-    SYNC_DATA,
-    "starttime",
-    "endtime",
-    "duration",
-    *PATTERN_COLUMNS,
-)
-_INSTANCE_COLUMNS = "activityid,originalstartdate,statecode,instancetypecode,seriesid," + EXTERNAL_REF
-
-
-def master_body(appt: Appointment, external_ref: str | None, *, item_id: str | None) -> dict[str, Any]:
-    """Every column of the series row for `appt` (not its state, not its parties), or UnprocessableError."""
-    refuse_unholdable(appt, item_id=item_id, series=True)
-    assert appt.recurrence is not None
-    row = columns(appt, external_ref)
-    del row["scheduledstart"], row["scheduledend"]  # read-only on a series: Dataverse derives them
-    row |= to_columns(appt.recurrence, item_id=item_id)
-    minutes = int((appt.end - appt.start).total_seconds() // 60)
-    return row | {"starttime": wire_time(appt.start), "endtime": wire_time(appt.end), "duration": minutes}
-
-
-def _kept_recurrence(row: Mapping[str, Any]) -> Recurrence | None:
-    try:
-        data = json.loads(row.get(SYNC_DATA) or "{}")
-        return Recurrence.model_validate(data["recurrence"]) if data.get("recurrence") else None
-    except (ValueError, TypeError, KeyError):
-        return None
-
-
-def _start(row: Mapping[str, Any]) -> datetime | None:
-    return parse_time(row.get("originalstartdate"))
-
-
-def _version(row: Mapping[str, Any], cancelled: Iterable[datetime]) -> str:
-    """The series row's ETag and a digest of its cancelled instances."""
-    stamps = ",".join(sorted(wire_time(c) for c in cancelled))
-    return f"{row.get('@odata.etag') or ''}|{hashlib.sha256(stamps.encode()).hexdigest()[:12]}"
-
-
-FEEDS = "dataverse-feeds:"  # a cursor of both change feeds: appointments and series
-
-
-def feed_links(cursor: str | None) -> tuple[str | None, str | None]:
-    """The appointments' and the series' links of a cursor; a bare link (an older cursor) is the
-    appointments' alone."""
-    if not cursor or not cursor.startswith(FEEDS):
-        return cursor, None
-    try:
-        data = json.loads(cursor[len(FEEDS) :])
-        return data.get("appointments"), data.get("series")
-    except (ValueError, AttributeError) as exc:
-        raise UnprocessableError(f"not a Dataverse cursor: {cursor[:200]}", side=SIDE) from exc
-
-
-def feed_cursor(appointments: str, series: str | None) -> str:
-    return FEEDS + json.dumps({"appointments": appointments, "series": series}, separators=(",", ":"))
-
-
-def series_of(row: Mapping[str, Any]) -> str | None:
-    """The series id of an instance or exception row; None for any other appointment."""
-    if int(row.get("instancetypecode") or 0) not in (INSTANCE, EXCEPTION):
-        return None
-    return as_guid(str(row.get("seriesid") or ""))
-
-
-def stands_for_series(row: Mapping[str, Any]) -> bool:
-    """An instance row read as its series: neither an exception we wrote (our meeting key on it) nor one a
-    Dataverse user edited; a cancelled instance is a cancelled occurrence of the series."""
-    edited = int(row.get("instancetypecode") or 0) == EXCEPTION and int(row.get("statecode") or 0) != CANCELED
-    return not (row.get(EXTERNAL_REF) or edited)
 
 
 class Series:
-    """The series half of one DataverseConnector."""
+    """The series half of one DataverseConnector. Dataverse expands a series into appointment rows
+    (instancetypecode 2, `seriesid`, `originalstartdate`); an instance updated becomes an exception (3)
+    (create-recurring-appointment-series-instance-exception.md). So an instance that is no exception is read
+    as its series, and the series' version covers its cancelled instances: a cancel made in Dataverse leaves
+    the series row's ETag alone."""
 
     def __init__(self, conn: _Connector) -> None:
         self.conn = conn
@@ -193,7 +111,7 @@ class Series:
     async def instances(self, guid: str) -> list[dict[str, Any]]:
         """Every instance row of the series (instances and exceptions), in any order."""
         return await self.conn._all(
-            "appointments", {"$select": _INSTANCE_COLUMNS, "$filter": f"seriesid eq {guid}"}
+            "appointments", {"$select": INSTANCE_COLUMNS, "$filter": f"seriesid eq {guid}"}
         )
 
     async def record(self, row: Mapping[str, Any]) -> CrmRecord:
@@ -203,19 +121,21 @@ class Series:
         as_row = dict(row) | {"scheduledstart": row.get("starttime"), "scheduledend": row.get("endtime")}
         base = (await self.conn._records([as_row], {guid: list(row.get(NAV) or [])}))[0]
         try:
-            recurrence = from_columns(row, kept=_kept_recurrence(row))
+            recurrence = from_columns(row, kept=kept_recurrence(row))
         except ValueError as exc:
             raise UnprocessableError(
                 f"Dataverse series cannot be read: {exc}", side=SIDE, item_id=guid
             ) from exc
         rows = await self.instances(guid)
-        native = {s for r in rows if int(r.get("statecode") or 0) == CANCELED and (s := _start(r))}
-        live = {s for r in rows if int(r.get("statecode") or 0) not in CLOSED_STATES and (s := _start(r))}
+        native = {s for r in rows if int(r.get("statecode") or 0) == CANCELED and (s := original_start(r))}
+        live = {
+            s for r in rows if int(r.get("statecode") or 0) not in CLOSED_STATES and (s := original_start(r))
+        }
         cancelled = tuple(sorted((set(base.appointment.cancelled_occurrences) - live) | native))
         appt = base.appointment.model_copy(
             update={"recurrence": recurrence, "cancelled_occurrences": cancelled, "series_ref": None}
         )
-        return base.model_copy(update={"appointment": appt, "version": _version(row, native)})
+        return base.model_copy(update={"appointment": appt, "version": series_version(row, native)})
 
     async def get(self, guid: str) -> CrmRecord | None:
         row = await self.master_row(guid)
@@ -236,7 +156,9 @@ class Series:
             if appt.series_ref is None or appt.original_start is None:
                 master = await self.master_row(series_id)
                 series_key = (master or {}).get(EXTERNAL_REF) or f"crm:{series_id}"
-                appt = appt.model_copy(update={"series_ref": series_key, "original_start": _start(row)})
+                appt = appt.model_copy(
+                    update={"series_ref": series_key, "original_start": original_start(row)}
+                )
             return record.model_copy(update={"appointment": appt})
         master = await self.master_row(series_id)
         return None if master is None else await self.record(master)
@@ -365,7 +287,7 @@ class Series:
         if not wanted:
             return
         for row in await self.instances(guid):
-            start = _start(row)
+            start = original_start(row)
             if start in wanted and int(row.get("statecode") or 0) not in CLOSED_STATES:
                 body = {"statecode": CANCELED, "statuscode": CANCELLED_CODE}
                 await self.conn._patch(str(row["activityid"]), body, if_match="*")
@@ -455,7 +377,7 @@ class Series:
                 item_id=external_ref,
             )
         wanted = appt.original_start.astimezone(UTC)
-        row = next((r for r in await self.instances(series_id) if _start(r) == wanted), None)
+        row = next((r for r in await self.instances(series_id) if original_start(r) == wanted), None)
         if row is None:
             raise UnprocessableError(
                 f"series {series_id} has no instance starting {wire_time(wanted)} in Dataverse (past its "
