@@ -12,7 +12,7 @@ import pytest
 from devstack.dataverse_emulator import DataverseEmulator
 from sync_core.adapters.crm.dataverse import DataverseConnector
 from sync_core.domain.model import Appointment, Recurrence, RecurrencePattern, RecurrenceRange, Status
-from sync_core.errors import ConcurrencyError, UnprocessableError
+from sync_core.errors import ConcurrencyError, TransientError, UnprocessableError
 from tests.crm.test_crm_contract import make_appointment
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday, 10:00 in Berlin
@@ -161,7 +161,7 @@ async def test_R3_an_occurrence_a_dataverse_user_edits_is_an_exception_of_its_se
     assert (await connector.get_appointment(made.crm_id)) is not None
 
 
-async def test_R3_an_exception_whose_occurrence_has_no_instance_is_refused_with_the_reason(
+async def test_R3_an_exception_with_no_instance_is_refused_and_one_with_no_series_yet_is_retried(
     connector: DataverseConnector,
 ) -> None:
     await connector.create_appointment(series(), idempotency_key="s", external_ref="ical:S")
@@ -169,7 +169,7 @@ async def test_R3_an_exception_whose_occurrence_has_no_instance_is_refused_with_
     with pytest.raises(UnprocessableError, match="no instance starting"):
         await connector.create_appointment(stray, idempotency_key="e", external_ref="ical:S|x")
     orphan = make_appointment(series_ref="ical:none", original_start=START)
-    with pytest.raises(UnprocessableError, match="no series"):
+    with pytest.raises(TransientError, match="no series"):  # retried: its series may be on its way
         await connector.create_appointment(orphan, idempotency_key="o", external_ref="ical:none|x")
 
 

@@ -44,7 +44,7 @@ from sync_core.adapters.crm.dataverse_wire import (
     wire_time,
 )
 from sync_core.domain.model import Appointment, CrmRecord, Status
-from sync_core.errors import ConcurrencyError, NotFoundError, UnprocessableError
+from sync_core.errors import ConcurrencyError, NotFoundError, TransientError, UnprocessableError
 
 
 class _Connector(Protocol):
@@ -370,9 +370,9 @@ class Series:
         meeting key on it, so a retry finds the instance and returns it (create once)."""
         assert appt.series_ref is not None and appt.original_start is not None
         series_id = await self._series_id(appt.series_ref)
-        if series_id is None:
-            raise UnprocessableError(
-                f"Dataverse has no series {appt.series_ref!r} for this exception",
+        if series_id is None:  # its series may be on its way (a create not yet done): retried, then poisoned
+            raise TransientError(
+                f"Dataverse has no series {appt.series_ref!r} for this exception (yet)",
                 side=SIDE,
                 item_id=external_ref,
             )
