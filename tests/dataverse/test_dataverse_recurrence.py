@@ -159,3 +159,45 @@ def test_R1_a_dataverse_users_every_weekday_series_reads_as_weekly_monday_to_fri
     row = to_columns(_rec()) | {"isweekdaypattern": True, "daysofweekmask": 62, "interval": 1}
     read = from_columns(row)
     assert read.pattern.type == "weekly" and read.pattern.days_of_week == DAYS[1:6]
+
+
+@st.composite
+def dataverse_rows(draw: st.DrawFn) -> dict[str, Any]:
+    """A recurringappointmentmaster's pattern columns as a Dataverse user's series may hold them."""
+    kind = draw(st.integers(0, 3))
+    nth = draw(st.booleans())
+    start = draw(st.dates(date(2020, 1, 1), date(2031, 12, 31)))
+    end_type = draw(st.integers(1, 3))
+    return {
+        "recurrencepatterntype": kind,
+        "interval": draw(st.integers(1, 12)),
+        "daysofweekmask": draw(st.integers(1, 127)) if kind == 1 or (kind in (2, 3) and nth) else None,
+        "dayofmonth": draw(st.integers(1, 31)) if kind in (2, 3) and not nth else None,
+        "monthofyear": draw(st.integers(1, 12)) if kind == 3 else None,
+        "instance": draw(st.integers(1, 5)) if kind in (2, 3) and nth else None,
+        "isnthmonthly": kind == 2 and nth,
+        "isnthyearly": kind == 3 and nth,
+        "isweekdaypattern": kind == 1 and draw(st.booleans()),
+        "firstdayofweek": draw(st.integers(0, 6)),
+        "patternstartdate": f"{start.isoformat()}T00:00:00Z",
+        "patternendtype": end_type,
+        "occurrences": draw(st.integers(1, 999)) if end_type == 2 else None,
+        "patternenddate": f"{(start + timedelta(days=draw(st.integers(0, 3000)))).isoformat()}T00:00:00Z"
+        if end_type == 3
+        else None,
+        "utcconversiontimezonecode": draw(st.sampled_from(sorted(ZONE_CODES.values()))),
+    }
+
+
+@settings(max_examples=200, deadline=None)
+@given(dataverse_rows(), st.times())
+def test_R1_what_a_dataverse_users_series_is_read_as_has_the_same_occurrences(
+    row: dict[str, Any], wall: time
+) -> None:
+    rec = from_columns(row)
+    zone = ZoneInfo(timezones.to_iana(rec.range.time_zone) or "UTC")
+    start = datetime.combine(rec.range.start_date, wall.replace(microsecond=0), tzinfo=zone).astimezone(UTC)
+    stamp = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    shape = SeriesShape(start, start, rec.range.time_zone, _graph_form(rec), {}, frozenset())
+    graph = [(s, e) for _, s, e in islice(series_dates(shape, datetime.max.replace(tzinfo=UTC)), COMPARED)]
+    assert dataverse_occurrences(row | {"starttime": stamp, "endtime": stamp}, COMPARED) == graph
