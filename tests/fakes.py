@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Mapping as AnyMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -69,8 +69,15 @@ def _index_keys(mapping: Mapping) -> set[tuple[str, ...]]:
     keys: set[tuple[str, ...]] = {("graph", c.mailbox.lower(), c.event_id) for c in mapping.copies}
     if mapping.crm_id:
         keys.add(("crm", mapping.crm_id))
-    if mapping.ical_uid:
-        keys.add(("ical", mapping.ical_uid))
+    uid = mapping.ical_uid
+    if uid and (mapping.meeting_key == "ical:" + uid or any(c.role != "organizer" for c in mapping.copies)):
+        keys.add(("ical", uid))
+    elif uid:  # a meeting keyed otherwise, no other copy joined: known by its iCalUId beside its own copy
+        home = next((c for c in mapping.copies if c.event_id == mapping.graph_event_id), None) or next(
+            (c for c in mapping.copies if c.role == "organizer"), None
+        )
+        if home is not None:
+            keys.add(("home-ical", home.mailbox.lower(), uid))
     return keys
 
 
@@ -88,12 +95,18 @@ class MemoryMappings:
         row = self.rows.get(meeting_key)
         return None if row is None else Mapping.model_validate(json.loads(row[1]) | {"etag": row[0]})
 
-    async def lookup(self, key: str) -> tuple[Mapping | None, str | None]:
+    async def lookup(self, key: str, *, homes: Sequence[str] = ()) -> tuple[Mapping | None, str | None]:
         kind, _, ident = key.partition(":")
         alias = self.index.get((kind, ident)) if kind in ("ical", "crm") and "|" not in key else None
         if alias is not None and alias != key:
             return None, alias
-        return await self.get(key), None
+        found = await self.get(key)
+        if found is None and kind == "ical" and "|" not in key:
+            return None, self._home_ical(ident, homes)
+        return found, None
+
+    def _home_ical(self, ical_uid: str, homes: Sequence[str]) -> str | None:
+        return next((k for h in homes if (k := self.index.get(("home-ical", h.lower(), ical_uid)))), None)
 
     async def find_by_graph(self, mailbox: str, event_id: str) -> str | None:
         return self.index.get(("graph", mailbox.lower(), event_id))
@@ -101,8 +114,10 @@ class MemoryMappings:
     async def find_by_crm(self, crm_id: str) -> str | None:
         return self.index.get(("crm", crm_id))
 
-    async def find_by_ical(self, ical_uid: str) -> str | None:
-        return self.index.get(("ical", ical_uid)) if ical_uid else None
+    async def find_by_ical(self, ical_uid: str, *, homes: Sequence[str] = ()) -> str | None:
+        if not ical_uid:
+            return None
+        return self.index.get(("ical", ical_uid)) or self._home_ical(ical_uid, homes)
 
     async def save(
         self, mapping: Mapping, *, previous: Mapping | None = None, decision: DecisionRecord | None = None

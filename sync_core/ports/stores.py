@@ -4,6 +4,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -39,16 +40,18 @@ class Mappings(Protocol):
 
     async def get(self, meeting_key: str) -> Mapping | None: ...
 
-    async def lookup(self, key: str) -> tuple[Mapping | None, str | None]:
+    async def lookup(self, key: str, *, homes: Sequence[str] = ()) -> tuple[Mapping | None, str | None]:
         """The row stored under `key`; else the meeting key that `key` (`ical:<uid>`, `crm:<id>`) is an
-        alias of, if any. One read: the worker's only Table request for an echo or a duplicate."""
+        alias of, if any. One read: the worker's only Table request for an echo or a duplicate. An iCalUId
+        of a meeting keyed otherwise whose other copies have not joined yet is known only beside its own
+        copy: `homes` names the mailboxes that may hold that copy (read only when the key found nothing)."""
         ...
 
     async def find_by_graph(self, mailbox: str, event_id: str) -> str | None: ...
 
     async def find_by_crm(self, crm_id: str) -> str | None: ...
 
-    async def find_by_ical(self, ical_uid: str) -> str | None: ...
+    async def find_by_ical(self, ical_uid: str, *, homes: Sequence[str] = ()) -> str | None: ...
 
     async def save(
         self, mapping: Mapping, *, previous: Mapping | None = None, decision: DecisionRecord | None = None

@@ -98,14 +98,14 @@ class Gatherer:
         the alias to it (I1); a deleted copy is found by the mailbox's copy rows."""
         candidate = _candidate_key(event, series_key) if event is not None else None
         if event is not None and candidate is not None:
-            stored, alias = await self.mappings.lookup(candidate)
+            stored, alias = await self.mappings.lookup(candidate, homes=self._homes(event))
             if stored is not None:
                 return candidate, stored
             if alias is not None:
                 return alias, await self.mappings.get(alias)
             if not event.is_organizer and event.ical_uid and not event.written_by_us:
                 # an attendee or room copy of a meeting keyed otherwise, mapped before alias rows existed
-                legacy = await self.mappings.find_by_ical(event.ical_uid)
+                legacy = await self.mappings.find_by_ical(event.ical_uid)  # homes asked already
                 if legacy is not None and legacy != candidate:
                     return legacy, await self.mappings.get(legacy)
             return candidate, None
@@ -131,7 +131,18 @@ class Gatherer:
             return event.written_by_us
         if event.type in identity.SERIES_TYPES:
             return identity.meeting_key(event, series_key) if series_key else None
-        return await self.mappings.find_by_ical(event.ical_uid) or identity.meeting_key(event)
+        found = await self.mappings.find_by_ical(event.ical_uid, homes=self._homes(event))
+        return found or identity.meeting_key(event)
+
+    def _homes(self, event: GraphEvent) -> tuple[str, ...]:
+        """For an invitee's or a room's copy, the calendar of the meeting's own copy, where a meeting booked
+        from the CRM is known by its iCalUId until another copy joins it (storage `home_ical_row`): the
+        organizer's, when the organizer is one of ours. None for an organizer's copy: the meeting's own copy
+        carries our tag, and asking would cost every new meeting a read."""
+        organizer = event.appointment.organizer
+        if event.is_organizer or organizer is None or not self.policy.is_internal(organizer.email):
+            return ()
+        return (organizer.email,)
 
     async def _known(self, event: GraphEvent | None, mapping: Mapping | None) -> frozenset[str]:
         """S5: which attendees resolve to CRM contacts; only asked before the meeting is mapped."""

@@ -147,6 +147,22 @@ class MappingsContract:
         await store.save(mapping(crm_id="c1"))
         assert await store.find_by_crm("c1") == mapping().meeting_key
 
+    async def test_I1_a_crm_booking_is_found_by_its_ical_uid_beside_its_own_copy_until_another_joins(
+        self, store: Mappings
+    ) -> None:
+        uid, julie = "040000008200E00074C5B7101A82E008", "julie@contoso.example"
+        stored = await store.save(mapping("crm:c1", crm_id="c1"))  # keyed by its CRM id, its own copy only
+        assert await store.lookup("ical:" + uid) == (None, None)  # no `ical:` alias row yet (issue 20)
+        assert await store.lookup("ical:" + uid, homes=[julie]) == (None, None)
+        assert await store.lookup("ical:" + uid, homes=[julie, LINDA.upper()]) == (None, "crm:c1")
+        assert await store.find_by_ical(uid) is None
+        assert await store.find_by_ical(uid, homes=[LINDA]) == "crm:c1"
+        joined = (*stored.copies, GraphCopy(mailbox=julie, event_id="J", role="attendee"))
+        await store.save(stored.model_copy(update={"copies": joined}), previous=stored)
+        assert await store.lookup("ical:" + uid) == (None, "crm:c1"), "an invitee's copy joined: the alias"
+        assert await store.find_by_ical(uid) == "crm:c1"
+        assert await store.find_by_graph(julie, "J") == "crm:c1"
+
     async def test_E1_I3_a_claim_and_its_decision_are_written_together_or_not_at_all(
         self, store: Mappings
     ) -> None:

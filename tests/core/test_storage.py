@@ -127,3 +127,13 @@ async def test_a_save_with_the_stored_row_indexes_only_what_is_new_and_still_fin
     assert await store.find_by_graph("harbour-room@contoso.example", "ROOM/id") == "ical:ABC"
     assert await store.find_by_crm("crm-9") == "ical:ABC"
     assert await store.find_by_graph("adele@contoso.example", "AAMk/odd+id==") == "ical:ABC"
+
+
+async def test_I1_a_mailboxs_copy_list_holds_its_copies_only_not_the_ical_rows_beside_them(
+    tables: dict[str, object],
+) -> None:
+    store = MappingStore(tables["Mappings"])  # type: ignore[arg-type]
+    booked = _mapping("crm:c1").model_copy(update={"crm_id": "c1", "ical_uid": "UID-1"})
+    await store.save(booked)  # its copy row and its iCalUId row: one transaction in adele's partition
+    assert await store.find_by_ical("UID-1", homes=["adele@contoso.example"]) == "crm:c1"
+    assert await store.copies_in("ADELE@contoso.example") == [("AAMk/odd+id==", "crm:c1")]

@@ -5,10 +5,13 @@ Layout (issue 20: one Table request to find a mapped meeting from the item a cha
 - the meeting row: partition `key_of("meeting", K)`, RowKey `meeting`;
 - an alias row for the meeting's iCalUId and CRM id, in the partition the meeting would have if it were keyed
   by them (`key_of("meeting", "ical:<uid>")`, `key_of("meeting", "crm:<id>")`), RowKey `alias`, written only
-  when that key is not K itself. The key a change's item suggests (our tag, `ical:<uid>`, the CRM record's
-  `external_ref` or `crm:<id>`) is then read with one partition query that returns the meeting row or the
-  alias to it (`lookup`);
+  when that key is not K itself (the iCalUId's once a copy other than the meeting's own joined it). The
+  key a change's item suggests (our tag, `ical:<uid>`, the CRM record's `external_ref` or `crm:<id>`) is
+  then read with one partition query that returns the meeting row or the alias to it (`lookup`);
 - one row per mapped copy in its mailbox's partition (`copies_in`, and `find_by_graph` for a deleted event);
+  for a meeting not keyed by its iCalUId (booked from the CRM), a row beside its own copy's row from that
+  iCalUId to the meeting (`home_ical_row`, written in the same transaction as the copy row), which is what
+  the other copies find it by (`lookup(..., homes=)`) until one joins and the `ical:<uid>` alias is written;
 - the decisions about the meeting (E1), in its partition after its row (RowKey `~decision-<inverted time>`):
   the claim and the decision taken before the first external write are one entity group transaction, and
   a decision whose only write is the mapping goes with that save. `lookup` reads the partition below them.
@@ -21,6 +24,8 @@ meetings mapped before keep being found on the paths that need those hints.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping as Entity
+from collections.abc import Sequence
 from typing import Any
 
 from azure.core import MatchConditions
@@ -46,6 +51,7 @@ _MEETING_RK = "meeting"
 _ALIAS_RK = "alias"
 _INDEX_RK = "index"  # rows of the earlier layout, read as a fallback only
 _DECISION_PREFIX = "~decision-"  # sorts after every other row of a meeting's partition
+_ICAL_PREFIX = "ical-"  # a row of a mailbox's copy partition naming the meeting of an iCalUId
 _ROWS_BELOW = "~"  # the meeting and alias rows: what `lookup` reads, never the decisions
 
 
@@ -71,14 +77,36 @@ def meeting_partition(meeting_key: str) -> str:
 
 
 def alias_keys(mapping: Mapping) -> set[str]:
-    """The keys other than its own under which a meeting is looked up: `ical:<uid>` and `crm:<id>`."""
+    """The keys other than its own under which a meeting is looked up in a partition of their own: `crm:<id>`,
+    and `ical:<uid>` once a copy other than the meeting's own has joined it (an attendee's or a room's, which
+    carry no tag of ours). Until then only the meeting's own calendar holds a copy with that iCalUId, and the
+    row beside that copy's row answers (`home_ical_row`): one partition, one transaction with the copy row."""
     keys = set()
-    if mapping.ical_uid:
+    if mapping.ical_uid and any(c.role != "organizer" for c in mapping.copies):
         keys.add("ical:" + mapping.ical_uid)
     if mapping.crm_id:
         keys.add("crm:" + mapping.crm_id)
     keys.discard(mapping.meeting_key)
     return keys
+
+
+def home_ical_row(mapping: Mapping) -> dict[str, Any] | None:
+    """For a meeting not keyed by its iCalUId (one booked from the CRM), a row in its own calendar's copy
+    partition from that iCalUId to the meeting: how a copy of it that carries no tag of ours (an attendee's,
+    or its own copy read without a verified tag) finds it before an `ical:<uid>` alias row exists."""
+    if not mapping.ical_uid or "ical:" + mapping.ical_uid == mapping.meeting_key:
+        return None
+    home = next((c for c in mapping.copies if c.event_id == mapping.graph_event_id), None) or next(
+        (c for c in mapping.copies if c.role == "organizer"), None
+    )
+    if home is None:
+        return None
+    return {
+        "PartitionKey": mailbox_copies_key(home.mailbox),
+        "RowKey": _ICAL_PREFIX + key_of(mapping.ical_uid),
+        "MeetingKey": mapping.meeting_key,
+        "ICalUid": mapping.ical_uid,
+    }
 
 
 class MappingStore:
@@ -91,14 +119,25 @@ class MappingStore:
         entity = await get_entity(self._table, meeting_partition(meeting_key), _MEETING_RK)
         return None if entity is None else _mapping(entity)
 
-    async def lookup(self, key: str) -> tuple[Mapping | None, str | None]:
+    async def lookup(self, key: str, *, homes: Sequence[str] = ()) -> tuple[Mapping | None, str | None]:
         """The meeting key `key` is an alias of, else the meeting stored under `key`: one partition query.
         An alias wins over a row of the same partition, as an index row always did: it was written by the
-        meeting that claimed this iCalUId or CRM id last."""
+        meeting that claimed this iCalUId or CRM id last. An `ical:<uid>` that finds neither is looked up
+        in the copy partitions of `homes` (the calendars that may hold the meeting's own copy)."""
         row, alias = await self._partition(key)
         if alias is not None:
             return None, alias
+        if row is None and key.startswith("ical:") and homes:
+            return None, await self._home_ical(key.removeprefix("ical:"), homes)
         return (None if row is None else _mapping(row)), None
+
+    async def _home_ical(self, ical_uid: str, homes: Sequence[str]) -> str | None:
+        for mailbox in dict.fromkeys(h.lower() for h in homes):
+            rk = _ICAL_PREFIX + key_of(ical_uid)
+            entity = await get_entity(self._table, mailbox_copies_key(mailbox), rk)
+            if entity is not None:
+                return str(entity["MeetingKey"])
+        return None
 
     async def _partition(self, key: str) -> tuple[dict[str, Any] | None, str | None]:
         row: dict[str, Any] | None = None
@@ -129,12 +168,21 @@ class MappingStore:
     async def find_by_crm(self, crm_id: str) -> str | None:
         return await self._key_of("crm:" + crm_id, crm_index_key(crm_id))
 
-    async def find_by_ical(self, ical_uid: str) -> str | None:
+    async def find_by_ical(self, ical_uid: str, *, homes: Sequence[str] = ()) -> str | None:
         """I1: the meeting whose copy carries this iCalUId (attendee and room copies of a meeting we wrote
-        carry no tag of ours, only the organizer's iCalUId)."""
+        carry no tag of ours, only the organizer's iCalUId); `homes` as for `lookup`."""
         if not ical_uid:
             return None
-        return await self._key_of("ical:" + ical_uid, ical_index_key(ical_uid))
+        row, alias = await self._partition("ical:" + ical_uid)
+        if alias is not None:
+            return alias
+        if row is not None:
+            return str(row["MeetingKey"])
+        found = await self._home_ical(ical_uid, homes) if homes else None
+        if found is not None:
+            return found
+        entity = await get_entity(self._table, ical_index_key(ical_uid), _INDEX_RK)
+        return None if entity is None else str(entity["MeetingKey"])
 
     async def copies_in(self, mailbox: str) -> list[tuple[str, str]]:
         """(event id, meeting key) of every copy ever mapped in this mailbox: one partition query. Hints
@@ -143,6 +191,7 @@ class MappingStore:
         return [
             (str(e["EventId"]), str(e["MeetingKey"]))
             async for e in query(self._table, "PartitionKey eq @pk", pk=pk)
+            if "EventId" in e  # not the iCalUId rows of meetings homed here (`home_ical_row`)
         ]
 
     def _entity(self, mapping: Mapping) -> dict[str, Any]:
@@ -183,7 +232,7 @@ class MappingStore:
             conditions = {"mode": UpdateMode.REPLACE, "etag": mapping.etag}
             row = ("update", entity, conditions | {"match_condition": MatchConditions.IfNotModified})
         operations = [row, ("create", self._decision(decision))]
-        result = await call(lambda: self._table.submit_transaction(operations), item_id=mapping.meeting_key)
+        result = await self._transaction(operations, item_id=mapping.meeting_key)
         return mapping.model_copy(update={"etag": str(result[0]["etag"])})
 
     async def record(self, decision: DecisionRecord) -> None:
@@ -210,6 +259,8 @@ class MappingStore:
         return decision_entity(decision, meeting_partition(decision.meeting_key), rk)
 
     async def _write_index(self, mapping: Mapping, previous: Mapping | None) -> None:
+        """The index rows `previous` lacks; those of one partition in one entity group transaction (a copy
+        row and its meeting's iCalUId row), the partitions at once."""
         rows: list[dict[str, Any]] = []
         for alias in sorted(alias_keys(mapping) - (alias_keys(previous) if previous else set())):
             rows.append(
@@ -224,7 +275,25 @@ class MappingStore:
             if (c.mailbox.lower(), c.event_id) not in known:
                 row = {"PartitionKey": mailbox_copies_key(c.mailbox), "RowKey": key_of(c.event_id)}
                 rows.append(row | {"EventId": c.event_id, "MeetingKey": mapping.meeting_key})
-        await asyncio.gather(*(upsert(self._table, row) for row in rows))
+        home = home_ical_row(mapping)
+        if home is not None and home != (home_ical_row(previous) if previous else None):
+            rows.append(home)
+        by_partition: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_partition.setdefault(row["PartitionKey"], []).append(row)
+        await asyncio.gather(*(self._upsert_all(group) for group in by_partition.values()))
+
+    async def _upsert_all(self, rows: list[dict[str, Any]]) -> None:
+        if len(rows) == 1:
+            await upsert(self._table, rows[0])
+            return
+        for start in range(0, len(rows), 100):  # a transaction holds at most 100 operations
+            operations = [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in rows[start : start + 100]]
+            await self._transaction(operations, item_id=str(rows[0]["RowKey"]))
+
+    async def _transaction(self, operations: list[Any], *, item_id: str) -> list[Entity[str, Any]]:
+        """One entity group transaction (one partition, every operation or none); the ETags, in order."""
+        return await call(lambda: self._table.submit_transaction(operations), item_id=item_id)
 
 
 def _mapping(entity: dict[str, Any]) -> Mapping:
