@@ -142,7 +142,8 @@ class Gatherer:
         organizer = event.appointment.organizer
         if event.is_organizer or organizer is None or not self.policy.is_internal(organizer.email):
             return ()
-        return (organizer.email,)
+        user = self.policy.user_for_email(organizer.email)  # the address Graph shows, then the calendars
+        return tuple(dict.fromkeys((organizer.email.lower(), *(user.all_mailboxes if user else ()))))
 
     async def _known(self, event: GraphEvent | None, mapping: Mapping | None) -> frozenset[str]:
         """S5: which attendees resolve to CRM contacts; only asked before the meeting is mapped."""
