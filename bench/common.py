@@ -13,6 +13,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -139,28 +140,34 @@ def wait_idle(connection_string: str, timeout: float = 60.0, settle: int = 3) ->
 def subprocess_host(
     module: str, settings: dict[str, str], port: int, *extra: str
 ) -> Iterator[subprocess.Popen[str]]:
-    """A host in its own process (`python -m <module> --port P`), with `settings` in its environment."""
+    """A host in its own process (`python -m <module> --port P`), with `settings` in its environment.
+
+    Its stderr goes to a file, not a pipe: nobody reads a pipe while the host runs, and a host that logs
+    more than the pipe holds (64 KiB: a burst of tracebacks) would block on its next write and stop serving.
+    """
     env = {**os.environ, **settings, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, "--port", str(port), *extra],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        ready = wait_until(lambda: _listening(port) or proc.poll() is not None, 60, 0.1)
-        if proc.poll() is not None or not ready:
-            raise RuntimeError(f"{module} did not start: {proc.stderr.read() if proc.stderr else ''}")
-        yield proc
-    finally:
-        proc.terminate()
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, "--port", str(port), *extra],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            ready = wait_until(lambda: _listening(port) or proc.poll() is not None, 60, 0.1)
+            if proc.poll() is not None or not ready:
+                log.seek(0)
+                raise RuntimeError(f"{module} did not start: {log.read()[-4000:]}")
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def _listening(port: int) -> bool:

@@ -229,7 +229,8 @@ def _round(stack: LocalStack, settings: dict[str, str], processes: int, count: i
     env = {**settings, "GRAPH_MAILBOX_CONCURRENCY": str(share)}
     ports = [stack.host.port] + [free_port() for _ in range(processes - 1)]
     with contextlib.ExitStack() as hosts:
-        pids = [hosts.enter_context(subprocess_host("bench.host_process", env, port)).pid for port in ports]
+        procs = [hosts.enter_context(subprocess_host("bench.host_process", env, port)) for port in ports]
+        pids = [proc.pid for proc in procs]
         for port in ports:  # each process builds its container now, not on the round's first change
             httpx.get(f"http://127.0.0.1:{port}/api/health?code={FUNCTION_KEY}", timeout=60)
         if not wait_idle(settings["AzureWebJobsStorage"], timeout=60):  # backfills, the last round's rest
@@ -247,11 +248,13 @@ def _round(stack: LocalStack, settings: dict[str, str], processes: int, count: i
         hot = _hot(stack)
         wait_idle(settings["AzureWebJobsStorage"], timeout=30)
         answered = app_graph_requests(stack.graph.requests[requests_before:])
+        alive = sum(1 for proc in procs if proc.poll() is None)
     spread = max(peaks.get(m, 0) for m in MAILBOXES)
     return {
         "processes": processes,
         "places/mailbox each": share,
         "load": f"{count} at {rate:g}/s, both ways",
+        "alive after": f"{alive}/{processes}",
         **result,
         "hosts' CPU s": cpu,
         "CPU s by process": "/".join(f"{v:.1f}" for v in each),  # each took its part of the queue
