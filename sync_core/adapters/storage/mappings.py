@@ -106,6 +106,7 @@ def home_ical_row(mapping: Mapping) -> dict[str, Any] | None:
         "RowKey": _ICAL_PREFIX + key_of(mapping.ical_uid),
         "MeetingKey": mapping.meeting_key,
         "ICalUid": mapping.ical_uid,
+        "EventId": home.event_id,  # so a build before this row reads it as its copy's row again
     }
 
 
@@ -191,7 +192,7 @@ class MappingStore:
         return [
             (str(e["EventId"]), str(e["MeetingKey"]))
             async for e in query(self._table, "PartitionKey eq @pk", pk=pk)
-            if "EventId" in e  # not the iCalUId rows of meetings homed here (`home_ical_row`)
+            if not str(e["RowKey"]).startswith(_ICAL_PREFIX)  # the iCalUId rows beside them (`home_ical_row`)
         ]
 
     def _entity(self, mapping: Mapping) -> dict[str, Any]:
