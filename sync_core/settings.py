@@ -4,6 +4,7 @@ side.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -21,6 +22,22 @@ CRM_CONNECTORS = ("rest", "dataverse", "salesforce")
 DATAVERSE_AUTH_MODES = ("app", "emulator")
 SALESFORCE_AUTH_MODES = ("client_credentials", "emulator")
 SALESFORCE_FIELD_PROFILES = ("standard", "practifi")
+SALESFORCE_CANCELS = ("status", "delete")
+# Our statuses (sync_core.domain.model.Status, which this layer cannot import; a test keeps them equal).
+STATUSES = ("prospect", "tentative", "hold", "confirmed", "cancelled")
+SALESFORCE_STATUS_FIELD = "msync_Status__c"
+# The appointment's statecode and its statuscode values (the appointment entity reference): Open 0 (Free 1,
+# Tentative 2), Completed 1 (Completed 3), Canceled 2 (Canceled 4), Scheduled 3 (Busy 5, Out of Office 6).
+# A tenant's own statuscode values (its publisher's option values) belong to the statecode they are added to,
+# which only the org's metadata says: any value but these six is taken as the tenant's.
+DATAVERSE_STATUSCODES = {0: (1, 2), 1: (3,), 2: (4,), 3: (5, 6)}
+DEFAULT_DATAVERSE_STATUS_MAP: dict[str, tuple[tuple[int, int], ...]] = {
+    "prospect": ((0, 1),),
+    "hold": ((0, 1),),
+    "tentative": ((0, 2),),
+    "confirmed": ((3, 5), (3, 6), (1, 3)),
+    "cancelled": ((2, 4),),
+}
 _SALESFORCE_API_VERSION = re.compile(r"v\d{2,3}\.0")
 _SALESFORCE_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*__c")  # a custom field's API name
 _SALESFORCE_ORG_ID = re.compile(r"00D[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?")
@@ -89,6 +106,15 @@ class Settings(BaseSettings):
     salesforce_contact_email_fields: str | None = Field(
         None, validation_alias=_alias("SALESFORCE_CONTACT_EMAIL_FIELDS")
     )
+    # How a cancel is held (`status`: the status field's cancelled value; `delete`: the Event is deleted, to
+    # the Recycle Bin), the status field, and which of its picklist values are which of our statuses (JSON).
+    salesforce_cancel: str = Field("status", validation_alias=_alias("SALESFORCE_CANCEL"))
+    salesforce_status_field: str = Field(
+        SALESFORCE_STATUS_FIELD, validation_alias=_alias("SALESFORCE_STATUS_FIELD")
+    )
+    salesforce_status_map: str | None = Field(None, validation_alias=_alias("SALESFORCE_STATUS_MAP"))
+    # Our status -> [statecode, statuscode] (or a list of pairs: the first is written), JSON.
+    dataverse_status_map: str | None = Field(None, validation_alias=_alias("DATAVERSE_STATUS_MAP"))
     crm_base_url: str | None = Field(None, validation_alias=_alias("CRM_BASE_URL"))
     crm_api_token: str | None = Field(None, validation_alias=_alias("CRM_API_TOKEN"))
     # How CRM_API_TOKEN is sent: `bearer` (Authorization: Bearer) or `api_key` (in CRM_API_KEY_HEADER).
@@ -226,12 +252,25 @@ class Settings(BaseSettings):
             )
         elif mode == "emulator" and url.startswith("https://") and ".dynamics.com" in url:
             out.append("DATAVERSE_AUTH_MODE=emulator cannot reach a real Dataverse organization")
+        out += _dataverse_status_map(self.dataverse_status_map)[1]
         return out
 
     @property
     def salesforce_email_fields(self) -> list[str]:
         """SALESFORCE_CONTACT_EMAIL_FIELDS: the Contact fields, beside Email, that match an attendee."""
         return _listed(self.salesforce_contact_email_fields)
+
+    @property
+    def salesforce_statuses(self) -> dict[str, tuple[str, ...]]:
+        """SALESFORCE_STATUS_MAP: our status -> the status field's picklist values that mean it (the first is
+        the one written); unset, each status is its own name (our package's msync_Status__c)."""
+        return _salesforce_status_map(self.salesforce_status_map)[0]
+
+    @property
+    def dataverse_statuses(self) -> dict[str, tuple[tuple[int, int], ...]]:
+        """DATAVERSE_STATUS_MAP over the default: our status -> its (statecode, statuscode) pairs, the first
+        written (an out-of-office appointment: the pair with statuscode 6, if listed)."""
+        return _dataverse_status_map(self.dataverse_status_map)[0]
 
     def _salesforce_problems(self) -> list[str]:
         out: list[str] = []
@@ -282,6 +321,25 @@ class Settings(BaseSettings):
         bad = [f for f in self.salesforce_email_fields if f != "Email" and not _SALESFORCE_FIELD.fullmatch(f)]
         if bad:
             out.append(f"SALESFORCE_CONTACT_EMAIL_FIELDS: not custom field API names: {', '.join(bad)}")
+        cancel = self.salesforce_cancel.strip().lower()
+        if cancel not in SALESFORCE_CANCELS:
+            out.append(
+                f"SALESFORCE_CANCEL: {self.salesforce_cancel!r} is not one of {', '.join(SALESFORCE_CANCELS)}"
+            )
+        status_field = self.salesforce_status_field.strip()
+        if not _SALESFORCE_FIELD.fullmatch(status_field):
+            out.append(
+                f"SALESFORCE_STATUS_FIELD: {status_field!r} is not a custom field API name (msync_Status__c)"
+            )
+        statuses, problems = _salesforce_status_map(self.salesforce_status_map)
+        out += problems
+        needed = ["confirmed"] + (["cancelled"] if cancel == "status" else [])
+        missing = [s for s in needed if not problems and s not in statuses]
+        if missing:
+            out.append(
+                f"SALESFORCE_STATUS_MAP: no picklist value for {', '.join(missing)} (needed: confirmed is "
+                "what most meetings are, and SALESFORCE_CANCEL=status writes cancelled)"
+            )
         return out
 
     @property
@@ -292,6 +350,106 @@ class Settings(BaseSettings):
 def _listed(value: str | None) -> list[str]:
     """A comma-separated setting (secrets: current first, then the one being rotated out)."""
     return [s.strip() for s in (value or "").split(",") if s.strip()]
+
+
+def _salesforce_status_map(raw: str | None) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """SALESFORCE_STATUS_MAP parsed (the whole map: the field's values are the tenant's), with its problems:
+    `{"confirmed": ["Confirmed", "Scheduled"], "cancelled": "Cancelled", ...}`."""
+    name = "SALESFORCE_STATUS_MAP"
+    if raw is None or not raw.strip():
+        return {s: (s,) for s in STATUSES}, []
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        return {}, [f"{name}: not JSON ({exc})"]
+    if not isinstance(data, dict):
+        return {}, [f"{name}: a JSON object of our status -> picklist value or list of values, got {raw!r}"]
+    out: dict[str, tuple[str, ...]] = {}
+    problems: list[str] = []
+    owner: dict[str, str] = {}
+    for status, values in data.items():
+        if status not in STATUSES:
+            problems.append(f"{name}: {status!r} is not one of our statuses ({', '.join(STATUSES)})")
+            continue
+        listed = [values] if isinstance(values, str) else values
+        if (
+            not isinstance(listed, list)
+            or not listed
+            or not all(isinstance(v, str) and v.strip() and len(v) <= 255 for v in listed)
+        ):
+            problems.append(
+                f"{name}: {status}: a picklist value or a non-empty list of them (1 to 255 characters "
+                f"each), got {values!r}"
+            )
+            continue
+        for value in listed:
+            if owner.setdefault(value, status) != status:
+                problems.append(f"{name}: the picklist value {value!r} is both {owner[value]} and {status}")
+        out[status] = tuple(dict.fromkeys(listed))
+    return out, problems
+
+
+def _dataverse_pairs(status: str, values: object) -> tuple[tuple[tuple[int, int], ...], list[str]]:
+    name = f"DATAVERSE_STATUS_MAP: {status}"
+    listed = values if isinstance(values, list) and values and isinstance(values[0], list) else [values]
+    pairs: list[tuple[int, int]] = []
+    problems: list[str] = []
+    for pair in listed:
+        if not (
+            isinstance(pair, list) and len(pair) == 2 and all(type(v) is int for v in pair)  # not bool
+        ):
+            problems.append(f"{name}: [statecode, statuscode] or a list of them, got {values!r}")
+            continue
+        state, code = pair
+        codes = DATAVERSE_STATUSCODES.get(state)
+        if codes is None:
+            problems.append(f"{name}: statecode {state} is not one of the appointment's (0, 1, 2, 3)")
+        elif code < 1 or (code not in codes and any(code in c for c in DATAVERSE_STATUSCODES.values())):
+            others = [s for s, c in DATAVERSE_STATUSCODES.items() if code in c]
+            where = f" (it is statecode {others[0]}'s)" if others else ""
+            problems.append(
+                f"{name}: statuscode {code} does not belong to statecode {state}, whose statuscodes are "
+                f"{', '.join(map(str, codes))} and the tenant's own{where}"
+            )
+        else:
+            pairs.append((state, code))
+    if not problems:
+        closed = [p for p in pairs if (p[0] == 2) != (status == "cancelled")]
+        if closed:
+            problems.append(
+                f"{name}: {'only' if status == 'cancelled' else 'never'} statecode 2 (Canceled), got "
+                f"{', '.join(f'[{s}, {c}]' for s, c in closed)}"
+            )
+        elif pairs[0][0] == 1:
+            problems.append(
+                f"{name}: the first pair is what is written, and a Completed (1) appointment is read-only"
+            )
+    return tuple(dict.fromkeys(pairs)), problems
+
+
+def _dataverse_status_map(raw: str | None) -> tuple[dict[str, tuple[tuple[int, int], ...]], list[str]]:
+    """DATAVERSE_STATUS_MAP parsed over the default (a tenant names only what it changes), with its problems:
+    `{"hold": [0, 100000001], "confirmed": [[3, 5], [3, 6]]}`."""
+    name = "DATAVERSE_STATUS_MAP"
+    out = dict(DEFAULT_DATAVERSE_STATUS_MAP)
+    if raw is None or not raw.strip():
+        return out, []
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        return out, [f"{name}: not JSON ({exc})"]
+    if not isinstance(data, dict):
+        return out, [f"{name}: a JSON object of our status -> [statecode, statuscode], got {raw!r}"]
+    problems: list[str] = []
+    for status, values in data.items():
+        if status not in STATUSES:
+            problems.append(f"{name}: {status!r} is not one of our statuses ({', '.join(STATUSES)})")
+            continue
+        pairs, wrong = _dataverse_pairs(status, values)
+        problems += wrong
+        if not wrong:
+            out[status] = pairs
+    return out, problems
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

@@ -28,7 +28,6 @@ from sync_core.adapters.crm.dataverse_wire import (
     API_PATH,
     APPOINTMENT_COLUMNS,
     CANCELED,
-    CANCELLED_CODE,
     CAPABILITIES,
     CLOSED_STATES,
     EXPIRED_VERSION_STAMP,
@@ -41,6 +40,7 @@ from sync_core.adapters.crm.dataverse_wire import (
     SIDE,
     SPACE_MODE,
     Directory,
+    StatusMap,
     activity_id,
     as_guid,
     columns,
@@ -119,6 +119,7 @@ class DataverseConnector:
         transport: httpx.AsyncBaseTransport | None = None,
         directory_ttl_s: float = DEFAULT_DIRECTORY_TTL_S,
         clock: Callable[[], float] = time.monotonic,
+        statuses: StatusMap | None = None,
     ) -> None:
         problems = []
         if not org_url.startswith(("https://", "http://")):
@@ -144,16 +145,18 @@ class DataverseConnector:
         self._me: str | None = None
         self._lock = asyncio.Lock()
         self._series = Series(self)  # recurringappointmentmasters and their instances
+        self.statuses = statuses or StatusMap.of({})  # DATAVERSE_STATUS_MAP
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DataverseConnector:
         """DATAVERSE_URL, with a token for `{DATAVERSE_URL}/.default` from the app registration's client
         credentials (GRAPH_AUTH_MODE's: secret, certificate or managed identity), or the emulator's static
-        token with DATAVERSE_AUTH_MODE=emulator."""
+        token with DATAVERSE_AUTH_MODE=emulator; DATAVERSE_STATUS_MAP, the tenant's status pairs."""
         url = (settings.dataverse_url or "").rstrip("/")
+        statuses = StatusMap.of(settings.dataverse_statuses)
         if settings.dataverse_auth_mode.strip().lower() == "emulator":
-            return cls(url, token=EMULATOR_TOKEN)
-        return cls(url, credential=_credential(settings))
+            return cls(url, token=EMULATOR_TOKEN, statuses=statuses)
+        return cls(url, credential=_credential(settings), statuses=statuses)
 
     async def __aenter__(self) -> Self:
         return self
@@ -410,6 +413,7 @@ class DataverseConnector:
                         parties_of,
                         created_by=None if created == me else emails.get(created),
                         updated_by=None if modified == me else emails.get(modified),
+                        statuses=self.statuses,
                     )
                 )
             except (ValueError, KeyError, TypeError) as exc:
@@ -486,7 +490,7 @@ class DataverseConnector:
         guid = activity_id(idempotency_key)
         body = columns(appointment, external_ref)
         body["appointment_activity_parties"] = parties(appointment, await self._directory(appointment))
-        state, status = state_of(appointment.status, appointment.show_as)
+        state, status = state_of(appointment.status, appointment.show_as, self.statuses)
         if state == OPEN:
             body["statuscode"] = status
         try:
@@ -540,7 +544,9 @@ class DataverseConnector:
                 payload["appointment_activity_parties"] = wanted
         now_state = (int(row.get("statecode") or OPEN), int(row.get("statuscode") or FREE))
         want_state = (
-            state_of(merged.status, merged.show_as) if {"status", "show_as"} & set(names) else now_state
+            state_of(merged.status, merged.show_as, self.statuses)
+            if {"status", "show_as"} & set(names)
+            else now_state
         )
         steps: list[dict[str, Any]] = []
         if not payload and want_state == now_state:
@@ -571,7 +577,8 @@ class DataverseConnector:
         return record
 
     async def cancel_appointment(self, crm_id: str) -> CrmRecord:
-        """statecode 2 (Canceled), statuscode 4; a cancelled appointment is returned unchanged (L4)."""
+        """statecode 2 (Canceled) with the map's cancelled statuscode (4 by default); a cancelled appointment
+        is returned unchanged (L4)."""
         guid = self._guid(crm_id)
         current = await self._record(guid)
         if current is None and await self._series.master_row(guid) is not None:
@@ -580,7 +587,8 @@ class DataverseConnector:
             raise NotFoundError(f"appointment With Id = {guid} Does Not Exist", side=SIDE, item_id=crm_id)
         if current.appointment.status.value == "cancelled":
             return current
-        await self._patch(guid, {"statecode": CANCELED, "statuscode": CANCELLED_CODE}, if_match="*")
+        state, code = self.statuses.cancelled
+        await self._patch(guid, {"statecode": state, "statuscode": code}, if_match="*")
         record = await self._record(guid)
         if record is None:
             raise NotFoundError(f"appointment With Id = {guid} Does Not Exist", side=SIDE, item_id=crm_id)

@@ -25,7 +25,6 @@ from sync_core.adapters.crm.dataverse_series_wire import (
 )
 from sync_core.adapters.crm.dataverse_wire import (
     CANCELED,
-    CANCELLED_CODE,
     CLOSED_STATES,
     EXPIRED_VERSION_STAMP,
     EXTERNAL_REF,
@@ -34,6 +33,7 @@ from sync_core.adapters.crm.dataverse_wire import (
     PARTY_COLUMNS,
     SIDE,
     Directory,
+    StatusMap,
     activity_id,
     as_guid,
     odata_string,
@@ -49,6 +49,8 @@ from sync_core.errors import ConcurrencyError, NotFoundError, TransientError, Un
 
 class _Connector(Protocol):
     """What the series half uses of DataverseConnector (its requests and its reads of appointment rows)."""
+
+    statuses: StatusMap  # DATAVERSE_STATUS_MAP
 
     async def _request(
         self,
@@ -257,7 +259,7 @@ class Series:
         guid = activity_id(idempotency_key)
         body = master_body(appt, external_ref, item_id=external_ref)
         body[NAV] = parties(appt, await self.conn._directory(appt))
-        state, status = state_of(appt.status, appt.show_as)
+        state, status = state_of(appt.status, appt.show_as, self.conn.statuses)
         if state == OPEN:
             body["statuscode"] = status
         try:
@@ -289,7 +291,8 @@ class Series:
         for row in await self.instances(guid):
             start = original_start(row)
             if start in wanted and int(row.get("statecode") or 0) not in CLOSED_STATES:
-                body = {"statecode": CANCELED, "statuscode": CANCELLED_CODE}
+                state, code = self.conn.statuses.cancelled
+                body = {"statecode": state, "statuscode": code}
                 await self.conn._patch(str(row["activityid"]), body, if_match="*")
 
     async def update(
@@ -324,7 +327,9 @@ class Series:
                 payload[NAV] = want_parties
         now_state = (int(row.get("statecode") or OPEN), int(row.get("statuscode") or FREE))
         want_state = (
-            state_of(merged.status, merged.show_as) if {"status", "show_as"} & set(names) else now_state
+            state_of(merged.status, merged.show_as, self.conn.statuses)
+            if {"status", "show_as"} & set(names)
+            else now_state
         )
         steps: list[dict[str, Any]] = []
         if now_state[0] in CLOSED_STATES and payload:
@@ -351,7 +356,8 @@ class Series:
         """statecode Canceled on the series (its open instances follow); unchanged when cancelled (L4)."""
         current = await self._read_back(guid)
         if current.appointment.status is not Status.CANCELLED:
-            await self._patch(guid, {"statecode": CANCELED, "statuscode": CANCELLED_CODE}, if_match="*")
+            state, code = self.conn.statuses.cancelled
+            await self._patch(guid, {"statecode": state, "statuscode": code}, if_match="*")
         return await self._read_back(guid)
 
     async def delete(self, guid: str) -> None:
