@@ -49,13 +49,14 @@ from sync_core.adapters.crm.salesforce_wire import (
     EXTERNAL_REF,
     OPERATOR_HOLD,
     SIDE,
-    STATUS,
     SYNC_DATA,
     FieldProfile,
     api_usage,
+    cancelled_by_us,
     error_body,
     event_fields,
     is_id,
+    mark_cancelled,
     mark_unresolved,
     parse_time,
     record_from_row,
@@ -197,6 +198,9 @@ class SalesforceConnector:
             settings.salesforce_field_profile.strip().lower(),
             settings.salesforce_email_fields,
             (settings.salesforce_external_id_field or "").strip() or None,
+            status_field=settings.salesforce_status_field.strip(),
+            statuses=settings.salesforce_statuses,
+            cancel_by_delete=settings.salesforce_cancel.strip().lower() == "delete",
         )
         return cls(
             (settings.salesforce_instance_url or "").strip(),
@@ -412,7 +416,8 @@ class SalesforceConnector:
     # -- events -----------------------------------------------------------------------------------------
 
     def _select(self) -> str:
-        return f"SELECT {', '.join((*EVENT_FIELDS, *_PEOPLE))}, {_RELATION_SUBQUERY} FROM Event"
+        fields = (*EVENT_FIELDS, self.profile.status_field, *_PEOPLE)
+        return f"SELECT {', '.join(fields)}, {_RELATION_SUBQUERY} FROM Event"
 
     async def _records(self, rows: list[dict[str, Any]]) -> list[CrmRecord]:
         me = await self._me()
@@ -430,7 +435,11 @@ class SalesforceConnector:
                 emails[str(rel.get("RelationId") or "")] = _email(rel.get("Relation"))
             cancelled = await series.cancelled(self, row) if series.is_series_row(row) else None
             try:
-                out.append(record_from_row(row, relation_rows, emails, me=me, cancelled=cancelled))
+                out.append(
+                    record_from_row(
+                        row, relation_rows, emails, me=me, cancelled=cancelled, profile=self.profile
+                    )
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 raise UnprocessableError(
                     f"Salesforce event cannot be read: {exc}",
@@ -439,16 +448,21 @@ class SalesforceConnector:
                 ) from exc
         return out
 
-    async def _row(self, crm_id: str) -> dict[str, Any] | None:
-        rows = await self._query(f"{self._select()} WHERE Id = {soql_string(crm_id)}", item_id=crm_id)
+    async def _row(self, crm_id: str, *, cancelled: bool = False) -> dict[str, Any] | None:
+        """The live row; with `cancelled`, also a row we deleted to cancel it (through `/queryAll`)."""
+        soql = f"{self._select()} WHERE Id = {soql_string(crm_id)}"
+        rows = await self._query(soql, deleted=cancelled, item_id=crm_id)
+        rows = [r for r in rows if not r.get("IsDeleted") or cancelled_by_us(r)]
         return rows[0] if rows else None
 
-    async def _record(self, crm_id: str) -> CrmRecord | None:
-        row = await self._row(crm_id)
+    async def _record(self, crm_id: str, *, cancelled: bool = False) -> CrmRecord | None:
+        row = await self._row(crm_id, cancelled=cancelled)
         return None if row is None else (await self._records([row]))[0]
 
     async def get_appointment(self, crm_id: str) -> CrmRecord | None:
-        return await self._record(crm_id) if is_id(crm_id) else None
+        """The record; one we deleted to cancel it (SALESFORCE_CANCEL=delete) reads as cancelled, one a
+        Salesforce user deleted as None."""
+        return await self._record(crm_id, cancelled=True) if is_id(crm_id) else None
 
     async def find_by_external_ref(self, external_ref: str) -> CrmRecord | None:
         """I5: the oldest event whose msync_ExternalRef__c is exactly `external_ref` (SOQL compares without
@@ -499,7 +513,11 @@ class SalesforceConnector:
         directory = await self._directory(appointment)
         organizer = appointment.organizer.email if appointment.organizer is not None else None
         owner = directory.get(organizer or "")
-        body = event_fields(appointment, owner_id=owner if owner and owner.startswith("005") else None)
+        body = event_fields(
+            appointment,
+            owner_id=owner if owner and owner.startswith("005") else None,
+            profile=self.profile,
+        )
         wanted = relations(appointment, directory)
         body[SYNC_DATA] = mark_unresolved(body[SYNC_DATA], self._unresolved(appointment, directory))
         body[EXTERNAL_REF] = external_ref
@@ -662,7 +680,7 @@ class SalesforceConnector:
         self, crm_id: str, row: Mapping[str, Any], merged: Appointment, *, people: bool, guard: bool
     ) -> None:
         directory = await self._directory(merged) if people else {}
-        wanted = event_fields(merged, owner_id=None)
+        wanted = event_fields(merged, owner_id=None, profile=self.profile)
         have_rel = {
             str(r.get("RelationId")): r
             for r in ((row.get("EventRelations") or {}).get("records") or [])
@@ -700,17 +718,24 @@ class SalesforceConnector:
             await self._write_relations(crm_id, add=add, change=change, remove=remove)
 
     async def cancel_appointment(self, crm_id: str) -> CrmRecord:
-        """Salesforce has no status: cancel sets our msync_Status__c to cancelled (L4); a cancelled event is
-        returned unchanged."""
-        current = await self.get_appointment(crm_id)
-        if current is None:
+        """Salesforce has no status, so cancel (L4) is the policy's: the status field's cancelled value, or
+        (SALESFORCE_CANCEL=delete) our mark in the sidecar, then the Event deleted to the Recycle Bin, where
+        it still reads as cancelled. A cancelled event is returned unchanged."""
+        row = await self._row(crm_id, cancelled=True) if is_id(crm_id) else None
+        if row is None:
             raise NotFoundError("The requested resource does not exist", side=SIDE, item_id=crm_id)
+        current = (await self._records([row]))[0]
         if current.appointment.status is Status.CANCELLED:
             return current
-        await self._send(
-            "PATCH", f"sobjects/Event/{crm_id}", item_id=crm_id, json_body={STATUS: Status.CANCELLED.value}
-        )
-        record = await self._record(crm_id)
+        if self.profile.cancel_by_delete:
+            mark = {SYNC_DATA: mark_cancelled(row.get(SYNC_DATA))}
+            await self._send("PATCH", f"sobjects/Event/{crm_id}", item_id=crm_id, json_body=mark)
+            await self._send("DELETE", f"sobjects/Event/{crm_id}", item_id=crm_id)
+        else:
+            value = self.profile.status_value(Status.CANCELLED, item_id=crm_id)
+            body = {self.profile.status_field: value}
+            await self._send("PATCH", f"sobjects/Event/{crm_id}", item_id=crm_id, json_body=body)
+        record = await self._record(crm_id, cancelled=True)
         if record is None:
             raise NotFoundError("The requested resource does not exist", side=SIDE, item_id=crm_id)
         return record
@@ -746,14 +771,18 @@ class SalesforceConnector:
         # An occurrence row changed or deleted is news of its series (a cancelled occurrence), read whole
         plain = [r for r in rows if series.is_plain_occurrence(r)]
         own = [r for r in rows if not series.is_plain_occurrence(r)]
-        live = [r for r in own if not r.get("IsDeleted")]
+        live = [r for r in own if not r.get("IsDeleted") or cancelled_by_us(r)]  # ours read as cancelled
         keys = {str(r["ActivityRecurrence2Id"]) for r in plain} - {
             str(r.get("ActivityRecurrence2Id")) for r in live if series.is_series_row(r)
         }
         for key in sorted(keys):
             where = f"ActivityRecurrence2Id = {soql_string(key)} AND GroupEventType = '3'"
             live += await self._query(f"{self._select()} WHERE {where}")
-        deleted = tuple(str(r["Id"]) for r in own if r.get("IsDeleted") and position is not None)
+        deleted = tuple(
+            str(r["Id"])
+            for r in own
+            if r.get("IsDeleted") and not cancelled_by_us(r) and position is not None
+        )
         records = await self._records(live)
         if rows:
             last = rows[-1]

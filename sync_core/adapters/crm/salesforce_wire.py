@@ -8,9 +8,12 @@ What Salesforce holds natively (Event and EventRelation in the Object Reference)
 a Contact or a Lead, with a Status per invitee. Salesforce has **no status field** and no place for an
 address it does not know: our package adds four custom fields on Activity, `msync_ExternalRef__c` (the
 meeting key, I5), `msync_CreateKey__c` (the create-once key, unless an External ID field is configured),
-`msync_Status__c` (our status, the cancel policy) and `msync_SyncData__c` (what the neutral model has and
-Salesforce has no field for, like the extended property we keep on Graph events). Native fields win
-whenever they disagree with the sidecar.
+`msync_Status__c` (our status; a tenant may name its own picklist field and which of its values mean which
+status, `FieldProfile.statuses`) and `msync_SyncData__c` (what the neutral model has and Salesforce has no
+field for, like the extended property we keep on Graph events). Native fields win whenever they disagree
+with the sidecar. A cancel is the policy's choice: the status field's cancelled value, or the Event
+deleted (to the Recycle Bin) with our mark in its sidecar first, so a row we deleted reads as cancelled and
+one a user deleted as gone.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ from sync_core.ports.crm import CrmCapabilities
 SIDE = "crm"
 EXTERNAL_REF = "msync_ExternalRef__c"
 CREATE_KEY = "msync_CreateKey__c"  # the create-once key when no External ID field is configured
-STATUS = "msync_Status__c"
+STATUS = "msync_Status__c"  # the default status field
+CANCELLED_MARK = "cancelled_by_sync"  # in the sidecar of an Event we deleted to cancel it
 SYNC_DATA = "msync_SyncData__c"
 SUBJECT_MAX = 255  # Event.Subject
 LOCATION_MAX = 255  # Event.Location
@@ -96,9 +100,8 @@ EVENT_FIELDS = (
     "GroupEventType",
     "ActivityRecurrence2Id",
     EXTERNAL_REF,
-    STATUS,
     SYNC_DATA,
-)
+)  # and the profile's status field
 RELATION_FIELDS = ("Id", "EventId", "RelationId", "Status", "Response", "IsInvitee")
 
 CAPABILITIES = CrmCapabilities(
@@ -166,26 +169,87 @@ def api_usage(headers: Mapping[str, str]) -> tuple[int, int] | None:
 # -- the field profile --------------------------------------------------------------------------------------
 
 
+DEFAULT_STATUSES: tuple[tuple[Status, tuple[str, ...]], ...] = tuple((s, (s.value,)) for s in Status)
+
+
 @dataclass(frozen=True)
 class FieldProfile:
     """Which fields carry what in an org. `standard`: our package's fields, contacts by Email. `practifi`:
     Practifi's org, contacts matched on Email and the configured alternate email fields (Practifi's own sync
-    matches on Email, Alternate Email and other email fields)."""
+    matches on Email, Alternate Email and other email fields). `status_field` and `statuses`: the picklist
+    holding our status and which of its values mean each status (the first is written); `cancel_by_delete`:
+    a cancel deletes the Event instead of writing the cancelled value."""
 
     name: str = "standard"
     contact_email_fields: tuple[str, ...] = ("Email",)
     create_key_field: str = CREATE_KEY
     external_id: bool = False  # the create key field is an External ID field: create by upsert
+    status_field: str = STATUS
+    statuses: tuple[tuple[Status, tuple[str, ...]], ...] = DEFAULT_STATUSES
+    cancel_by_delete: bool = False
 
     @classmethod
-    def of(cls, name: str, email_fields: Iterable[str], external_id_field: str | None) -> FieldProfile:
+    def of(
+        cls,
+        name: str,
+        email_fields: Iterable[str],
+        external_id_field: str | None,
+        *,
+        status_field: str = STATUS,
+        statuses: Mapping[str, str | Iterable[str]] | None = None,
+        cancel_by_delete: bool = False,
+    ) -> FieldProfile:
         fields = ("Email", *(f for f in email_fields if f != "Email"))
         return cls(
             name=name,
             contact_email_fields=fields,
             create_key_field=external_id_field or CREATE_KEY,
             external_id=bool(external_id_field),
+            status_field=status_field,
+            statuses=DEFAULT_STATUSES
+            if statuses is None
+            else tuple((Status(k), (v,) if isinstance(v, str) else tuple(v)) for k, v in statuses.items()),
+            cancel_by_delete=cancel_by_delete,
         )
+
+    def status_value(self, status: Status, *, item_id: str | None) -> str:
+        """The picklist value `status` is written as; refused (with the reason) when the map has none."""
+        for mapped, values in self.statuses:
+            if mapped is status and values:
+                return values[0]
+        raise UnprocessableError(
+            f"Salesforce connector: status {status.value} has no value of {self.status_field} in "
+            "SALESFORCE_STATUS_MAP",
+            side=SIDE,
+            item_id=item_id,
+        )
+
+    def status_of(self, value: Any, *, item_id: str | None) -> Status:
+        """Our status from the field's value: empty is confirmed (an event a Salesforce user made); a value
+        the map does not name is refused with the reason, never guessed."""
+        if value is None or value == "":
+            return Status.CONFIRMED
+        for mapped, values in self.statuses:
+            if value in values:
+                return mapped
+        raise UnprocessableError(
+            f"Salesforce event's {self.status_field} is {str(value)[:80]!r}, which SALESFORCE_STATUS_MAP "
+            "gives to none of our statuses",
+            side=SIDE,
+            item_id=item_id,
+        )
+
+
+def cancelled_by_us(row: Mapping[str, Any]) -> bool:
+    """A row we deleted to cancel it (its sidecar carries our mark), as against one a user deleted."""
+    return bool(row.get("IsDeleted")) and _load_sidecar(row.get(SYNC_DATA)).get(CANCELLED_MARK) is True
+
+
+def mark_cancelled(raw: Any) -> str:
+    """The sidecar with our cancel mark, written just before the Event is deleted (an Event a Salesforce
+    user made has none yet: the mark alone)."""
+    data = _load_sidecar(raw) or {"v": 1}
+    return json.dumps(data | {CANCELLED_MARK: True}, sort_keys=True, separators=(",", ":"))
 
 
 # -- status, show-as, responses ---------------------------------------------------------------------------
@@ -274,8 +338,11 @@ def refuse_unholdable(appt: Appointment, *, item_id: str | None) -> None:
         raise refuse(f"what {SYNC_DATA} would keep exceeds {SYNC_DATA_MAX} characters")
 
 
-def event_fields(appt: Appointment, *, owner_id: str | None) -> dict[str, Any]:
+def event_fields(
+    appt: Appointment, *, owner_id: str | None, profile: FieldProfile | None = None
+) -> dict[str, Any]:
     """Every Event field we write for `appt` (not the keys, not the relations)."""
+    profile = profile or FieldProfile()
     row: dict[str, Any] = {
         "Subject": appt.subject,
         "Description": appt.body,
@@ -285,7 +352,7 @@ def event_fields(appt: Appointment, *, owner_id: str | None) -> dict[str, Any]:
         "Location": location_text(appt),
         "IsPrivate": appt.sensitivity is Sensitivity.PRIVATE,
         "ShowAs": SHOW_AS_OUT.get(appt.show_as, "Busy"),
-        STATUS: appt.status.value,
+        profile.status_field: profile.status_value(appt.status, item_id=None),
         SYNC_DATA: sync_data(appt),
     }
     row |= series_fields(appt, item_id=None)
@@ -337,9 +404,12 @@ def record_from_row(
     *,
     me: str | None,
     cancelled: tuple[datetime, ...] | None = None,
+    profile: FieldProfile | None = None,
 ) -> CrmRecord:
     """A CrmRecord from an Event row, its EventRelation rows and the emails of the ids they name; for a
-    series, `cancelled` is what its occurrence rows show (salesforce_series.cancelled)."""
+    series, `cancelled` is what its occurrence rows show (salesforce_series.cancelled). A row we deleted to
+    cancel it reads as cancelled."""
+    profile = profile or FieldProfile()
     crm_id = str(row["Id"])
     kept = _load_sidecar(row.get(SYNC_DATA))
     start, end = parse_time(row.get("StartDateTime")), parse_time(row.get("EndDateTime"))
@@ -398,8 +468,10 @@ def record_from_row(
         sensitivity = Sensitivity.PRIVATE
     elif sensitivity is Sensitivity.PRIVATE:
         sensitivity = Sensitivity.NORMAL
-    status_value = str(row.get(STATUS) or Status.CONFIRMED.value)
-    status = Status(status_value) if status_value in Status._value2member_map_ else Status.CONFIRMED
+    if cancelled_by_us(row):
+        status = Status.CANCELLED
+    else:
+        status = profile.status_of(row.get(profile.status_field), item_id=crm_id)
     recurrence: Recurrence | None = None
     pattern_start = parse_time(row.get("Recurrence2PatternStartDate"))
     if row.get("IsRecurrence2") and str(row.get("GroupEventType")) == "3" and pattern_start is not None:
