@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
+from kiota_abstractions.method import Method
 from msgraph.generated.models.subscription import Subscription
 from msgraph.generated.users.item.events.item.accept.accept_post_request_body import AcceptPostRequestBody
 from msgraph.generated.users.item.events.item.cancel.cancel_post_request_body import CancelPostRequestBody
@@ -25,9 +26,10 @@ from sync_core.adapters.graph.base import (
 )
 from sync_core.adapters.graph.base import config as _config
 from sync_core.adapters.graph.base import graph_time as _graph_time
-from sync_core.adapters.graph.convert import EVENT_PROPERTIES, appointment_to_event
 from sync_core.adapters.graph.create import find_created
+from sync_core.adapters.graph.event_json import event_json
 from sync_core.adapters.graph.json_view import JsonView
+from sync_core.adapters.graph.wire import event_url, events_url, get_event_query, request
 from sync_core.domain import identity
 from sync_core.domain.model import Appointment, Attachment, GraphEvent
 from sync_core.domain.subscription import CreatedSubscription
@@ -53,26 +55,29 @@ class GraphAdapter(GraphBase):
     """Calendar operations on mailboxes, translated to and from the neutral model."""
 
     def _event(self, mailbox: str, event_id: str) -> EventItemRequestBuilder:
+        self._check_ids(mailbox, event_id)
+        return self._client.users.by_user_id(mailbox).events.by_event_id(event_id)
+
+    def _event_url(self, mailbox: str, event_id: str) -> str:
+        """The event's URL (wire.event_url), the ids checked as `_event` checks them."""
+        self._check_ids(mailbox, event_id)
+        return event_url(self._client.request_adapter.base_url, mailbox, event_id)
+
+    @staticmethod
+    def _check_ids(mailbox: str, event_id: str) -> None:
         why = identity.unsafe_id(event_id) or identity.unsafe_id(mailbox)
         if why is not None:  # `.` and `..` survive quoting and would be resolved away by httpx
             raise UnprocessableError(
                 f"not a Graph id: {why}", side="graph", mailbox=mailbox, item_id=event_id[:100]
             )
-        return self._client.users.by_user_id(mailbox).events.by_event_id(event_id)
 
     async def get_event(self, mailbox: str, event_id: str) -> GraphEvent | None:
         """The event as it is now, with our write tag; None when it no longer exists. A series master comes
         with its cancelled occurrences (R3), which Graph returns only when a GET by id selects them, and a
         select returns only what it names: every property the conversion reads is named."""
-        query = EventItemRequestBuilder.EventItemRequestBuilderGetQueryParameters(
-            select=[*EVENT_PROPERTIES, "cancelledOccurrences", "exceptionOccurrences"],
-            expand=[f"singleValueExtendedProperties($filter=id eq '{self._prop}')"],
-        )
-        builder = self._event(mailbox, event_id)
+        url = self._event_url(mailbox, event_id) + get_event_query(self._prop)
         try:  # JSON, not models (send_json): the models' parsing was the largest CPU cost of a change
-            data = await self._call(
-                mailbox, event_id, lambda: self.send_json(builder.to_get_request_information(_config(query)))
-            )
+            data = await self._call(mailbox, event_id, lambda: self.send_json(request(Method.GET, url)))
         except NotFoundError:
             return None
         if not data:
@@ -89,17 +94,15 @@ class GraphAdapter(GraphBase):
         seen as 400 and as 409; both ConflictError). On a conflict the event is looked up by our tag and
         returned; if no event of ours is found the conflict is raised for the operator.
         """
-        body = appointment_to_event(
+        body = event_json(  # JSON written directly, the bytes msgraph's model would serialize to
             appointment,
             extended_property=(self._prop, self.signed_tag(tag, mailbox)),
             transaction_id=transaction_id,
         )
+        url = events_url(self._client.request_adapter.base_url, mailbox)
         try:
-            builder = self._client.users.by_user_id(mailbox).events
             created = await self._call(
-                mailbox,
-                transaction_id,
-                lambda: self.send_json(builder.to_post_request_information(body, _config())),
+                mailbox, transaction_id, lambda: self.send_json(request(Method.POST, url, body))
             )
         except ConflictError:
             found = await self.find_created(mailbox, tag=tag, transaction_id=transaction_id)
@@ -133,12 +136,12 @@ class GraphAdapter(GraphBase):
         self, mailbox: str, event_id: str, appointment: Appointment, *, fields: Iterable[str], tag: str
     ) -> GraphEvent:
         """PATCH only the fields that differ (W4), re-tagging the item as written by us."""
-        body = appointment_to_event(
+        body = event_json(
             appointment, fields=list(fields), extended_property=(self._prop, self.signed_tag(tag, mailbox))
         )
-        builder = self._event(mailbox, event_id)
+        url = self._event_url(mailbox, event_id)
         updated = await self._call(
-            mailbox, event_id, lambda: self.send_json(builder.to_patch_request_information(body, _config()))
+            mailbox, event_id, lambda: self.send_json(request(Method.PATCH, url, body))
         )
         if updated is None:
             raise TransientError(

@@ -22,7 +22,6 @@ from kiota_abstractions.authentication import (
 )
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_abstractions.request_information import RequestInformation
-from kiota_http.middleware.options import RetryHandlerOption
 from msgraph.generated.models.event import Event
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.graph_request_adapter import GraphRequestAdapter
@@ -32,6 +31,7 @@ from msgraph_core import GraphClientFactory
 from sync_core.adapters.graph.convert import event_to_graph_event
 from sync_core.adapters.graph.errors import server_retry_after, translate
 from sync_core.adapters.graph.limits import Backoff, MailboxLimiter, deadline, shared_limiter
+from sync_core.adapters.graph.middleware import middleware
 from sync_core.domain import identity
 from sync_core.domain.model import GraphEvent
 from sync_core.errors import ConcurrencyError, PermanentError, SyncError, ThrottledError, TransientError
@@ -120,13 +120,16 @@ def _auth_provider(settings: Settings) -> AuthenticationProvider:
     )
 
 
-def build_client(settings: Settings, *, timeout: float = 30.0) -> GraphServiceClient:
-    """A GraphServiceClient for real Graph or the emulator; kiota's own retries are off (we own them)."""
-    http = GraphClientFactory.create_with_default_middleware(
-        client=httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=100)),
-        options={
-            RetryHandlerOption.RETRY_HANDLER_OPTION_KEY: RetryHandlerOption(max_retries=0, should_retry=False)
-        },
+def build_client(
+    settings: Settings, *, timeout: float = 30.0, transport: httpx.AsyncBaseTransport | None = None
+) -> GraphServiceClient:
+    """A GraphServiceClient for real Graph or the emulator: msgraph-core's middleware less the handlers
+    that do nothing for us (adapters/graph/middleware.py); kiota's own retries are off (we own them)."""
+    http = GraphClientFactory.create_with_custom_middleware(
+        middleware(),
+        client=httpx.AsyncClient(
+            timeout=timeout, limits=httpx.Limits(max_connections=100), transport=transport
+        ),
     )
     adapter = GraphRequestAdapter(_auth_provider(settings), client=http)
     adapter.base_url = settings.graph_base_url.rstrip("/")

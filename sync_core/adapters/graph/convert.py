@@ -342,22 +342,28 @@ def event_to_graph_event(event: Event, mailbox: str, *, extended_property_id: st
     )
 
 
-def _write_time(value: datetime, appt: Appointment, *, anchors_series: bool = False) -> DateTimeTimeZone:
+def write_time(value: datetime, appt: Appointment, *, anchors_series: bool = False) -> tuple[str, str]:
+    """(dateTime, timeZone) of a start or end as we write it (F4): in the event's zone, see the module."""
     windows = timezones.to_windows(appt.time_zone)
     iana = timezones.to_iana(appt.time_zone)
     if appt.is_all_day:
         # Graph wants all-day events at midnight, start and end in the same zone.
-        return DateTimeTimeZone(date_time=f"{value.date().isoformat()}T00:00:00", time_zone=windows or "UTC")
+        return f"{value.date().isoformat()}T00:00:00", windows or "UTC"
     if iana is None or iana == "UTC":
-        return DateTimeTimeZone(date_time=utc(value).strftime("%Y-%m-%dT%H:%M:%S"), time_zone="UTC")
+        return utc(value).strftime("%Y-%m-%dT%H:%M:%S"), "UTC"
     local = value.astimezone(timezones.zone(iana))
     if not timezones.is_exact_wall_time(local) and not anchors_series:
         # A wall time that happens twice in this zone (the hour a clock is set back) cannot say which of
         # the two instants it means; UTC can (F4). Graph keeps start and end zones apart, so only this end
         # loses the event's zone. Not a series' start: Exchange lays the occurrences out in the start's
         # zone, and a series in UTC would move an hour at every clock change.
-        return DateTimeTimeZone(date_time=utc(value).strftime("%Y-%m-%dT%H:%M:%S"), time_zone="UTC")
-    return DateTimeTimeZone(date_time=local.strftime("%Y-%m-%dT%H:%M:%S"), time_zone=windows or iana)
+        return utc(value).strftime("%Y-%m-%dT%H:%M:%S"), "UTC"
+    return local.strftime("%Y-%m-%dT%H:%M:%S"), windows or iana
+
+
+def _write_time(value: datetime, appt: Appointment, *, anchors_series: bool = False) -> DateTimeTimeZone:
+    date_time, zone = write_time(value, appt, anchors_series=anchors_series)
+    return DateTimeTimeZone(date_time=date_time, time_zone=zone)
 
 
 def _write_recurrence(rec: Recurrence, appt: Appointment) -> PatternedRecurrence:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 from typing import cast
 
+from kiota_abstractions.method import Method
 from msgraph.generated.models.event import Event
-from msgraph.generated.users.item.events.events_request_builder import EventsRequestBuilder
 
 from sync_core.adapters.graph.base import GraphBase, config
 from sync_core.adapters.graph.json_view import JsonView
+from sync_core.adapters.graph.wire import events_url, expand_tag, query, request
 from sync_core.domain.model import GraphEvent
 
 FIND_CREATED_PAGE = 10  # a tag names one meeting: one page is the usual answer
@@ -53,16 +54,13 @@ async def _find(adapter: GraphBase, mailbox: str, tag: str, transaction_id: str)
     no exact match exists.
     """
     prop = adapter.extended_property_id
-    builder = adapter.client.users.by_user_id(mailbox).events
-    query = EventsRequestBuilder.EventsRequestBuilderGetQueryParameters(
-        filter=tag_filter(prop, tag),
-        expand=[f"singleValueExtendedProperties($filter=id eq '{odata_text(prop)}')"],
-        top=FIND_CREATED_PAGE,
+    url = events_url(adapter.client.request_adapter.base_url, mailbox) + query(
+        ("$expand", [expand_tag(odata_text(prop))]),  # the template's order: $expand, $filter, $top
+        ("$filter", tag_filter(prop, tag)),
+        ("$top", FIND_CREATED_PAGE),
     )
     # JSON read under the models' names (json_view), not parsed into models: one parse per listed event
-    data = await adapter._call(
-        mailbox, transaction_id, lambda: adapter.send_json(builder.to_get_request_information(config(query)))
-    )
+    data = await adapter._call(mailbox, transaction_id, lambda: adapter.send_json(request(Method.GET, url)))
     page = JsonView(data or {})
     fallback: Event | None = None
     while True:
@@ -74,6 +72,7 @@ async def _find(adapter: GraphBase, mailbox: str, tag: str, transaction_id: str)
         link = page.odata_next_link if page else None
         if not link:
             break
+        builder = adapter.client.users.by_user_id(mailbox).events
         following = builder.with_url(adapter.checked_link(link, mailbox))
         data = await adapter._call(
             mailbox,
