@@ -188,7 +188,14 @@ async def test_a_status_the_tenants_picklist_has_no_value_for_is_refused_with_th
             make_appointment(status=Status.HOLD), idempotency_key="k", external_ref="m"
         )
     assert "hold" in caught.value.message and "SALESFORCE_STATUS_MAP" in caught.value.message
-    assert backend.events() == []  # refused before anything was written
+    assert backend.events() == [] and tenant.calls == 0  # refused before any request
+    made = await tenant.create_appointment(make_appointment(), idempotency_key="k", external_ref="m")
+    with pytest.raises(UnprocessableError) as caught:
+        await tenant.update_appointment(
+            made.crm_id, make_appointment(status=Status.HOLD), fields=["status"], expected_version=None
+        )
+    assert "hold" in caught.value.message
+    assert _row(backend, made.crm_id)[STAGE] == "Booked"  # unchanged
 
 
 async def test_a_picklist_value_the_map_does_not_name_is_refused_never_read_as_confirmed(

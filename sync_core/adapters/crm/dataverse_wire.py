@@ -141,7 +141,7 @@ class StatusMap:
     @classmethod
     def of(cls, statuses: Mapping[str, Iterable[tuple[int, int]]]) -> StatusMap:
         merged = {**DEFAULT_DATAVERSE_STATUS_MAP, **statuses}
-        return cls(tuple((s, tuple(tuple(p) for p in merged[s.value])) for s in Status))  # type: ignore[misc]
+        return cls(tuple((s, tuple((int(p[0]), int(p[1])) for p in merged[s.value])) for s in Status))
 
     def _of(self, status: Status) -> tuple[tuple[int, int], ...]:
         return next(p for s, p in self.pairs if s is status)

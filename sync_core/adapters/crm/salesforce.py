@@ -485,6 +485,7 @@ class SalesforceConnector:
         found deleted → ConflictError; several → an operator hold (PermanentError); else created, by upsert on
         the External ID field when one is configured."""
         refuse_unholdable(appointment, item_id=external_ref)
+        self.profile.status_value(appointment.status, item_id=external_ref)  # a status the org cannot hold
         field, key = self.profile.create_key_field, create_key(idempotency_key)
         existing = await self._query(
             f"SELECT Id, IsDeleted, ActivityRecurrence2Id, IsRecurrence2, GroupEventType, {SYNC_DATA} "
@@ -653,6 +654,7 @@ class SalesforceConnector:
             )
         merged = current.appointment.model_copy(update={f: getattr(appointment, f) for f in names})
         refuse_unholdable(merged, item_id=crm_id)
+        self.profile.status_value(merged.status, item_id=crm_id)
         if (current.appointment.recurrence is None) != (merged.recurrence is None):
             raise UnprocessableError(
                 "Salesforce connector: an event becomes a series, or a series a single event, only by a new "
