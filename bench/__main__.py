@@ -84,8 +84,8 @@ BENCHES: dict[str, tuple[str, str, Callable[[dict[str, Any]], list[dict[str, Any
         lambda size: economy.run(size["economy"]),
     ),
     "crm-economy": (
-        "CRM economy: the CRM API's requests per unit with another connector (the Dataverse emulator's "
-        "request log; Graph and Table counted as in Economy)",
+        "CRM economy: the CRM API's requests per unit with the Dataverse and Salesforce connectors (each "
+        "emulator's request log; Graph and Table counted as in Economy)",
         "target: 0 Graph/CRM writes for echoes, duplicates, no-ops; CRM reads beside Economy's REST rows",
         lambda size: [
             row for name in crm_economy.SIDES for row in crm_economy.run(size["economy"] // 3, name)

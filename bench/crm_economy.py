@@ -1,12 +1,13 @@
 """CRM economy: the CRM's own API requests per synced change, per echo, per duplicate, per no-op, with a
-connector other than the REST contract (`LocalStack(connector=...)`; Dataverse today).
+connector other than the REST contract (`LocalStack(connector=...)`: Dataverse and Salesforce).
 
 Counted at the source, the CRM emulator's request log (every Web API request the app sends), beside the
 Graph and Table counts of bench.economy's Meter. Phases run one after another on one stack, each waiting
 for the queues to drain and the CRM's webhooks to be answered:
 
-1. synced create, M365 -> CRM: events created in Outlook, the CRM's webhooks switched off (so the echo of
-   our own CRM writes is measured on its own in phase 2);
+1. synced create, M365 -> CRM: events created in Outlook, the CRM's notifications (Dataverse's webhook,
+   Salesforce's outbound message) switched off, so the echo of our own CRM writes is measured on its own
+   in phase 2;
 2. echo: one hint per record of phase 1 (a CrmChange on the queue, as a webhook or the sweep makes it);
 3. duplicate: every Graph notification of phase 1, delivered again;
 4. no-op: each event PATCHed with the subject it already has;
@@ -30,7 +31,7 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from bench.common import StorageCounter, wait_idle, wait_until
 from bench.economy import MAILBOXES, Meter, _event
-from devstack.run import dataverse_webhook
+from devstack.run import dataverse_webhook, salesforce_outbound_url
 from devstack.stack import CRM_KEY, CRM_SECRET, LocalStack
 from sync_core.adapters.storage.core import CHANGES_QUEUE
 from sync_core.domain.messages import CrmChange, encode
@@ -71,7 +72,22 @@ DATAVERSE = CrmSide(
     # A new row is Open; saving it in the app books it: Scheduled, Busy (appointment.md StateCode 3).
     book=lambda emu, crm_id, user: emu.user_update(crm_id, statecode=3, statuscode=5, updated_by=user),
 )
-SIDES: dict[str, CrmSide] = {"dataverse": DATAVERSE}
+
+
+def _salesforce_messages(stack: LocalStack, on: bool) -> None:
+    url = salesforce_outbound_url(stack.settings["PUBLIC_BASE_URL"], CRM_KEY)
+    stack.salesforce.outbound.endpoint = url if on else None
+
+
+SALESFORCE = CrmSide(
+    emulator=lambda stack: stack.salesforce,
+    rows=lambda emu: [{"id": r["Id"], "subject": str(r.get("Subject") or "")} for r in emu.events()],
+    webhooks=_salesforce_messages,  # the outbound message on Event
+    duplicate=lambda emu, on: setattr(emu.outbound, "duplicate", on),
+    settle=lambda emu: emu.outbound.wait_idle(30),
+    book=lambda emu, crm_id, user: None,  # an Event has no status to book
+)
+SIDES: dict[str, CrmSide] = {"dataverse": DATAVERSE, "salesforce": SALESFORCE}
 
 
 def _hint(connection: str, crm_ids: list[str]) -> None:
