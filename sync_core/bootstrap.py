@@ -11,6 +11,7 @@ import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -62,12 +63,14 @@ REST_CAPABILITIES = CrmCapabilities(
 )
 
 
-def crm_connector(settings: Settings) -> tuple[CrmConnector, CrmCapabilities]:
-    """The CRM connector CRM_CONNECTOR names, and what its CRM can hold."""
+def crm_connector(
+    settings: Settings, clock: Callable[[], datetime] | None = None
+) -> tuple[CrmConnector, CrmCapabilities]:
+    """The CRM connector CRM_CONNECTOR names, and what its CRM can hold; `clock` is the container's."""
     if settings.crm_connector_name == "dataverse":
         return DataverseConnector.from_settings(settings), DataverseConnector.capabilities
     if settings.crm_connector_name == "salesforce":
-        return SalesforceConnector.from_settings(settings), SalesforceConnector.capabilities
+        return SalesforceConnector.from_settings(settings, clock), SalesforceConnector.capabilities
     return RestCrmConnector.from_settings(settings), REST_CAPABILITIES  # CRM_AUTH_SCHEME: bearer or api_key
 
 
@@ -118,7 +121,7 @@ class Container:
             extended_property_id=policy.extended_property_id,
             tag_secrets=settings.tag_secrets,
         )
-        self.crm, self.crm_capabilities = crm_connector(settings)
+        self.crm, self.crm_capabilities = crm_connector(settings, self.clock.now)
         log.info("CRM connector %s: %s", self.crm_capabilities.connector, self.crm_capabilities.describe())
         self.mappings = MappingStore(self.storage.table(MAPPINGS_TABLE))
         self.decisions = DecisionLog(self.storage.table(DECISIONS_TABLE))

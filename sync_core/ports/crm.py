@@ -43,6 +43,9 @@ class Space(_Frozen):
 class ChangedPage(_Frozen):
     records: tuple[CrmRecord, ...]
     deleted_ids: tuple[str, ...] = ()
+    # changed, but the connector could not read them: the sweep hands them to the worker, whose own read
+    # fails with the reason (a poison message an operator sees) instead of the page stalling the sweep
+    unreadable_ids: tuple[str, ...] = ()
     cursor: str
     more: bool = False
 

@@ -209,9 +209,11 @@ class CrmSweep:
             now = self._clock()
             for record in page.records:
                 await self._enqueue(encode(_crm_change(record.crm_id, "updated", record.version, now)))
+            for crm_id in page.unreadable_ids:
+                await self._enqueue(encode(_crm_change(crm_id, "updated", None, now)))
             for crm_id in page.deleted_ids:
                 await self._enqueue(encode(_crm_change(crm_id, "deleted", None, now)))
-            found += len(page.records) + len(page.deleted_ids)
+            found += len(page.records) + len(page.deleted_ids) + len(page.unreadable_ids)
             cursor = page.cursor or cursor
             await self._save(cursor)
             if not page.more:

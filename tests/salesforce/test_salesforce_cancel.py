@@ -208,6 +208,19 @@ async def test_a_picklist_value_the_map_does_not_name_is_refused_never_read_as_c
     assert "'Invoiced'" in caught.value.message and STAGE in caught.value.message
 
 
+async def test_an_unreadable_event_in_the_change_feed_is_listed_apart_and_never_stalls_the_page(
+    tenant: SalesforceConnector, backend: SalesforceEmulator
+) -> None:
+    bad = await tenant.create_appointment(make_appointment(), idempotency_key="k1", external_ref="m1")
+    good = await tenant.create_appointment(make_appointment(), idempotency_key="k2", external_ref="m2")
+    backend.user_update(bad.crm_id, **{STAGE: "Invoiced"})  # a value the map does not name
+    backend.user_update(good.crm_id, subject="still read")
+    page = await tenant.list_changed(None)
+    assert page.unreadable_ids == (bad.crm_id,)  # the sweep hands it to the worker, which poisons it
+    assert [r.crm_id for r in page.records] == [good.crm_id]
+    assert page.records[0].appointment.subject == "still read"
+
+
 async def test_an_empty_status_field_is_confirmed(
     tenant: SalesforceConnector, backend: SalesforceEmulator
 ) -> None:

@@ -163,6 +163,7 @@ class SalesforceConnector:
         transport: httpx.AsyncBaseTransport | None = None,
         directory_ttl_s: float = DEFAULT_DIRECTORY_TTL_S,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] | None = None,
     ) -> None:
         problems = []
         if not instance_url.startswith(("https://", "http://")):
@@ -183,16 +184,18 @@ class SalesforceConnector:
         self._session = _Session(
             self._client, f"{self.instance_url}/services/oauth2/token", client_id, client_secret
         )
-        self._ttl, self._clock = directory_ttl_s, clock
+        self._ttl, self._clock, self._now = directory_ttl_s, clock, wall_clock or _system_now
         self._people: dict[str, tuple[str | None, float]] = {}  # lower-case email -> User/Contact/Lead id
         self._lock = asyncio.Lock()
         self.api_usage: tuple[int, int] | None = None  # the last Sforce-Limit-Info: (used, allocation)
         self.calls = 0  # requests sent, for `bench economy`
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SalesforceConnector:
+    def from_settings(
+        cls, settings: Settings, wall_clock: Callable[[], datetime] | None = None
+    ) -> SalesforceConnector:
         """SALESFORCE_INSTANCE_URL with the External Client App's client credentials, or the emulator's with
-        SALESFORCE_AUTH_MODE=emulator."""
+        SALESFORCE_AUTH_MODE=emulator; `wall_clock` dates the change-feed cursor (the container's clock)."""
         emulator = settings.salesforce_auth_mode.strip().lower() == "emulator"
         profile = FieldProfile.of(
             settings.salesforce_field_profile.strip().lower(),
@@ -208,6 +211,7 @@ class SalesforceConnector:
             client_secret=EMULATOR_CLIENT_SECRET if emulator else settings.salesforce_client_secret or "",
             api_version=settings.salesforce_api_version.strip(),
             profile=profile,
+            wall_clock=wall_clock or _system_now,
         )
 
     async def __aenter__(self) -> Self:
@@ -419,7 +423,10 @@ class SalesforceConnector:
         fields = (*EVENT_FIELDS, self.profile.status_field, *_PEOPLE)
         return f"SELECT {', '.join(fields)}, {_RELATION_SUBQUERY} FROM Event"
 
-    async def _records(self, rows: list[dict[str, Any]]) -> list[CrmRecord]:
+    async def _records(
+        self, rows: list[dict[str, Any]], unreadable: list[str] | None = None
+    ) -> list[CrmRecord]:
+        """The rows as records; a row that cannot be read raises, or with `unreadable` is listed there."""
         me = await self._me()
         out = []
         for row in rows:
@@ -435,17 +442,23 @@ class SalesforceConnector:
                 emails[str(rel.get("RelationId") or "")] = _email(rel.get("Relation"))
             cancelled = await series.cancelled(self, row) if series.is_series_row(row) else None
             try:
-                out.append(
-                    record_from_row(
+                try:
+                    record = record_from_row(
                         row, relation_rows, emails, me=me, cancelled=cancelled, profile=self.profile
                     )
-                )
-            except (ValueError, KeyError, TypeError) as exc:
-                raise UnprocessableError(
-                    f"Salesforce event cannot be read: {exc}",
-                    side=SIDE,
-                    item_id=str(row.get("Id") or "") or None,
-                ) from exc
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise UnprocessableError(
+                        f"Salesforce event cannot be read: {exc}",
+                        side=SIDE,
+                        item_id=str(row.get("Id") or "") or None,
+                    ) from exc
+            except UnprocessableError as exc:
+                if unreadable is None or not row.get("Id"):
+                    raise
+                log.warning("Salesforce event %s left to the worker: %s", row["Id"], exc.message)
+                unreadable.append(str(row["Id"]))
+                continue
+            out.append(record)
         return out
 
     async def _row(self, crm_id: str, *, cancelled: bool = False) -> dict[str, Any] | None:
@@ -758,7 +771,7 @@ class SalesforceConnector:
         if limit < 1:
             raise UnprocessableError(f"limit must be at least 1, got {limit}", side=SIDE)
         position = _read_cursor(cursor)
-        now = datetime.now(UTC)
+        now = self._now()
         if position is not None and now - position[2] > DELETED_VISIBLE:
             log.warning("Salesforce change cursor older than %s: reading every event again", DELETED_VISIBLE)
             position = None
@@ -785,7 +798,8 @@ class SalesforceConnector:
             for r in own
             if r.get("IsDeleted") and not cancelled_by_us(r) and position is not None
         )
-        records = await self._records(live)
+        unreadable: list[str] = []
+        records = await self._records(live, unreadable)
         if rows:
             last = rows[-1]
             stamp_at = parse_time(last.get("SystemModstamp")) or now
@@ -794,7 +808,17 @@ class SalesforceConnector:
             new_cursor = _write_cursor(position[0], position[1], now)
         else:
             new_cursor = _write_cursor(datetime(1970, 1, 1, tzinfo=UTC), "", now)
-        return ChangedPage(records=tuple(records), deleted_ids=deleted, cursor=new_cursor, more=more)
+        return ChangedPage(
+            records=tuple(records),
+            deleted_ids=deleted,
+            unreadable_ids=tuple(unreadable),
+            cursor=new_cursor,
+            more=more,
+        )
+
+
+def _system_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _email(related: Any) -> str | None:
