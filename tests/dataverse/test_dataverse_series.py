@@ -293,5 +293,6 @@ async def test_a_series_in_a_zone_the_connector_has_no_code_for_is_refused_by_id
     single = await connector.create_appointment(make_appointment(), idempotency_key="a", external_ref="a")
     page = await connector.list_changed(None)
     assert [r.crm_id for r in page.records] == [single.crm_id]
+    assert page.unreadable_ids == (made["activityid"],)  # the sweep queues it; the worker's read poisons it
     with pytest.raises(UnprocessableError, match="time zone code 190"):
         await connector.get_appointment(made["activityid"])

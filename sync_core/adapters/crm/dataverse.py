@@ -391,8 +391,12 @@ class DataverseConnector:
             return None
 
     async def _records(
-        self, rows: list[dict[str, Any]], party_rows: Mapping[str, list[dict[str, Any]]] | None = None
+        self,
+        rows: list[dict[str, Any]],
+        party_rows: Mapping[str, list[dict[str, Any]]] | None = None,
+        unreadable: list[str] | None = None,
     ) -> list[CrmRecord]:
+        """The rows as records; a row that cannot be read raises, or with `unreadable` is listed there."""
         me = await self._whoami()
         people = [
             str(r.get(k) or "").lower() for r in rows for k in ("_createdby_value", "_modifiedby_value")
@@ -417,6 +421,10 @@ class DataverseConnector:
                     )
                 )
             except (ValueError, KeyError, TypeError) as exc:
+                if unreadable is not None and crm_id:
+                    log.warning("Dataverse appointment %s left to the worker: %s", crm_id, exc)
+                    unreadable.append(crm_id)
+                    continue
                 raise UnprocessableError(
                     f"Dataverse appointment cannot be read: {exc}", side=SIDE, item_id=crm_id or None
                 ) from exc
@@ -632,7 +640,8 @@ class DataverseConnector:
             else:
                 rows.append(item)
         party_rows = await self._parties_of([str(r.get("activityid")) for r in rows])
-        records = await self._series.records(rows, party_rows)
+        unreadable: list[str] = []
+        records = await self._series.records(rows, party_rows, unreadable)
         next_link = self._own_link(data.get("@odata.nextLink"))
         delta_link = self._own_link(data.get("@odata.deltaLink"))
         new_cursor = next_link or delta_link
@@ -642,7 +651,9 @@ class DataverseConnector:
             )
         more = bool(next_link)
         if not more:
-            series, gone, series_next, series_delta = await self._series.changes(series_link, prefer)
+            series, gone, series_next, series_delta = await self._series.changes(
+                series_link, prefer, unreadable
+            )
             known = {r.crm_id.lower() for r in records}
             records += [r for r in series if r.crm_id.lower() not in known]
             deleted += gone
@@ -650,6 +661,7 @@ class DataverseConnector:
         return ChangedPage(
             records=tuple(records),
             deleted_ids=tuple(deleted),
+            unreadable_ids=tuple(dict.fromkeys(unreadable)),  # a series may come from both feeds
             cursor=feed_cursor(new_cursor, series_link),
             more=more,
         )

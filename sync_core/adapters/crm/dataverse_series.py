@@ -74,7 +74,10 @@ class _Connector(Protocol):
     async def _parties_of(self, ids: list[str]) -> dict[str, list[dict[str, Any]]]: ...
 
     async def _records(
-        self, rows: list[dict[str, Any]], party_rows: Mapping[str, list[dict[str, Any]]] | None = None
+        self,
+        rows: list[dict[str, Any]],
+        party_rows: Mapping[str, list[dict[str, Any]]] | None = None,
+        unreadable: list[str] | None = None,
     ) -> list[CrmRecord]: ...
 
     async def _directory(self, appointment: Appointment) -> Directory: ...
@@ -179,10 +182,14 @@ class Series:
         return await self.record(rows[0]) if rows else None
 
     async def records(
-        self, rows: list[dict[str, Any]], party_rows: Mapping[str, list[dict[str, Any]]]
+        self,
+        rows: list[dict[str, Any]],
+        party_rows: Mapping[str, list[dict[str, Any]]],
+        unreadable: list[str],
     ) -> list[CrmRecord]:
-        """The change feed's rows as records: an instance as its series (read once) or as an exception."""
-        out = await self.conn._records([r for r in rows if series_of(r) is None], party_rows)
+        """The change feed's rows as records: an instance as its series (read once) or as an exception;
+        the ids of those that cannot be read go to `unreadable`."""
+        out = await self.conn._records([r for r in rows if series_of(r) is None], party_rows, unreadable)
         seen: set[str] = set()
         for row in rows:
             series_id = series_of(row)
@@ -190,23 +197,26 @@ class Series:
                 continue
             if stands_for_series(row):
                 seen.add(series_id)
-            record = await self._unless_unreadable(self.of_instance(row, party_rows), series_id)
+            record = await self._unless_unreadable(self.of_instance(row, party_rows), series_id, unreadable)
             if record is not None:
                 out.append(record)
         return out
 
     @staticmethod
-    async def _unless_unreadable(read: Awaitable[CrmRecord | None], series_id: str) -> CrmRecord | None:
-        """A series the codec cannot read (a zone with no code we know) is left out of the feed, logged, so
-        it never stops the sweep; read by id (its instances' webhooks) it is refused with the reason."""
+    async def _unless_unreadable(
+        read: Awaitable[CrmRecord | None], series_id: str, unreadable: list[str]
+    ) -> CrmRecord | None:
+        """A series the codec cannot read (a zone with no code we know) never stops the sweep: its id goes
+        to `unreadable`, and the worker's read by id refuses it with the reason (a poison message)."""
         try:
             return await read
         except UnprocessableError as exc:
-            log.warning("Dataverse change feed: series %s left out: %s", series_id, exc)
+            log.warning("Dataverse change feed: series %s left to the worker: %s", series_id, exc)
+            unreadable.append(series_id)
             return None
 
     async def changes(
-        self, link: str | None, prefer: str
+        self, link: str | None, prefer: str, unreadable: list[str]
     ) -> tuple[list[CrmRecord], list[str], str | None, str | None]:
         """One page of the series' own change tracking (enabled on Recurring Appointment): the series
         changed, the ids of those deleted (a series deleted in Dataverse: its instances' ids name nothing we
@@ -234,7 +244,7 @@ class Series:
         records = []
         for r in rows:
             row = r | {NAV: parties_of.get(str(r.get("activityid")).lower(), [])}
-            record = await self._unless_unreadable(self.record(row), str(r.get("activityid")))
+            record = await self._unless_unreadable(self.record(row), str(r.get("activityid")), unreadable)
             records += [record] if record is not None else []
         next_link = self.conn._own_link(data.get("@odata.nextLink"))
         return records, deleted, next_link, self.conn._own_link(data.get("@odata.deltaLink"))
