@@ -402,7 +402,18 @@ def _mapped(stored: Mapping | None, key: str | None) -> bool:
 
 
 def _content(mapping: Mapping | None) -> object:
-    return None if mapping is None else mapping.model_dump(exclude={"etag"})
+    """What a save would change. A person's display name that is only their address (Graph names a nameless
+    attendee so) is no name: saving it would change nothing the engine compares (`merge.norm`), and would
+    cost a duplicate of a CRM booking's webhook a Table write (W4)."""
+    if mapping is None:
+        return None
+    data = mapping.model_dump(exclude={"etag"})
+    snapshot = data.get("snapshot")
+    if snapshot:
+        for person in [snapshot.get("organizer"), *snapshot.get("attendees", ())]:
+            if person and person.get("name", "").strip().casefold() == person.get("email", "").casefold():
+                person["name"] = ""
+    return data
 
 
 def _versions(g: Gathered) -> dict[str, str]:

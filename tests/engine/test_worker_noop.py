@@ -86,16 +86,7 @@ class Synced:
         return next(m for m in self.seen if isinstance(m, kind))
 
 
-SNAPSHOT_CHURN = (
-    "sync_core gap (W4): the first re-read of a meeting we wrote to Outlook saves its mapping once more: the "
-    "engine's merged snapshot takes Graph's attendee names (Graph names a nameless attendee by address), "
-    "which the engine's comparison ignores (merge.norm) but Worker._apply's `_content` comparison does not"
-)
-
-
-@pytest.mark.parametrize(
-    "origin", ["m365", pytest.param("crm", marks=pytest.mark.xfail(strict=True, reason=SNAPSHOT_CHURN))]
-)
+@pytest.mark.parametrize("origin", ["m365", "crm"])
 async def test_D4_W4_a_change_synced_already_and_the_echo_of_our_write_write_nothing(origin: str) -> None:
     world = Synced(origin)
     await world.sync()
@@ -121,7 +112,7 @@ async def test_W4_after_that_one_save_a_crm_meeting_written_to_outlook_syncs_aga
     world = Synced("crm")
     await world.sync()
     again = [world.first(CrmChange), world.first(GraphChange)]
-    for message in again:  # the one save of SNAPSHOT_CHURN
+    for message in again:  # W4: Graph's names for nameless attendees are no change to save
         await world.worker().handle(message)
     worker = world.worker(refuse_writes=True)
     for message in again:
