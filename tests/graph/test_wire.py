@@ -1,5 +1,6 @@
-"""The requests of a synced change (issue 20) reach the transport as msgraph-sdk's own request builders,
-`Event` models and default middleware chain send them: method, URL, headers and body, for the golden ids and
+"""The requests of a synced change (issue 20: read, create, update, find our create, cancel, delete,
+respond) reach the transport as msgraph-sdk's own request builders, models and default middleware chain
+send them: method, URL, headers and body, for the golden ids and
 generated ones. Only client-request-id differs (a new GUID per request, by design)."""
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kiota_http.middleware.options import RetryHandlerOption
 from msgraph.generated.users.item.events.events_request_builder import EventsRequestBuilder
+from msgraph.generated.users.item.events.item.accept.accept_post_request_body import AcceptPostRequestBody
+from msgraph.generated.users.item.events.item.cancel.cancel_post_request_body import CancelPostRequestBody
+from msgraph.generated.users.item.events.item.decline.decline_post_request_body import DeclinePostRequestBody
 from msgraph.generated.users.item.events.item.event_item_request_builder import EventItemRequestBuilder
+from msgraph.generated.users.item.events.item.tentatively_accept.tentatively_accept_post_request_body import (
+    TentativelyAcceptPostRequestBody,
+)
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
@@ -52,6 +59,10 @@ def _capture() -> tuple[httpx.MockTransport, list[httpx.Request]]:
         seen.append(request)
         if request.method == "GET" and request.url.path.endswith("/events"):
             return httpx.Response(200, json={"value": []})
+        if request.method == "DELETE":
+            return httpx.Response(204)
+        if request.method == "POST" and not request.url.path.endswith("/events"):
+            return httpx.Response(202)  # cancel, accept, tentativelyAccept, decline
         return httpx.Response(200, json=EVENT)
 
     return httpx.MockTransport(answer), seen
@@ -149,6 +160,35 @@ async def _find_created(mailbox: str, tag: str) -> None:
     await _both(lambda new: new.find_created(mailbox, tag=tag, transaction_id="t-1"), sdk)
 
 
+async def _cancel(mailbox: str, event_id: str, comment: str) -> None:
+    async def sdk(old: GraphBase) -> None:
+        item = old.client.users.by_user_id(mailbox).events.by_event_id(event_id)
+        await item.cancel.post(CancelPostRequestBody(comment=comment), config())
+
+    await _both(lambda new: new.cancel_event(mailbox, event_id, comment), sdk)
+
+
+async def _delete(mailbox: str, event_id: str) -> None:
+    async def sdk(old: GraphBase) -> None:
+        await old.client.users.by_user_id(mailbox).events.by_event_id(event_id).delete(config())
+
+    await _both(lambda new: new.delete_event(mailbox, event_id), sdk)
+
+
+async def _respond(mailbox: str, event_id: str, response: str, comment: str) -> None:
+    async def sdk(old: GraphBase) -> None:
+        item = old.client.users.by_user_id(mailbox).events.by_event_id(event_id)
+        if response == "accept":
+            await item.accept.post(AcceptPostRequestBody(comment=comment, send_response=True), config())
+        elif response == "tentativelyAccept":
+            body = TentativelyAcceptPostRequestBody(comment=comment, send_response=True)
+            await item.tentatively_accept.post(body, config())
+        else:
+            await item.decline.post(DeclinePostRequestBody(comment=comment, send_response=True), config())
+
+    await _both(lambda new: new.respond(mailbox, event_id, response, comment), sdk)
+
+
 IDS = [
     ("alice@contoso.com", "AAMkAGI1AAAt9AHjAAA="),
     ("Alice.O'Neil+cal@Contoso.com", "AAMk/odd+id==%2F?#&"),
@@ -172,6 +212,19 @@ async def test_W4_an_update_goes_out_as_the_sdk_sends_it() -> None:
         await _update(mailbox, event_id, ["recurrence"])
 
 
+async def test_L3_a_cancellation_and_a_deletion_go_out_as_the_sdk_sends_them() -> None:
+    for mailbox, event_id in IDS:
+        await _cancel(mailbox, event_id, "")
+        await _cancel(mailbox, event_id, 'Moved "online" é')
+        await _delete(mailbox, event_id)
+
+
+async def test_M4_a_response_goes_out_as_the_sdk_sends_it() -> None:
+    for mailbox, event_id in IDS:
+        for response in ("accept", "tentativelyAccept", "decline"):
+            await _respond(mailbox, event_id, response, "Booked by the sync")
+
+
 async def test_I3_the_lookup_of_our_create_goes_out_as_the_sdk_sends_it() -> None:
     for mailbox, _ in IDS:
         await _find_created(mailbox, "crm:42'x")
@@ -190,3 +243,5 @@ async def test_requests_with_any_ids_go_out_as_the_sdk_sends_them(
     await _get_event(mailbox, event_id)
     await _update(mailbox, event_id, ["body"])
     await _find_created(mailbox, tag)
+    await _cancel(mailbox, event_id, tag)
+    await _respond(mailbox, event_id, "decline", tag)

@@ -5,6 +5,7 @@ side.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,13 +13,7 @@ from typing import TYPE_CHECKING, cast
 
 from kiota_abstractions.method import Method
 from msgraph.generated.models.subscription import Subscription
-from msgraph.generated.users.item.events.item.accept.accept_post_request_body import AcceptPostRequestBody
-from msgraph.generated.users.item.events.item.cancel.cancel_post_request_body import CancelPostRequestBody
-from msgraph.generated.users.item.events.item.decline.decline_post_request_body import DeclinePostRequestBody
 from msgraph.generated.users.item.events.item.event_item_request_builder import EventItemRequestBuilder
-from msgraph.generated.users.item.events.item.tentatively_accept.tentatively_accept_post_request_body import (
-    TentativelyAcceptPostRequestBody,
-)
 
 from sync_core.adapters.graph.attachments import read_attachments
 from sync_core.adapters.graph.base import (
@@ -151,14 +146,20 @@ class GraphAdapter(GraphBase):
 
     async def cancel_event(self, mailbox: str, event_id: str, comment: str = "") -> None:
         """Cancel as organizer: Exchange tells the attendees (L3)."""
-        body = CancelPostRequestBody(comment=comment)
+        body = json.dumps({"Comment": comment}).encode()  # CancelPostRequestBody's serialization
         await self._call(
-            mailbox, event_id, lambda: self._event(mailbox, event_id).cancel.post(body, _config())
+            mailbox,
+            event_id,
+            lambda: self.send(request(Method.POST, self._event_url(mailbox, event_id) + "/cancel", body)),
         )
 
     async def delete_event(self, mailbox: str, event_id: str) -> None:
         try:
-            await self._call(mailbox, event_id, lambda: self._event(mailbox, event_id).delete(_config()))
+            await self._call(
+                mailbox,
+                event_id,
+                lambda: self.send(request(Method.DELETE, self._event_url(mailbox, event_id))),
+            )
         except NotFoundError:
             return
 
@@ -185,20 +186,17 @@ class GraphAdapter(GraphBase):
 
         Not retried inline after an unclear failure (sendResponse mails the organiser: a retry could send
         it twice); only a refusal Graph did not read (429) is retried, as for sendMail."""
-        item = self._event(mailbox, event_id)
-        if response == "accept":
-            a = AcceptPostRequestBody(comment=comment, send_response=True)
-            await self._call(mailbox, event_id, lambda: item.accept.post(a, _config()), idempotent=False)
-        elif response == "tentativelyAccept":
-            t = TentativelyAcceptPostRequestBody(comment=comment, send_response=True)
-            await self._call(
-                mailbox, event_id, lambda: item.tentatively_accept.post(t, _config()), idempotent=False
-            )
-        elif response == "decline":
-            d = DeclinePostRequestBody(comment=comment, send_response=True)
-            await self._call(mailbox, event_id, lambda: item.decline.post(d, _config()), idempotent=False)
-        else:
+        url = self._event_url(mailbox, event_id)
+        if response not in ("accept", "tentativelyAccept", "decline"):
             raise UnprocessableError(f"unknown response {response!r}", side="graph", mailbox=mailbox)
+        # The request bodies' serialization (AcceptPostRequestBody and its siblings): capitalised names.
+        body = json.dumps({"Comment": comment, "SendResponse": True}).encode()
+        await self._call(
+            mailbox,
+            event_id,
+            lambda: self.send(request(Method.POST, f"{url}/{response}", body)),  # a new one per attempt
+            idempotent=False,
+        )
 
     async def send_mail(self, mailbox: str, subject: str, text: str) -> None:
         """Tell a mailbox's owner something (M4, M5): a plain-text mail from their own mailbox to itself."""

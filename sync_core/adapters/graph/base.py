@@ -235,6 +235,11 @@ class GraphBase:
         raw = await send(info, "bytes", {"XXX": ODataError})
         return json.loads(raw) if raw else None
 
+    async def send(self, info: RequestInformation) -> None:
+        """Send a request whose answer has no content we read (cancel, respond, delete), as the request
+        builders' `post`/`delete` send it."""
+        await self._client.request_adapter.send_no_response_content_async(info, {"XXX": ODataError})
+
     def to_model(self, event: Event, mailbox: str) -> GraphEvent:
         """A Graph event as the model, its tag taken as ours only if it verifies for this mailbox."""
         model = event_to_graph_event(event, mailbox, extended_property_id=self._prop)

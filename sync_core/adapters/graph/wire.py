@@ -1,5 +1,5 @@
-"""The requests of every synced change (read, create, update, find our create), built without request
-builders: no I/O.
+"""The requests of every synced change (read, create, update, find our create; cancel, delete, respond),
+built without request builders: no I/O.
 
 msgraph-sdk's request builders keep a URL template that kiota expands on every read of the URL, in Python,
 character by character (stduritemplate: about 5 ms under the profiler for a read naming its 34 properties,
