@@ -76,12 +76,16 @@ class Gatherer:
         mapped_under = (
             await self.mappings.find_by_crm(crm.crm_id) if crm is not None and stored is None else None
         )
+        # I3: a row claimed for a CRM create that a crash cut short (before the create, or after it and before
+        # the save) has no CRM id: the engine makes the create again under the same idempotency key (the CRM
+        # answers with the record it made), and S5 asks the attendees again, as for a meeting not mapped yet.
+        claimed = stored is not None and stored.crm_id is None and stored.state == "active"
         overlaps: tuple[GraphEvent, ...] = ()
         room = self.policy.room(msg.mailbox)
         if event is not None and room is not None and room.mode == "crm_managed":
             overlaps = await self._room_overlaps(room.mailbox, event.appointment, exclude=event.ical_uid)
         facts = Facts(
-            known_contacts=await self._known(event, stored),
+            known_contacts=await self._known(event, None if claimed else stored),
             room_overlaps=overlaps,
             series_key=series_key,
             series_mapping=await self.mappings.get(series_key) if series_key else None,
