@@ -64,6 +64,8 @@ async def explain(
     keys = {d["meeting_key"] for d in found.values() if d["meeting_key"]}
     keys.add(await mappings.find_by_crm(item_id) or "")
     for mb in [mailbox] if mailbox else mailboxes:
+        if not mailbox and any(keys):
+            break  # the item's meeting is known: no need to ask every sync mailbox (2 reads each)
         keys.add(await mappings.find_by_graph(mb, item_id) or "")
     for key in sorted(k for k in keys if k):
         keep(await mappings.decisions(key))
