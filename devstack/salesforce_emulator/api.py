@@ -2,8 +2,8 @@
 `/services/data/vXX.X/` routes over the Store, in the documented wire format: `{"id", "errors", "success"}`
 on create, 204 on update and delete, `[{"message", "errorCode"}]` errors, `totalSize`/`done`/`records` with
 `attributes` on queries, upsert by External ID (201 created, 200 updated, 300 several matches), the
-`updated/` and `deleted/` windows (seconds ignored), sObject Collections, `Sforce-Limit-Info` on every answer,
-403 `REQUEST_LIMIT_EXCEEDED` and 401 `INVALID_SESSION_ID`.
+`updated/` and `deleted/` windows (seconds ignored), sObject Collections, `/composite` (composite.py),
+`Sforce-Limit-Info` on every answer, 403 `REQUEST_LIMIT_EXCEEDED` and 401 `INVALID_SESSION_ID`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from devstack.salesforce_emulator import composite
 from devstack.salesforce_emulator.soql import Query, SoqlError, parse, parse_wire_time
 from devstack.salesforce_emulator.store import (
     EXTERNAL_ID_FIELDS,
@@ -183,6 +184,9 @@ class SalesforceApi:
             return self._query(version, request.query.get("q", ""), deleted=parts[0] == "queryAll")
         if parts == ["composite", "sobjects"]:
             return await self._collection(request, caller)
+        if parts == ["composite"] and method == "POST":
+            answer = await composite.run(self.store, self._dispatch, await self._body(request))
+            return web.json_response(answer)
         if not parts or parts[0] != "sobjects" or len(parts) < 2:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         obj = parts[1]

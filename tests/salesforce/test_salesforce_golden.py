@@ -29,6 +29,7 @@ OBJECT_TO_EVENT = {
     "Account": "Event",
     "Merchandise__c": "Event",
     "customExtIdField__c": "msync_Key__c",
+    "ExternalAcctId__c": "msync_Key__c",
     "Name": "Subject",
     "name": "subject",
     "Type": "Location",
@@ -115,7 +116,7 @@ def _event(client: httpx.Client, subject: str) -> str:
 
 def test_every_transcript_names_its_source() -> None:
     files = sorted(FIXTURES.glob("*.http"))
-    assert len(files) >= 7
+    assert len(files) >= 9
     for f in files:
         assert re.fullmatch(
             r"https://developer\.salesforce\.com/docs/\S+\.(htm|html|md)", load(f.name).source
@@ -205,3 +206,39 @@ def test_upsert_on_a_key_two_records_hold_answers_300(client: httpx.Client) -> N
     response = replay(client, t)
     assert response.status_code == 300
     assert [u.rsplit("/", 1)[1] for u in response.json()] == [first, second]
+
+
+COMPOSITE_RELATION = {"Contact": "EventRelation", "AccountId": "EventId", "LastName": "RelationId"}
+
+
+def test_composite_upsert_then_a_child_that_references_it(
+    client: httpx.Client, emulator: SalesforceEmulator
+) -> None:
+    """The page's Account upsert and Contact create are an Event upsert and an EventRelation create here:
+    the invitee names the Event the first subrequest made through `@{NewAccount.id}`."""
+    t = load("composite-upsert-and-create.http")
+    emulator.seed(
+        contacts=[{"id": "003000000000HARAAA", "email": "harrison@example.com", "name": "Harrison"}]
+    )
+
+    def relation(text: str) -> str:
+        text = re.sub(
+            r"\b(Contact|AccountId|LastName)\b", lambda m: COMPOSITE_RELATION[m.group(1)], adapt(text)
+        )
+        return text.replace('"Harrison"', '"003000000000HARAAA"')
+
+    method, target, _ = adapt(t.request.start).split(" ")
+    body = json.loads(relation(t.request.body))
+    body["compositeRequest"][0]["body"] |= TIMES
+    response = client.request(method, target, json=body)
+    assert response.status_code == 200, response.text
+    wanted = json.loads(relation(t.response.body))
+    got = response.json()
+    assert mask(got) == mask(wanted)
+    event, invitee = (r["body"]["id"] for r in got["compositeResponse"])
+    assert event.startswith("00U") and invitee.startswith("0RE")
+    assert [r["httpHeaders"]["Location"] for r in got["compositeResponse"]] == [
+        f"/services/data/{API_VERSION}/sobjects/Event/{event}",
+        f"/services/data/{API_VERSION}/sobjects/EventRelation/{invitee}",
+    ]
+    assert [r["EventId"] for r in emulator.relations(event)] == [event]
