@@ -7,6 +7,7 @@ from datetime import datetime
 from sync_core.domain.actions import GraphCopy, Mapping, Receipt
 from sync_core.domain.model import Appointment, CrmRecord, GraphEvent
 from sync_core.engine.content_sync import receipt_fingerprint
+from sync_core.engine.merge import SYNC_FIELDS, crm_view
 
 
 def add_copy(mapping: Mapping, copy: GraphCopy) -> Mapping:
@@ -46,6 +47,19 @@ def after_crm_write(
         at=now,
     )
     return mapping.model_copy(update={"crm_id": record.crm_id, "crm_receipt": receipt})
+
+
+def behind_our_write(earlier: Appointment | None, written: Appointment, record: CrmRecord) -> tuple[str, ...]:
+    """I3: the fields to write again when a create is answered by its idempotency key with what an earlier
+    attempt of ours wrote (`earlier`, claimed before it), unchanged since, while the meeting moved on before
+    the retry (`written`). Empty when the answer is what we write now, or when anyone else changed it."""
+    if earlier is None:
+        return ()
+    answer = receipt_fingerprint(record.appointment)
+    if answer != receipt_fingerprint(earlier) or answer == receipt_fingerprint(written):
+        return ()
+    fields = [f for f in SYNC_FIELDS if crm_view(written, f) != crm_view(record.appointment, f)]
+    return (*fields, "status") if written.status != record.appointment.status else tuple(fields)
 
 
 def after_graph_write(mapping: Mapping, event: GraphEvent, now: datetime) -> Mapping:

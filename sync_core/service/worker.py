@@ -30,7 +30,7 @@ from sync_core.domain.messages import CrmChange, GraphChange
 from sync_core.domain.policy import Policy
 from sync_core.engine.decide import decide
 from sync_core.engine.inputs import Decision
-from sync_core.engine.mapping_update import after_crm_write, after_graph_write, unlinked
+from sync_core.engine.mapping_update import after_crm_write, after_graph_write, behind_our_write, unlinked
 from sync_core.errors import ConcurrencyError, PolicyError
 from sync_core.ports.calendar import Calendar
 from sync_core.ports.crm import CrmConnector
@@ -314,6 +314,12 @@ class Worker:
         record = await self.crm.create_appointment(
             action.appointment, idempotency_key=action.idempotency_key, external_ref=step.mapping.meeting_key
         )
+        earlier = step.stored.snapshot if step.stored is not None else None  # what the claim was made for
+        stale = behind_our_write(earlier, action.appointment, record)
+        if stale:  # our cut-short first attempt, overtaken since: bring it up to date (a conflict raises)
+            record = await self.crm.update_appointment(
+                record.crm_id, action.appointment, fields=stale, expected_version=record.version
+            )
         step.mapping = after_crm_write(step.mapping, record, step.now, action.appointment)
         return True
 

@@ -182,6 +182,25 @@ async def test_D4_a_crm_edit_before_the_redelivered_create_is_not_taken_for_our_
     assert event is not None and event.appointment.subject == "Renamed in the CRM"
 
 
+async def test_D4_I3_an_outlook_edit_before_the_redelivered_create_is_not_undone_by_our_first_write() -> None:
+    """The redelivered create is answered by its idempotency key with what our first attempt wrote, which
+    the Outlook edit made since has overtaken: that is our stale write, not a CRM user's change, so the
+    record is brought up to date and Outlook keeps its edit (found by the Dataverse guarantees run)."""
+    world = World(policy=UNMATCHED_SYNC)
+    event_id = world.outlook_user_books()
+    world.dying_crm.armed = True
+    await world.deliver(world.queue.pop(0))  # dies right after the CRM create
+    world.calendar.user_edit(LINDA, event_id, subject="Renamed in Outlook")
+    world.collect()
+    await world.drain()
+    (record,) = world.crm.records.values()
+    assert record.appointment.subject == "Renamed in Outlook"
+    event = world.calendar.event(LINDA, event_id)
+    assert event is not None and event.appointment.subject == "Renamed in Outlook"
+    (mapping,) = world.mappings.all()
+    assert mapping.crm_id == record.crm_id
+
+
 @pytest.mark.xfail(
     strict=True,
     raises=ConflictError,
