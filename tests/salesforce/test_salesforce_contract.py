@@ -130,12 +130,14 @@ async def test_the_write_is_refused_when_the_record_changed_after_the_read(
     row = await connector._row(created.crm_id)  # what update_appointment reads first
     assert row is not None
     backend.user_update(created.crm_id, subject="edited between our read and our write")
-    with pytest.raises(ConcurrencyError):
-        await connector._write(
-            created.crm_id, row, make_appointment(subject="mine"), people=False, guard=True
-        )
-    guarded = [r for r in backend.requests if r.method == "PATCH" and "If-Unmodified-Since" in r.headers]
-    assert guarded and guarded[-1].status == 412
+    writes = await connector._changes(
+        created.crm_id, row, make_appointment(subject="mine"), people=False, guard=True
+    )
+    assert [w.method for w in writes] == ["PATCH"] and "If-Unmodified-Since" in writes[0].headers
+    with pytest.raises(ConcurrencyError):  # the guarded PATCH's 412, a subrequest of the composite call
+        await connector._commit(writes, created.crm_id, item_id=created.crm_id)
+    (event,) = backend.events()
+    assert event["Subject"] == "edited between our read and our write"
 
 
 async def test_invitees_are_event_relations_with_their_answers(

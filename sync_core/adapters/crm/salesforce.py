@@ -7,7 +7,8 @@ user (`POST {instance}/services/oauth2/token`); `INVALID_SESSION_ID` gets a new 
 
 Economy: the 24-hour API allocation is the scarce resource, so an event is read with its invitees and the
 emails of the people they name in one SOQL query (relationship fields and the `EventRelations` subquery),
-invitees are written in one sObject Collections request, and an unchanged field is never sent (W4).
+invitees are written in one sObject Collections request, a write, its invitees and the read back go in one
+composite call, all or none (salesforce_composite), and an unchanged field is never sent (W4).
 
 Create-once: the key (a hash of our idempotency key) is looked up with `/queryAll`, so a record a CRM user
 deleted since is refused rather than made twice; then created by upsert on the configured External ID field
@@ -42,7 +43,9 @@ from urllib.parse import quote
 
 import httpx
 
+from sync_core.adapters.crm import salesforce_composite as composite
 from sync_core.adapters.crm import salesforce_series as series
+from sync_core.adapters.crm.salesforce_composite import Sub
 from sync_core.adapters.crm.salesforce_wire import (
     CAPABILITIES,
     EVENT_FIELDS,
@@ -535,32 +538,35 @@ class SalesforceConnector:
         wanted = relations(appointment, directory)
         body[SYNC_DATA] = mark_unresolved(body[SYNC_DATA], self._unresolved(appointment, directory))
         body[EXTERNAL_REF] = external_ref
-        if self.profile.external_id:
-            response = await self._send(
-                "PATCH",
-                f"sobjects/Event/{field}/{quote(key, safe='')}",
-                item_id=external_ref,
-                json_body=body,
-                ok=(300,),
+        upsert = f"sobjects/Event/{field}/{quote(key, safe='')}"
+        if self.profile.external_id and not wanted:  # the upsert and its read back: one call
+            record = await self._commit(
+                [Sub("PATCH", upsert, "event", body)], "@{event.id}", item_id=external_ref
             )
+        elif self.profile.external_id:
+            # Alone: a concurrent create that made the record first (`created` false) adds the invitees, so
+            # ours are sent only when this upsert created it; then the invitees and the read back, one call.
+            response = await self._send("PATCH", upsert, item_id=external_ref, json_body=body, ok=(300,))
             if response.status_code == 300:
                 raise translate_error(response, item_id=external_ref)
             created = self._json(response, external_ref)
             crm_id = str(created["id"])
-            if not created.get("created", True):  # a concurrent create made it first: ours updated it
-                wanted = {}
-        else:
+            adding = list(wanted.values()) if created.get("created", True) else []
+            record = await self._commit(self._relation_subs(crm_id, add=adding), crm_id, item_id=external_ref)
+        else:  # under our mapping claim: the create, its invitees and the read back, all or none, one call
             body[field] = key
-            created = self._json(
-                await self._send("POST", "sobjects/Event/", item_id=external_ref, json_body=body),
-                external_ref,
-            )
-            crm_id = str(created["id"])
-        await self._write_relations(crm_id, add=list(wanted.values()))
-        record = await self._record(crm_id)
+            create = Sub("POST", "sobjects/Event/", "event", body)
+            invitees = self._relation_subs("@{event.id}", add=list(wanted.values()))
+            if len(invitees) < composite.MAX_QUERIES_AND_COLLECTIONS:
+                record = await self._commit([create, *invitees], "@{event.id}", item_id=external_ref)
+            else:  # above 800 invitees: the create alone, then its invitees and the read back
+                made = await self._send("POST", create.url, item_id=external_ref, json_body=body)
+                crm_id = str(self._json(made, external_ref)["id"])
+                invitees = self._relation_subs(crm_id, add=list(wanted.values()))
+                record = await self._commit(invitees, crm_id, item_id=external_ref)
         if record is None:
             raise ConcurrencyError(
-                "Salesforce event vanished right after its creation", side=SIDE, item_id=crm_id
+                "Salesforce event vanished right after its creation", side=SIDE, item_id=external_ref
             )
         return record
 
@@ -572,9 +578,8 @@ class SalesforceConnector:
         crm_id = await series.occurrence_for(self, *occurrence, item_id=keys[EXTERNAL_REF])
         await self._send("PATCH", f"sobjects/Event/{crm_id}", item_id=crm_id, json_body=keys)
         row = await self._row(crm_id)
-        if row is not None:
-            await self._write(crm_id, row, appointment, people=True, guard=False)
-        record = await self._record(crm_id)
+        writes = await self._changes(crm_id, row, appointment, people=True, guard=False) if row else []
+        record = await self._commit(writes, crm_id, item_id=crm_id)
         if record is None:
             raise ConcurrencyError(
                 "Salesforce occurrence vanished while it was made an exception", side=SIDE, item_id=crm_id
@@ -585,50 +590,65 @@ class SalesforceConnector:
     def _unresolved(appointment: Appointment, directory: Mapping[str, str]) -> list[str]:
         return [a.email for a in appointment.attendees if a.email not in directory]
 
-    async def _write_relations(
-        self,
+    @staticmethod
+    def _relation_subs(
         event_id: str,
         *,
         add: Sequence[dict[str, Any]] = (),
         change: Sequence[dict[str, Any]] = (),
         remove: Sequence[str] = (),
-    ) -> None:
-        """Invitees in sObject Collections requests (200 a request): one call for many EventRelation rows."""
-        for start in range(0, len(add), COLLECTION_MAX):
+    ) -> list[Sub]:
+        """Invitees in sObject Collections requests (200 a request): one subrequest for many EventRelation
+        rows; `event_id` may be a reference (`@{event.id}`) to an Event made in the same composite call."""
+        subs = []
+        for n, start in enumerate(range(0, len(add), COLLECTION_MAX)):
             records = [
                 {"attributes": {"type": "EventRelation"}, "EventId": event_id} | r
                 for r in add[start : start + COLLECTION_MAX]
             ]
-            self._collection_ok(
-                await self._send(
-                    "POST",
-                    "composite/sobjects",
-                    item_id=event_id,
-                    json_body={"allOrNone": True, "records": records},
-                ),
-                event_id,
-            )
-        for start in range(0, len(change), COLLECTION_MAX):
+            body = {"allOrNone": True, "records": records}
+            subs.append(Sub("POST", "composite/sobjects", f"add{n}", body))
+        for n, start in enumerate(range(0, len(change), COLLECTION_MAX)):
             records = [
                 {"attributes": {"type": "EventRelation"}} | r for r in change[start : start + COLLECTION_MAX]
             ]
-            self._collection_ok(
-                await self._send(
-                    "PATCH",
-                    "composite/sobjects",
-                    item_id=event_id,
-                    json_body={"allOrNone": True, "records": records},
-                ),
-                event_id,
-            )
-        for start in range(0, len(remove), COLLECTION_MAX):
+            body = {"allOrNone": True, "records": records}
+            subs.append(Sub("PATCH", "composite/sobjects", f"change{n}", body))
+        for n, start in enumerate(range(0, len(remove), COLLECTION_MAX)):
             ids = ",".join(remove[start : start + COLLECTION_MAX])
-            self._collection_ok(
-                await self._send(
-                    "DELETE", "composite/sobjects", item_id=event_id, params={"ids": ids, "allOrNone": "true"}
-                ),
-                event_id,
+            subs.append(Sub("DELETE", f"composite/sobjects?ids={ids}&allOrNone=true", f"remove{n}"))
+        return subs
+
+    async def _commit(
+        self, subs: Sequence[Sub], crm_id: str, *, item_id: str, cancelled: bool = False, read: bool = True
+    ) -> CrmRecord | None:
+        """The writes, then the record read back (unless not `read`): in one composite call, all or none, when
+        they fit in one (at most 4 invitee requests beside the read back); else one request each, in order."""
+        if read and not subs:
+            return await self._record(crm_id, cancelled=cancelled)
+        where = f"{self._select()} WHERE Id = {soql_string(crm_id)}"
+        back = [composite.query(where, ref="record", deleted=cancelled)] if read else []
+        if len(subs) + len(back) > 1 and composite.fits([*subs, *back]):
+            answers = await composite.send(self, [*subs, *back], item_id=item_id)
+            if not read:
+                return None
+            page = answers["record"]
+            rows = (
+                [r for r in (page.get("records") or []) if isinstance(r, dict)]
+                if isinstance(page, dict)
+                else []
             )
+            rows = [r for r in rows if not r.get("IsDeleted") or cancelled_by_us(r)]
+            return (await self._records(rows[:1]))[0] if rows else None
+        if "@{" in crm_id:
+            raise AssertionError("a reference needs the composite call")  # creates that fit use references
+        for sub in subs:
+            response = await self._send(
+                sub.method, sub.url, item_id=item_id, json_body=sub.body, headers=sub.headers
+            )
+            if sub.url.startswith("composite/sobjects"):
+                self._collection_ok(response, crm_id)
+        return await self._record(crm_id, cancelled=cancelled) if read else None
 
     def _collection_ok(self, response: httpx.Response, event_id: str) -> None:
         results = self._json(response, event_id)
@@ -675,7 +695,7 @@ class SalesforceConnector:
                 side=SIDE,
                 item_id=crm_id,
             )
-        await self._write(
+        writes = await self._changes(
             crm_id,
             row,
             merged,
@@ -683,17 +703,23 @@ class SalesforceConnector:
             guard=expected_version is not None,
         )
         if series.is_series_row(row):  # after the guarded write: the series' sidecar keeps them first
+            await self._commit(writes, crm_id, item_id=crm_id, read=False)
             await series.cancel(
                 self, row, set(merged.cancelled_occurrences) - set(current.appointment.cancelled_occurrences)
             )
-        record = await self._record(crm_id)
+            record = await self._record(crm_id)
+        else:  # the write, its invitees and the read back: one call
+            record = await self._commit(writes, crm_id, item_id=crm_id)
         if record is None:
             raise NotFoundError("The requested resource does not exist", side=SIDE, item_id=crm_id)
         return record
 
-    async def _write(
+    async def _changes(
         self, crm_id: str, row: Mapping[str, Any], merged: Appointment, *, people: bool, guard: bool
-    ) -> None:
+    ) -> list[Sub]:
+        """The requests that make the row `merged`: the fields that differ (W4), guarded by
+        If-Unmodified-Since, and the invitees added, changed and removed."""
+        writes: list[Sub] = []
         directory = await self._directory(merged) if people else {}
         wanted = event_fields(merged, owner_id=None, profile=self.profile)
         have_rel = {
@@ -718,9 +744,7 @@ class SalesforceConnector:
             modified = parse_time(row.get("LastModifiedDate"))
             if guard and modified is not None:
                 headers["If-Unmodified-Since"] = _http_date_after(modified)
-            await self._send(
-                "PATCH", f"sobjects/Event/{crm_id}", item_id=crm_id, json_body=payload, headers=headers
-            )
+            writes.append(Sub("PATCH", f"sobjects/Event/{crm_id}", "event", payload, headers))
         if people:
             want_rel = relations(merged, directory)
             add = [r for rid, r in want_rel.items() if rid not in have_rel]
@@ -730,7 +754,8 @@ class SalesforceConnector:
                 if rid in have_rel and have_rel[rid].get("Status") != r["Status"]
             ]
             remove = [str(r["Id"]) for rid, r in have_rel.items() if rid not in want_rel]
-            await self._write_relations(crm_id, add=add, change=change, remove=remove)
+            writes += self._relation_subs(crm_id, add=add, change=change, remove=remove)
+        return writes
 
     async def cancel_appointment(self, crm_id: str) -> CrmRecord:
         """Salesforce has no status, so cancel (L4) is the policy's: the status field's cancelled value, or
@@ -742,15 +767,14 @@ class SalesforceConnector:
         current = (await self._records([row]))[0]
         if current.appointment.status is Status.CANCELLED:
             return current
-        if self.profile.cancel_by_delete:
+        url = f"sobjects/Event/{crm_id}"
+        if self.profile.cancel_by_delete:  # the mark, the deletion and the read back: one call
             mark = {SYNC_DATA: mark_cancelled(row.get(SYNC_DATA))}
-            await self._send("PATCH", f"sobjects/Event/{crm_id}", item_id=crm_id, json_body=mark)
-            await self._send("DELETE", f"sobjects/Event/{crm_id}", item_id=crm_id)
+            writes = [Sub("PATCH", url, "mark", mark), Sub("DELETE", url, "event")]
         else:
             value = self.profile.status_value(Status.CANCELLED, item_id=crm_id)
-            body = {self.profile.status_field: value}
-            await self._send("PATCH", f"sobjects/Event/{crm_id}", item_id=crm_id, json_body=body)
-        record = await self._record(crm_id, cancelled=True)
+            writes = [Sub("PATCH", url, "event", {self.profile.status_field: value})]
+        record = await self._commit(writes, crm_id, item_id=crm_id, cancelled=True)
         if record is None:
             raise NotFoundError("The requested resource does not exist", side=SIDE, item_id=crm_id)
         return record
