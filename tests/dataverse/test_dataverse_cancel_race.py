@@ -86,3 +86,31 @@ async def test_a_write_that_uncancels_a_row_reopens_it_and_a_completed_row_is_wr
     assert done.appointment.subject == "minutes added"
     row = next(r for r in emulator.appointments() if r["activityid"] == created.crm_id)
     assert row["statecode"] == 1  # completed again after the write
+
+
+async def test_I3_a_create_cut_short_between_its_two_requests_is_finished_by_its_retry(
+    connector: DataverseConnector, emulator: DataverseEmulator
+) -> None:
+    """A confirmed create is two requests (statecode is not valid on create); a crash between them leaves
+    our row Open. The retry, answered 412 by the same activityid, finishes our own create."""
+    first = await connector.create_appointment(
+        make_appointment(status=Status.TENTATIVE), idempotency_key="cut", external_ref="cut"
+    )  # what the first attempt left: the row, still Open
+    again = await connector.create_appointment(
+        make_appointment(status=Status.CONFIRMED), idempotency_key="cut", external_ref="cut"
+    )
+    assert again.crm_id == first.crm_id and again.appointment.status is Status.CONFIRMED
+
+
+async def test_I3_a_retried_create_leaves_a_row_a_crm_user_changed_as_it_is(
+    connector: DataverseConnector, emulator: DataverseEmulator
+) -> None:
+    first = await connector.create_appointment(
+        make_appointment(status=Status.TENTATIVE), idempotency_key="cut", external_ref="cut"
+    )
+    emulator.user_update(first.crm_id, subject="Moved by a CRM user", updated_by="ana@contoso.example")
+    again = await connector.create_appointment(
+        make_appointment(status=Status.CONFIRMED), idempotency_key="cut", external_ref="cut"
+    )
+    assert again.appointment.status is Status.TENTATIVE  # theirs to decide, read as their change (D4)
+    assert again.appointment.subject == "Moved by a CRM user"

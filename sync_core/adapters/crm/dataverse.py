@@ -250,6 +250,9 @@ class DataverseConnector:
             self._me = str(data.get("UserId") or "").lower()
         return self._me
 
+    async def _last_written_by_us(self, row: Mapping[str, Any]) -> bool:
+        return str(row.get("_modifiedby_value") or "").lower() == await self._whoami()
+
     async def _lookup(
         self, entity_set: str, column: str, values: list[str], select: str, *, guids: bool = False
     ) -> list[dict[str, Any]]:
@@ -504,12 +507,16 @@ class DataverseConnector:
         try:
             await self._patch(guid, body, if_none_match="*")
         except ConcurrencyError:
-            existing = await self._record(guid)
-            if existing is None:
+            row = await self._row(guid)
+            if row is None:
                 raise
-            return existing
-        if state != OPEN:
-            await self._patch(guid, {"statecode": state, "statuscode": status}, if_match="*")
+            if not (state != OPEN and row.get("statecode") == OPEN and await self._last_written_by_us(row)):
+                return (await self._records([row]))[0]
+            # our first attempt stopped between its two requests, and nobody changed the row since: finish it
+            await self._patch(guid, {"statecode": state, "statuscode": status}, if_match=row["@odata.etag"])
+        else:
+            if state != OPEN:
+                await self._patch(guid, {"statecode": state, "statuscode": status}, if_match="*")
         record = await self._record(guid)
         if record is None:
             raise ConcurrencyError(
