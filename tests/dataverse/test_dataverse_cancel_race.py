@@ -2,7 +2,8 @@
 write the engine decided on the cancelled row (an attendee's answer, L6) comes after. Dataverse keeps a
 cancelled row read-only; reopening, writing and cancelling again would end at a version the receipt calls
 ours, and the user's cancel, not yet synced, would then be read back as our echo (D4), leaving the Outlook
-meeting in place. The connector leaves a cancelled row unwritten unless the write un-cancels it.
+meeting in place. The connector leaves a cancelled row unwritten unless the write un-cancels it. Also the
+other race of a two-request write: a confirmed create cut short between its requests.
 """
 
 from __future__ import annotations
