@@ -60,6 +60,17 @@ PICKLISTS = {
 _ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 
 
+def case_safe(id15: str) -> str:
+    """The 18-character id of a 15-character one: for each 5 characters, a letter of A-Z0-5 whose bits say
+    which of them are upper case, so ids that differ only in case differ case-insensitively too (Salesforce
+    Help, "What is a Salesforce ID?"; the REST API always answers with the 18-character form)."""
+    suffix = ""
+    for chunk in range(3):
+        bits = sum(1 << i for i, ch in enumerate(id15[chunk * 5 : chunk * 5 + 5]) if "A" <= ch <= "Z")
+        suffix += "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits]
+    return id15 + suffix
+
+
 class ApiError(Exception):
     """An answer in the REST API's error format `[{"message", "errorCode", "fields"}]`."""
 
@@ -106,8 +117,7 @@ class Store:
         for _ in range(9):
             n, r = divmod(n, 62)
             digits = _ALPHABET[r] + digits
-        base = f"{PREFIXES[obj]}000{digits}"
-        return base + "AAA"  # an 18-character id (the case-safe suffix is not computed)
+        return case_safe(f"{PREFIXES[obj]}000{digits}")
 
     def stamp(self) -> str:
         """A SystemModstamp: the clock, at millisecond precision, always after the last one."""
