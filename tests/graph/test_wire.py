@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,8 @@ EVENT = json.loads(
 APPT = Appointment(
     subject="Review é",
     body="Agenda",
-    start=__import__("datetime").datetime(2030, 1, 3, 9, tzinfo=__import__("datetime").UTC),
-    end=__import__("datetime").datetime(2030, 1, 3, 10, tzinfo=__import__("datetime").UTC),
+    start=datetime(2030, 1, 3, 9, tzinfo=UTC),
+    end=datetime(2030, 1, 3, 10, tzinfo=UTC),
     time_zone="Europe/Berlin",
     organizer=Person(email="alice@contoso.com"),
     attendees=(Attendee(email="bob@contoso.com", name="Bob"),),
