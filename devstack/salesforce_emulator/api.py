@@ -183,7 +183,7 @@ class SalesforceApi:
                 return self._more(version, parts[1])
             return self._query(version, request.query.get("q", ""), deleted=parts[0] == "queryAll")
         if parts == ["composite", "sobjects"]:
-            return await self._collection(request, caller)
+            return await composite.collection(self.store, request, caller)
         if parts == ["composite"] and method == "POST":
             answer = await composite.run(self.store, self._dispatch, await self._body(request))
             return web.json_response(answer)
@@ -401,43 +401,3 @@ class SalesforceApi:
                 "latestDateCovered": wire(covered),
             }
         )
-
-    # -- sObject Collections ---------------------------------------------------------------------------
-
-    async def _collection(self, request: web.Request, caller: str) -> web.StreamResponse:
-        results: list[dict[str, Any]] = []
-        if request.method == "DELETE":
-            for record_id in [i for i in request.query.get("ids", "").split(",") if i]:
-                obj = next((o for o, p in PREFIXES.items() if record_id.startswith(p)), "")
-                try:
-                    self.store.delete(obj, record_id, caller=caller)
-                    results.append({"id": record_id, "success": True, "errors": []})
-                except ApiError as err:
-                    results.append({"id": record_id, "success": False, "errors": [_collection_error(err)]})
-            return web.json_response(results)
-        body = await request.json()
-        records = body.get("records") or []
-        if len(records) > 200:
-            raise ApiError(
-                400,
-                "EXCEEDED_ID_LIMIT",
-                "record limit reached. cannot submit more than 200 records into this call",
-            )
-        for record in records:
-            obj = str((record.get("attributes") or {}).get("type") or "")
-            try:
-                if request.method == "POST":
-                    row = self.store.create(obj, record, caller=caller)
-                else:
-                    fields = {k: v for k, v in record.items() if k != "Id"}
-                    row = self.store.update(obj, str(record.get("Id") or ""), fields, caller=caller)
-                    if obj == "EventRelation":
-                        self.store.touch_event(str(row.get("EventId") or ""), caller)
-                results.append({"id": row["Id"], "success": True, "errors": []})
-            except ApiError as err:
-                results.append({"success": False, "errors": [_collection_error(err)]})
-        return web.json_response(results, status=200)
-
-
-def _collection_error(err: ApiError) -> dict[str, Any]:
-    return {"statusCode": err.code, "message": err.message, "fields": err.fields or []}

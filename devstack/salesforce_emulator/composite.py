@@ -1,11 +1,10 @@
-"""The emulator's `/composite`: up to 25 subrequests in one call, `@{referenceId.field}` references,
-`allOrNone` rollback, answered as `compositeResponse` (`body`, `httpHeaders`, `httpStatusCode`,
-`referenceId`). Subrequests run through the API's own dispatch; a failed all-or-none call restores the store.
+"""The emulator's composite resources: `/composite` (up to 25 subrequests through the API's own dispatch,
+`@{referenceId.field}` references, `allOrNone` rollback, answered as `compositeResponse`) and sObject
+Collections (`/composite/sobjects`, 200 records, `allOrNone` rollback).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -16,7 +15,7 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiDict, MultiDictProxy
 
 from devstack.salesforce_emulator.soql import SoqlError
-from devstack.salesforce_emulator.store import ApiError, Store
+from devstack.salesforce_emulator.store import PREFIXES, ApiError, Savepoint, Store
 
 MAX_SUBREQUESTS = 25  # "up to 25 subrequests in a single call" (Composite, REST API Developer Guide)
 MAX_QUERIES_AND_COLLECTIONS = (
@@ -145,9 +144,7 @@ async def run(store: Store, dispatch: Dispatch, data: Any) -> dict[str, Any]:
     """The compositeResponse for a composite request body. Outbound notifications of its writes wait until
     the call commits; an all-or-none call that fails leaves the store as it was."""
     all_or_none, subrequests = _validate(data)
-    saved = copy.deepcopy(store.objects)
-    notify, pending = store.on_change, []
-    store.on_change = lambda obj, row: pending.append((obj, dict(row)))
+    savepoint = Savepoint(store)
     answers: list[dict[str, Any]] = []
     bodies: dict[str, Any] = {}
     failed = False
@@ -167,19 +164,19 @@ async def run(store: Store, dispatch: Dispatch, data: Any) -> dict[str, Any]:
                 failed = True
             else:
                 bodies[ref] = body
-    finally:
-        store.on_change = notify
+    except BaseException:
+        savepoint.rollback()
+        raise
     if failed and all_or_none:
-        store.objects = saved
+        savepoint.rollback()
         answers = [
             a
             if a["httpStatusCode"] >= 400
             else {**a, "body": HALTED, "httpHeaders": {}, "httpStatusCode": 400}
             for a in answers
         ]
-    elif notify is not None:
-        for obj, row in pending:
-            notify(obj, store.find(obj, str(row["Id"]), deleted=True) or row)
+    else:
+        savepoint.commit()
     return {"compositeResponse": answers}
 
 
@@ -207,3 +204,63 @@ async def _one(
         k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")
     }
     return response.status, body, headers | _location(request, response.status, body)
+
+
+# -- sObject Collections (`/composite/sobjects`) ------------------------------------------------------
+
+
+async def collection(store: Store, request: web.Request, caller: str) -> web.StreamResponse:
+    """Up to 200 records, each with its result; with `allOrNone` a refused record rolls every other back
+    (their errors say so: "their errors fields indicate that they were rolled back", AllOrNoneHeader)."""
+    results: list[dict[str, Any]] = []
+    savepoint = Savepoint(store)
+    if request.method == "DELETE":
+        all_or_none = request.query.get("allOrNone") == "true"
+        for record_id in [i for i in request.query.get("ids", "").split(",") if i]:
+            obj = next((o for o, p in PREFIXES.items() if record_id.startswith(p)), "")
+            try:
+                store.delete(obj, record_id, caller=caller)
+                results.append({"id": record_id, "success": True, "errors": []})
+            except ApiError as err:
+                results.append({"id": record_id, "success": False, "errors": [_collection_error(err)]})
+    else:
+        body = await request.json()
+        all_or_none = bool(body.get("allOrNone"))
+        records = body.get("records") or []
+        if len(records) > 200:
+            savepoint.rollback()
+            raise ApiError(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                "record limit reached. cannot submit more than 200 records into this call",
+            )
+        for record in records:
+            obj = str((record.get("attributes") or {}).get("type") or "")
+            try:
+                if request.method == "POST":
+                    row = store.create(obj, record, caller=caller)
+                else:
+                    fields = {k: v for k, v in record.items() if k != "Id"}
+                    row = store.update(obj, str(record.get("Id") or ""), fields, caller=caller)
+                    if obj == "EventRelation":
+                        store.touch_event(str(row.get("EventId") or ""), caller)
+                results.append({"id": row["Id"], "success": True, "errors": []})
+            except ApiError as err:
+                results.append({"success": False, "errors": [_collection_error(err)]})
+    if all_or_none and any(not r["success"] for r in results):
+        savepoint.rollback()
+        rolled_back = {
+            "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",  # code and message ours
+            "message": "Record rolled back because not all records were valid and the request was using "
+            "AllOrNone header",
+            "fields": [],
+        }
+        undone = {"success": False, "errors": [rolled_back]}
+        results = [r if not r["success"] else undone for r in results]
+    else:
+        savepoint.commit()
+    return web.json_response(results, status=200)
+
+
+def _collection_error(err: ApiError) -> dict[str, Any]:
+    return {"statusCode": err.code, "message": err.message, "fields": err.fields or []}

@@ -5,6 +5,7 @@ Reference. Pure data, confined to the emulator's loop.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import string
 from collections.abc import Callable, Mapping
@@ -97,6 +98,26 @@ class ApiError(Exception):
 def wire(moment: datetime) -> str:
     utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
+
+
+class Savepoint:
+    """Writes that commit or roll back together (an all-or-none request): the rows as they were, and the
+    outbound notifications held until the commit (Salesforce sends none for a rolled-back write)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store, self._saved = store, copy.deepcopy(store.objects)
+        self._notify, self._held = store.on_change, list[tuple[str, str]]()
+        store.on_change = lambda obj, row: self._held.append((obj, str(row["Id"])))
+
+    def rollback(self) -> None:
+        self._store.objects, self._store.on_change = self._saved, self._notify
+
+    def commit(self) -> None:
+        notify = self._store.on_change = self._notify
+        for obj, record_id in self._held:
+            row = self._store.find(obj, record_id, deleted=True)
+            if row is not None and notify is not None:
+                notify(obj, row)
 
 
 class Store:

@@ -222,15 +222,41 @@ async def test_a_subrequest_failure_is_the_error_the_request_alone_raises(
             )
 
 
+def _token(backend: SalesforceEmulator) -> str:
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": backend.client_id,
+        "client_secret": backend.client_secret,
+    }
+    return str(httpx.post(f"{backend.base_url}/services/oauth2/token", data=form).json()["access_token"])
+
+
+def test_an_all_or_none_collection_keeps_nothing_of_a_refused_batch(backend: SalesforceEmulator) -> None:
+    headers = {"Authorization": f"Bearer {_token(backend)}"}
+    data = f"{backend.base_url}/services/data/{API_VERSION}"
+    times = {"StartDateTime": "2026-03-02T09:30:00.000+0000", "EndDateTime": "2026-03-02T10:30:00.000+0000"}
+    event = httpx.post(f"{data}/sobjects/Event/", json={"Subject": "s"} | times, headers=headers).json()["id"]
+    good = {"attributes": {"type": "EventRelation"}, "EventId": event, "RelationId": C1}
+    bad = good | {"RelationId": "003000000000ZZZAAA"}
+    for all_or_none, kept in ((True, 0), (False, 1)):
+        body = {"allOrNone": all_or_none, "records": [good, bad]}
+        answer = httpx.post(f"{data}/composite/sobjects", json=body, headers=headers)
+        assert answer.status_code == 200 and [r["success"] for r in answer.json()] == [
+            all_or_none is False,
+            False,
+        ]
+        assert len(backend.relations(event)) == kept
+    first = answer.json()[0]["id"]
+    answer = httpx.delete(
+        f"{data}/composite/sobjects",
+        params={"ids": f"{first},0RE000000000ZZZAAA", "allOrNone": "true"},
+        headers=headers,
+    )
+    assert [r["success"] for r in answer.json()] == [False, False] and len(backend.relations(event)) == 1
+
+
 def test_the_emulator_refuses_more_than_25_subrequests_and_6_queries(backend: SalesforceEmulator) -> None:
-    token = httpx.post(
-        f"{backend.base_url}/services/oauth2/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": backend.client_id,
-            "client_secret": backend.client_secret,
-        },
-    ).json()["access_token"]
+    token = _token(backend)
     url = f"{backend.base_url}/services/data/{API_VERSION}/composite"
     get = {"method": "GET", "url": f"/services/data/{API_VERSION}/sobjects/User/{U1}"}
     query = {"method": "GET", "url": f"/services/data/{API_VERSION}/query/?q=SELECT+Id+FROM+User"}
