@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,6 +35,7 @@ from tests.core.conftest import (  # graph_emu and worker_tables: fixtures
     worker_tables,  # noqa: F401
 )
 from tests.crm.test_crm_contract import CrmConnectorContract, make_appointment
+from tests.salesforce.conftest import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 IDS = {
@@ -49,31 +50,9 @@ STAGE = "Stage__c"  # a tenant's own picklist on Event
 TENANT_MAP = {"tentative": "Pencilled", "confirmed": ["Booked", "Confirmed"], "cancelled": "Called off"}
 
 
-@pytest.fixture(scope="module")
-def salesforce_emulator() -> Iterator[SalesforceEmulator]:
-    with SalesforceEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def backend(salesforce_emulator: SalesforceEmulator) -> SalesforceEmulator:
-    salesforce_emulator.reset()
-    return salesforce_emulator
-
-
-def _connector(backend: SalesforceEmulator, profile: FieldProfile) -> SalesforceConnector:
-    return SalesforceConnector(
-        backend.base_url,
-        client_id=backend.client_id,
-        client_secret=backend.client_secret,
-        profile=profile,
-        timeout=5.0,
-    )
-
-
 @pytest.fixture
 async def connector(backend: SalesforceEmulator) -> AsyncIterator[SalesforceConnector]:
-    async with _connector(backend, DELETE) as conn:
+    async with connect(backend, DELETE) as conn:
         yield conn
 
 
@@ -137,7 +116,7 @@ async def test_L4_a_row_we_deleted_still_reads_as_cancelled_after_switching_back
 ) -> None:
     made = await connector.create_appointment(make_appointment(), idempotency_key="k", external_ref="m")
     await connector.cancel_appointment(made.crm_id)
-    async with _connector(backend, FieldProfile()) as status_mode:
+    async with connect(backend, FieldProfile()) as status_mode:
         record = await status_mode.get_appointment(made.crm_id)
     assert record is not None and record.appointment.status is Status.CANCELLED
 
@@ -157,7 +136,7 @@ def tenant_field(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 async def tenant(backend: SalesforceEmulator, tenant_field: None) -> AsyncIterator[SalesforceConnector]:
     profile = FieldProfile.of("standard", (), None, status_field=STAGE, statuses=TENANT_MAP)
-    async with _connector(backend, profile) as conn:
+    async with connect(backend, profile) as conn:
         yield conn
 
 
@@ -335,7 +314,7 @@ async def sf_parts(
     rest = SimpleNamespace(base_url="http://127.0.0.1:9", token="unused")  # the REST CRM's settings, unused
     parts = WorkerParts(graph_emu, rest, storage_connection_string, worker_tables, {})  # type: ignore[arg-type]
     await parts.crm.aclose()
-    parts.crm = _connector(backend, DELETE)  # type: ignore[assignment]
+    parts.crm = connect(backend, DELETE)  # type: ignore[assignment]
     yield parts
     await parts.crm.aclose()
     await parts.graph.aclose()

@@ -10,7 +10,7 @@ and the integration user the connector acts as is not listed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -27,6 +27,7 @@ from sync_core.errors import (
     UnprocessableError,
 )
 from tests.crm.test_crm_contract import CrmConnectorContract, make_appointment
+from tests.salesforce.conftest import connect
 
 C1 = "003000000000C01AAA"
 U1 = "005000000000U01AAA"
@@ -35,34 +36,12 @@ S1 = "a0S000000000S01AAA"
 S2 = "a0S000000000S02AAA"
 
 
-@pytest.fixture(scope="module")
-def salesforce_emulator() -> Iterator[SalesforceEmulator]:
-    with SalesforceEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def backend(salesforce_emulator: SalesforceEmulator) -> SalesforceEmulator:
-    salesforce_emulator.reset()
-    return salesforce_emulator
-
-
-def _connector(backend: SalesforceEmulator, profile: FieldProfile) -> SalesforceConnector:
-    return SalesforceConnector(
-        backend.base_url,
-        client_id=backend.client_id,
-        client_secret=backend.client_secret,
-        profile=profile,
-        timeout=5.0,
-    )
-
-
 UPSERT = FieldProfile.of("standard", (), "msync_Key__c")
 
 
 @pytest.fixture
 async def connector(backend: SalesforceEmulator) -> AsyncIterator[SalesforceConnector]:
-    async with _connector(backend, UPSERT) as conn:
+    async with connect(backend, UPSERT) as conn:
         yield conn
 
 
@@ -79,7 +58,7 @@ class TestSalesforceUpsertOnAnExternalIdField(_SalesforceIds, CrmConnectorContra
 class TestSalesforceLookupThenCreate(_SalesforceIds, CrmConnectorContract):
     @pytest.fixture
     async def connector(self, backend: SalesforceEmulator) -> AsyncIterator[SalesforceConnector]:
-        async with _connector(backend, FieldProfile()) as conn:
+        async with connect(backend, FieldProfile()) as conn:
             yield conn
 
 
@@ -180,7 +159,7 @@ async def test_practifi_matches_contacts_on_the_alternate_email_fields(backend: 
         contacts=[{"id": C1, "email": "bob@home.example", "name": "Bob", "Alt_Email__c": "bob@work.example"}]
     )
     profile = FieldProfile.of("practifi", ["Alt_Email__c"], None)
-    async with _connector(backend, profile) as conn:
+    async with connect(backend, profile) as conn:
         found = await conn.find_contacts(["bob@work.example"])
     assert found["bob@work.example"].crm_id == C1
 
@@ -209,7 +188,7 @@ async def test_a_cursor_older_than_the_recycle_bin_starts_a_full_read(
 ) -> None:
     a = await connector.create_appointment(make_appointment(), idempotency_key="a", external_ref="a")
     cursor = (await connector.list_changed(None)).cursor
-    import sync_core.adapters.crm.salesforce as module
+    import sync_core.adapters.crm.salesforce_changes as module
 
     monkeypatch.setattr(module, "DELETED_VISIBLE", timedelta(seconds=-1))
     page = await connector.list_changed(cursor)

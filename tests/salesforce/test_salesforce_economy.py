@@ -5,7 +5,7 @@ on: a refused invitee leaves no Event, a subrequest's failure raises what the re
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import TypeVar
 
@@ -20,6 +20,7 @@ from sync_core.adapters.crm.salesforce_wire import FieldProfile
 from sync_core.domain.model import Appointment, Attendee, Person, Response
 from sync_core.errors import ConcurrencyError, NotFoundError, PermanentError, UnprocessableError
 from tests.crm.test_crm_contract import make_appointment
+from tests.salesforce.conftest import connect
 
 U1 = "005000000000U01AAA"
 C1 = "003000000000C01AAA"
@@ -30,16 +31,10 @@ DELETE = FieldProfile.of("standard", (), None, cancel_by_delete=True)
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def salesforce_emulator() -> Iterator[SalesforceEmulator]:
-    with SalesforceEmulator() as emulator:
-        yield emulator
-
-
 @pytest.fixture
-def backend(salesforce_emulator: SalesforceEmulator) -> SalesforceEmulator:
-    salesforce_emulator.reset()
-    salesforce_emulator.seed(
+def backend(backend: SalesforceEmulator) -> SalesforceEmulator:
+    """tests/salesforce/conftest.py's emulator, reset, with a user and two contacts."""
+    backend.seed(
         users=[
             {"id": U1, "email": "alice@contoso.example", "name": "Alice", "mailbox": "alice@contoso.example"}
         ],
@@ -48,17 +43,7 @@ def backend(salesforce_emulator: SalesforceEmulator) -> SalesforceEmulator:
             {"id": C2, "email": "cy@fabrikam.example", "name": "Cy"},
         ],
     )
-    return salesforce_emulator
-
-
-def _connector(backend: SalesforceEmulator, profile: FieldProfile) -> SalesforceConnector:
-    return SalesforceConnector(
-        backend.base_url,
-        client_id=backend.client_id,
-        client_secret=backend.client_secret,
-        profile=profile,
-        timeout=5.0,
-    )
+    return backend
 
 
 def meeting(subject: str = "Review", *people: str) -> Appointment:
@@ -104,7 +89,7 @@ NOW = {
     "column, profile", [(0, LOOKUP), (1, UPSERT), (2, DELETE)], ids=["lookup", "upsert", "delete"]
 )
 async def test_calls_per_change(backend: SalesforceEmulator, column: int, profile: FieldProfile) -> None:
-    async with _connector(backend, profile) as connector:
+    async with connect(backend, profile) as connector:
         calls: dict[str, int] = {}
 
         async def run(label: str, work: Awaitable[T]) -> T:
@@ -157,7 +142,7 @@ async def test_calls_per_change(backend: SalesforceEmulator, column: int, profil
 
 async def test_a_refused_invitee_leaves_no_event(backend: SalesforceEmulator) -> None:
     """All or none: the create and its invitees commit together, so a retry finds nothing half made."""
-    async with _connector(backend, LOOKUP) as connector:
+    async with connect(backend, LOOKUP) as connector:
         connector._people["bob@fabrikam.example"] = ("003000000000ZZZAAA", float("inf"))  # a stale id
         with pytest.raises(UnprocessableError, match="refused an invitee"):
             await connector.create_appointment(
@@ -173,7 +158,7 @@ async def test_outbound_messages_wait_for_the_commit(backend: SalesforceEmulator
     original = backend.store.on_change
     backend.store.on_change = lambda obj, row: seen.append(obj)
     try:
-        async with _connector(backend, LOOKUP) as connector:
+        async with connect(backend, LOOKUP) as connector:
             connector._people["bob@fabrikam.example"] = ("003000000000ZZZAAA", float("inf"))
             with pytest.raises(UnprocessableError):
                 await connector.create_appointment(
@@ -192,7 +177,7 @@ async def test_outbound_messages_wait_for_the_commit(backend: SalesforceEmulator
 async def test_a_subrequest_failure_is_the_error_the_request_alone_raises(
     backend: SalesforceEmulator,
 ) -> None:
-    async with _connector(backend, LOOKUP) as connector:
+    async with connect(backend, LOOKUP) as connector:
         made = await connector.create_appointment(meeting(), idempotency_key="k", external_ref="ical:1")
         url = f"sobjects/Event/{made.crm_id}"
         gone = "00U000000000GONAAA"
