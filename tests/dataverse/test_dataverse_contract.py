@@ -9,7 +9,6 @@ activityid makes it again; see docs/connectors/dataverse.md, "Create once").
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -27,24 +26,6 @@ U1 = "0b7f1c2e-1111-4c1a-9d55-0000000000a1"
 U2 = "0b7f1c2e-1111-4c1a-9d55-0000000000a2"
 S1 = "0b7f1c2e-1111-4c1a-9d55-0000000000e1"
 S2 = "0b7f1c2e-1111-4c1a-9d55-0000000000e2"
-
-
-@pytest.fixture(scope="module")
-def dataverse_emulator() -> Iterator[DataverseEmulator]:
-    with DataverseEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def backend(dataverse_emulator: DataverseEmulator) -> DataverseEmulator:
-    dataverse_emulator.reset()
-    return dataverse_emulator
-
-
-@pytest.fixture
-async def connector(backend: DataverseEmulator) -> AsyncIterator[DataverseConnector]:
-    async with DataverseConnector(backend.base_url, token=backend.token, timeout=5.0) as conn:
-        yield conn
 
 
 class TestDataverseConnectorAgainstTheEmulator(CrmConnectorContract):

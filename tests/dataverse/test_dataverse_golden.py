@@ -12,14 +12,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from devstack.dataverse_emulator import DataverseEmulator
 from tests.golden import Transcript, load_transcript
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dataverse"
@@ -65,20 +63,6 @@ def mask(value: Any) -> Any:
     if isinstance(value, str):
         return _GUID.sub("<guid>", value)
     return value
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[DataverseEmulator]:
-    with DataverseEmulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def client(emulator: DataverseEmulator) -> Iterator[httpx.Client]:
-    emulator.reset()
-    headers = {"Authorization": f"Bearer {emulator.token}", "Accept": "application/json"}
-    with httpx.Client(base_url=emulator.api_url, headers=headers, timeout=5.0) as c:
-        yield c
 
 
 def replay(

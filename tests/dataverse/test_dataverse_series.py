@@ -3,7 +3,6 @@ an edited occurrence its instance row (an exception), a cancelled occurrence a c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,24 +35,6 @@ def series(**changes: Any) -> Appointment:
         "time_zone": "Europe/Berlin",
     }
     return make_appointment(**(base | changes))
-
-
-@pytest.fixture(scope="module")
-def dataverse_emulator() -> Iterator[DataverseEmulator]:
-    with DataverseEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def backend(dataverse_emulator: DataverseEmulator) -> DataverseEmulator:
-    dataverse_emulator.reset()
-    return dataverse_emulator
-
-
-@pytest.fixture
-async def connector(backend: DataverseEmulator) -> AsyncIterator[DataverseConnector]:
-    async with DataverseConnector(backend.base_url, token=backend.token, timeout=5.0) as conn:
-        yield conn
 
 
 def instances(backend: DataverseEmulator) -> list[dict[str, Any]]:

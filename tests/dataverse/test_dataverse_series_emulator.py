@@ -12,13 +12,10 @@ publishes no Web API transcript for recurringappointmentmasters, so each test na
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-
-from devstack.dataverse_emulator import DataverseEmulator
 
 SERIES = "11111111-2222-4333-8444-555555555555"
 THURSDAY = 0x10  # the sample's DayOfWeek.Thursday
@@ -34,20 +31,6 @@ SAMPLE = {
     "patternendtype": 2,  # Occurrences
     "utcconversiontimezonecode": 92,
 }
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[DataverseEmulator]:
-    with DataverseEmulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def client(emulator: DataverseEmulator) -> Iterator[httpx.Client]:
-    emulator.reset()
-    headers = {"Authorization": f"Bearer {emulator.token}", "Accept": "application/json"}
-    with httpx.Client(base_url=emulator.api_url, headers=headers, timeout=5.0) as c:
-        yield c
 
 
 def instances(client: httpx.Client) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ problem listed with the others.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -84,12 +84,6 @@ def test_a_tenants_map_replaces_only_the_statuses_it_names() -> None:
 
 
 # -- through the connector, against the emulator ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def dataverse_emulator() -> Iterator[DataverseEmulator]:
-    with DataverseEmulator() as emulator:
-        yield emulator
 
 
 @pytest.fixture
