@@ -1,13 +1,11 @@
 """DataverseConnector: the CrmConnector port over the Dataverse Web API (/api/data/v9.2). I/O side (httpx,
-azure-identity). The wire mapping and the error map live in dataverse_wire; nothing here reads a status code.
+azure-identity). The request layer is dataverse_http, the directory dataverse_directory, the change feed
+dataverse_changes; the wire mapping and the error map live in dataverse_wire; nothing here reads a status
+code.
 
-Requests carry the headers the Web API asks for (Accept, OData-MaxVersion/OData-Version 4.0) and a bearer
-token for the scope `{org}/.default` (client credentials of an application user, or a static token for the
-emulator). Create-once: a deterministic activityid from the idempotency key, `PATCH` with
-`If-None-Match: *` (412: it exists, read it). Updates: `If-Match` with the `@odata.etag` (412:
-ConcurrencyError), only the columns that differ (an unchanged record keeps its ETag, W4). The change feed is
-`Prefer: odata.track-changes` with `odata.maxpagesize`: the cursor is the `@odata.nextLink` or the
-`@odata.deltaLink`; an expired token (0x80044352) restarts from a full read.
+Create-once: a deterministic activityid from the idempotency key, `PATCH` with `If-None-Match: *` (412: it
+exists, read it). Updates: `If-Match` with the `@odata.etag` (412: ConcurrencyError), only the columns that
+differ (an unchanged record keeps its ETag, W4).
 """
 
 from __future__ import annotations
@@ -16,30 +14,25 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
+from sync_core.adapters.crm.dataverse_changes import DataverseChanges
+from sync_core.adapters.crm.dataverse_http import _Bearer, _credential
 from sync_core.adapters.crm.dataverse_series import Series
-from sync_core.adapters.crm.dataverse_series_wire import feed_cursor, feed_links
 from sync_core.adapters.crm.dataverse_wire import (
     API_PATH,
     APPOINTMENT_COLUMNS,
     CANCELED,
     CAPABILITIES,
     CLOSED_STATES,
-    EXPIRED_VERSION_STAMP,
     EXTERNAL_REF,
-    FORMATTED,
     FREE,
-    LOOKUP_LOGICAL_NAME,
     OPEN,
     PARTY_COLUMNS,
     SIDE,
-    SPACE_MODE,
-    Directory,
     StatusMap,
     activity_id,
     as_guid,
@@ -51,59 +44,20 @@ from sync_core.adapters.crm.dataverse_wire import (
     refuse_unholdable,
     same_column,
     state_of,
-    translate_error,
 )
-from sync_core.adapters.crm.transport import json_object
 from sync_core.domain.model import Appointment, CrmRecord
 from sync_core.errors import ConcurrencyError, ConfigurationError, NotFoundError, UnprocessableError
-from sync_core.ports.crm import ChangedPage, Contact, CrmCapabilities, CrmUser, Space
+from sync_core.ports.crm import Contact, CrmCapabilities
 from sync_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 EMULATOR_TOKEN = "dev-dataverse-token"
-BATCH = 50  # emails or ids per `$filter` of `or`-ed equalities
 DEFAULT_DIRECTORY_TTL_S = 300.0
-_MAX_PAGES = 10_000
 _APPOINTMENT_FIELDS = frozenset(Appointment.model_fields)
-_ANNOTATIONS = f'odata.include-annotations="{FORMATTED},{LOOKUP_LOGICAL_NAME}"'
-_SPACE_MODES = ("outlook_auto_accept", "outlook_moderated", "crm_managed")
 
 
-class _Bearer(httpx.Auth):
-    """A bearer token for `{org}/.default`: a static one (the emulator) or from an azure-identity credential
-    (which caches and refreshes it)."""
-
-    def __init__(self, scope: str, *, token: str | None, credential: AsyncTokenCredential | None) -> None:
-        self._scope, self._token, self._credential = scope, token, credential
-
-    async def async_auth_flow(self, request: httpx.Request) -> Any:
-        token = self._token
-        if self._credential is not None:
-            token = (await self._credential.get_token(self._scope)).token
-        request.headers["Authorization"] = f"Bearer {token}"
-        yield request
-
-
-def _credential(settings: Settings) -> AsyncTokenCredential:
-    """The app registration's client credentials, as GRAPH_AUTH_MODE names them (one app, one application
-    user in Dataverse)."""
-    from azure.identity.aio import CertificateCredential, ClientAssertionCredential, ClientSecretCredential
-
-    tenant, client = settings.graph_tenant_id or "", settings.graph_client_id or ""
-    if settings.graph_auth_mode == "client_secret":
-        return ClientSecretCredential(tenant, client, settings.graph_client_secret or "")
-    if settings.graph_auth_mode == "certificate":
-        return CertificateCredential(tenant, client, certificate_path=settings.graph_certificate_path)
-    from azure.identity import ManagedIdentityCredential as SyncManagedIdentityCredential
-
-    mi = SyncManagedIdentityCredential(client_id=settings.graph_managed_identity_client_id)
-    return ClientAssertionCredential(
-        tenant, client, lambda: mi.get_token("api://AzureADTokenExchange/.default").token
-    )
-
-
-class DataverseConnector:
+class DataverseConnector(DataverseChanges):
     """CrmConnector over the Dataverse Web API, one per process. Directory answers (users, contacts) are
     cached for `directory_ttl_s`."""
 
@@ -157,226 +111,6 @@ class DataverseConnector:
         if settings.dataverse_auth_mode.strip().lower() == "emulator":
             return cls(url, token=EMULATOR_TOKEN, statuses=statuses)
         return cls(url, credential=_credential(settings), statuses=statuses)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-        if self._credential is not None:
-            await self._credential.close()
-
-    # -- transport ------------------------------------------------------------------------------------
-
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        item_id: str | None,
-        params: Mapping[str, str] | None = None,
-        json_body: Any = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        try:
-            response = await self._client.request(
-                method,
-                url,
-                params=dict(params) if params else None,
-                json=json_body,
-                headers=dict(headers or {}),
-            )
-        except httpx.HTTPError as exc:
-            raise translate_error(exc, item_id=item_id) from exc
-        if not response.is_success:
-            raise translate_error(response, item_id=item_id)
-        return response
-
-    @staticmethod
-    def _json(response: httpx.Response, item_id: str | None) -> dict[str, Any]:
-        return json_object(response, "Dataverse", side=SIDE, item_id=item_id)
-
-    async def _get_json(
-        self,
-        url: str,
-        *,
-        item_id: str | None,
-        params: Mapping[str, str] | None = None,
-        prefer: str = _ANNOTATIONS,
-    ) -> dict[str, Any]:
-        response = await self._request("GET", url, item_id=item_id, params=params, headers={"Prefer": prefer})
-        return self._json(response, item_id)
-
-    async def _all(self, url: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
-        """Every row of a query, following `@odata.nextLink`."""
-        rows: list[dict[str, Any]] = []
-        next_url: str | None = url
-        first = True
-        for _ in range(_MAX_PAGES):
-            if next_url is None:
-                return rows
-            data = await self._get_json(
-                next_url,
-                item_id=None,
-                params=params if first else None,
-                prefer=f"{_ANNOTATIONS},odata.maxpagesize=500",
-            )
-            first = False
-            value = data.get("value")
-            if not isinstance(value, list):
-                raise UnprocessableError(f"Dataverse {url} answer has no `value` list", side=SIDE)
-            rows += [r for r in value if isinstance(r, dict)]
-            next_url = self._own_link(data.get("@odata.nextLink"))
-        raise UnprocessableError(f"Dataverse {url} paging did not end after {_MAX_PAGES} pages", side=SIDE)
-
-    def _own_link(self, link: Any) -> str | None:
-        """A next or delta link, only when it points into this organization's Web API."""
-        if link is None:
-            return None
-        if not isinstance(link, str) or not link.startswith(self.api_url):
-            raise UnprocessableError(f"Dataverse link outside {self.api_url}: {str(link)[:200]}", side=SIDE)
-        return link
-
-    # -- directory --------------------------------------------------------------------------------------
-
-    async def _whoami(self) -> str:
-        if self._me is None:
-            data = await self._get_json("WhoAmI", item_id=None, prefer="")
-            self._me = str(data.get("UserId") or "").lower()
-        return self._me
-
-    async def _last_written_by_us(self, row: Mapping[str, Any]) -> bool:
-        return str(row.get("_modifiedby_value") or "").lower() == await self._whoami()
-
-    async def _lookup(
-        self, entity_set: str, column: str, values: list[str], select: str, *, guids: bool = False
-    ) -> list[dict[str, Any]]:
-        """Rows whose `column` equals one of `values` (strings, or GUIDs written bare), 50 per query."""
-        rows: list[dict[str, Any]] = []
-        for start in range(0, len(values), BATCH):
-            batch = values[start : start + BATCH]
-            flt = " or ".join(f"{column} eq {v if guids else odata_string(v)}" for v in batch)
-            rows += await self._all(entity_set, {"$select": select, "$filter": flt})
-        return rows
-
-    def _fresh(self, cache: Mapping[str, tuple[Any, float]], wanted: Iterable[str]) -> list[str]:
-        now = self._clock()
-        return [e for e in wanted if e not in cache or cache[e][1] <= now]
-
-    async def find_contacts(self, emails: Iterable[str]) -> dict[str, Contact]:
-        """Contacts by lower-case `emailaddress1`, 50 per query; hits and misses cached for the TTL."""
-        wanted = list(dict.fromkeys(e.strip().lower() for e in emails if e and e.strip()))
-        async with self._lock:
-            missing = self._fresh(self._contacts, wanted)
-            until = self._clock() + self._ttl
-            rows = await self._lookup(
-                "contacts", "emailaddress1", missing, "contactid,fullname,emailaddress1"
-            )
-            found: dict[str, Contact] = {}
-            for row in rows:
-                email = str(row.get("emailaddress1") or "").strip().lower()
-                if email and row.get("contactid"):
-                    found.setdefault(
-                        email,
-                        Contact(
-                            crm_id=str(row["contactid"]), email=email, name=str(row.get("fullname") or "")
-                        ),
-                    )
-            for email in missing:
-                self._contacts[email] = (found.get(email), until)
-            return {e: c for e in wanted if (c := self._contacts[e][0]) is not None}
-
-    async def _user_ids(self, emails: list[str]) -> dict[str, str]:
-        async with self._lock:
-            missing = self._fresh(self._users, emails)
-            until = self._clock() + self._ttl
-            rows = await self._lookup(
-                "systemusers", "internalemailaddress", missing, "systemuserid,internalemailaddress"
-            )
-            found = {
-                str(r.get("internalemailaddress") or "").strip().lower(): str(r["systemuserid"])
-                for r in rows
-                if r.get("systemuserid")
-            }
-            for email in missing:
-                self._users[email] = (found.get(email), until)
-            return {e: uid for e in emails if (uid := self._users[e][0]) is not None}
-
-    async def _directory(self, appointment: Appointment) -> Directory:
-        emails = [a.email for a in appointment.attendees]
-        if appointment.organizer is not None:
-            emails.append(appointment.organizer.email)
-        emails = list(dict.fromkeys(emails))
-        users = await self._user_ids(emails)
-        contacts = await self.find_contacts([e for e in emails if e not in users])
-        return Directory(users, {e: c.crm_id for e, c in contacts.items()})
-
-    async def _emails_of(self, user_ids: Iterable[str]) -> dict[str, str | None]:
-        ids = [i for i in dict.fromkeys(user_ids) if i and i not in self._user_emails]
-        if ids:
-            valid = [g for i in ids if (g := as_guid(i))]
-            rows = await self._lookup(
-                "systemusers", "systemuserid", valid, "systemuserid,internalemailaddress", guids=True
-            )
-            for row in rows:
-                email = str(row.get("internalemailaddress") or "").strip().lower()
-                self._user_emails[str(row["systemuserid"]).lower()] = email or None
-            for i in ids:
-                self._user_emails.setdefault(i, None)
-        return self._user_emails
-
-    async def list_users(self) -> list[CrmUser]:
-        """Enabled system users; the mailbox is `internalemailaddress` for users of the Entra tenant
-        (`azureactivedirectoryobjectid` set), none for application users and users without one (S1)."""
-        rows = await self._all(
-            "systemusers",
-            {
-                "$select": "systemuserid,fullname,internalemailaddress,"
-                "azureactivedirectoryobjectid,applicationid",
-                "$filter": "isdisabled eq false",
-            },
-        )
-        users = []
-        for r in rows:
-            if r.get("applicationid"):
-                continue  # an application user (this app's own, among others): no mailbox, no meetings
-            email = str(r.get("internalemailaddress") or "").strip().lower()
-            mailbox = email if r.get("azureactivedirectoryobjectid") and email else None
-            users.append(
-                CrmUser(
-                    crm_id=str(r["systemuserid"]),
-                    email=email,
-                    name=str(r.get("fullname") or ""),
-                    mailbox=mailbox,
-                )
-            )
-        return users
-
-    async def list_spaces(self) -> list[Space]:
-        """Facilities/equipment with their email address as the room mailbox; the management mode is our
-        column `msync_managementmode` (outlook_auto_accept when empty)."""
-        rows = await self._all("equipments", {"$select": f"equipmentid,name,emailaddress,{SPACE_MODE}"})
-        spaces = []
-        for r in rows:
-            mode = str(r.get(SPACE_MODE) or "outlook_auto_accept")
-            if mode not in _SPACE_MODES:
-                raise UnprocessableError(
-                    f"equipment {r.get('equipmentid')}: {SPACE_MODE} {mode!r} unknown", side=SIDE
-                )
-            spaces.append(
-                Space(
-                    crm_id=str(r["equipmentid"]),
-                    name=str(r.get("name") or ""),
-                    room_mailbox=(str(r["emailaddress"]).lower() if r.get("emailaddress") else None),
-                    management_mode=mode,  # type: ignore[arg-type]
-                )
-            )
-        return spaces
 
     # -- appointments -------------------------------------------------------------------------------------
 
@@ -470,19 +204,6 @@ class DataverseConnector:
         if not rows:
             return await self._series.find(external_ref)
         return await self._series.of_instance(rows[0]) or (await self._records(rows[:1]))[0]
-
-    async def _patch(
-        self,
-        guid: str,
-        body: Mapping[str, Any],
-        *,
-        if_match: str | None = None,
-        if_none_match: str | None = None,
-    ) -> None:
-        headers = {"If-Match": if_match} if if_match else {"If-None-Match": if_none_match or "*"}
-        await self._request(
-            "PATCH", f"appointments({guid})", item_id=guid, json_body=dict(body), headers=headers
-        )
 
     async def create_appointment(
         self, appointment: Appointment, *, idempotency_key: str, external_ref: str
@@ -618,77 +339,3 @@ class DataverseConnector:
             if await self._series.master_row(guid) is None:
                 raise
             await self._series.delete(guid)
-
-    # -- the change feed --------------------------------------------------------------------------------
-
-    async def list_changed(self, cursor: str | None, *, limit: int = 100) -> ChangedPage:
-        """One page of the appointments' change tracking: rows changed (with their parties, one more query
-        per page) and `$deletedEntity` ids; once they are read up to now, a page of the series' (deleted
-        series). The cursor holds both feeds' next or delta links; an expired delta token (7 days by default)
-        starts that feed again with a full read."""
-        if limit < 1:
-            raise UnprocessableError(f"limit must be at least 1, got {limit}", side=SIDE)
-        prefer = f"odata.track-changes,odata.maxpagesize={min(limit, 5000)},{_ANNOTATIONS}"
-        link, series_link = feed_links(cursor)
-        try:
-            data = await self._changes(link, prefer)
-        except NotFoundError as exc:
-            if link is None or EXPIRED_VERSION_STAMP not in str(exc):
-                raise
-            log.warning("Dataverse change-tracking token expired; reading every appointment again")
-            data = await self._changes(None, prefer)
-        rows: list[dict[str, Any]] = []
-        deleted: list[str] = []
-        for item in data.get("value") or []:
-            if not isinstance(item, dict):
-                continue
-            if str(item.get("@odata.context") or "").endswith("$deletedEntity"):
-                deleted.append(str(item.get("id")))
-            else:
-                rows.append(item)
-        party_rows = await self._parties_of([str(r.get("activityid")) for r in rows])
-        unreadable: list[str] = []
-        records = await self._series.records(rows, party_rows, unreadable)
-        next_link = self._own_link(data.get("@odata.nextLink"))
-        delta_link = self._own_link(data.get("@odata.deltaLink"))
-        new_cursor = next_link or delta_link
-        if new_cursor is None:
-            raise UnprocessableError(
-                "Dataverse change page has neither a next link nor a delta link", side=SIDE
-            )
-        more = bool(next_link)
-        if not more:
-            series, gone, series_next, series_delta = await self._series.changes(
-                series_link, prefer, unreadable
-            )
-            known = {r.crm_id.lower() for r in records}
-            records += [r for r in series if r.crm_id.lower() not in known]
-            deleted += gone
-            series_link, more = series_next or series_delta or series_link, bool(series_next)
-        return ChangedPage(
-            records=tuple(records),
-            deleted_ids=tuple(deleted),
-            unreadable_ids=tuple(dict.fromkeys(unreadable)),  # a series may come from both feeds
-            cursor=feed_cursor(new_cursor, series_link),
-            more=more,
-        )
-
-    async def _changes(self, cursor: str | None, prefer: str) -> dict[str, Any]:
-        if cursor:
-            return await self._get_json(self._own_link(cursor) or "", item_id=None, prefer=prefer)
-        return await self._get_json(
-            "appointments", item_id=None, params={"$select": ",".join(APPOINTMENT_COLUMNS)}, prefer=prefer
-        )
-
-    async def _parties_of(self, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-        out: dict[str, list[dict[str, Any]]] = {i.lower(): [] for i in ids}
-        rows = await self._lookup(
-            "activityparties",
-            "_activityid_value",
-            [g for i in ids if (g := as_guid(i))],
-            ",".join(PARTY_COLUMNS),
-            guids=True,
-        )
-        for row in rows:
-            out.setdefault(str(row.get("_activityid_value") or "").lower(), []).append(row)
-        return out
