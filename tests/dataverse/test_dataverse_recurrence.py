@@ -5,7 +5,6 @@ Graph emulator); what Dataverse cannot hold is refused with the reason."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,12 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devstack.dataverse_emulator.series import occurrences as dataverse_occurrences
-from devstack.graph_emulator.recurrence import series_dates
-from devstack.graph_emulator.state import SeriesShape
 from sync_core.adapters.crm.dataverse_recurrence import DAYS, ZONE_CODES, from_columns, to_columns
 from sync_core.domain import timezones
 from sync_core.domain.model import Recurrence, RecurrencePattern, RecurrenceRange
 from sync_core.errors import UnprocessableError
+from tests.graph_recurrence import graph_series
 
 ZONES = sorted(timezones.to_iana(name) or "UTC" for name in ZONE_CODES)
 INDEXES = ("first", "second", "third", "fourth", "last")
@@ -88,28 +86,6 @@ def test_R1_the_zone_name_and_the_day_order_we_wrote_come_back_when_the_columns_
     assert from_columns(changed, kept=ours).range.time_zone == "Europe/Berlin"  # the columns win
 
 
-def _graph_form(rec: Recurrence) -> dict[str, Any]:
-    p, r = rec.pattern, rec.range
-    return {
-        "pattern": {
-            "type": p.type,
-            "interval": p.interval,
-            "month": p.month,
-            "dayOfMonth": p.day_of_month,
-            "daysOfWeek": list(p.days_of_week),
-            "firstDayOfWeek": p.first_day_of_week,
-            "index": p.index,
-        },
-        "range": {
-            "type": r.type,
-            "startDate": r.start_date.isoformat(),
-            "endDate": (r.end_date or date(1, 1, 1)).isoformat(),
-            "numberOfOccurrences": r.number_of_occurrences,
-            "recurrenceTimeZone": r.time_zone,
-        },
-    }
-
-
 @settings(max_examples=200, deadline=None)
 @given(recurrences(interval_max=12), st.times(), st.integers(0, 600))
 def test_R1_the_columns_describe_the_occurrences_of_the_graph_pattern(
@@ -118,9 +94,7 @@ def test_R1_the_columns_describe_the_occurrences_of_the_graph_pattern(
     zone = ZoneInfo(timezones.to_iana(rec.range.time_zone) or "UTC")
     start = datetime.combine(rec.range.start_date, wall.replace(microsecond=0), tzinfo=zone).astimezone(UTC)
     end = start + timedelta(minutes=minutes)
-    shape = SeriesShape(start, end, rec.range.time_zone, _graph_form(rec), {}, frozenset())
-    forever = datetime.max.replace(tzinfo=UTC)
-    graph = [(s, e) for _, s, e in islice(series_dates(shape, forever), COMPARED)]
+    graph = graph_series(rec, start, end, COMPARED)
     row = to_columns(rec) | {
         "starttime": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "endtime": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -198,6 +172,5 @@ def test_R1_what_a_dataverse_users_series_is_read_as_has_the_same_occurrences(
     zone = ZoneInfo(timezones.to_iana(rec.range.time_zone) or "UTC")
     start = datetime.combine(rec.range.start_date, wall.replace(microsecond=0), tzinfo=zone).astimezone(UTC)
     stamp = start.strftime("%Y-%m-%dT%H:%M:%SZ")
-    shape = SeriesShape(start, start, rec.range.time_zone, _graph_form(rec), {}, frozenset())
-    graph = [(s, e) for _, s, e in islice(series_dates(shape, datetime.max.replace(tzinfo=UTC)), COMPARED)]
+    graph = graph_series(rec, start, start, COMPARED)
     assert dataverse_occurrences(row | {"starttime": stamp, "endtime": stamp}, COMPARED) == graph

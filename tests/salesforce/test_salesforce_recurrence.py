@@ -14,8 +14,6 @@ from dateutil.rrule import rrulestr
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from devstack.graph_emulator.recurrence import series_dates
-from devstack.graph_emulator.state import SeriesShape
 from sync_core.adapters.crm.salesforce_recurrence import (
     DAYS,
     Recurrence2,
@@ -25,6 +23,7 @@ from sync_core.adapters.crm.salesforce_recurrence import (
 )
 from sync_core.domain.model import Recurrence, RecurrencePattern, RecurrenceRange
 from sync_core.errors import UnprocessableError
+from tests.graph_recurrence import graph_series
 
 ZONES = ("UTC", "Europe/Paris", "America/New_York", "America/Los_Angeles", "Asia/Tokyo", "Australia/Sydney")
 COMPARED = 40  # occurrences compared per pattern (a series with no end goes on)
@@ -78,36 +77,10 @@ def recurrences(draw: st.DrawFn) -> tuple[Recurrence, time]:
     return Recurrence(pattern=pattern, range=rng), wall
 
 
-def graph_dict(rec: Recurrence) -> dict[str, Any]:
-    """The pattern in Graph's JSON shape, as the Graph emulator keeps it."""
-    p, r = rec.pattern, rec.range
-    return {
-        "pattern": {
-            "type": p.type,
-            "interval": p.interval,
-            "month": p.month,
-            "dayOfMonth": p.day_of_month,
-            "daysOfWeek": list(p.days_of_week),
-            "firstDayOfWeek": p.first_day_of_week,
-            "index": p.index,
-        },
-        "range": {
-            "type": r.type,
-            "startDate": r.start_date.isoformat(),
-            "endDate": (r.end_date or date(1, 1, 1)).isoformat(),
-            "recurrenceTimeZone": r.time_zone,
-            "numberOfOccurrences": r.number_of_occurrences,
-        },
-    }
-
-
 def graph_occurrences(rec: Recurrence, wall: time) -> list[datetime]:
     zone = ZoneInfo("Etc/UTC" if rec.range.time_zone == "UTC" else rec.range.time_zone)
     start = datetime.combine(rec.range.start_date, wall, tzinfo=zone).astimezone(UTC)
-    shape = SeriesShape(
-        start, start + timedelta(hours=1), rec.range.time_zone, graph_dict(rec), {}, frozenset()
-    )
-    return [s for _, s, _ in islice(series_dates(shape, HORIZON), COMPARED)]
+    return [s for s, _ in graph_series(rec, start, start + timedelta(hours=1), COMPARED, HORIZON)]
 
 
 def rrule_occurrences(fields: Recurrence2) -> list[datetime]:
