@@ -12,13 +12,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from sync_core.adapters.crm.salesforce_wire import (
-    CODE_CLASSES,
-    DOCUMENTED_STATUSES,
-    api_usage,
-    soql_string,
-    translate_error,
-)
+from sync_core.adapters.crm.salesforce_errors import CODE_CLASSES, DOCUMENTED_STATUSES, translate_error
+from sync_core.adapters.crm.salesforce_wire import api_usage, soql_string
 from sync_core.errors import (
     ConcurrencyError,
     ConflictError,

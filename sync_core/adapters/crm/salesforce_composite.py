@@ -1,6 +1,6 @@
 """Composite requests for the Salesforce connector: a write, its invitees and the read back in one call of the
 24-hour allocation, all or none (a failed subrequest rolls back every write), each failure mapped by
-salesforce_wire.translate_error as if it had been sent alone. I/O side.
+salesforce_errors.translate_error as if it had been sent alone. I/O side.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from urllib.parse import quote_plus
 
 import httpx
 
-from sync_core.adapters.crm.salesforce_wire import SIDE, translate_error
+from sync_core.adapters.crm.salesforce_errors import translate_error
+from sync_core.adapters.crm.salesforce_wire import SIDE
 from sync_core.errors import UnprocessableError
 
 # "Up to 25 subrequests in a single call. Up to 5 of these subrequests can be sObject Collections or query

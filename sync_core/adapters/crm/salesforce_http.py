@@ -15,7 +15,8 @@ from typing import Any, Self
 
 import httpx
 
-from sync_core.adapters.crm.salesforce_wire import SIDE, api_usage, error_body, translate_error
+from sync_core.adapters.crm.salesforce_errors import error_body, translate_error
+from sync_core.adapters.crm.salesforce_wire import SIDE, api_usage
 from sync_core.errors import UnprocessableError
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from sync_core.adapters.crm.salesforce_wire import (
     FieldProfile,
     cancelled_by_us,
     is_id,
-    record_from_row,
     soql_string,
 )
+from sync_core.adapters.crm.salesforce_wire_read import record_from_row
 from sync_core.domain.model import CrmRecord
 from sync_core.errors import UnprocessableError
 

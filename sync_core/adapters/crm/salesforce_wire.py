@@ -1,6 +1,6 @@
-"""The Salesforce REST API's wire format for events: `Event` rows and `EventRelation` rows to and from our
-neutral `Appointment`, SOQL literals, the `Sforce-Limit-Info` header, and the one translation of a failure
-into sync_core.errors. No I/O.
+"""The Salesforce REST API's wire format for events: our neutral `Appointment` to `Event` and `EventRelation`
+rows, the field profile, SOQL literals and the `Sforce-Limit-Info` header (the rows read back:
+salesforce_wire_read; failures: salesforce_errors). No I/O.
 
 What Salesforce holds natively (Event and EventRelation in the Object Reference): Subject (255), Description
 (32,000), StartDateTime/EndDateTime (UTC on the wire), IsAllDayEvent, Location (255, text), IsPrivate, ShowAs
@@ -20,43 +20,21 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
-from sync_core.adapters.crm.salesforce_recurrence import read_series, series_fields
-from sync_core.adapters.crm.transport import transport_error
+from sync_core.adapters.crm.salesforce_recurrence import series_fields
 from sync_core.domain.model import (
     Appointment,
-    Attendee,
     AttendeeType,
-    CrmRecord,
-    Location,
-    Origin,
-    Person,
-    Recurrence,
     Response,
     Sensitivity,
     ShowAs,
     Status,
 )
-from sync_core.errors import (
-    ConcurrencyError,
-    ConflictError,
-    NotFoundError,
-    PermanentError,
-    PermissionError_,
-    SyncError,
-    ThrottledError,
-    TransientError,
-    UnprocessableError,
-    retry_after_seconds,
-    status_class,
-)
+from sync_core.errors import UnprocessableError
 from sync_core.ports.crm import CrmCapabilities
 
 SIDE = "crm"
@@ -394,140 +372,6 @@ def relations(appt: Appointment, directory: Mapping[str, str]) -> dict[str, dict
     return out
 
 
-# -- the record we read --------------------------------------------------------------------------------
-
-
-def record_from_row(
-    row: Mapping[str, Any],
-    relation_rows: Iterable[Mapping[str, Any]],
-    emails: Mapping[str, str | None],
-    *,
-    me: str | None,
-    cancelled: tuple[datetime, ...] | None = None,
-    profile: FieldProfile | None = None,
-) -> CrmRecord:
-    """A CrmRecord from an Event row, its EventRelation rows and the emails of the ids they name; for a
-    series, `cancelled` is what its occurrence rows show (salesforce_series.cancelled). A row we deleted to
-    cancel it reads as cancelled."""
-    profile = profile or FieldProfile()
-    crm_id = str(row["Id"])
-    kept = _load_sidecar(row.get(SYNC_DATA))
-    start, end = parse_time(row.get("StartDateTime")), parse_time(row.get("EndDateTime"))
-    if start is None or end is None:
-        raise UnprocessableError(
-            "Salesforce event has no StartDateTime/EndDateTime", side=SIDE, item_id=crm_id
-        )
-    people: dict[str, Any] = kept.get("people") or {}
-    order = list(kept.get("order") or [])
-    by_email: dict[str, Attendee] = {}
-    for rel in relation_rows:
-        if rel.get("IsInvitee") is False:
-            continue  # a Who/What relation (Shared Activities), not an invitee
-        email = emails.get(str(rel.get("RelationId") or ""))
-        if not email:
-            continue
-        known = people.get(email) or {}
-        response = RESPONSE_IN.get(str(rel.get("Status") or ""))
-        if response is None:  # New: no answer in Salesforce; what we kept refines it (notResponded, none)
-            kept_response = known.get("response", Response.NONE.value)
-            response = Response(kept_response) if kept_response not in RESPONSE_IN.values() else Response.NONE
-        by_email[email] = Attendee(
-            email=email,
-            name=known.get("name", ""),
-            type=AttendeeType(known.get("type", AttendeeType.REQUIRED.value)),
-            response=response,
-        )
-    attendees: list[Attendee] = []
-    for email in order:  # kept attendees Salesforce cannot point at (unresolved, rooms) stay
-        if email in by_email:
-            attendees.append(by_email.pop(email))
-        elif email in people and _unrelatable(people[email]):
-            p = people[email]
-            attendees.append(
-                Attendee(email=email, name=p.get("name", ""), type=p["type"], response=p["response"])
-            )
-    attendees += sorted(by_email.values(), key=lambda a: a.email)  # invited in Salesforce
-    owner_email = emails.get(str(row.get("OwnerId") or ""))
-    organizer: Person | None = None
-    kept_org = kept.get("organizer")
-    if kept_org and (owner_email is None or owner_email == kept_org.get("email") or row.get("OwnerId") == me):
-        organizer = Person.model_validate(kept_org)
-    elif owner_email:
-        organizer = Person(email=owner_email)
-    text = str(row.get("Location") or "")
-    if kept and text == kept.get("location_text"):
-        locations = tuple(Location.model_validate(x) for x in kept.get("locations") or [])
-    else:
-        locations = (Location(display_name=text),) if text else ()
-    show_as = SHOW_AS_IN.get(str(row.get("ShowAs") or "Busy"), ShowAs.BUSY)
-    kept_show = ShowAs(kept.get("show_as", show_as.value))
-    if show_as is ShowAs.BUSY and kept_show not in (ShowAs.FREE, ShowAs.OOF):
-        show_as = kept_show  # tentative, workingElsewhere, unknown: written as Busy, kept by us
-    sensitivity = Sensitivity(kept.get("sensitivity", Sensitivity.NORMAL.value))
-    if bool(row.get("IsPrivate")):
-        sensitivity = Sensitivity.PRIVATE
-    elif sensitivity is Sensitivity.PRIVATE:
-        sensitivity = Sensitivity.NORMAL
-    if cancelled_by_us(row):
-        status = Status.CANCELLED
-    else:
-        status = profile.status_of(row.get(profile.status_field), item_id=crm_id)
-    recurrence: Recurrence | None = None
-    pattern_start = parse_time(row.get("Recurrence2PatternStartDate"))
-    if row.get("IsRecurrence2") and str(row.get("GroupEventType")) == "3" and pattern_start is not None:
-        kept_rec = kept.get("recurrence")
-        recurrence = read_series(
-            str(row.get("Recurrence2PatternText") or ""),
-            pattern_start,
-            str(row.get("Recurrence2PatternTimeZone") or ""),
-            Recurrence.model_validate(kept_rec) if kept_rec else None,
-            item_id=crm_id,
-        )
-    appointment = Appointment.model_validate(
-        {
-            "subject": row.get("Subject") or "",
-            "body": row.get("Description") or "",
-            "start": start,
-            "end": end,
-            "time_zone": kept.get("time_zone", recurrence.range.time_zone if recurrence else "UTC"),
-            "is_all_day": bool(row.get("IsAllDayEvent")),
-            "locations": locations,
-            "organizer": organizer,
-            "attendees": tuple(attendees),
-            "sensitivity": sensitivity,
-            "show_as": show_as,
-            "reminder_minutes": kept.get("reminder_minutes"),
-            "categories": tuple(kept.get("categories") or ()),
-            "online_meeting_url": kept.get("online_meeting_url"),
-            "attachments": tuple(kept.get("attachments") or ()),
-            "status": status,
-            "kind": kept.get("kind", "meeting"),
-            "origin": kept.get("origin", Origin.CRM.value),
-            "recurrence": recurrence,
-            "cancelled_occurrences": cancelled if cancelled is not None and recurrence is not None else (),
-            "series_ref": kept.get("series_ref"),
-            "original_start": kept.get("original_start"),
-            "crm_fields": tuple(tuple(x) for x in kept.get("crm_fields") or ()),
-        }
-    )
-    created_by, updated_by = (str(row.get(k) or "") for k in ("CreatedById", "LastModifiedById"))
-    return CrmRecord(
-        crm_id=crm_id,
-        version=str(row.get("SystemModstamp") or ""),
-        appointment=appointment,
-        mailbox_hint=owner_email if row.get("OwnerId") != me else None,
-        created_by=None if created_by == me else emails.get(created_by),
-        updated_by=None if updated_by == me else emails.get(updated_by),
-        external_ref=row.get(EXTERNAL_REF) or None,
-        updated_at=parse_time(row.get("SystemModstamp")),
-    )
-
-
-def _unrelatable(person: Mapping[str, Any]) -> bool:
-    """Kept attendees that were never EventRelation rows: rooms; the rest re-resolve as relations."""
-    return person.get("type") == AttendeeType.RESOURCE.value or bool(person.get("unresolved"))
-
-
 def mark_unresolved(raw: str, unresolved: Iterable[str]) -> str:
     """The sidecar with the attendees no EventRelation can hold flagged, so a read keeps them."""
     data = json.loads(raw)
@@ -535,104 +379,3 @@ def mark_unresolved(raw: str, unresolved: Iterable[str]) -> str:
         if email in data["people"]:
             data["people"][email]["unresolved"] = True
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
-
-
-# -- errors -------------------------------------------------------------------------------------------------
-
-# Every status the REST API documents (Status Codes and Error Responses, errorcodes.htm) and its class; the
-# test enumerates them. 300 is an External ID matched by several records: an operator must resolve it.
-DOCUMENTED_STATUSES: dict[int, type[SyncError]] = {
-    300: PermanentError,
-    304: PermanentError,  # only answers a conditional GET we never send
-    400: UnprocessableError,
-    401: PermissionError_,
-    403: PermissionError_,  # REQUEST_LIMIT_EXCEEDED excepted (below)
-    404: NotFoundError,
-    405: PermanentError,
-    409: ConflictError,
-    410: NotFoundError,
-    412: ConcurrencyError,
-    414: UnprocessableError,
-    415: UnprocessableError,
-    420: TransientError,  # Salesforce Edge has no routing information for the host yet
-    428: UnprocessableError,
-    431: UnprocessableError,
-    500: TransientError,
-    502: TransientError,
-    503: TransientError,
-}
-# Error codes (the `errorCode` of `[{"message", "errorCode", "fields"}]`, API fault codes and StatusCode
-# values) that decide the class whatever the status.
-CODE_CLASSES: dict[str, type[SyncError]] = {
-    "REQUEST_LIMIT_EXCEEDED": ThrottledError,  # 403: the 24-hour API allocation is used up
-    "CONCURRENT_REQUEST_LIMIT_EXCEEDED": ThrottledError,  # 25 long-running requests at once
-    "SERVER_UNAVAILABLE": TransientError,
-    "UNABLE_TO_LOCK_ROW": TransientError,
-    "REQUEST_RUNNING_TOO_LONG": TransientError,
-    "QUERY_TIMEOUT": TransientError,
-    "INVALID_SESSION_ID": PermissionError_,  # refreshed once by the connector before it gets here
-    "ENTITY_IS_DELETED": NotFoundError,
-    "NOT_FOUND": NotFoundError,
-    "INVALID_QUERY_LOCATOR": NotFoundError,  # a query cursor expired: start the read again
-    "DUPLICATE_VALUE": ConflictError,
-    "DUPLICATE_EXTERNAL_ID": PermanentError,  # several records hold one key: an operator hold
-    "INSUFFICIENT_ACCESS_OR_READONLY": PermissionError_,
-    "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY": PermissionError_,
-    "API_DISABLED_FOR_ORG": PermissionError_,
-    "API_CURRENTLY_DISABLED": PermissionError_,
-    "FIELD_CUSTOM_VALIDATION_EXCEPTION": UnprocessableError,
-    "REQUIRED_FIELD_MISSING": UnprocessableError,
-    "STRING_TOO_LONG": UnprocessableError,
-    "INVALID_FIELD": UnprocessableError,
-    "MALFORMED_QUERY": UnprocessableError,
-    "INVALID_CROSS_REFERENCE_KEY": UnprocessableError,
-    # the token endpoint's OAuth errors (400 `{"error", "error_description"}`): wrong or revoked credentials
-    "invalid_client": PermissionError_,
-    "invalid_client_id": PermissionError_,
-    "invalid_grant": PermissionError_,
-    "unauthorized_client": PermissionError_,
-    "unsupported_grant_type": PermissionError_,
-}
-OPERATOR_HOLD = "several Salesforce records hold this create key (HTTP 300): an operator must keep one"
-
-
-def error_body(response: httpx.Response) -> tuple[str, str]:
-    """(errorCode, message) of the first error of `[{"message", "errorCode"}]` (or the OAuth
-    `{"error", "error_description"}`), or ("", text)."""
-    try:
-        data = response.json()
-    except ValueError:
-        return "", response.text[:200]
-    if isinstance(data, list) and data and isinstance(data[0], dict) and "errorCode" in data[0]:
-        return str(data[0].get("errorCode") or ""), str(data[0].get("message") or "")
-    if isinstance(data, dict) and "error" in data:
-        return str(data.get("error") or ""), str(data.get("error_description") or "")
-    return "", response.text[:200]
-
-
-def translate_error(
-    outcome: httpx.Response | httpx.HTTPError, *, item_id: str | None, now: float | None = None
-) -> SyncError:
-    """The one map from an httpx exception or a non-2xx REST API answer to the sync's error tree."""
-    ctx: dict[str, str | None] = {"side": SIDE, "item_id": item_id}
-    if isinstance(outcome, httpx.HTTPStatusError):
-        outcome = outcome.response
-    if isinstance(outcome, httpx.HTTPError):
-        return transport_error(outcome, "Salesforce", side=SIDE, item_id=item_id)
-    status = outcome.status_code
-    code, detail = error_body(outcome)
-    message = f"Salesforce answered {status} to {outcome.request.method} {outcome.request.url.path}"
-    if status == 300:
-        message = f"{message}: {OPERATOR_HOLD}"
-    elif code or detail:
-        message = f"{message}: {code + ': ' if code else ''}{detail}"
-    usage = api_usage(outcome.headers)
-    if usage is not None:
-        message = f"{message} (API usage {usage[0]}/{usage[1]} in 24 h)"
-    wait = retry_after_seconds(outcome.headers.get("Retry-After"), time.time() if now is None else now)
-    target = CODE_CLASSES.get(code) or DOCUMENTED_STATUSES.get(status)
-    if target is None or (target is TransientError and wait is not None):
-        target = status_class(status, has_retry_after=wait is not None)
-    if target is ThrottledError:
-        return ThrottledError(message, retry_after=DEFAULT_RETRY_AFTER_S if wait is None else wait, **ctx)
-    return target(message, **ctx)

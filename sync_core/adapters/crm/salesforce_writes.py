@@ -29,10 +29,10 @@ from sync_core.adapters.crm import salesforce_composite as composite
 from sync_core.adapters.crm import salesforce_series as series
 from sync_core.adapters.crm.salesforce_composite import Sub
 from sync_core.adapters.crm.salesforce_directory import SalesforceDirectory
+from sync_core.adapters.crm.salesforce_errors import OPERATOR_HOLD, translate_error
 from sync_core.adapters.crm.salesforce_records import SalesforceRecords
 from sync_core.adapters.crm.salesforce_wire import (
     EXTERNAL_REF,
-    OPERATOR_HOLD,
     SIDE,
     SYNC_DATA,
     cancelled_by_us,
@@ -45,7 +45,6 @@ from sync_core.adapters.crm.salesforce_wire import (
     relations,
     same_value,
     soql_string,
-    translate_error,
 )
 from sync_core.domain.model import Appointment, CrmRecord, Status
 from sync_core.errors import (
