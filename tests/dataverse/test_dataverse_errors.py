@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from sync_core.adapters.crm.dataverse_wire import CODE_CLASSES, DOCUMENTED_STATUSES, translate_error
+from sync_core.adapters.crm.dataverse_errors import CODE_CLASSES, DOCUMENTED_STATUSES, translate_error
 from sync_core.errors import (
     ConcurrencyError,
     ConflictError,

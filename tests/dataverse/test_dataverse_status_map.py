@@ -15,7 +15,7 @@ import pytest
 
 from devstack.dataverse_emulator import DataverseEmulator, store
 from sync_core.adapters.crm.dataverse import DataverseConnector
-from sync_core.adapters.crm.dataverse_wire import StatusMap, state_of, status_of
+from sync_core.adapters.crm.dataverse_status import StatusMap, state_of, status_of
 from sync_core.bootstrap import crm_connector
 from sync_core.domain.model import ShowAs, Status
 from sync_core.errors import ConfigurationError

@@ -22,18 +22,14 @@ from azure.core.credentials_async import AsyncTokenCredential
 from sync_core.adapters.crm.dataverse_changes import DataverseChanges
 from sync_core.adapters.crm.dataverse_http import _Bearer, _credential
 from sync_core.adapters.crm.dataverse_series import Series
+from sync_core.adapters.crm.dataverse_status import CANCELED, CLOSED_STATES, FREE, OPEN, StatusMap, state_of
 from sync_core.adapters.crm.dataverse_wire import (
     API_PATH,
     APPOINTMENT_COLUMNS,
-    CANCELED,
     CAPABILITIES,
-    CLOSED_STATES,
     EXTERNAL_REF,
-    FREE,
-    OPEN,
     PARTY_COLUMNS,
     SIDE,
-    StatusMap,
     activity_id,
     as_guid,
     columns,
@@ -43,7 +39,6 @@ from sync_core.adapters.crm.dataverse_wire import (
     record_from_row,
     refuse_unholdable,
     same_column,
-    state_of,
 )
 from sync_core.domain.model import Appointment, CrmRecord
 from sync_core.errors import ConcurrencyError, ConfigurationError, NotFoundError, UnprocessableError

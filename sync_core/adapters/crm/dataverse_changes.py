@@ -8,10 +8,11 @@ import logging
 from typing import Any
 
 from sync_core.adapters.crm.dataverse_directory import DataverseDirectory
+from sync_core.adapters.crm.dataverse_errors import EXPIRED_VERSION_STAMP
 from sync_core.adapters.crm.dataverse_http import _ANNOTATIONS
 from sync_core.adapters.crm.dataverse_series import Series
 from sync_core.adapters.crm.dataverse_series_wire import feed_cursor, feed_links
-from sync_core.adapters.crm.dataverse_wire import APPOINTMENT_COLUMNS, EXPIRED_VERSION_STAMP, SIDE
+from sync_core.adapters.crm.dataverse_wire import APPOINTMENT_COLUMNS, SIDE
 from sync_core.errors import NotFoundError, UnprocessableError
 from sync_core.ports.crm import ChangedPage
 

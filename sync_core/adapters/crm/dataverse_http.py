@@ -15,13 +15,8 @@ from typing import Any, Self
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
-from sync_core.adapters.crm.dataverse_wire import (
-    FORMATTED,
-    LOOKUP_LOGICAL_NAME,
-    SIDE,
-    odata_string,
-    translate_error,
-)
+from sync_core.adapters.crm.dataverse_errors import translate_error
+from sync_core.adapters.crm.dataverse_wire import FORMATTED, LOOKUP_LOGICAL_NAME, SIDE, odata_string
 from sync_core.adapters.crm.transport import json_object
 from sync_core.errors import UnprocessableError
 from sync_core.settings import Settings

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from sync_core.adapters.crm.dataverse_errors import EXPIRED_VERSION_STAMP
 from sync_core.adapters.crm.dataverse_recurrence import from_columns
 from sync_core.adapters.crm.dataverse_series_wire import (
     INSTANCE_COLUMNS,
@@ -23,24 +24,18 @@ from sync_core.adapters.crm.dataverse_series_wire import (
     series_version,
     stands_for_series,
 )
+from sync_core.adapters.crm.dataverse_status import CANCELED, CLOSED_STATES, FREE, OPEN, StatusMap, state_of
 from sync_core.adapters.crm.dataverse_wire import (
-    CANCELED,
-    CLOSED_STATES,
-    EXPIRED_VERSION_STAMP,
     EXTERNAL_REF,
-    FREE,
-    OPEN,
     PARTY_COLUMNS,
     SIDE,
     Directory,
-    StatusMap,
     activity_id,
     as_guid,
     odata_string,
     parties,
     party_key,
     same_column,
-    state_of,
     wire_time,
 )
 from sync_core.domain.model import Appointment, CrmRecord, Status

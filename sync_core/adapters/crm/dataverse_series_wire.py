@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from sync_core.adapters.crm.dataverse_recurrence import PATTERN_COLUMNS, to_columns
+from sync_core.adapters.crm.dataverse_status import CANCELED
 from sync_core.adapters.crm.dataverse_wire import (
-    CANCELED,
     EXTERNAL_REF,
     SIDE,
     SYNC_DATA,

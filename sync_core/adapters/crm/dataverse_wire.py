@@ -1,6 +1,5 @@
 """The Dataverse Web API's wire format for appointments: rows and activity parties to and from our neutral
-`Appointment`, the statecode/statuscode table, and the one translation of a failure into sync_core.errors.
-No I/O.
+`Appointment` (the statecode/statuscode table: dataverse_status; failures: dataverse_errors). No I/O.
 
 What Dataverse holds natively (the appointment entity reference, MicrosoftDocs/powerapps-docs
 reference/entities/appointment.md): subject (200), description, scheduledstart/scheduledend (UTC on the
@@ -15,16 +14,18 @@ native columns win whenever they disagree with it. A meeting key lives in `msync
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
-from sync_core.adapters.crm.transport import transport_error
+from sync_core.adapters.crm.dataverse_status import (
+    DEFAULT_STATUSES,
+    FREE,
+    OUT_OF_OFFICE,
+    SCHEDULED,
+    StatusMap,
+)
 from sync_core.domain.model import (
     Appointment,
     Attendee,
@@ -39,20 +40,9 @@ from sync_core.domain.model import (
     Status,
 )
 from sync_core.errors import (
-    ConcurrencyError,
-    ConflictError,
-    NotFoundError,
-    PermanentError,
-    PermissionError_,
-    SyncError,
-    ThrottledError,
-    TransientError,
     UnprocessableError,
-    retry_after_seconds,
-    status_class,
 )
 from sync_core.ports.crm import CrmCapabilities
-from sync_core.settings import DEFAULT_DATAVERSE_STATUS_MAP
 
 SIDE = "crm"
 API_PATH = "/api/data/v9.2/"
@@ -111,79 +101,6 @@ CAPABILITIES = CrmCapabilities(
     create_once="client_id",
     field_limits=(("subject", SUBJECT_MAX), ("locations", LOCATION_MAX)),
 )
-
-# -- status: (statecode, statuscode) <-> our Status ------------------------------------------------------
-# statecode 0 Open (statuscode 1 Free, 2 Tentative), 1 Completed (3), 2 Canceled (4), 3 Scheduled (5 Busy,
-# 6 Out of Office). A new row is Open/Free (statecode is not valid for create); closed rows are read-only.
-OPEN, COMPLETED, CANCELED, SCHEDULED = 0, 1, 2, 3
-FREE, TENTATIVE, DONE, CANCELLED_CODE, BUSY, OUT_OF_OFFICE = 1, 2, 3, 4, 5, 6
-CLOSED_STATES = frozenset({COMPLETED, CANCELED})
-# What a pair no status lists means: the statecode's own sense (a tenant's statuscode not in the map)
-BY_STATE = {
-    OPEN: Status.TENTATIVE,
-    COMPLETED: Status.CONFIRMED,
-    CANCELED: Status.CANCELLED,
-    SCHEDULED: Status.CONFIRMED,
-}
-
-
-@dataclass(frozen=True)
-class StatusMap:
-    """DATAVERSE_STATUS_MAP: each of our statuses and its (statecode, statuscode) pairs, validated at start
-    (sync_core.settings). The first pair is written (an out-of-office appointment: the status's pair with
-    statuscode 6, if it lists one); every pair is read. A pair several statuses list (prospect and hold are
-    both Open/Free by default) is told apart by the status we kept in msync_syncdata, or else by its state;
-    a pair none lists is read by its state (Open tentative, Scheduled and Completed confirmed, Canceled
-    cancelled), or as the kept status when that one lists a pair of the same state."""
-
-    pairs: tuple[tuple[Status, tuple[tuple[int, int], ...]], ...]
-
-    @classmethod
-    def of(cls, statuses: Mapping[str, Iterable[tuple[int, int]]]) -> StatusMap:
-        merged = {**DEFAULT_DATAVERSE_STATUS_MAP, **statuses}
-        return cls(tuple((s, tuple((int(p[0]), int(p[1])) for p in merged[s.value])) for s in Status))
-
-    def _of(self, status: Status) -> tuple[tuple[int, int], ...]:
-        return next(p for s, p in self.pairs if s is status)
-
-    @property
-    def cancelled(self) -> tuple[int, int]:
-        """The pair a cancel writes (its statecode is always 2, Canceled)."""
-        return self._of(Status.CANCELLED)[0]
-
-    def state_of(self, status: Status, show_as: ShowAs) -> tuple[int, int]:
-        """The (statecode, statuscode) `status` is written as."""
-        pairs = self._of(status)
-        if show_as is ShowAs.OOF:
-            return next((p for p in pairs if p[1] == OUT_OF_OFFICE), pairs[0])
-        return pairs[0]
-
-    def status_of(self, statecode: int, statuscode: int, kept: Status | None) -> Status:
-        """Our status from the native pair; `kept` (what we wrote) decides only what the pair leaves open."""
-        listing = [s for s, pairs in self.pairs if (statecode, statuscode) in pairs]
-        if len(listing) == 1:
-            return listing[0]
-        if kept is not None and kept in listing:
-            return kept
-        if not listing and kept is not None and any(p[0] == statecode for p in self._of(kept)):
-            return kept
-        return BY_STATE.get(statecode, Status.CONFIRMED)
-
-
-DEFAULT_STATUSES = StatusMap.of({})
-
-
-def state_of(status: Status, show_as: ShowAs, statuses: StatusMap = DEFAULT_STATUSES) -> tuple[int, int]:
-    """The (statecode, statuscode) a neutral status is written as (`statuses`: the tenant's map)."""
-    return statuses.state_of(status, show_as)
-
-
-def status_of(
-    statecode: int, statuscode: int, kept: Status | None, statuses: StatusMap = DEFAULT_STATUSES
-) -> Status:
-    """Our status from the native pair; `kept` (what we wrote) refines only what the pair leaves open."""
-    return statuses.status_of(statecode, statuscode, kept)
-
 
 # -- ids and literals ---------------------------------------------------------------------------------------
 
@@ -467,66 +384,3 @@ def record_from_row(
         external_ref=row.get(EXTERNAL_REF) or None,
         updated_at=parse_time(row.get("modifiedon")),
     )
-
-
-# -- errors -------------------------------------------------------------------------------------------------
-
-EXPIRED_VERSION_STAMP = "0x80044352"  # "Version stamp associated with the client has expired": a delta token
-# Hex codes of the Web API's error body that decide the class whatever the status (api-limits.md;
-# web-service-error-codes). The status decides everything else (compose-http-requests-handle-errors.md).
-CODE_CLASSES: dict[str, type[SyncError]] = {
-    "0x80072322": ThrottledError,  # number of requests exceeded the limit of 6000 over 300 seconds
-    "0x80072321": ThrottledError,  # combined execution time exceeded 1,200,000 ms over 300 seconds
-    "0x80072326": ThrottledError,  # number of concurrent requests exceeded the limit of 52
-    EXPIRED_VERSION_STAMP: NotFoundError,  # the change-tracking token expired: read everything again
-}
-# Every status the Web API documents (compose-http-requests-handle-errors.md, "Identify status codes") and
-# the class it becomes; the test enumerates them. 405 (CannotDeleteDueToAssociation, InvalidOperation,
-# NotSupported) is the CRM refusing the operation in its state: a ConflictError, never retried.
-DOCUMENTED_STATUSES: dict[int, type[SyncError]] = {
-    400: UnprocessableError,
-    401: PermissionError_,
-    403: PermissionError_,
-    404: NotFoundError,
-    405: ConflictError,
-    412: ConcurrencyError,
-    413: UnprocessableError,
-    429: ThrottledError,
-    501: PermanentError,
-    503: TransientError,  # without Retry-After; with it, ThrottledError
-}
-
-
-def error_body(response: httpx.Response) -> tuple[str, str]:
-    """(code, message) of the Web API error envelope `{"error": {"code", "message"}}`, or ("", text)."""
-    try:
-        data = response.json()
-    except ValueError:
-        return "", response.text[:200]
-    if isinstance(data, dict) and isinstance(data.get("error"), dict):
-        err = data["error"]
-        return str(err.get("code") or ""), str(err.get("message") or "")
-    return "", response.text[:200]
-
-
-def translate_error(
-    outcome: httpx.Response | httpx.HTTPError, *, item_id: str | None, now: float | None = None
-) -> SyncError:
-    """The one map from an httpx exception or a non-2xx Web API answer to the sync's error tree."""
-    ctx: dict[str, str | None] = {"side": SIDE, "item_id": item_id}
-    if isinstance(outcome, httpx.HTTPStatusError):
-        outcome = outcome.response
-    if isinstance(outcome, httpx.HTTPError):
-        return transport_error(outcome, "Dataverse", side=SIDE, item_id=item_id)
-    status = outcome.status_code
-    code, detail = error_body(outcome)
-    message = f"Dataverse answered {status} to {outcome.request.method} {outcome.request.url.path}"
-    if code or detail:
-        message = f"{message}: {code + ': ' if code else ''}{detail}"
-    wait = retry_after_seconds(outcome.headers.get("Retry-After"), time.time() if now is None else now)
-    target = CODE_CLASSES.get(code.lower()) or DOCUMENTED_STATUSES.get(status)
-    if target is None or (target is TransientError and wait is not None):
-        target = status_class(status, has_retry_after=wait is not None)
-    if target is ThrottledError:
-        return ThrottledError(message, retry_after=DEFAULT_RETRY_AFTER_S if wait is None else wait, **ctx)
-    return target(message, **ctx)
