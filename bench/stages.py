@@ -52,18 +52,18 @@ def install() -> None:
     from sync_core.service import worker
     from sync_core.service.gather import Gatherer
 
-    post = webhooks.WebhookSender._post
+    post = webhooks.WebhookSender._attempt
 
-    async def _post(self: Any, event: Any, url: str, body: bytes, attempt: int, generation: int) -> bool:
+    async def _attempt(self: Any, event: Any, url: str, body: bytes, attempt: int) -> Any:
         key = f"crm:{event.appointment_id}"
         _stamp(key, "webhook_post")
-        ok = await post(self, event, url, body, attempt, generation)
+        delivery = await post(self, event, url, body, attempt)
         _stamp(key, f"webhook_done_try{attempt}")
-        if ok:
+        if delivery.ok:
             _stamp(key, "ingress_202")
-        return ok
+        return delivery
 
-    webhooks.WebhookSender._post = _post  # type: ignore[method-assign]
+    webhooks.WebhookSender._attempt = _attempt  # type: ignore[method-assign]
 
     handle = worker.Worker.handle
 

@@ -14,17 +14,15 @@ I/O side: aiohttp client tasks on the emulator's loop, never awaited by an API h
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
+from devstack.webhook_sender import RetryingSender
 
 log = logging.getLogger("devstack.dataverse_emulator")
 
@@ -224,47 +222,21 @@ class Endpoint:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class WebhookSender:
+class WebhookSender(RetryingSender[Delivery]):
     """Posts one RemoteExecutionContext per change to the registered endpoint, if any. `submit` is called on
     the emulator's loop (from the store); `wait_idle` from any thread."""
 
     def __init__(self, org: Organization, *, timeout_s: float = 60.0) -> None:
+        super().__init__(timeout_s=timeout_s)
         self.org = org
         self.endpoint: Endpoint | None = None
         self.duplicate = False  # deliver every context twice (a delivery whose answer was lost, retried)
-        self.timeout_s = timeout_s
         self.step_ids = {m: str(uuid.uuid5(uuid.NAMESPACE_URL, f"msync-step-{m}")) for m in MESSAGES}
-        self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._cond = threading.Condition()
-        self._pending = 0
-        self._generation = 0
-        self._deliveries: list[Delivery] = []
         self.sent: list[dict[str, Any]] = []  # every context posted (first attempts), oldest first
-
-    async def open(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        with self._cond:
-            self._pending = 0
-            self._cond.notify_all()
-
-    @property
-    def deliveries(self) -> list[Delivery]:
-        with self._cond:
-            return list(self._deliveries)
 
     def clear(self) -> None:
         with self._cond:
-            self._generation += 1
-            self._deliveries.clear()
+            super().clear()
             self.sent.clear()
 
     def submit(self, change: Change) -> None:
@@ -282,22 +254,14 @@ class WebhookSender:
         body = json.dumps(context, separators=(",", ":")).encode()
         copies = 2 if self.duplicate else 1
         with self._cond:
-            self._pending += copies
-            generation = self._generation
+            generation = self._reserve(copies)
             self.sent.append(context)
-        loop = asyncio.get_running_loop()
         for _ in range(copies):
-            task = loop.create_task(self._deliver(endpoint, change, context, body, generation))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._deliver(endpoint, change, context, body, generation))
 
-    def wait_idle(self, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._pending == 0, timeout)
-
-    async def _deliver(
+    def _deliver(
         self, endpoint: Endpoint, change: Change, context: dict[str, Any], body: bytes, generation: int
-    ) -> None:
+    ) -> Coroutine[Any, Any, None]:
         headers = {
             "Content-Type": "application/json",
             **endpoint.headers,
@@ -306,33 +270,18 @@ class WebhookSender:
             "x-ms-dynamics-request-name": change.message,
             "x-ms-correlation-request-id": str(uuid.uuid4()),
         }
-        try:
-            for attempt in (1, 2):
-                if generation != self._generation:
-                    return
-                status, error = await self._post(endpoint.url, body, headers)
-                delivery = Delivery(
-                    change.message, change.entity_id, context["OperationId"], attempt, status, error
-                )
-                with self._cond:
-                    if generation == self._generation:
-                        self._deliveries.append(delivery)
-                if status not in RETRIED_STATUSES:
-                    if not delivery.ok:
-                        log.warning(
-                            "webhook %s %s failed: %s", change.message, change.entity_id, status or error
-                        )
-                    return
-        finally:
-            with self._cond:
-                self._pending -= 1
-                self._cond.notify_all()
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str | None]:
-        assert self._session is not None
-        try:
-            async with self._session.post(url, data=body, headers=headers) as response:
-                await response.read()
-                return response.status, None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return None, f"{type(exc).__name__}: {exc}"
+        async def attempt(number: int) -> Delivery:
+            status, _, error = await self._post(endpoint.url, body, headers)
+            status = None if error else status  # a failed request has no status, even if its headers came
+            return Delivery(change.message, change.entity_id, context["OperationId"], number, status, error)
+
+        def next_delay(number: int, delivery: Delivery) -> float | None:
+            if delivery.status in RETRIED_STATUSES:
+                return 0.0 if number < 2 else None  # tried once more, at once
+            if not delivery.ok:
+                failure = delivery.status or delivery.error
+                log.warning("webhook %s %s failed: %s", change.message, change.entity_id, failure)
+            return None
+
+        return self._retry(generation, attempt, next_delay)

@@ -9,14 +9,13 @@ import asyncio
 import itertools
 import logging
 import string
-import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-import aiohttp
+from devstack.webhook_sender import RetryingSender
 
 log = logging.getLogger("devstack.salesforce_emulator.outbound")
 
@@ -88,7 +87,7 @@ class Delivery:
     error: str | None = None
 
 
-class OutboundSender:
+class OutboundSender(RetryingSender[Delivery]):
     """Queues a notification per Event change (`submit`, on the emulator's loop) and delivers each to
     `endpoint` until acknowledged or `give_up_s` has passed; `wait_idle` from any thread."""
 
@@ -103,46 +102,13 @@ class OutboundSender:
         max_retry_s: float = 2.0,
         give_up_s: float = 60.0,
     ) -> None:
+        super().__init__(timeout_s=60.0)  # Salesforce's 60 s
         self.org_id, self.fields = org_id, fields
         self.endpoint: str | None = None
         self.duplicate = False  # every message twice: a delivery whose acknowledgement was lost, sent again
         self.first_retry_s, self.max_retry_s, self.give_up_s = first_retry_s, max_retry_s, give_up_s
         self._read, self._base_url = read, base_url
         self._ids = itertools.count(1)
-        self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._cond = threading.Condition()
-        self._pending = 0
-        self._generation = 0
-        self._deliveries: list[Delivery] = []
-
-    async def open(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))  # Salesforce's 60 s
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        with self._cond:
-            self._pending = 0
-            self._cond.notify_all()
-
-    @property
-    def deliveries(self) -> list[Delivery]:
-        with self._cond:
-            return list(self._deliveries)
-
-    def clear(self) -> None:
-        with self._cond:
-            self._generation += 1
-            self._deliveries.clear()
-
-    def wait_idle(self, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._pending == 0, timeout)
 
     def notification_id(self) -> str:
         n, digits = next(self._ids), ""
@@ -157,14 +123,9 @@ class OutboundSender:
             return
         notification_id, record_id = self.notification_id(), str(row["Id"])
         copies = 2 if self.duplicate else 1
-        with self._cond:
-            self._pending += copies
-            generation = self._generation
-        loop = asyncio.get_running_loop()
+        generation = self._reserve(copies)
         for _ in range(copies):
-            task = loop.create_task(self._deliver(self.endpoint, notification_id, record_id, generation))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._deliver(self.endpoint, notification_id, record_id, generation))
 
     def _body(self, notification_id: str, record_id: str) -> bytes:
         """The record as it is now (the latest data, not the data at the change), or no data if deleted."""
@@ -172,37 +133,26 @@ class OutboundSender:
         fields = None if row is None else {f: row.get(f) for f in self.fields}
         return soap_message(self.org_id, [(notification_id, "Event", fields)], base_url=self._base_url())
 
-    async def _deliver(self, url: str, notification_id: str, record_id: str, generation: int) -> None:
-        loop = asyncio.get_running_loop()
-        started, delay = loop.time(), self.first_retry_s
-        try:
-            for attempt in itertools.count(1):
-                if generation != self._generation:
-                    return
-                status, acked, error = await self._post(url, self._body(notification_id, record_id))
-                with self._cond:
-                    if generation == self._generation:
-                        self._deliveries.append(
-                            Delivery(notification_id, record_id, attempt, status, acked, error)
-                        )
-                if acked:
-                    return
-                if loop.time() - started + delay > self.give_up_s:
-                    log.warning("outbound message %s dropped unacknowledged", notification_id)
-                    return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_retry_s)
-        finally:
-            with self._cond:
-                self._pending -= 1
-                self._cond.notify_all()
-
-    async def _post(self, url: str, body: bytes) -> tuple[int | None, bool, str | None]:
-        assert self._session is not None
+    def _deliver(
+        self, url: str, notification_id: str, record_id: str, generation: int
+    ) -> Coroutine[Any, Any, None]:
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}
-        try:
-            async with self._session.post(url, data=body, headers=headers) as response:
-                answer = await response.read()
-                return response.status, response.status == 200 and acknowledged(answer), None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return None, False, f"{type(exc).__name__}: {exc}"
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def attempt(number: int) -> Delivery:
+            status, answer, error = await self._post(url, self._body(notification_id, record_id), headers)
+            status = None if error else status  # a failed request has no status, even if its headers came
+            acked = status == 200 and acknowledged(answer)
+            return Delivery(notification_id, record_id, number, status, acked, error)
+
+        def next_delay(number: int, delivery: Delivery) -> float | None:
+            if delivery.acked:
+                return None
+            delay = min(self.first_retry_s * 2.0 ** (number - 1), self.max_retry_s)  # doubled, up to the most
+            if loop.time() - started + delay > self.give_up_s:
+                log.warning("outbound message %s dropped unacknowledged", notification_id)
+                return None
+            return delay
+
+        return self._retry(generation, attempt, next_delay)
