@@ -93,7 +93,7 @@ class DataverseConnector(DataverseChanges):
         self._user_emails: dict[str, str | None] = {}  # systemuserid -> internalemailaddress
         self._me: str | None = None
         self._lock = asyncio.Lock()
-        self._series = Series(self)  # recurringappointmentmasters and their instances
+        self._series = Series(self, self)  # recurringappointmentmasters and their instances
         self.statuses = statuses or StatusMap.of({})  # DATAVERSE_STATUS_MAP
 
     @classmethod

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from sync_core.adapters.crm.dataverse_directory import DataverseDirectory
 from sync_core.adapters.crm.dataverse_errors import EXPIRED_VERSION_STAMP
 from sync_core.adapters.crm.dataverse_recurrence import from_columns
 from sync_core.adapters.crm.dataverse_series_wire import (
@@ -29,7 +30,6 @@ from sync_core.adapters.crm.dataverse_wire import (
     EXTERNAL_REF,
     PARTY_COLUMNS,
     SIDE,
-    Directory,
     activity_id,
     as_guid,
     odata_string,
@@ -43,30 +43,10 @@ from sync_core.errors import ConcurrencyError, NotFoundError, TransientError, Un
 
 
 class _Connector(Protocol):
-    """What the series half uses of DataverseConnector (its requests and its reads of appointment rows)."""
+    """What the series half uses of DataverseConnector beside its request layer: its status map and its
+    reads and writes of appointment rows (a Protocol: the connector imports this module)."""
 
     statuses: StatusMap  # DATAVERSE_STATUS_MAP
-
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        item_id: str | None,
-        params: Mapping[str, str] | None = None,
-        json_body: Any = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Any: ...
-
-    async def _get_json(
-        self, url: str, *, item_id: str | None, params: Mapping[str, str] | None = None, prefer: str = ...
-    ) -> dict[str, Any]: ...
-
-    async def _all(self, url: str, params: Mapping[str, str]) -> list[dict[str, Any]]: ...
-
-    def _own_link(self, link: Any) -> str | None: ...
-
-    async def _parties_of(self, ids: list[str]) -> dict[str, list[dict[str, Any]]]: ...
 
     async def _records(
         self,
@@ -74,10 +54,6 @@ class _Connector(Protocol):
         party_rows: Mapping[str, list[dict[str, Any]]] | None = None,
         unreadable: list[str] | None = None,
     ) -> list[CrmRecord]: ...
-
-    async def _directory(self, appointment: Appointment) -> Directory: ...
-
-    async def _patch(self, guid: str, body: Mapping[str, Any], *, if_match: str | None = None) -> None: ...
 
     async def get_appointment(self, crm_id: str) -> CrmRecord | None: ...
 
@@ -96,21 +72,22 @@ class Series:
     as its series, and the series' version covers its cancelled instances: a cancel made in Dataverse leaves
     the series row's ETag alone."""
 
-    def __init__(self, conn: _Connector) -> None:
-        self.conn = conn
+    def __init__(self, conn: _Connector, http: DataverseDirectory) -> None:
+        """`conn` the connector, `http` its request layer and directory (the same object)."""
+        self.conn, self.http = conn, http
 
     # -- reads ----------------------------------------------------------------------------------------
 
     async def master_row(self, guid: str) -> dict[str, Any] | None:
         query = {"$select": ",".join(MASTER_COLUMNS), "$expand": f"{NAV}($select={','.join(PARTY_COLUMNS)})"}
         try:
-            return await self.conn._get_json(f"{MASTERS}({guid})", item_id=guid, params=query)
+            return await self.http._get_json(f"{MASTERS}({guid})", item_id=guid, params=query)
         except NotFoundError:
             return None
 
     async def instances(self, guid: str) -> list[dict[str, Any]]:
         """Every instance row of the series (instances and exceptions), in any order."""
-        return await self.conn._all(
+        return await self.http._all(
             "appointments", {"$select": INSTANCE_COLUMNS, "$filter": f"seriesid eq {guid}"}
         )
 
@@ -170,7 +147,7 @@ class Series:
             "$filter": f"{EXTERNAL_REF} eq {odata_string(external_ref)}",
             "$orderby": "createdon asc",
         }
-        data = await self.conn._get_json(MASTERS, item_id=external_ref, params=query)
+        data = await self.http._get_json(MASTERS, item_id=external_ref, params=query)
         rows = [
             r for r in data.get("value") or [] if isinstance(r, dict) and r.get(EXTERNAL_REF) == external_ref
         ]
@@ -235,26 +212,26 @@ class Series:
                 deleted.append(str(item.get("id")))
             elif isinstance(item, dict):
                 rows.append(item)
-        parties_of = await self.conn._parties_of([str(r.get("activityid")) for r in rows])
+        parties_of = await self.http._parties_of([str(r.get("activityid")) for r in rows])
         records = []
         for r in rows:
             row = r | {NAV: parties_of.get(str(r.get("activityid")).lower(), [])}
             record = await self._unless_unreadable(self.record(row), str(r.get("activityid")), unreadable)
             records += [record] if record is not None else []
-        next_link = self.conn._own_link(data.get("@odata.nextLink"))
-        return records, deleted, next_link, self.conn._own_link(data.get("@odata.deltaLink"))
+        next_link = self.http._own_link(data.get("@odata.nextLink"))
+        return records, deleted, next_link, self.http._own_link(data.get("@odata.deltaLink"))
 
     async def _tracked(self, link: str | None, prefer: str) -> dict[str, Any]:
         if link:
-            return await self.conn._get_json(self.conn._own_link(link) or "", item_id=None, prefer=prefer)
+            return await self.http._get_json(self.http._own_link(link) or "", item_id=None, prefer=prefer)
         params = {"$select": ",".join(MASTER_COLUMNS)}
-        return await self.conn._get_json(MASTERS, item_id=None, params=params, prefer=prefer)
+        return await self.http._get_json(MASTERS, item_id=None, params=params, prefer=prefer)
 
     # -- writes ---------------------------------------------------------------------------------------
 
     async def _patch(self, guid: str, body: Mapping[str, Any], *, if_match: str | None = None) -> None:
         headers = {"If-Match": if_match} if if_match else {"If-None-Match": "*"}
-        await self.conn._request(
+        await self.http._request(
             "PATCH", f"{MASTERS}({guid})", item_id=guid, json_body=dict(body), headers=headers
         )
 
@@ -263,7 +240,7 @@ class Series:
         read it). Then its state, and the occurrences already cancelled."""
         guid = activity_id(idempotency_key)
         body = master_body(appt, external_ref, item_id=external_ref)
-        body[NAV] = parties(appt, await self.conn._directory(appt))
+        body[NAV] = parties(appt, await self.http._directory(appt))
         state, status = state_of(appt.status, appt.show_as, self.conn.statuses)
         if state == OPEN:
             body["statuscode"] = status
@@ -298,7 +275,7 @@ class Series:
             if start in wanted and int(row.get("statecode") or 0) not in CLOSED_STATES:
                 state, code = self.conn.statuses.cancelled
                 body = {"statecode": state, "statuscode": code}
-                await self.conn._patch(str(row["activityid"]), body, if_match="*")
+                await self.http._patch(str(row["activityid"]), body, if_match="*")
 
     async def update(
         self,
@@ -327,7 +304,7 @@ class Series:
         wanted = master_body(merged, None, item_id=guid)
         payload = {k: v for k, v in wanted.items() if not same_column(row.get(k), v, k)}
         if {"organizer", "attendees"} & set(names):
-            want_parties = parties(merged, await self.conn._directory(merged))
+            want_parties = parties(merged, await self.http._directory(merged))
             if sorted(map(party_key, want_parties)) != sorted(map(party_key, row.get(NAV) or [])):
                 payload[NAV] = want_parties
         now_state = (int(row.get("statecode") or OPEN), int(row.get("statuscode") or FREE))
@@ -366,7 +343,7 @@ class Series:
         return await self._read_back(guid)
 
     async def delete(self, guid: str) -> None:
-        await self.conn._request("DELETE", f"{MASTERS}({guid})", item_id=guid)
+        await self.http._request("DELETE", f"{MASTERS}({guid})", item_id=guid)
 
     # -- exceptions -----------------------------------------------------------------------------------
 
@@ -400,7 +377,7 @@ class Series:
         if row.get(EXTERNAL_REF) != external_ref:
             fields = [f for f in Appointment.model_fields if f != "crm_fields"]
             await self.conn.update_appointment(instance, appt, fields=fields, expected_version=None)
-            await self.conn._patch(instance, {EXTERNAL_REF: external_ref}, if_match="*")
+            await self.http._patch(instance, {EXTERNAL_REF: external_ref}, if_match="*")
         record = await self.conn.get_appointment(instance)
         if record is None:
             raise NotFoundError(

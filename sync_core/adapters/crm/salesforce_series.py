@@ -1,16 +1,15 @@
 """Event series rows for SalesforceConnector: the series record and its occurrence rows, exceptions as edited
 occurrence rows, cancelled occurrences as deleted ones (docs/connectors/salesforce.md, "Event series").
-I/O side, through the connector's query and send."""
+I/O side, through the connector's request layer (salesforce_http)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-import httpx
-
+from sync_core.adapters.crm.salesforce_http import SalesforceHttp
 from sync_core.adapters.crm.salesforce_wire import (
     EXTERNAL_REF,
     SIDE,
@@ -33,26 +32,6 @@ OCCURRENCE_FIELDS = (
     "GroupEventType",
     SYNC_DATA,
 )
-
-
-class Api(Protocol):
-    """What this module needs of the connector."""
-
-    async def _query(
-        self, soql: str, *, deleted: bool = False, item_id: str | None = None
-    ) -> list[dict[str, Any]]: ...
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        item_id: str | None,
-        params: Mapping[str, str] | None = None,
-        json_body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        ok: Iterable[int] = (),
-    ) -> httpx.Response: ...
 
 
 def is_series_row(row: Mapping[str, Any]) -> bool:
@@ -79,7 +58,7 @@ def is_plain_occurrence(row: Mapping[str, Any]) -> bool:
     return bool(row.get("ActivityRecurrence2Id")) and not is_series_row(row) and original_start(row) is None
 
 
-async def occurrence_rows(api: Api, series_key: str, item_id: str) -> list[dict[str, Any]]:
+async def occurrence_rows(api: SalesforceHttp, series_key: str, item_id: str) -> list[dict[str, Any]]:
     """Every occurrence row of a series, deleted ones included (/queryAll)."""
     soql = (
         f"SELECT {', '.join(OCCURRENCE_FIELDS)} FROM Event WHERE ActivityRecurrence2Id = "
@@ -92,7 +71,7 @@ def _start_of(row: Mapping[str, Any]) -> datetime | None:
     return original_start(row) or parse_time(row.get("StartDateTime"))
 
 
-async def cancelled(api: Api, series: Mapping[str, Any]) -> tuple[datetime, ...]:
+async def cancelled(api: SalesforceHttp, series: Mapping[str, Any]) -> tuple[datetime, ...]:
     """The series' cancelled occurrences: occurrence rows deleted since the current ones were made, and
     what the sidecar kept (the Recycle Bin empties), less every occurrence that has a live row."""
     rows = await occurrence_rows(api, str(series.get("ActivityRecurrence2Id") or ""), str(series["Id"]))
@@ -109,7 +88,7 @@ async def cancelled(api: Api, series: Mapping[str, Any]) -> tuple[datetime, ...]
     return tuple(sorted((gone | kept) - seen))
 
 
-async def cancel(api: Api, series: Mapping[str, Any], starts: Iterable[datetime]) -> None:
+async def cancel(api: SalesforceHttp, series: Mapping[str, Any], starts: Iterable[datetime]) -> None:
     """Delete the occurrence rows of `starts` that still stand (one beyond the materialized rows has
     none: the series' sidecar keeps it)."""
     wanted = set(starts)
@@ -121,7 +100,7 @@ async def cancel(api: Api, series: Mapping[str, Any], starts: Iterable[datetime]
             await api._send("DELETE", f"sobjects/Event/{row['Id']}", item_id=str(row["Id"]))
 
 
-async def occurrence_for(api: Api, series_ref: str, start: datetime, *, item_id: str) -> str:
+async def occurrence_for(api: SalesforceHttp, series_ref: str, start: datetime, *, item_id: str) -> str:
     """The Id of the occurrence row an exception of series `series_ref` at original `start` is written to."""
     soql = (
         f"SELECT Id, ActivityRecurrence2Id, {EXTERNAL_REF} FROM Event WHERE {EXTERNAL_REF} = "
