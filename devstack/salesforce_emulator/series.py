@@ -121,22 +121,18 @@ def generate(store: Store, row: dict[str, Any], caller: str) -> None:
         row["ActivityRecurrence2Id"] = "828" + store.new_id("Event")[3:]  # an ActivityRecurrence2 id
     duration = parse_wire_time(str(row["EndDateTime"])) - parse_wire_time(str(row["StartDateTime"]))
     for start in starts(row):
-        stamp = store.stamp()
-        record_id = store.new_id("Event")
+        fresh = store.new_row("Event", caller)
         copied = {k: v for k, v in row.items() if k not in _NOT_COPIED}
-        store.objects["Event"][record_id] = copied | {
-            "Id": record_id,
-            "IsDeleted": False,
-            "CreatedDate": stamp,
-            "CreatedById": caller,
-            "LastModifiedDate": stamp,
-            "LastModifiedById": caller,
-            "SystemModstamp": stamp,
-            "GroupEventType": "0",
-            "StartDateTime": wire(start),
-            "EndDateTime": wire(start + duration),
-            "IsRecurrence2Exception": False,
-        }
+        store.objects["Event"][fresh["Id"]] = (
+            copied
+            | fresh
+            | {
+                "GroupEventType": "0",
+                "StartDateTime": wire(start),
+                "EndDateTime": wire(start + duration),
+                "IsRecurrence2Exception": False,
+            }
+        )
 
 
 def after_update(store: Store, row: dict[str, Any], body: dict[str, Any], caller: str) -> None:

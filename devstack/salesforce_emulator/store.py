@@ -140,6 +140,20 @@ class Store:
             digits = _ALPHABET[r] + digits
         return case_safe(f"{PREFIXES[obj]}000{digits}")
 
+    def new_row(self, obj: str, caller: str) -> dict[str, Any]:
+        """A new record's Id and the audit fields set on create, all stamped with one SystemModstamp."""
+        record_id = self.new_id(obj)
+        stamp = self.stamp()
+        return {
+            "Id": record_id,
+            "IsDeleted": False,
+            "CreatedDate": stamp,
+            "CreatedById": caller,
+            "LastModifiedDate": stamp,
+            "LastModifiedById": caller,
+            "SystemModstamp": stamp,
+        }
+
     def stamp(self) -> str:
         """A SystemModstamp: the clock, at millisecond precision, always after the last one."""
         now = self._now().replace(microsecond=(self._now().microsecond // 1000) * 1000)
@@ -219,17 +233,8 @@ class Store:
                 )
             data.setdefault("Status", "New")
             data.setdefault("IsInvitee", True)
-        record_id = self.new_id(obj)
-        stamp = self.stamp()
-        row: dict[str, Any] = {
-            "Id": record_id,
-            "IsDeleted": False,
-            "CreatedDate": stamp,
-            "CreatedById": caller,
-            "LastModifiedDate": stamp,
-            "LastModifiedById": caller,
-            "SystemModstamp": stamp,
-        }
+        row = self.new_row(obj, caller)
+        record_id = row["Id"]
         if obj == "Event":
             row |= {name: None for name in WRITABLE["Event"]} | {"IsAllDayEvent": False, "IsPrivate": False}
             row |= {"ShowAs": "Busy", "OwnerId": caller} | series.defaults()
