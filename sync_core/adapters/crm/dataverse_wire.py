@@ -58,6 +58,17 @@ ID_NAMESPACE = uuid.UUID("6f1f7a52-3c1e-5b7e-9a55-2d1c0e8f4b11")
 
 ORGANIZER, REQUIRED, OPTIONAL = 7, 5, 6  # activityparty.participationtypemask
 
+# The state and audit columns an appointment row and a series row both carry, with our two columns
+STATE_COLUMNS = (
+    "statecode",
+    "statuscode",
+    "createdon",
+    "modifiedon",
+    "_createdby_value",
+    "_modifiedby_value",
+    EXTERNAL_REF,
+    SYNC_DATA,
+)
 APPOINTMENT_COLUMNS = (
     "activityid",
     "subject",
@@ -67,14 +78,7 @@ APPOINTMENT_COLUMNS = (
     "isalldayevent",
     "location",
     "ismapiprivate",
-    "statecode",
-    "statuscode",
-    "createdon",
-    "modifiedon",
-    "_createdby_value",
-    "_modifiedby_value",
-    EXTERNAL_REF,
-    SYNC_DATA,
+    *STATE_COLUMNS,
     "instancetypecode",  # 0 not recurring, 2 instance of a series, 3 exception (appointment.md)
     "seriesid",
     "originalstartdate",
