@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from devstack.dataverse_emulator.admin import admin_routes
 from devstack.dataverse_emulator.api import API, DataverseApi, Faults, Recorded
 from devstack.dataverse_emulator.series import SeriesStore
-from devstack.dataverse_emulator.store import ApiError
 from devstack.dataverse_emulator.webhooks import Change, Delivery, Endpoint, Organization, WebhookSender
 from devstack.threaded_server import START_TIMEOUT_S, ThreadedServer
 from sync_core.domain.model import Appointment, AttendeeType
@@ -33,7 +33,6 @@ ORGANIZATION = Organization(
     name="msyncemulator",
     domain="msyncemulator.crm.dynamics.com",
 )
-ADMIN = "/_emulator"
 T = TypeVar("T")
 
 
@@ -77,9 +76,7 @@ class DataverseEmulator(ThreadedServer):
 
     async def _serve(self, sock: socket.socket) -> None:
         await self._sender.open()
-        self._runner = web.AppRunner(
-            self._api.app(self._admin_routes()), access_log=None, shutdown_timeout=1.0
-        )
+        self._runner = web.AppRunner(self._api.app(admin_routes(self)), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
 
@@ -314,117 +311,3 @@ class DataverseEmulator(ThreadedServer):
         return self._call(lambda: [dict(p) for p in self.store.parties_of(crm_id.lower())])
 
     # -- /_emulator routes: what a Dataverse user does in the app, over HTTP (`make run`, curl) -----------
-
-    def _admin_routes(self) -> list[web.RouteDef]:
-        async def body_of(request: web.Request) -> dict[str, Any]:
-            try:
-                data = await request.json() if request.can_read_body else {}
-            except ValueError as exc:
-                raise web.HTTPBadRequest(text=f"not JSON: {exc}") from exc
-            if not isinstance(data, dict):
-                raise web.HTTPBadRequest(text="expected a JSON object")
-            return data
-
-        def answer(work: Callable[[], Any], status: int = 200) -> web.Response:
-            try:
-                result = work()
-            except ApiError as err:
-                return web.json_response(err.body(), status=err.status)
-            return web.Response(status=204) if result is None else web.json_response(result, status=status)
-
-        async def masters(request: web.Request) -> web.Response:
-            rows = self.store.tables["recurringappointmentmasters"].values()
-            return web.json_response([dict(r) for r in rows])
-
-        async def appointments(request: web.Request) -> web.Response:
-            rows = self.store.tables["appointments"].values()
-            return web.json_response(
-                [dict(r) | {"parties": self.store.parties_of(r["activityid"])} for r in rows]
-            )
-
-        async def user_create(request: web.Request) -> web.Response:
-            body = await body_of(request)
-            by = body.pop("created_by", None)
-            return answer(
-                lambda: dict(self.store.create("appointments", body, key=None, caller=self._user(by))), 201
-            )
-
-        async def user_update(request: web.Request) -> web.Response:
-            body = await body_of(request)
-            by = body.pop("updated_by", None)
-            key = request.match_info["id"]
-            return answer(
-                lambda: dict(
-                    self.store.update("appointments", key, body, if_match=None, caller=self._user(by))
-                )
-            )
-
-        async def user_create_series(request: web.Request) -> web.Response:
-            body = await body_of(request)
-            by = body.pop("created_by", None)
-            return answer(
-                lambda: dict(
-                    self.store.create("recurringappointmentmasters", body, key=None, caller=self._user(by))
-                ),
-                201,
-            )
-
-        async def user_update_series(request: web.Request) -> web.Response:
-            body = await body_of(request)
-            by = body.pop("updated_by", None)
-            key = request.match_info["id"]
-            return answer(
-                lambda: dict(
-                    self.store.update(
-                        "recurringappointmentmasters", key, body, if_match=None, caller=self._user(by)
-                    )
-                )
-            )
-
-        async def user_delete_series(request: web.Request) -> web.Response:
-            key, by = request.match_info["id"], request.query.get("deleted_by")
-            return answer(
-                lambda: self.store.delete(
-                    "recurringappointmentmasters", key, if_match=None, caller=self._user(by)
-                )
-            )
-
-        async def user_cancel(request: web.Request) -> web.Response:
-            body = await body_of(request)
-            key, by = request.match_info["id"], body.get("updated_by")
-            cancel = {"statecode": 2, "statuscode": 4}
-            return answer(
-                lambda: dict(
-                    self.store.update("appointments", key, cancel, if_match=None, caller=self._user(by))
-                )
-            )
-
-        async def user_delete(request: web.Request) -> web.Response:
-            key, by = request.match_info["id"], request.query.get("deleted_by")
-            return answer(
-                lambda: self.store.delete("appointments", key, if_match=None, caller=self._user(by))
-            )
-
-        async def webhook(request: web.Request) -> web.Response:
-            body = await body_of(request)
-            url = body.get("url")
-            self._sender.endpoint = Endpoint(str(url), dict(body.get("headers") or {})) if url else None
-            return web.json_response({"url": url})
-
-        async def deliveries(request: web.Request) -> web.Response:
-            return web.json_response([d.__dict__ for d in self._sender.deliveries])
-
-        p = ADMIN
-        return [
-            web.get(f"{p}/appointments", appointments),
-            web.get(f"{p}/recurringappointmentmasters", masters),
-            web.post(f"{p}/user/appointments", user_create),
-            web.patch(f"{p}/user/appointments/{{id}}", user_update),
-            web.post(f"{p}/user/appointments/{{id}}/cancel", user_cancel),
-            web.post(f"{p}/user/recurringappointmentmasters", user_create_series),
-            web.patch(f"{p}/user/recurringappointmentmasters/{{id}}", user_update_series),
-            web.delete(f"{p}/user/recurringappointmentmasters/{{id}}", user_delete_series),
-            web.delete(f"{p}/user/appointments/{{id}}", user_delete),
-            web.post(f"{p}/webhook", webhook),
-            web.get(f"{p}/webhook/deliveries", deliveries),
-        ]
