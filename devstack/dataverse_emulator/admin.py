@@ -4,7 +4,7 @@ with no token: the rows, a CRM user's edits of appointments and series, the webh
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from devstack.dataverse_emulator.emulator import DataverseEmulator
 
 ADMIN = "/_emulator"
+APPOINTMENTS, MASTERS = "appointments", "recurringappointmentmasters"
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def admin_routes(emulator: DataverseEmulator) -> list[web.RouteDef]:
@@ -47,55 +49,38 @@ def admin_routes(emulator: DataverseEmulator) -> list[web.RouteDef]:
             [dict(r) | {"parties": emulator.store.parties_of(r["activityid"])} for r in rows]
         )
 
-    async def user_create(request: web.Request) -> web.Response:
-        body = await body_of(request)
-        by = body.pop("created_by", None)
-        return answer(
-            lambda: dict(emulator.store.create("appointments", body, key=None, caller=emulator._user(by))),
-            201,
-        )
-
-    async def user_update(request: web.Request) -> web.Response:
-        body = await body_of(request)
-        by = body.pop("updated_by", None)
-        key = request.match_info["id"]
-        return answer(
-            lambda: dict(
-                emulator.store.update("appointments", key, body, if_match=None, caller=emulator._user(by))
+    def user_create(entity_set: str) -> Handler:
+        async def create(request: web.Request) -> web.Response:
+            body = await body_of(request)
+            by = body.pop("created_by", None)
+            return answer(
+                lambda: dict(emulator.store.create(entity_set, body, key=None, caller=emulator._user(by))),
+                201,
             )
-        )
 
-    async def user_create_series(request: web.Request) -> web.Response:
-        body = await body_of(request)
-        by = body.pop("created_by", None)
-        return answer(
-            lambda: dict(
-                emulator.store.create(
-                    "recurringappointmentmasters", body, key=None, caller=emulator._user(by)
-                )
-            ),
-            201,
-        )
+        return create
 
-    async def user_update_series(request: web.Request) -> web.Response:
-        body = await body_of(request)
-        by = body.pop("updated_by", None)
-        key = request.match_info["id"]
-        return answer(
-            lambda: dict(
-                emulator.store.update(
-                    "recurringappointmentmasters", key, body, if_match=None, caller=emulator._user(by)
+    def user_update(entity_set: str) -> Handler:
+        async def update(request: web.Request) -> web.Response:
+            body = await body_of(request)
+            by = body.pop("updated_by", None)
+            key = request.match_info["id"]
+            return answer(
+                lambda: dict(
+                    emulator.store.update(entity_set, key, body, if_match=None, caller=emulator._user(by))
                 )
             )
-        )
 
-    async def user_delete_series(request: web.Request) -> web.Response:
-        key, by = request.match_info["id"], request.query.get("deleted_by")
-        return answer(
-            lambda: emulator.store.delete(
-                "recurringappointmentmasters", key, if_match=None, caller=emulator._user(by)
+        return update
+
+    def user_delete(entity_set: str) -> Handler:
+        async def delete(request: web.Request) -> web.Response:
+            key, by = request.match_info["id"], request.query.get("deleted_by")
+            return answer(
+                lambda: emulator.store.delete(entity_set, key, if_match=None, caller=emulator._user(by))
             )
-        )
+
+        return delete
 
     async def user_cancel(request: web.Request) -> web.Response:
         body = await body_of(request)
@@ -105,12 +90,6 @@ def admin_routes(emulator: DataverseEmulator) -> list[web.RouteDef]:
             lambda: dict(
                 emulator.store.update("appointments", key, cancel, if_match=None, caller=emulator._user(by))
             )
-        )
-
-    async def user_delete(request: web.Request) -> web.Response:
-        key, by = request.match_info["id"], request.query.get("deleted_by")
-        return answer(
-            lambda: emulator.store.delete("appointments", key, if_match=None, caller=emulator._user(by))
         )
 
     async def webhook(request: web.Request) -> web.Response:
@@ -126,13 +105,13 @@ def admin_routes(emulator: DataverseEmulator) -> list[web.RouteDef]:
     return [
         web.get(f"{p}/appointments", appointments),
         web.get(f"{p}/recurringappointmentmasters", masters),
-        web.post(f"{p}/user/appointments", user_create),
-        web.patch(f"{p}/user/appointments/{{id}}", user_update),
+        web.post(f"{p}/user/appointments", user_create(APPOINTMENTS)),
+        web.patch(f"{p}/user/appointments/{{id}}", user_update(APPOINTMENTS)),
         web.post(f"{p}/user/appointments/{{id}}/cancel", user_cancel),
-        web.post(f"{p}/user/recurringappointmentmasters", user_create_series),
-        web.patch(f"{p}/user/recurringappointmentmasters/{{id}}", user_update_series),
-        web.delete(f"{p}/user/recurringappointmentmasters/{{id}}", user_delete_series),
-        web.delete(f"{p}/user/appointments/{{id}}", user_delete),
+        web.post(f"{p}/user/recurringappointmentmasters", user_create(MASTERS)),
+        web.patch(f"{p}/user/recurringappointmentmasters/{{id}}", user_update(MASTERS)),
+        web.delete(f"{p}/user/recurringappointmentmasters/{{id}}", user_delete(MASTERS)),
+        web.delete(f"{p}/user/appointments/{{id}}", user_delete(APPOINTMENTS)),
         web.post(f"{p}/webhook", webhook),
         web.get(f"{p}/webhook/deliveries", deliveries),
     ]
