@@ -60,10 +60,30 @@ def on_container(work: Callable[[Any], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-@pytest.fixture(scope="module")
-def stack(azurite: Azurite) -> Iterator[LocalStack]:
-    running = LocalStack(azurite=azurite).start()
+def started(stack: LocalStack) -> Iterator[LocalStack]:
+    """The stack started, for a fixture to `yield from`; stopped when the fixture ends."""
+    running = stack.start()
     try:
         yield running
     finally:
         running.stop()
+
+
+def settle(stack: LocalStack, crm_quiet: Callable[[float], bool], wait: float) -> None:
+    """Until nothing moves: the CRM quiet (`crm_quiet(wait)`: every webhook or outbound message it sent
+    answered) and the queues drained, twice in a row (the app's own writes to the CRM make it send more
+    hints)."""
+    from bench.common import wait_idle
+
+    calm = 0
+    for _ in range(20):
+        quiet = crm_quiet(wait)
+        calm = calm + 1 if quiet and wait_idle(stack.settings["AzureWebJobsStorage"], timeout=wait) else 0
+        if calm >= 2:
+            return
+    raise AssertionError("the stack did not settle")
+
+
+@pytest.fixture(scope="module")
+def stack(azurite: Azurite) -> Iterator[LocalStack]:
+    yield from started(LocalStack(azurite=azurite))

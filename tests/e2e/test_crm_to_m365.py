@@ -27,7 +27,8 @@ from sync_core.adapters.storage.decisions import DecisionLog
 from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.domain.model import Appointment, Attendee, AttendeeType, Origin, Person, Status
 from sync_core.ops.status import explain
-from tests.e2e.conftest import Stack, wait_for
+from tests.e2e.conftest import Stack, started, wait_for
+from tests.e2e.outlook import events
 
 pytestmark = pytest.mark.e2e
 
@@ -54,11 +55,7 @@ def stack(
     if name is not None:
         policy_file = tmp_path_factory.mktemp("policy") / f"{name}.json"
         policy_file.write_text(json.dumps(json.loads(LocalStack.policy_file.read_text()) | POLICIES[name]))
-    running = LocalStack(azurite=azurite, policy_file=policy_file).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from started(LocalStack(azurite=azurite, policy_file=policy_file))
 
 
 def _at(day: int, hour: float) -> datetime:
@@ -110,14 +107,8 @@ def _outlook_event(
     }
 
 
-def _events(stack: Stack, mailbox: str, subject: str) -> list[dict[str, Any]]:
-    return [
-        e for events in stack.graph.dump_events(mailbox).values() for e in events if e["subject"] == subject
-    ]
-
-
 def _answered(stack: Stack, mailbox: str, subject: str, response: str) -> list[dict[str, Any]]:
-    return [e for e in _events(stack, mailbox, subject) if e["responseStatus"]["response"] == response]
+    return [e for e in events(stack, mailbox, subject) if e["responseStatus"]["response"] == response]
 
 
 def _mail(stack: Stack, sender: str, words: str) -> list[dict[str, Any]]:
@@ -153,7 +144,7 @@ def test_W1_M4_a_confirmed_crm_booking_reaches_organizer_and_room_and_overlappin
 
     stack.crm.user_create(_booking("Gala dinner", 1, 11, 13, rooms=(HALL,)), created_by=ADELE)
 
-    organizer = wait_for(lambda: _events(stack, ADELE, "Gala dinner"), timeout=WAIT)
+    organizer = wait_for(lambda: events(stack, ADELE, "Gala dinner"), timeout=WAIT)
     assert organizer[0]["isOrganizer"] and organizer[0]["start"]["dateTime"].startswith(
         _at(1, 11).strftime("%Y-%m-%dT%H:%M")
     )
@@ -167,28 +158,28 @@ def test_W1_M4_a_confirmed_crm_booking_reaches_organizer_and_room_and_overlappin
 def test_L1_a_prospect_is_not_pushed_until_it_is_confirmed(stack: Stack) -> None:
     record = stack.crm.user_create(_booking("Site visit", 2, 9, 10, status=Status.PROSPECT), created_by=ADELE)
     assert wait_for(lambda: _decided(stack, record["id"], "L1"), timeout=WAIT)
-    assert _events(stack, ADELE, "Site visit") == []
+    assert events(stack, ADELE, "Site visit") == []
     stack.crm.user_update(record["id"], status="confirmed")
-    assert wait_for(lambda: _events(stack, ADELE, "Site visit"), timeout=WAIT)
+    assert wait_for(lambda: events(stack, ADELE, "Site visit"), timeout=WAIT)
 
 
 def test_L2_a_confirmed_booking_moved_back_to_tentative_stays_in_outlook(stack: Stack) -> None:
     record = stack.crm.user_create(_booking("Board dinner", 3, 18, 20), created_by=ADELE)
-    wait_for(lambda: _events(stack, ADELE, "Board dinner"), timeout=WAIT)
+    wait_for(lambda: events(stack, ADELE, "Board dinner"), timeout=WAIT)
     stack.crm.user_update(record["id"], status="tentative")
     assert wait_for(lambda: _decided(stack, record["id"], "L2"), timeout=WAIT)
-    kept = _events(stack, ADELE, "Board dinner")
+    kept = events(stack, ADELE, "Board dinner")
     assert len(kept) == 1 and not kept[0]["isCancelled"]
 
 
 def test_L3_cancelled_in_the_crm_is_cancelled_in_m365_and_the_attendees_are_told(stack: Stack) -> None:
     record = stack.crm.user_create(_booking("Tasting", 4, 12, 13, people=(MEGAN, BRUNO)), created_by=ADELE)
-    wait_for(lambda: _events(stack, ADELE, "Tasting"), timeout=WAIT)
-    assert wait_for(lambda: _events(stack, BRUNO, "Tasting"), timeout=WAIT)  # Exchange invited bruno
+    wait_for(lambda: events(stack, ADELE, "Tasting"), timeout=WAIT)
+    assert wait_for(lambda: events(stack, BRUNO, "Tasting"), timeout=WAIT)  # Exchange invited bruno
     stack.crm.user_cancel(record["id"])
-    assert wait_for(lambda: _events(stack, ADELE, "Tasting") == [], timeout=WAIT)
+    assert wait_for(lambda: events(stack, ADELE, "Tasting") == [], timeout=WAIT)
     told = wait_for(
-        lambda: [e for e in _events(stack, BRUNO, "Canceled: Tasting") if e["isCancelled"]], timeout=WAIT
+        lambda: [e for e in events(stack, BRUNO, "Canceled: Tasting") if e["isCancelled"]], timeout=WAIT
     )
     assert len(told) == 1
 
@@ -227,17 +218,17 @@ def test_S7_items_imported_in_bulk_are_never_pushed(stack: Stack) -> None:
         _booking("Imported call", 7, 9, 10, origin=Origin.IMPORT), created_by=ADELE
     )
     assert wait_for(lambda: _decided(stack, record["id"], "S7"), timeout=WAIT)
-    assert _events(stack, ADELE, "Imported call") == []
+    assert events(stack, ADELE, "Imported call") == []
 
 
 def test_W2_an_organizer_without_a_mailbox_is_booked_on_the_room_calendar_alone(stack: Stack) -> None:
     record = stack.crm.user_create(
         _booking("Partner briefing", 8, 9, 10, organizer="dana@fabrikam.example", rooms=(HARBOUR,))
     )
-    booked = wait_for(lambda: _events(stack, HARBOUR, "Partner briefing"), timeout=WAIT)
+    booked = wait_for(lambda: events(stack, HARBOUR, "Partner briefing"), timeout=WAIT)
     assert booked[0]["isOrganizer"]
     assert wait_for(lambda: _decided(stack, record["id"], "W2"), timeout=WAIT)  # recorded after the write
-    assert _events(stack, ADELE, "Partner briefing") == []
+    assert events(stack, ADELE, "Partner briefing") == []
 
 
 @pytest.mark.parametrize("stack", ["default_calendar"], indirect=True)
@@ -245,7 +236,7 @@ def test_W2_an_organizer_without_a_mailbox_is_booked_on_the_default_calendar(sta
     record = stack.crm.user_create(
         _booking("Supplier review", 10, 9, 10, organizer="dana@fabrikam.example", rooms=(HARBOUR,))
     )
-    booked = wait_for(lambda: _events(stack, CHEN, "Supplier review"), timeout=WAIT)
+    booked = wait_for(lambda: events(stack, CHEN, "Supplier review"), timeout=WAIT)
     assert len(booked) == 1 and booked[0]["isOrganizer"]
     assert {a["emailAddress"]["address"] for a in booked[0]["attendees"]} >= {MEGAN, HARBOUR}
     w2 = wait_for(lambda: _decided(stack, record["id"], "W2"), timeout=WAIT)  # recorded after the write
@@ -253,7 +244,7 @@ def test_W2_an_organizer_without_a_mailbox_is_booked_on_the_default_calendar(sta
     # The room is invited from the default calendar (Exchange's copy, answered), not booked on its own.
     room = wait_for(lambda: _answered(stack, HARBOUR, "Supplier review", "accepted"), timeout=WAIT)
     assert not room[0]["isOrganizer"]
-    assert _events(stack, ADELE, "Supplier review") == []
+    assert events(stack, ADELE, "Supplier review") == []
     # M5: the room's answer goes to the default calendar's mailbox (the organiser has none to mail from).
     assert wait_for(lambda: _mail(stack, CHEN, "Supplier review: room Harbour Room accepted"), timeout=WAIT)
     assert [m["from"] for m in stack.graph.sent_mail if "Supplier review" in m["message"]["subject"]] == [
@@ -264,14 +255,14 @@ def test_W2_an_organizer_without_a_mailbox_is_booked_on_the_default_calendar(sta
 def test_M6_several_rooms_in_different_time_zones_on_one_event(stack: Stack) -> None:
     booking = _booking("Two-site town hall", 9, 15, 16, rooms=(HARBOUR, HALL), time_zone="America/New_York")
     stack.crm.user_create(booking, created_by=ADELE)
-    organizer = wait_for(lambda: _events(stack, ADELE, "Two-site town hall"), timeout=WAIT)[0]
+    organizer = wait_for(lambda: events(stack, ADELE, "Two-site town hall"), timeout=WAIT)[0]
     assert {a["emailAddress"]["address"] for a in organizer["attendees"]} >= {HARBOUR, HALL}
     assert wait_for(lambda: _answered(stack, HARBOUR, "Two-site town hall", "accepted"), timeout=WAIT)
     assert wait_for(lambda: _answered(stack, HALL, "Two-site town hall", "accepted"), timeout=WAIT)
     # Each room reads the booking in its own zone; every reading is the same instant.
     with stack.graph_http() as g:
         for room, zone in ((HARBOUR, "Europe/London"), (HALL, "Asia/Tokyo"), (ADELE, "America/New_York")):
-            copy = _events(stack, room, "Two-site town hall")[0]
+            copy = events(stack, room, "Two-site town hall")[0]
             seen = g.get(
                 f"/users/{room}/events/{copy['id']}", headers={"Prefer": f'outlook.timezone="{zone}"'}
             )

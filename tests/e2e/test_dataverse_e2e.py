@@ -20,31 +20,35 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.common import wait_idle
 from devstack.azurite import Azurite
 from devstack.dataverse_emulator import APP_USER_ID
 from devstack.run import dataverse_id
 from devstack.stack import LocalStack
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import settle, started, wait_for
+from tests.e2e.outlook import (
+    ADELE,
+    BRUNO,
+    MEGAN,
+    STRANGER,
+    events,
+    post,
+    pricing_meeting,
+    series,
+    weekly,
+    when,
+)
 
 pytestmark = pytest.mark.e2e
 
-ADELE = "adele@contoso.example"
-BRUNO = "bruno@contoso.example"
-MEGAN = "megan@fabrikam.example"
-STRANGER = "pat@unknown.example"  # in neither Dataverse's users nor its contacts
 BASE = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=20)
 WAIT = 20.0
 REQUIRED, OPTIONAL, ORGANIZER = 5, 6, 7
+HOUR = timedelta(hours=1)
 
 
 @pytest.fixture(scope="module")
 def stack(azurite: Azurite) -> Iterator[LocalStack]:
-    running = LocalStack(azurite=azurite, connector="dataverse").start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from started(LocalStack(azurite=azurite, connector="dataverse"))
 
 
 def _at(day: int, hour: float) -> datetime:
@@ -70,10 +74,40 @@ def _user(stack: LocalStack, method: str, path: str, body: dict[str, Any] | None
     return dict(r.json()) if r.content else {}
 
 
-def _events(stack: LocalStack, mailbox: str, subject: str) -> list[dict[str, Any]]:
+def _organizer_and_contact() -> list[dict[str, Any]]:
+    """Activity parties: Adele (a system user) organizes, Megan (a contact) is required."""
     return [
-        e for events in stack.graph.dump_events(mailbox).values() for e in events if e["subject"] == subject
+        {
+            "partyid_systemuser@odata.bind": f"/systemusers({dataverse_id(ADELE)})",
+            "participationtypemask": ORGANIZER,
+        },
+        {
+            "partyid_contact@odata.bind": f"/contacts({dataverse_id(MEGAN)})",
+            "participationtypemask": REQUIRED,
+        },
     ]
+
+
+def _book(stack: LocalStack, subject: str, day: int) -> str:
+    """A Dataverse user makes an appointment with Megan and books it; its activityid. A new row is Open;
+    saving it in the app books it: Scheduled, Busy (appointment.md StateCode 3)."""
+    made = _user(
+        stack,
+        "POST",
+        "appointments",
+        {
+            "subject": subject,
+            "scheduledstart": _wire(_at(day, 9)),
+            "scheduledend": _wire(_at(day, 10)),
+            "created_by": ADELE,
+            "appointment_activity_parties": _organizer_and_contact(),
+        },
+    )
+    activity_id = str(made["activityid"])
+    _user(
+        stack, "PATCH", f"appointments/{activity_id}", {"statecode": 3, "statuscode": 5, "updated_by": ADELE}
+    )
+    return activity_id
 
 
 def _webhooks(stack: LocalStack, message: str, activity_id: str) -> list[int | None]:
@@ -86,15 +120,8 @@ def _webhooks(stack: LocalStack, message: str, activity_id: str) -> list[int | N
 
 
 def _settle(stack: LocalStack) -> None:
-    """Until nothing moves: the queue drained and every Dataverse webhook answered, twice in a row (the
-    app's own writes to Dataverse post webhooks that queue more hints)."""
-    calm = 0
-    for _ in range(20):
-        webhooks = stack.dataverse.wait_for_webhooks(WAIT)
-        calm = calm + 1 if webhooks and wait_idle(stack.settings["AzureWebJobsStorage"], timeout=WAIT) else 0
-        if calm >= 2:
-            return
-    raise AssertionError("the stack did not settle")
+    """Until nothing moves: every Dataverse webhook answered and the queues drained, twice in a row."""
+    settle(stack, stack.dataverse.wait_for_webhooks, WAIT)
 
 
 def _parties(row: dict[str, Any]) -> set[tuple[int, str | None, str | None]]:
@@ -111,23 +138,7 @@ def _parties(row: dict[str, Any]) -> set[tuple[int, str | None, str | None]]:
 def test_an_outlook_meeting_becomes_an_appointment_a_dataverse_edit_and_cancel_reach_outlook(
     stack: LocalStack,
 ) -> None:
-    def when(hour: float) -> dict[str, str]:
-        return {"dateTime": _at(1, hour).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
-
-    with stack.graph_http() as g:
-        g.post(
-            f"/users/{ADELE}/events",
-            json={
-                "subject": "Fabrikam pricing",
-                "start": when(10),
-                "end": when(11),
-                "attendees": [
-                    {"emailAddress": {"address": MEGAN, "name": "Megan Bowen"}, "type": "required"},
-                    {"emailAddress": {"address": BRUNO, "name": "Bruno Costa"}, "type": "required"},
-                    {"emailAddress": {"address": STRANGER, "name": "Pat"}, "type": "optional"},
-                ],
-            },
-        ).raise_for_status()
+    post(stack, ADELE, pricing_meeting("Fabrikam pricing", _at(1, 10), _at(1, 11)))
 
     # Outlook -> Dataverse: one appointment, its parties resolved to the system user and the contact.
     row = wait_for(lambda: _appointments(stack, "Fabrikam pricing"), timeout=WAIT, what="the appointment")[0]
@@ -154,20 +165,20 @@ def test_an_outlook_meeting_becomes_an_appointment_a_dataverse_edit_and_cancel_r
             "updated_by": ADELE,
         },
     )
-    moved = wait_for(lambda: _events(stack, ADELE, "Fabrikam pricing (moved)"), timeout=WAIT, what="the edit")
+    moved = wait_for(lambda: events(stack, ADELE, "Fabrikam pricing (moved)"), timeout=WAIT, what="the edit")
     assert moved[0]["start"]["dateTime"].startswith(_at(1, 14).strftime("%Y-%m-%dT%H:%M"))
     assert 202 in _webhooks(stack, "Update", activity_id), "the edit came through the Dataverse webhook"
     assert wait_for(
-        lambda: _events(stack, BRUNO, "Fabrikam pricing (moved)"), timeout=WAIT
+        lambda: events(stack, BRUNO, "Fabrikam pricing (moved)"), timeout=WAIT
     )  # Exchange updated
     # No settling first: a cancel landing while the app writes an answer to the same row is read as the
     # cancel, not as our echo (tests/dataverse/test_dataverse_cancel_race.py).
 
     # A cancel in Dataverse (statecode Canceled) -> the Outlook meeting is cancelled, the attendees told.
     _user(stack, "POST", f"appointments/{activity_id}/cancel", {"updated_by": ADELE})
-    wait_for(lambda: _events(stack, ADELE, "Fabrikam pricing (moved)") == [], timeout=WAIT, what="the cancel")
+    wait_for(lambda: events(stack, ADELE, "Fabrikam pricing (moved)") == [], timeout=WAIT, what="the cancel")
     told = wait_for(
-        lambda: [e for e in _events(stack, BRUNO, "Canceled: Fabrikam pricing (moved)") if e["isCancelled"]],
+        lambda: [e for e in events(stack, BRUNO, "Canceled: Fabrikam pricing (moved)") if e["isCancelled"]],
         timeout=WAIT,
     )
     assert len(told) == 1
@@ -181,44 +192,16 @@ def test_an_appointment_made_in_dataverse_becomes_one_outlook_meeting_though_its
 ) -> None:
     stack.dataverse.duplicate_webhooks()
     try:
-        made = _user(
-            stack,
-            "POST",
-            "appointments",
-            {
-                "subject": "Contoso x Fabrikam kickoff",
-                "scheduledstart": _wire(_at(2, 9)),
-                "scheduledend": _wire(_at(2, 10)),
-                "created_by": ADELE,
-                "appointment_activity_parties": [
-                    {
-                        "partyid_systemuser@odata.bind": f"/systemusers({dataverse_id(ADELE)})",
-                        "participationtypemask": ORGANIZER,
-                    },
-                    {
-                        "partyid_contact@odata.bind": f"/contacts({dataverse_id(MEGAN)})",
-                        "participationtypemask": REQUIRED,
-                    },
-                ],
-            },
-        )
-        # A new row is Open; saving it in the app books it: Scheduled, Busy (appointment.md StateCode 3).
-        _user(
-            stack,
-            "PATCH",
-            f"appointments/{made['activityid']}",
-            {"statecode": 3, "statuscode": 5, "updated_by": ADELE},
-        )
+        activity_id = _book(stack, "Contoso x Fabrikam kickoff", 2)
         assert stack.dataverse.wait_for_webhooks(WAIT)
     finally:
         stack.dataverse.duplicate_webhooks(False)
-    activity_id = made["activityid"]
     for message in ("Create", "Update"):  # each delivered twice, queued once
         assert sorted(s or 0 for s in _webhooks(stack, message, activity_id)) == [200, 202]
-    event = wait_for(lambda: _events(stack, ADELE, "Contoso x Fabrikam kickoff"), timeout=WAIT)
+    event = wait_for(lambda: events(stack, ADELE, "Contoso x Fabrikam kickoff"), timeout=WAIT)
     assert [a["emailAddress"]["address"] for a in event[0]["attendees"]] == [MEGAN]
     stack.dataverse.wait_for_webhooks(WAIT)  # the echo of our own write back to Dataverse, if any
-    assert len(_events(stack, ADELE, "Contoso x Fabrikam kickoff")) == 1
+    assert len(events(stack, ADELE, "Contoso x Fabrikam kickoff")) == 1
     assert len(_appointments(stack, "Contoso x Fabrikam kickoff")) == 1
 
 
@@ -245,28 +228,9 @@ def test_R3_an_outlook_series_and_its_exception_become_master_and_exception_and_
     first = _at(3, 13)
     second = first + timedelta(weeks=1)
     moved = second + timedelta(hours=2)
-    local = "%Y-%m-%dT%H:%M:%S"
     with stack.graph_http() as g:
         g.post(
-            f"/users/{ADELE}/events",
-            json={
-                "subject": subject,
-                "start": {"dateTime": first.strftime(local), "timeZone": "UTC"},
-                "end": {"dateTime": (first + timedelta(hours=1)).strftime(local), "timeZone": "UTC"},
-                "attendees": [{"emailAddress": {"address": MEGAN}, "type": "required"}],
-                "recurrence": {
-                    "pattern": {
-                        "type": "weekly",
-                        "interval": 1,
-                        "daysOfWeek": [first.strftime("%A").lower()],
-                    },
-                    "range": {
-                        "type": "numbered",
-                        "startDate": first.date().isoformat(),
-                        "numberOfOccurrences": 4,
-                    },
-                },
-            },
+            f"/users/{ADELE}/events", json=series(subject, first, HOUR, [MEGAN], weekly(first), 4)
         ).raise_for_status()
         [master] = wait_for(lambda: _masters(stack, subject), timeout=WAIT, what="the series")
         window = {"startDateTime": _wire(second), "endDateTime": _wire(second + timedelta(hours=1))}
@@ -277,10 +241,7 @@ def test_R3_an_outlook_series_and_its_exception_become_master_and_exception_and_
         ]
         g.patch(
             f"/users/{ADELE}/events/{occurrence['id']}",
-            json={
-                "start": {"dateTime": moved.strftime(local), "timeZone": "UTC"},
-                "end": {"dateTime": (moved + timedelta(hours=1)).strftime(local), "timeZone": "UTC"},
-            },
+            json={"start": when(moved), "end": when(moved + HOUR)},
         ).raise_for_status()
 
     # Outlook -> Dataverse: one recurringappointmentmaster, its four instances, the moved one an exception.
@@ -312,7 +273,7 @@ def test_R3_an_outlook_series_and_its_exception_become_master_and_exception_and_
     )
     renamed = wait_for(
         lambda: [
-            e for e in _events(stack, ADELE, "Fabrikam weekly sync (renamed)") if e["type"] == "seriesMaster"
+            e for e in events(stack, ADELE, "Fabrikam weekly sync (renamed)") if e["type"] == "seriesMaster"
         ],
         timeout=WAIT,
         what="the series edit in Outlook",
@@ -320,7 +281,7 @@ def test_R3_an_outlook_series_and_its_exception_become_master_and_exception_and_
     assert len(renamed) == 1 and renamed[0]["recurrence"]["range"]["numberOfOccurrences"] == 4
     _settle(stack)
     assert len(_masters(stack, "Fabrikam weekly sync (renamed)")) == 1
-    assert len(_events(stack, ADELE, "Fabrikam weekly sync (renamed)")) == 1  # one series, not flattened
+    assert len(events(stack, ADELE, "Fabrikam weekly sync (renamed)")) == 1  # one series, not flattened
 
 
 def test_R1_a_series_made_in_dataverse_becomes_one_outlook_series(stack: LocalStack) -> None:
@@ -343,16 +304,7 @@ def test_R1_a_series_made_in_dataverse_becomes_one_outlook_series(stack: LocalSt
             "occurrences": 3,
             "utcconversiontimezonecode": 92,
             "created_by": ADELE,
-            "recurringappointmentmaster_activity_parties": [
-                {
-                    "partyid_systemuser@odata.bind": f"/systemusers({dataverse_id(ADELE)})",
-                    "participationtypemask": ORGANIZER,
-                },
-                {
-                    "partyid_contact@odata.bind": f"/contacts({dataverse_id(MEGAN)})",
-                    "participationtypemask": REQUIRED,
-                },
-            ],
+            "recurringappointmentmaster_activity_parties": _organizer_and_contact(),
         },
     )
     [master] = _masters(stack, subject)
@@ -364,12 +316,12 @@ def test_R1_a_series_made_in_dataverse_becomes_one_outlook_series(stack: LocalSt
         {"statecode": 3, "statuscode": 5, "updated_by": ADELE},
     )
     series = wait_for(
-        lambda: [e for e in _events(stack, ADELE, subject) if e["type"] == "seriesMaster"],
+        lambda: [e for e in events(stack, ADELE, subject) if e["type"] == "seriesMaster"],
         timeout=WAIT,
         what="the Outlook series",
     )
     _settle(stack)
-    assert len(_events(stack, ADELE, subject)) == 1
+    assert len(events(stack, ADELE, subject)) == 1
     pattern = series[0]["recurrence"]["pattern"]
     assert (pattern["type"], pattern["dayOfMonth"]) == ("absoluteMonthly", first.day)
     assert series[0]["recurrence"]["range"]["numberOfOccurrences"] == 3
@@ -382,25 +334,8 @@ def test_R3_an_occurrence_a_dataverse_user_cancels_is_cancelled_in_the_outlook_s
 ) -> None:
     subject = "Northwind daily check-in"
     first = _at(8, 8)
-    local = "%Y-%m-%dT%H:%M:%S"
-    with stack.graph_http() as g:
-        g.post(
-            f"/users/{ADELE}/events",
-            json={
-                "subject": subject,
-                "start": {"dateTime": first.strftime(local), "timeZone": "UTC"},
-                "end": {"dateTime": (first + timedelta(minutes=15)).strftime(local), "timeZone": "UTC"},
-                "attendees": [{"emailAddress": {"address": MEGAN}, "type": "required"}],
-                "recurrence": {
-                    "pattern": {"type": "daily", "interval": 1},
-                    "range": {
-                        "type": "numbered",
-                        "startDate": first.date().isoformat(),
-                        "numberOfOccurrences": 3,
-                    },
-                },
-            },
-        ).raise_for_status()
+    daily = {"type": "daily", "interval": 1}
+    post(stack, ADELE, series(subject, first, timedelta(minutes=15), [MEGAN], daily, 3))
     [master] = wait_for(lambda: _masters(stack, subject), timeout=WAIT, what="the series")
     _settle(stack)
     second = first + timedelta(days=1)
@@ -434,29 +369,7 @@ def test_L4_a_series_a_dataverse_user_deletes_is_cancelled_in_outlook_by_the_swe
     tracking names the series itself, and the sweep reading it cancels the Outlook series."""
     subject = "Fabrikam fortnightly forecast"
     first = _at(10, 16)
-    local = "%Y-%m-%dT%H:%M:%S"
-    with stack.graph_http() as g:
-        g.post(
-            f"/users/{ADELE}/events",
-            json={
-                "subject": subject,
-                "start": {"dateTime": first.strftime(local), "timeZone": "UTC"},
-                "end": {"dateTime": (first + timedelta(hours=1)).strftime(local), "timeZone": "UTC"},
-                "attendees": [{"emailAddress": {"address": BRUNO}, "type": "required"}],
-                "recurrence": {
-                    "pattern": {
-                        "type": "weekly",
-                        "interval": 2,
-                        "daysOfWeek": [first.strftime("%A").lower()],
-                    },
-                    "range": {
-                        "type": "numbered",
-                        "startDate": first.date().isoformat(),
-                        "numberOfOccurrences": 3,
-                    },
-                },
-            },
-        ).raise_for_status()
+    post(stack, ADELE, series(subject, first, HOUR, [BRUNO], weekly(first, interval=2), 3))
     [master] = wait_for(lambda: _masters(stack, subject), timeout=WAIT, what="the series")
     _settle(stack)
     stack.host.invoke_timer("reconcile_sweep").result(timeout=60)  # the feeds read up to now
@@ -468,11 +381,11 @@ def test_L4_a_series_a_dataverse_user_deletes_is_cancelled_in_outlook_by_the_swe
     )
     r.raise_for_status()
     _settle(stack)
-    assert _events(stack, ADELE, subject), "the instances' Delete webhooks alone change nothing"
+    assert events(stack, ADELE, subject), "the instances' Delete webhooks alone change nothing"
     stack.host.invoke_timer("reconcile_sweep").result(timeout=60)
     wait_for(
-        lambda: _events(stack, ADELE, subject) == [], timeout=WAIT, what="the series cancelled in Outlook"
+        lambda: events(stack, ADELE, subject) == [], timeout=WAIT, what="the series cancelled in Outlook"
     )
     assert wait_for(
-        lambda: [e for e in _events(stack, BRUNO, f"Canceled: {subject}") if e["isCancelled"]], timeout=WAIT
+        lambda: [e for e in events(stack, BRUNO, f"Canceled: {subject}") if e["isCancelled"]], timeout=WAIT
     )

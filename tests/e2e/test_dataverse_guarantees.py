@@ -25,23 +25,18 @@ from bench.common import app_graph_requests, wait_idle
 from devstack.azurite import Azurite
 from devstack.dataverse_emulator.emulator import ORGANIZATION
 from devstack.dataverse_emulator.webhooks import Change, remote_execution_context
-from devstack.run import dataverse_id, dataverse_webhook
+from devstack.run import dataverse_webhook
 from devstack.stack import CRM_KEY, CRM_SECRET, LocalStack
-from tests.e2e.conftest import on_container, wait_for
+from tests.e2e.conftest import on_container, started, wait_for
+from tests.e2e.outlook import ADELE, BRUNO, MEGAN, events, post, when
 from tests.e2e.test_dataverse_e2e import (
-    ADELE,
-    BRUNO,
-    MEGAN,
-    ORGANIZER,
-    REQUIRED,
     WAIT,
     _appointments,
     _at,
-    _events,
+    _book,
     _settle,
     _user,
     _webhooks,
-    _wire,
 )
 
 pytestmark = pytest.mark.e2e
@@ -49,11 +44,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def stack(azurite: Azurite) -> Iterator[LocalStack]:
-    running = LocalStack(azurite=azurite, connector="dataverse").start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from started(LocalStack(azurite=azurite, connector="dataverse"))
 
 
 def _graph_writes(stack: LocalStack, since: int) -> list[tuple[str, str]]:
@@ -73,51 +64,21 @@ def _graph_writes(stack: LocalStack, since: int) -> list[tuple[str, str]]:
     return writes
 
 
-def _book(stack: LocalStack, subject: str, day: int) -> str:
-    """A Dataverse user makes an appointment with Megan and books it (Scheduled, Busy); its activityid."""
-    made = _user(
+def _outlook_meeting(stack: LocalStack, subject: str, day: int) -> str:
+    """Adele's Outlook meeting with Bruno and Megan, synced to Dataverse; its activityid."""
+    post(
         stack,
-        "POST",
-        "appointments",
+        ADELE,
         {
             "subject": subject,
-            "scheduledstart": _wire(_at(day, 9)),
-            "scheduledend": _wire(_at(day, 10)),
-            "created_by": ADELE,
-            "appointment_activity_parties": [
-                {
-                    "partyid_systemuser@odata.bind": f"/systemusers({dataverse_id(ADELE)})",
-                    "participationtypemask": ORGANIZER,
-                },
-                {
-                    "partyid_contact@odata.bind": f"/contacts({dataverse_id(MEGAN)})",
-                    "participationtypemask": REQUIRED,
-                },
+            "start": when(_at(day, 10)),
+            "end": when(_at(day, 11)),
+            "attendees": [
+                {"emailAddress": {"address": MEGAN}, "type": "required"},
+                {"emailAddress": {"address": BRUNO}, "type": "required"},
             ],
         },
     )
-    activity_id = str(made["activityid"])
-    _user(
-        stack, "PATCH", f"appointments/{activity_id}", {"statecode": 3, "statuscode": 5, "updated_by": ADELE}
-    )
-    return activity_id
-
-
-def _outlook_meeting(stack: LocalStack, subject: str, day: int) -> str:
-    """Adele's Outlook meeting with Bruno and Megan, synced to Dataverse; its activityid."""
-    with stack.graph_http() as g:
-        g.post(
-            f"/users/{ADELE}/events",
-            json={
-                "subject": subject,
-                "start": {"dateTime": _at(day, 10).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
-                "end": {"dateTime": _at(day, 11).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
-                "attendees": [
-                    {"emailAddress": {"address": MEGAN}, "type": "required"},
-                    {"emailAddress": {"address": BRUNO}, "type": "required"},
-                ],
-            },
-        ).raise_for_status()
     row = wait_for(lambda: _appointments(stack, subject), timeout=WAIT, what=f"the appointment {subject!r}")
     return str(row[0]["activityid"])
 
@@ -155,14 +116,14 @@ def test_D4_the_echoes_of_our_own_writes_write_nothing_back_to_outlook(stack: Lo
     # write back to Dataverse, are our echoes.
     before = len(stack.graph.requests)
     activity_id = _book(stack, "Echo from Dataverse", 4)
-    wait_for(lambda: _events(stack, ADELE, "Echo from Dataverse"), timeout=WAIT, what="the Outlook meeting")
+    wait_for(lambda: events(stack, ADELE, "Echo from Dataverse"), timeout=WAIT, what="the Outlook meeting")
     _settle(stack)
     assert _graph_writes(stack, before) == [("POST", f"/users/{ADELE}/events")]
 
     # A Dataverse user's edit: one Graph write, and none for its echoes.
     before = len(stack.graph.requests)
     _user(stack, "PATCH", f"appointments/{activity_id}", {"subject": "Echo, edited", "updated_by": ADELE})
-    wait_for(lambda: _events(stack, ADELE, "Echo, edited"), timeout=WAIT, what="the edit in Outlook")
+    wait_for(lambda: events(stack, ADELE, "Echo, edited"), timeout=WAIT, what="the edit in Outlook")
     _settle(stack)
     writes = _graph_writes(stack, before)
     assert len(writes) == 1 and writes[0][0] == "PATCH", writes
@@ -173,7 +134,7 @@ def test_L3_a_deleted_appointment_cancels_the_outlook_meeting_a_delete_hint_for_
 ) -> None:
     subject = "Deleted in Dataverse"
     activity_id = _outlook_meeting(stack, subject, 5)
-    wait_for(lambda: _events(stack, BRUNO, subject), timeout=WAIT, what="Bruno's invitation")
+    wait_for(lambda: events(stack, BRUNO, subject), timeout=WAIT, what="Bruno's invitation")
     _settle(stack)
 
     # A Delete webhook for a row that is still there (a stale or misrouted hint): the worker reads the row,
@@ -189,14 +150,14 @@ def test_L3_a_deleted_appointment_cancels_the_outlook_meeting_a_delete_hint_for_
     answer = httpx.post(url, content=json.dumps(hint).encode(), headers=headers, timeout=10)
     assert answer.status_code == 202, answer.text
     assert wait_idle(stack.settings["AzureWebJobsStorage"], timeout=WAIT)
-    assert [e["isCancelled"] for e in _events(stack, ADELE, subject)] == [False]
-    assert [e["isCancelled"] for e in _events(stack, BRUNO, subject)] == [False]
+    assert [e["isCancelled"] for e in events(stack, ADELE, subject)] == [False]
+    assert [e["isCancelled"] for e in events(stack, BRUNO, subject)] == [False]
 
     # The row deleted by a Dataverse user: the organizer's meeting is cancelled, the attendees told.
     _user(stack, "DELETE", f"appointments/{activity_id}")
-    wait_for(lambda: _events(stack, ADELE, subject) == [], timeout=WAIT, what="the organizer's cancel")
+    wait_for(lambda: events(stack, ADELE, subject) == [], timeout=WAIT, what="the organizer's cancel")
     told = wait_for(
-        lambda: [e for e in _events(stack, BRUNO, f"Canceled: {subject}") if e["isCancelled"]], timeout=WAIT
+        lambda: [e for e in events(stack, BRUNO, f"Canceled: {subject}") if e["isCancelled"]], timeout=WAIT
     )
     assert len(told) == 1
     assert 202 in _webhooks(stack, "Delete", activity_id)
@@ -213,14 +174,14 @@ def test_a_429_with_retry_after_from_dataverse_is_waited_out_and_the_change_land
     try:
         _book(stack, "Booked while throttled", 6)
         event = wait_for(
-            lambda: _events(stack, ADELE, "Booked while throttled"), timeout=WAIT, what="the Outlook meeting"
+            lambda: events(stack, ADELE, "Booked while throttled"), timeout=WAIT, what="the Outlook meeting"
         )
     finally:
         stack.dataverse.set_faults()
     _settle(stack)
     throttled = [r for r in stack.dataverse.requests[since:] if r.status == 429]
     assert len(throttled) == 3, "the app met Dataverse's throttling"
-    assert len(event) == 1 and len(_events(stack, ADELE, "Booked while throttled")) == 1
+    assert len(event) == 1 and len(events(stack, ADELE, "Booked while throttled")) == 1
     assert _poisoned(stack) == []
 
 
@@ -228,7 +189,7 @@ def test_X2_a_webhook_never_delivered_is_caught_by_the_sweep_reading_the_change_
     stack: LocalStack,
 ) -> None:
     activity_id = _book(stack, "Edited unheard", 7)
-    wait_for(lambda: _events(stack, ADELE, "Edited unheard"), timeout=WAIT, what="the Outlook meeting")
+    wait_for(lambda: events(stack, ADELE, "Edited unheard"), timeout=WAIT, what="the Outlook meeting")
     _sweep(stack)  # the change feed read up to now: the next sweep reads only what changes after
     heard = len(_webhooks(stack, "Update", activity_id))
     _lose_webhooks(stack)
@@ -241,14 +202,14 @@ def test_X2_a_webhook_never_delivered_is_caught_by_the_sweep_reading_the_change_
         _deliver_webhooks(stack)
     assert len(_webhooks(stack, "Update", activity_id)) == heard  # the edit's webhook was never delivered
     _sweep(stack)
-    assert len(wait_for(lambda: _events(stack, ADELE, "Edited, heard"), timeout=WAIT, what="the edit")) == 1
+    assert len(wait_for(lambda: events(stack, ADELE, "Edited, heard"), timeout=WAIT, what="the edit")) == 1
 
 
 def test_X2_an_expired_change_tracking_token_restarts_from_a_full_read_without_duplicates(
     stack: LocalStack,
 ) -> None:
     activity_id = _book(stack, "Before the token expired", 8)
-    wait_for(lambda: _events(stack, ADELE, "Before the token expired"), timeout=WAIT, what="the meeting")
+    wait_for(lambda: events(stack, ADELE, "Before the token expired"), timeout=WAIT, what="the meeting")
     _sweep(stack)  # a delta token saved
     _lose_webhooks(stack)
     try:
@@ -267,7 +228,7 @@ def test_X2_an_expired_change_tracking_token_restarts_from_a_full_read_without_d
         stack.dataverse.advance(timedelta(days=-8))
         _deliver_webhooks(stack)
     assert any(r.status == 400 for r in stack.dataverse.requests[asked:]), "the expired token was refused"
-    event = wait_for(lambda: _events(stack, ADELE, "After the token expired"), timeout=WAIT, what="the edit")
+    event = wait_for(lambda: events(stack, ADELE, "After the token expired"), timeout=WAIT, what="the edit")
     assert len(event) == 1
     # Every appointment was read again: none created twice on either side.
     assert len(stack.dataverse.appointments()) == rows

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from azure.data.tables.aio import TableClient
 
-from bench.common import wait_idle
 from devstack.azurite import Azurite
 from devstack.salesforce_emulator import INTEGRATION_USER_ID, ORG_ID
 from devstack.salesforce_emulator.outbound import soap_message
@@ -24,14 +23,11 @@ from sync_core.adapters.storage.replays import fingerprint, partition
 from sync_core.domain.model import Appointment, Attendee, Person
 from sync_core.ingress.dataverse import dedupe_moment
 from sync_core.ingress.salesforce import DEDUPE_PREFIX
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import settle, started, wait_for
+from tests.e2e.outlook import ADELE, BRUNO, MEGAN, events, post, pricing_meeting
 
 pytestmark = pytest.mark.e2e
 
-ADELE = "adele@contoso.example"
-BRUNO = "bruno@contoso.example"
-MEGAN = "megan@fabrikam.example"
-STRANGER = "pat@unknown.example"  # neither a Salesforce user nor a contact
 BASE = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=20)
 WAIT = 20.0
 EVENT_WRITES = ("POST", "PATCH", "DELETE")
@@ -39,11 +35,7 @@ EVENT_WRITES = ("POST", "PATCH", "DELETE")
 
 @pytest.fixture(scope="module")
 def stack(azurite: Azurite) -> Iterator[LocalStack]:
-    running = LocalStack(azurite=azurite, connector="salesforce").start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from started(LocalStack(azurite=azurite, connector="salesforce"))
 
 
 def _at(day: int, hour: float) -> datetime:
@@ -68,12 +60,6 @@ def _people(stack: LocalStack, obj: str) -> dict[str, str]:
     return {str(r["Email"]).lower(): str(r["Id"]) for r in rows if r.get("Email")}
 
 
-def _events(stack: LocalStack, mailbox: str, subject: str) -> list[dict[str, Any]]:
-    return [
-        e for events in stack.graph.dump_events(mailbox).values() for e in events if e["subject"] == subject
-    ]
-
-
 def _delivered(stack: LocalStack, record_id: str) -> list[tuple[str, int | None, bool]]:
     """(notification id, status, acknowledged) of each outbound message POST about this Event."""
     return [
@@ -91,14 +77,8 @@ def _event_writes(stack: LocalStack) -> int:
 
 def _settle(stack: LocalStack) -> None:
     """Until nothing moves: every outbound message acknowledged or given up and the queues drained, twice
-    in a row (the app's own writes to Salesforce send outbound messages that queue more hints)."""
-    calm = 0
-    for _ in range(20):
-        sent = stack.salesforce.outbound.wait_idle(WAIT)
-        calm = calm + 1 if sent and wait_idle(stack.settings["AzureWebJobsStorage"], timeout=WAIT) else 0
-        if calm >= 2:
-            return
-    raise AssertionError("the stack did not settle")
+    in a row."""
+    settle(stack, stack.salesforce.outbound.wait_idle, WAIT)
 
 
 def _sweep(stack: LocalStack) -> None:
@@ -108,23 +88,7 @@ def _sweep(stack: LocalStack) -> None:
 def test_an_outlook_meeting_becomes_an_event_a_salesforce_edit_and_cancel_reach_outlook(
     stack: LocalStack,
 ) -> None:
-    def when(hour: float) -> dict[str, str]:
-        return {"dateTime": _at(1, hour).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
-
-    with stack.graph_http() as g:
-        g.post(
-            f"/users/{ADELE}/events",
-            json={
-                "subject": "Fabrikam pricing",
-                "start": when(10),
-                "end": when(11),
-                "attendees": [
-                    {"emailAddress": {"address": MEGAN, "name": "Megan Bowen"}, "type": "required"},
-                    {"emailAddress": {"address": BRUNO, "name": "Bruno Costa"}, "type": "required"},
-                    {"emailAddress": {"address": STRANGER, "name": "Pat"}, "type": "optional"},
-                ],
-            },
-        ).raise_for_status()
+    post(stack, ADELE, pricing_meeting("Fabrikam pricing", _at(1, 10), _at(1, 11)))
 
     # Outlook -> Salesforce: one Event owned by Adele, its invitees the user and the contact.
     row = wait_for(lambda: _sf_events(stack, "Fabrikam pricing"), timeout=WAIT, what="the Event")[0]
@@ -139,13 +103,13 @@ def test_an_outlook_meeting_becomes_an_event_a_salesforce_edit_and_cancel_reach_
     # Our create's own outbound message (an echo) is acknowledged, queued, and writes nothing back.
     _settle(stack)
     assert any(acked for _, _, acked in _delivered(stack, event_id)), "the echo came as an outbound message"
-    writes, change_key = _event_writes(stack), _events(stack, ADELE, "Fabrikam pricing")[0]["changeKey"]
+    writes, change_key = _event_writes(stack), events(stack, ADELE, "Fabrikam pricing")[0]["changeKey"]
     stamp = _sf_events(stack, "Fabrikam pricing")[0]["SystemModstamp"]
     _settle(stack)
     assert (
         _event_writes(stack) == writes and _sf_events(stack, "Fabrikam pricing")[0]["SystemModstamp"] == stamp
     )
-    assert _events(stack, ADELE, "Fabrikam pricing")[0]["changeKey"] == change_key
+    assert events(stack, ADELE, "Fabrikam pricing")[0]["changeKey"] == change_key
 
     # A Salesforce user's edit -> the outbound message -> the worker -> Outlook.
     before = len(_delivered(stack, event_id))
@@ -157,17 +121,17 @@ def test_an_outlook_meeting_becomes_an_event_a_salesforce_edit_and_cancel_reach_
         EndDateTime=_at(1, 15).isoformat(),
         updated_by=ADELE,
     )
-    moved = wait_for(lambda: _events(stack, ADELE, "Fabrikam pricing (moved)"), timeout=WAIT, what="the edit")
+    moved = wait_for(lambda: events(stack, ADELE, "Fabrikam pricing (moved)"), timeout=WAIT, what="the edit")
     assert moved[0]["start"]["dateTime"].startswith(_at(1, 14).strftime("%Y-%m-%dT%H:%M"))
     assert (None, 200, True) in [(None, s, a) for _, s, a in _delivered(stack, event_id)[before:]]
-    wait_for(lambda: _events(stack, BRUNO, "Fabrikam pricing (moved)"), timeout=WAIT)  # Exchange updated
+    wait_for(lambda: events(stack, BRUNO, "Fabrikam pricing (moved)"), timeout=WAIT)  # Exchange updated
     _settle(stack)
 
     # A cancel in Salesforce (our msync_Status__c) -> the Outlook meeting is cancelled, the attendees told.
     _user_edit(stack, event_id, msync_Status__c="cancelled", updated_by=ADELE)
-    wait_for(lambda: _events(stack, ADELE, "Fabrikam pricing (moved)") == [], timeout=WAIT, what="the cancel")
+    wait_for(lambda: events(stack, ADELE, "Fabrikam pricing (moved)") == [], timeout=WAIT, what="the cancel")
     told = wait_for(
-        lambda: [e for e in _events(stack, BRUNO, "Canceled: Fabrikam pricing (moved)") if e["isCancelled"]],
+        lambda: [e for e in events(stack, BRUNO, "Canceled: Fabrikam pricing (moved)") if e["isCancelled"]],
         timeout=WAIT,
     )
     assert len(told) == 1
@@ -190,7 +154,7 @@ def test_a_salesforce_event_sent_twice_is_one_meeting_and_its_deletion_cancels_i
             ),
             created_by=ADELE,
         )
-        event = wait_for(lambda: _events(stack, ADELE, "Contoso x Fabrikam kickoff"), timeout=WAIT)
+        event = wait_for(lambda: events(stack, ADELE, "Contoso x Fabrikam kickoff"), timeout=WAIT)
         assert stack.salesforce.outbound.wait_idle(WAIT)
     finally:
         stack.salesforce.outbound.duplicate = False
@@ -201,7 +165,7 @@ def test_a_salesforce_event_sent_twice_is_one_meeting_and_its_deletion_cancels_i
     assert asyncio.run(_dedupe_rows(stack, first)) == 1, "recorded once: the second copy was not queued"
     assert [a["emailAddress"]["address"] for a in event[0]["attendees"]] == [BRUNO]
     _settle(stack)
-    assert len(_events(stack, ADELE, "Contoso x Fabrikam kickoff")) == 1
+    assert len(events(stack, ADELE, "Contoso x Fabrikam kickoff")) == 1
     assert len(_sf_events(stack, "Contoso x Fabrikam kickoff")) == 1
 
     # Deleted in Salesforce: no outbound message (flows and workflow rules fire on create and edit); the
@@ -213,7 +177,7 @@ def test_a_salesforce_event_sent_twice_is_one_meeting_and_its_deletion_cancels_i
     stack.salesforce.user_delete(event_id)
     _sweep(stack)
     wait_for(
-        lambda: _events(stack, ADELE, "Contoso x Fabrikam kickoff") == [], timeout=WAIT, what="the cancel"
+        lambda: events(stack, ADELE, "Contoso x Fabrikam kickoff") == [], timeout=WAIT, what="the cancel"
     )
     assert len(stack.salesforce.outbound.deliveries) == sent
     _settle(stack)
@@ -260,7 +224,7 @@ def test_403_request_limit_exceeded_is_throttling_and_the_edit_still_reaches_out
         ),
         created_by=ADELE,
     )
-    wait_for(lambda: _events(stack, ADELE, "Board prep"), timeout=WAIT)
+    wait_for(lambda: events(stack, ADELE, "Board prep"), timeout=WAIT)
     _settle(stack)
 
     stack.salesforce.set_faults(limit_exceeded=1)  # the worker's read of the edited Event: 403
@@ -268,11 +232,11 @@ def test_403_request_limit_exceeded_is_throttling_and_the_edit_still_reaches_out
     wait_for(
         lambda: any(r.status == 403 for r in stack.salesforce.requests), timeout=WAIT, what="the 403 answer"
     )
-    assert _events(stack, ADELE, "Board prep"), "not synced while throttled"
+    assert events(stack, ADELE, "Board prep"), "not synced while throttled"
     # The allocation is back: the sweep reads the change feed and the edit arrives; nothing was poisoned.
     _sweep(stack)
     wait_for(
-        lambda: _events(stack, ADELE, "Board prep (moved)"), timeout=WAIT, what="the edit after throttling"
+        lambda: events(stack, ADELE, "Board prep (moved)"), timeout=WAIT, what="the edit after throttling"
     )
     assert _poisoned(stack) == 0
 

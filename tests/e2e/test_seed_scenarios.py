@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Stack, wait_for
-from tests.e2e.test_crm_to_m365 import _decisions, _events, stack
+from tests.e2e.outlook import MEGAN, events, series, weekly
+from tests.e2e.test_crm_to_m365 import _decisions, stack
 
 pytestmark = pytest.mark.e2e
 __all__ = ["stack"]
@@ -50,7 +51,7 @@ def _invited(stack: Stack, subject: str, day: int) -> dict[str, Any]:
                 "attendees": [{"emailAddress": {"address": ADELE}, "type": "required"}],
             },
         ).raise_for_status()
-        copy = wait_for(lambda: _events(stack, ADELE, subject), timeout=WAIT)[0]
+        copy = wait_for(lambda: events(stack, ADELE, subject), timeout=WAIT)[0]
         g.post(f"/users/{ADELE}/events/{copy['id']}/accept", json={"sendResponse": True}).raise_for_status()
     return copy
 
@@ -91,7 +92,7 @@ def test_I2_L4_superoffice_8_a_crm_edit_of_a_record_made_from_an_invitee_copy_ca
     assert not [d for d in latest if d["rule"] == "L4" and "cancel" in str(d["actions"])], latest
     stored = stack.crm.store.get(record["id"])
     assert stored["status"] != "cancelled" and stored["body"] == "Notes from the call: pricing agreed", stored
-    live = _events(stack, ADELE, subject)
+    live = events(stack, ADELE, subject)
     assert [e["id"] for e in live if not e["isCancelled"]] == [copy["id"]]
 
 
@@ -115,7 +116,7 @@ def test_L6_superoffice_4_7_the_answer_of_the_invitee_whose_copy_made_the_record
     )[0]
     assert _answer(record, ADELE) == "accepted", record
 
-    copy = _events(stack, ADELE, subject)[0]
+    copy = events(stack, ADELE, subject)[0]
     with stack.graph_http() as g:  # she changes her mind in Outlook
         g.post(f"/users/{ADELE}/events/{copy['id']}/tentativelyAccept", json={"sendResponse": True})
     assert wait_for(
@@ -136,24 +137,7 @@ def test_R3_superoffice_6_an_occurrence_deleted_in_outlook_reaches_the_crm(stack
     with stack.graph_http() as g:
         g.post(
             f"/users/{ADELE}/events",
-            json={
-                "subject": subject,
-                "start": _when(7, 9),
-                "end": _when(7, 9.5),
-                "attendees": [{"emailAddress": {"address": "megan@fabrikam.example"}, "type": "required"}],
-                "recurrence": {
-                    "pattern": {
-                        "type": "weekly",
-                        "interval": 1,
-                        "daysOfWeek": [first.strftime("%A").lower()],
-                    },
-                    "range": {
-                        "type": "numbered",
-                        "startDate": first.date().isoformat(),
-                        "numberOfOccurrences": 4,
-                    },
-                },
-            },
+            json=series(subject, first, timedelta(minutes=30), [MEGAN], weekly(first), 4),
         ).raise_for_status()
         _record(stack, subject)
         second = first + timedelta(weeks=1)
@@ -193,7 +177,7 @@ def test_M4_L3_momentus_cancelling_a_booking_made_in_outlook_declines_the_room_a
     stack.crm.user_cancel(record["id"])
 
     assert wait_for(lambda: _answered(stack, HALL, subject, "declined"), timeout=WAIT)
-    [meeting] = _events(stack, ADELE, subject)
+    [meeting] = events(stack, ADELE, subject)
     assert not meeting["isCancelled"]  # the organizer's meeting and its attendees are left alone
     assert not [
         m
