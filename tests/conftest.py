@@ -5,11 +5,12 @@ from __future__ import annotations
 import secrets
 import string
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.data.tables.aio import TableClient
 
 # `pytest` run without `python -m` does not put the repo root on sys.path, and tests/devstack/ would then
 # shadow the real `devstack` package as a namespace package.
@@ -55,6 +56,15 @@ def unique_name() -> str:
     """
     alphabet = string.ascii_lowercase + string.digits
     return secrets.choice(string.ascii_lowercase) + "".join(secrets.choice(alphabet) for _ in range(9))
+
+
+@pytest.fixture
+async def seen(storage_connection_string: str, unique_name: str) -> AsyncIterator[TableClient]:
+    """A table of its own on Azurite for a front door's ReplayGuard (the requests it has seen)."""
+    async with TableClient.from_connection_string(storage_connection_string, f"Seen{unique_name}") as table:
+        await table.create_table()
+        yield table
+        await table.delete_table()
 
 
 def app_functions() -> list[Any]:

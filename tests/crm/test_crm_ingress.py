@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ from sync_core.domain.messages import CrmChange, decode
 from sync_core.errors import TransientError
 from sync_core.ingress.crm import REPLAY_REASON, handle_crm_webhook
 from sync_core.ports.crm_webhook import MAX_BODY_BYTES, SIGNATURE_HEADER, sign
+from tests.front_door import Queue
 
 SECRET = "current-secret-0123456789abcdef0123"
 NEXT_SECRET = "next-secret-fedcba9876543210fedcba98"
@@ -35,27 +35,6 @@ def event(n: int = 1, **changes: Any) -> dict[str, Any]:
 
 def body_of(*events: dict[str, Any]) -> bytes:
     return json.dumps({"events": list(events)}).encode()
-
-
-class Queue:
-    """Records what the front door enqueues; `fail` makes the next sends raise like a storage outage."""
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-        self.fail = False
-
-    async def enqueue(self, text: str) -> None:
-        if self.fail:
-            raise TransientError("queue unavailable", side="storage")
-        self.sent.append(text)
-
-
-@pytest.fixture
-async def seen_table(storage_connection_string: str, unique_name: str) -> AsyncIterator[TableClient]:
-    async with TableClient.from_connection_string(storage_connection_string, f"Seen{unique_name}") as table:
-        await table.create_table()
-        yield table
-        await table.delete_table()
 
 
 async def rows(table: TableClient) -> list[dict[str, Any]]:
@@ -80,24 +59,22 @@ def signed(body: bytes, at: datetime = NOW, secret: str | list[str] = SECRET) ->
     return sign(body, secret, int(at.timestamp()))
 
 
-async def test_a_valid_webhook_is_202_with_one_message_per_event(seen_table: TableClient) -> None:
+async def test_a_valid_webhook_is_202_with_one_message_per_event(seen: TableClient) -> None:
     queue = Queue()
     body = body_of(event(1), event(2, type="appointment.cancelled"), event(3, type="appointment.deleted"))
-    assert await deliver(body, signed(body), queue, seen_table) == (202, "")
+    assert await deliver(body, signed(body), queue, seen) == (202, "")
     messages = [decode(m) for m in queue.sent]
     assert all(isinstance(m, CrmChange) for m in messages)
     got = sorted((m.crm_id, m.change_type, m.version) for m in messages if isinstance(m, CrmChange))
     assert got == [("apt-1", "updated", "v1"), ("apt-2", "cancelled", "v2"), ("apt-3", "deleted", "v3")]
-    assert len(await rows(seen_table)) == 1
+    assert len(await rows(seen)) == 1
 
 
-async def test_rotation_either_active_secret_is_accepted(seen_table: TableClient) -> None:
+async def test_rotation_either_active_secret_is_accepted(seen: TableClient) -> None:
     queue = Queue()
     for n, secret in enumerate((SECRET, NEXT_SECRET)):
         body = body_of(event(n))
-        status = await deliver(
-            body, signed(body, secret=secret), queue, seen_table, secrets=(SECRET, NEXT_SECRET)
-        )
+        status = await deliver(body, signed(body, secret=secret), queue, seen, secrets=(SECRET, NEXT_SECRET))
         assert status == (202, "")
     assert len(queue.sent) == 2
 
@@ -117,7 +94,7 @@ async def test_rotation_either_active_secret_is_accepted(seen_table: TableClient
     ],
 )
 async def test_a_refused_webhook_has_a_reason_and_enqueues_and_records_nothing(
-    seen_table: TableClient, case: str, status: int, reason: str
+    seen: TableClient, case: str, status: int, reason: str
 ) -> None:
     body = body_of(event())
     headers = signed(body)
@@ -143,89 +120,89 @@ async def test_a_refused_webhook_has_a_reason_and_enqueues_and_records_nothing(
         body = b" " * (MAX_BODY_BYTES + 1)
         headers = signed(body)
     queue = Queue()
-    got_status, got_reason = await deliver(body, headers, queue, seen_table)
+    got_status, got_reason = await deliver(body, headers, queue, seen)
     assert got_status == status and got_reason.startswith(reason), got_reason
     assert queue.sent == []
-    assert await rows(seen_table) == []
+    assert await rows(seen) == []
 
 
 async def test_a_replayed_signed_webhook_is_refused_inside_the_window_and_enqueues_nothing(
-    seen_table: TableClient,
+    seen: TableClient,
 ) -> None:
     queue = Queue()
     body = body_of(event())
     headers = signed(body)
-    assert await deliver(body, headers, queue, seen_table) == (202, "")
+    assert await deliver(body, headers, queue, seen) == (202, "")
     later = NOW + timedelta(seconds=120)  # inside the window: only the replay record stops it
-    assert await deliver(body, headers, queue, seen_table, now=later) == (401, REPLAY_REASON)
+    assert await deliver(body, headers, queue, seen, now=later) == (401, REPLAY_REASON)
     # Padding the signature header (reordered, extra schemes) does not make a replay new.
     padded = headers | {SIGNATURE_HEADER: "v9=x," + headers[SIGNATURE_HEADER] + ",v1=" + "a" * 64}
-    assert await deliver(body, padded, queue, seen_table, now=later) == (401, REPLAY_REASON)
+    assert await deliver(body, padded, queue, seen, now=later) == (401, REPLAY_REASON)
     assert len(queue.sent) == 1
 
 
-async def test_a_replay_after_the_window_is_refused_as_stale(seen_table: TableClient) -> None:
+async def test_a_replay_after_the_window_is_refused_as_stale(seen: TableClient) -> None:
     queue = Queue()
     body = body_of(event())
     headers = signed(body)
-    assert (await deliver(body, headers, queue, seen_table))[0] == 202
-    status, reason = await deliver(body, headers, queue, seen_table, now=NOW + timedelta(minutes=6))
+    assert (await deliver(body, headers, queue, seen))[0] == 202
+    status, reason = await deliver(body, headers, queue, seen, now=NOW + timedelta(minutes=6))
     assert status == 401 and reason.startswith("stale timestamp")
     assert len(queue.sent) == 1
 
 
-async def test_a_retry_signed_again_with_a_new_timestamp_is_accepted(seen_table: TableClient) -> None:
+async def test_a_retry_signed_again_with_a_new_timestamp_is_accepted(seen: TableClient) -> None:
     """The contract's retries carry a fresh timestamp: not a replay (the worker is idempotent)."""
     queue = Queue()
     body = body_of(event())
-    assert (await deliver(body, signed(body), queue, seen_table))[0] == 202
+    assert (await deliver(body, signed(body), queue, seen))[0] == 202
     retry_at = NOW + timedelta(seconds=2)
-    assert (await deliver(body, signed(body, at=retry_at), queue, seen_table, now=retry_at))[0] == 202
+    assert (await deliver(body, signed(body, at=retry_at), queue, seen, now=retry_at))[0] == 202
     assert len(queue.sent) == 2
 
 
 async def test_a_webhook_that_could_not_be_queued_is_not_a_replay_when_sent_again(
-    seen_table: TableClient,
+    seen: TableClient,
 ) -> None:
     queue = Queue()
     body = body_of(event())
     headers = signed(body)
     queue.fail = True
     with pytest.raises(TransientError):
-        await deliver(body, headers, queue, seen_table)
-    assert await rows(seen_table) == []
+        await deliver(body, headers, queue, seen)
+    assert await rows(seen) == []
     queue.fail = False
-    assert await deliver(body, headers, queue, seen_table) == (202, "")
+    assert await deliver(body, headers, queue, seen) == (202, "")
     assert len(queue.sent) == 1
 
 
 async def test_two_instances_receiving_the_same_request_at_once_accept_it_once(
-    seen_table: TableClient, storage_connection_string: str
+    seen: TableClient, storage_connection_string: str
 ) -> None:
     body = body_of(event())
     headers = signed(body)
     queue = Queue()
-    async with TableClient.from_connection_string(storage_connection_string, seen_table.table_name) as other:
+    async with TableClient.from_connection_string(storage_connection_string, seen.table_name) as other:
         results = await asyncio.gather(
-            deliver(body, headers, queue, seen_table), deliver(body, headers, queue, other)
+            deliver(body, headers, queue, seen), deliver(body, headers, queue, other)
         )
     assert sorted(status for status, _ in results) == [202, 401]
     assert len(queue.sent) == 1
 
 
 async def test_purge_removes_hours_wholly_before_the_window_and_keeps_the_rest(
-    seen_table: TableClient,
+    seen: TableClient,
 ) -> None:
-    guard = ReplayGuard(seen_table)
+    guard = ReplayGuard(seen)
     now_s = int(NOW.timestamp())
     signed_at = [now_s - 3 * 3600, now_s - 2 * 3600, now_s - 300, now_s]
     for ts in signed_at:
-        await seen_table.create_entity(
+        await seen.create_entity(
             {"PartitionKey": partition(ts), "RowKey": fingerprint(ts, b"{}"), "SignedAt": ts}
         )
-    await seen_table.create_entity({"PartitionKey": "other-data", "RowKey": "keep"})
+    await seen.create_entity({"PartitionKey": "other-data", "RowKey": "keep"})
     assert await guard.purge(NOW) == 2
-    left = {(r["PartitionKey"], r["RowKey"]) for r in await rows(seen_table)}
+    left = {(r["PartitionKey"], r["RowKey"]) for r in await rows(seen)}
     assert left == {
         ("other-data", "keep"),
         *((partition(ts), fingerprint(ts, b"{}")) for ts in signed_at[2:]),

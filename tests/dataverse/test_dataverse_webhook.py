@@ -25,8 +25,8 @@ from devstack.dataverse_emulator import DataverseEmulator
 from sync_core.adapters.crm.dataverse_webhook import KEY_HEADER, MAX_BODY_BYTES, ms_date, parse_context
 from sync_core.adapters.storage.replays import ReplayGuard
 from sync_core.domain.messages import CrmChange, decode
-from sync_core.errors import TransientError
 from sync_core.ingress.dataverse import handle_dataverse_webhook
+from tests import front_door
 
 FIXTURE = (
     Path(__file__).resolve().parents[1] / "fixtures" / "dataverse" / "webhook-remote-execution-context.txt"
@@ -70,15 +70,8 @@ def context(message: str = "Update", entity_id: str | None = None, **changes: An
     return json.dumps(data | changes).encode()
 
 
-class Queue:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-        self.fail = False
-
-    async def enqueue(self, text: str) -> None:
-        if self.fail:
-            raise TransientError("queue unavailable", side="storage")
-        self.sent.append(text)
+class Queue(front_door.Queue):
+    """tests/front_door.py's queue, read back as the (activityid, change type) it was handed."""
 
     def changes(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -87,14 +80,6 @@ class Queue:
             assert isinstance(message, CrmChange)
             out.append((message.crm_id, message.change_type))
         return out
-
-
-@pytest.fixture
-async def seen(storage_connection_string: str, unique_name: str) -> AsyncIterator[TableClient]:
-    async with TableClient.from_connection_string(storage_connection_string, f"Seen{unique_name}") as table:
-        await table.create_table()
-        yield table
-        await table.delete_table()
 
 
 async def deliver(

@@ -5,7 +5,6 @@ replayed, refusals with their reasons, de-duplication through the real ReplayGua
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,9 +15,9 @@ from devstack.salesforce_emulator.outbound import acknowledged, soap_message
 from sync_core.adapters.crm.salesforce_outbound import MAX_BODY_BYTES, NS_OUTBOUND, NS_SOAP, parse_message
 from sync_core.adapters.storage.replays import ReplayGuard
 from sync_core.domain.messages import CrmChange, decode
-from sync_core.errors import TransientError
 from sync_core.ingress.salesforce import handle_salesforce_outbound
 from sync_core.ports.crm_webhook import WebhookRejected
+from tests import front_door
 from tests.golden import Transcript, load_transcript
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "salesforce" / "outbound-notifications.http"
@@ -58,15 +57,8 @@ def rid(n: int) -> str:
     return f"00U{n:012d}AAA"
 
 
-class Queue:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-        self.fail = False
-
-    async def enqueue(self, text: str) -> None:
-        if self.fail:
-            raise TransientError("queue unavailable", side="storage")
-        self.sent.append(text)
+class Queue(front_door.Queue):
+    """tests/front_door.py's queue, read back as the Event ids it was handed."""
 
     def ids(self) -> list[str]:
         out = []
@@ -75,14 +67,6 @@ class Queue:
             assert isinstance(change, CrmChange) and change.change_type == "updated"
             out.append(change.crm_id)
         return out
-
-
-@pytest.fixture
-async def seen(storage_connection_string: str, unique_name: str) -> AsyncIterator[TableClient]:
-    async with TableClient.from_connection_string(storage_connection_string, f"Seen{unique_name}") as table:
-        await table.create_table()
-        yield table
-        await table.delete_table()
 
 
 async def deliver(

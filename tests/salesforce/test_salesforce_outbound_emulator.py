@@ -18,7 +18,7 @@ from sync_core.adapters.crm.salesforce_outbound import parse_message
 from sync_core.adapters.storage.replays import ReplayGuard
 from sync_core.domain.model import Appointment
 from sync_core.ingress.salesforce import handle_salesforce_outbound
-from tests.salesforce.test_salesforce_outbound import Queue, seen  # noqa: F401  (seen: the fixture)
+from tests.salesforce.test_salesforce_outbound import Queue
 
 T0 = datetime(2026, 6, 1, 10, tzinfo=UTC)
 
@@ -72,7 +72,7 @@ def emulator() -> Iterator[SalesforceEmulator]:
 
 
 @pytest.fixture
-async def receiver(emulator: SalesforceEmulator, seen: TableClient) -> AsyncIterator[Receiver]:  # noqa: F811
+async def receiver(emulator: SalesforceEmulator, seen: TableClient) -> AsyncIterator[Receiver]:
     emulator.reset()
     async with Receiver(seen) as r:
         emulator.outbound.endpoint = r.url
