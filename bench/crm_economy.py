@@ -20,7 +20,6 @@ A connector is one `CrmSide` in `SIDES`: how to reach its emulator in the stack 
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from typing import Any
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from bench.common import StorageCounter, wait_idle, wait_until
-from bench.economy import MAILBOXES, Meter, _event
+from bench.economy import MAILBOXES, Meter, create_events, replay, set_subjects
 from devstack.run import dataverse_webhook, salesforce_outbound_url
 from devstack.stack import CRM_KEY, CRM_SECRET, LocalStack
 from sync_core.adapters.storage.core import CHANGES_QUEUE
@@ -134,10 +133,7 @@ def run(count: int, connector: str = "dataverse") -> list[dict[str, Any]]:
         n0 = len(stack.graph.notifications_sent)
 
         def create() -> None:
-            for i in range(count):
-                mailbox = MAILBOXES[i % len(MAILBOXES)]
-                r = g.post(f"/users/{mailbox}/events", json=_event(f"eco {tag} {i}", day, i % 60))
-                created.append((mailbox, r.json()["id"]))
+            create_events(g, tag, day, count, created)
             wait_until(lambda: len(mine("eco")) >= count, 60)
 
         rows.append(meter.measure("synced create M365->CRM", count, create))
@@ -149,22 +145,19 @@ def run(count: int, connector: str = "dataverse") -> list[dict[str, Any]]:
         side.webhooks(stack, True)
 
         def duplicate() -> None:
-            for n in notifications:
-                stack.post_to_ingress("graph/notifications", json.dumps(n["payload"]).encode())
+            replay(stack, notifications)
 
         rows.append(meter.measure("duplicate Graph notification", len(notifications), duplicate))
 
         def no_op() -> None:
-            for i, (mailbox, event_id) in enumerate(created):
-                g.patch(f"/users/{mailbox}/events/{event_id}", json={"subject": f"eco {tag} {i}"})
+            set_subjects(g, created, tag)
             wait_until(lambda: len(stack.graph.notifications_sent) >= n0 + len(notifications) + count, 10)
             side.settle(emu)
 
         rows.append(meter.measure("no-op (PATCH with equal subject)", len(created), no_op))
 
         def update() -> None:
-            for i, (mailbox, event_id) in enumerate(created):
-                g.patch(f"/users/{mailbox}/events/{event_id}", json={"subject": f"eco {tag} {i} moved"})
+            set_subjects(g, created, tag, " moved")
             wait_until(lambda: sum(r["subject"].endswith(" moved") for r in mine("eco")) >= count, 60)
             side.settle(emu)
 

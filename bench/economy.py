@@ -84,6 +84,27 @@ def _event(subject: str, day: str, minute: int) -> dict[str, Any]:
     }
 
 
+def create_events(g: httpx.Client, tag: str, day: str, count: int, into: list[tuple[str, str]]) -> None:
+    """`count` events `eco <tag> <i>` made in Outlook, the mailboxes in turn; each `(mailbox, id)` is added
+    to `into`."""
+    for i in range(count):
+        mailbox = MAILBOXES[i % len(MAILBOXES)]
+        r = g.post(f"/users/{mailbox}/events", json=_event(f"eco {tag} {i}", day, i % 60))
+        into.append((mailbox, r.json()["id"]))
+
+
+def replay(stack: LocalStack, notifications: list[dict[str, Any]]) -> None:
+    """Every Graph notification posted to the ingress again (a duplicate)."""
+    for n in notifications:
+        stack.post_to_ingress("graph/notifications", json.dumps(n["payload"]).encode())
+
+
+def set_subjects(g: httpx.Client, created: list[tuple[str, str]], tag: str, suffix: str = "") -> None:
+    """PATCH each created event's subject to `eco <tag> <i><suffix>` (the same subject with no suffix)."""
+    for i, (mailbox, event_id) in enumerate(created):
+        g.patch(f"/users/{mailbox}/events/{event_id}", json={"subject": f"eco {tag} {i}{suffix}"})
+
+
 def run(count: int) -> list[dict[str, Any]]:
     counter = StorageCounter()
     counter.install()
@@ -101,10 +122,7 @@ def run(count: int) -> list[dict[str, Any]]:
         n0 = len(stack.graph.notifications_sent)
 
         def create() -> None:
-            for i in range(count):
-                mailbox = MAILBOXES[i % len(MAILBOXES)]
-                r = g.post(f"/users/{mailbox}/events", json=_event(f"eco {tag} {i}", day, i % 60))
-                created.append((mailbox, r.json()["id"]))
+            create_events(g, tag, day, count, created)
             wait_until(lambda: len(_records(stack, tag)) >= count, 60)
 
         rows.append(meter.measure("synced create M365->CRM", count, create))
@@ -129,21 +147,18 @@ def run(count: int) -> list[dict[str, Any]]:
         stack.crm.set_webhook_url(webhook_url)
 
         def duplicate() -> None:
-            for n in notifications:
-                stack.post_to_ingress("graph/notifications", json.dumps(n["payload"]).encode())
+            replay(stack, notifications)
 
         rows.append(meter.measure("duplicate Graph notification", len(notifications), duplicate))
 
         def no_op() -> None:
-            for i, (mailbox, event_id) in enumerate(created):
-                g.patch(f"/users/{mailbox}/events/{event_id}", json={"subject": f"eco {tag} {i}"})
+            set_subjects(g, created, tag)
             time.sleep(1.0)  # notifications are sent asynchronously
 
         rows.append(meter.measure("no-op (PATCH with equal subject)", len(created), no_op))
 
         def update() -> None:
-            for i, (mailbox, event_id) in enumerate(created):
-                g.patch(f"/users/{mailbox}/events/{event_id}", json={"subject": f"eco {tag} {i} moved"})
+            set_subjects(g, created, tag, " moved")
             wait_until(lambda: sum("moved" in r["subject"] for r in _records(stack, tag)) >= count, 60)
             stack.crm.wait_for_webhooks(10)
 

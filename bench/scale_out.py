@@ -117,14 +117,7 @@ def _load(stack: LocalStack, count: int, rate: float) -> Row:
                 blocked += _create_event(g, mailbox, event)
             else:
                 organizer[subject] = mailbox
-                record = {
-                    "subject": subject,
-                    "start": begin.isoformat(),
-                    "end": (begin + timedelta(hours=1)).isoformat(),
-                    "organizer": {"email": mailbox},
-                    "attendees": [{"email": EXTERNAL}],
-                }
-                stack.crm.user_create(record, created_by=mailbox)
+                _book_in_crm(stack, subject, begin, timedelta(hours=1), mailbox)
     last_sent = time.time()
     while True:
         records, to_crm = _crm_side(stack, in_graph)
@@ -163,6 +156,18 @@ def _create_event(g: httpx.Client, mailbox: str, body: dict[str, Any]) -> int:
     return 20
 
 
+def _book_in_crm(stack: LocalStack, subject: str, begin: datetime, length: timedelta, organizer: str) -> None:
+    """A CRM user books `subject` for `organizer` with the external attendee."""
+    record = {
+        "subject": subject,
+        "start": begin.isoformat(),
+        "end": (begin + length).isoformat(),
+        "organizer": {"email": organizer},
+        "attendees": [{"email": EXTERNAL}],
+    }
+    stack.crm.user_create(record, created_by=organizer)
+
+
 def _hot(stack: LocalStack) -> Row:
     """HOT_COUNT bookings at once for one organizer, whose Graph answers take HOT_LATENCY_MS: the processes'
     requests to that mailbox overlap, so the emulator's peak shows the places they hold together."""
@@ -173,15 +178,7 @@ def _hot(stack: LocalStack) -> Row:
     stack.graph.set_faults(mailbox=HOT, latency_ms=HOT_LATENCY_MS)
     try:
         for i, subject in enumerate(organizer):
-            begin = day + timedelta(minutes=15 * i)
-            record = {
-                "subject": subject,
-                "start": begin.isoformat(),
-                "end": (begin + timedelta(minutes=15)).isoformat(),
-                "organizer": {"email": HOT},
-                "attendees": [{"email": EXTERNAL}],
-            }
-            stack.crm.user_create(record, created_by=HOT)
+            _book_in_crm(stack, subject, day + timedelta(minutes=15 * i), timedelta(minutes=15), HOT)
         deadline = time.time() + WAIT_SECONDS
         while len(arrived := _graph_side(stack, organizer)[1]) < HOT_COUNT and time.time() < deadline:
             time.sleep(1.0)
