@@ -3,12 +3,10 @@ sync_core.errors: the documented statuses and the error codes that decide the cl
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
 from sync_core.adapters.crm.dataverse_wire import DEFAULT_RETRY_AFTER_S, SIDE
-from sync_core.adapters.crm.transport import transport_error
+from sync_core.adapters.crm.transport import answer_error, transport_error
 from sync_core.errors import (
     ConcurrencyError,
     ConflictError,
@@ -19,8 +17,6 @@ from sync_core.errors import (
     ThrottledError,
     TransientError,
     UnprocessableError,
-    retry_after_seconds,
-    status_class,
 )
 
 EXPIRED_VERSION_STAMP = "0x80044352"  # "Version stamp associated with the client has expired": a delta token
@@ -65,7 +61,6 @@ def translate_error(
     outcome: httpx.Response | httpx.HTTPError, *, item_id: str | None, now: float | None = None
 ) -> SyncError:
     """The one map from an httpx exception or a non-2xx Web API answer to the sync's error tree."""
-    ctx: dict[str, str | None] = {"side": SIDE, "item_id": item_id}
     if isinstance(outcome, httpx.HTTPStatusError):
         outcome = outcome.response
     if isinstance(outcome, httpx.HTTPError):
@@ -75,10 +70,13 @@ def translate_error(
     message = f"Dataverse answered {status} to {outcome.request.method} {outcome.request.url.path}"
     if code or detail:
         message = f"{message}: {code + ': ' if code else ''}{detail}"
-    wait = retry_after_seconds(outcome.headers.get("Retry-After"), time.time() if now is None else now)
     target = CODE_CLASSES.get(code.lower()) or DOCUMENTED_STATUSES.get(status)
-    if target is None or (target is TransientError and wait is not None):
-        target = status_class(status, has_retry_after=wait is not None)
-    if target is ThrottledError:
-        return ThrottledError(message, retry_after=DEFAULT_RETRY_AFTER_S if wait is None else wait, **ctx)
-    return target(message, **ctx)
+    return answer_error(
+        outcome,
+        message,
+        target,
+        side=SIDE,
+        item_id=item_id,
+        now=now,
+        default_retry_after=DEFAULT_RETRY_AFTER_S,
+    )

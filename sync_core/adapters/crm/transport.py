@@ -1,13 +1,23 @@
-"""What every CRM connector makes of a request that got no answer: the one map from httpx's transport errors
-to the sync's error tree, and what a 2xx JSON answer must be; shared by the CRM connectors. I/O side."""
+"""What every CRM connector makes of a request that got no answer (httpx's transport errors) or a non-2xx
+answer, in the sync's error tree, and what a 2xx JSON answer must be; shared by the CRM connectors. I/O
+side."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 
-from sync_core.errors import PermanentError, SyncError, TransientError, UnprocessableError
+from sync_core.errors import (
+    PermanentError,
+    SyncError,
+    ThrottledError,
+    TransientError,
+    UnprocessableError,
+    retry_after_seconds,
+    status_class,
+)
 
 
 def transport_error(exc: httpx.HTTPError, vendor: str, *, side: str, item_id: str | None) -> SyncError:
@@ -18,6 +28,28 @@ def transport_error(exc: httpx.HTTPError, vendor: str, *, side: str, item_id: st
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.TooManyRedirects):
         return PermanentError(f"{vendor} request cannot be sent ({name}): {exc}", side=side, item_id=item_id)
     return TransientError(f"{vendor} unreachable ({name}): {exc}", side=side, item_id=item_id)
+
+
+def answer_error(
+    response: httpx.Response,
+    message: str,
+    target: type[SyncError] | None,
+    *,
+    side: str,
+    item_id: str | None,
+    now: float | None,
+    default_retry_after: float,
+) -> SyncError:
+    """The error for a non-2xx answer: `target` (the class a vendor's table gives its code or status), else,
+    or when it is transient but the answer names a Retry-After, the status's own class; a throttle waits for
+    Retry-After, or `default_retry_after` without a usable one."""
+    ctx: dict[str, str | None] = {"side": side, "item_id": item_id}
+    wait = retry_after_seconds(response.headers.get("Retry-After"), time.time() if now is None else now)
+    if target is None or (target is TransientError and wait is not None):
+        target = status_class(response.status_code, has_retry_after=wait is not None)
+    if target is ThrottledError:
+        return ThrottledError(message, retry_after=default_retry_after if wait is None else wait, **ctx)
+    return target(message, **ctx)
 
 
 def json_object(response: httpx.Response, vendor: str, *, side: str, item_id: str | None) -> dict[str, Any]:

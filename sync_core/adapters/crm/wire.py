@@ -5,7 +5,6 @@ and the one translation of an httpx failure or a non-2xx answer into sync_core.e
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -13,14 +12,9 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from sync_core.adapters.crm.transport import transport_error
+from sync_core.adapters.crm.transport import answer_error, transport_error
 from sync_core.domain.model import Appointment, CrmRecord
-from sync_core.errors import (
-    SyncError,
-    ThrottledError,
-    retry_after_seconds,
-    status_class,
-)
+from sync_core.errors import SyncError
 
 SIDE = "crm"
 DEFAULT_RETRY_AFTER_S = 5.0  # a 429 without a usable Retry-After still means "slow down"
@@ -48,7 +42,6 @@ def translate_error(
     errors -> TransientError; 412 -> ConcurrencyError; 404/410 -> NotFoundError; 409 -> ConflictError;
     401/403 -> PermissionError_; 400/422 -> UnprocessableError; any other 3xx/4xx -> PermanentError.
     """
-    ctx: dict[str, str | None] = {"side": SIDE, "item_id": item_id}
     if isinstance(outcome, httpx.HTTPStatusError):
         outcome = outcome.response
     if isinstance(outcome, httpx.HTTPError):
@@ -59,11 +52,9 @@ def translate_error(
     detail = _error_detail(outcome)
     if detail:
         message = f"{message}: {detail}"
-    wait = retry_after_seconds(outcome.headers.get("Retry-After"), time.time() if now is None else now)
-    target = status_class(status, has_retry_after=wait is not None)
-    if target is ThrottledError:
-        return ThrottledError(message, retry_after=DEFAULT_RETRY_AFTER_S if wait is None else wait, **ctx)
-    return target(message, **ctx)
+    return answer_error(
+        outcome, message, None, side=SIDE, item_id=item_id, now=now, default_retry_after=DEFAULT_RETRY_AFTER_S
+    )
 
 
 class _Wire(BaseModel):
