@@ -28,6 +28,7 @@ from sync_core.ops.status import explain
 from sync_core.ports.stores import DecisionRecord
 from sync_core.service.retry import process
 from tests.core.conftest import ADELE, Crash, WorkerParts, crm_msg
+from tests.e2e.outlook import MEGAN, series, weekly
 
 START = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=20)
 
@@ -189,16 +190,7 @@ async def test_R3_I1_an_occurrence_edited_in_outlook_reaches_the_crm_as_an_excep
     parts: WorkerParts, graph_emu: GraphEmulator, crm_emu: CrmEmulator
 ) -> None:
     start = START + timedelta(days=3)
-    body = {
-        "subject": "Weekly stand-up",
-        "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
-        "end": {"dateTime": (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
-        "attendees": [{"emailAddress": {"address": "megan@fabrikam.example"}, "type": "required"}],
-        "recurrence": {
-            "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": [start.strftime("%A").lower()]},
-            "range": {"type": "numbered", "startDate": start.date().isoformat(), "numberOfOccurrences": 3},
-        },
-    }
+    body = series("Weekly stand-up", start, timedelta(minutes=30), [MEGAN], weekly(start), 3)
     window = {
         "startDateTime": (start - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "endDateTime": (start + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),

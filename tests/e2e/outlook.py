@@ -1,13 +1,15 @@
 """What an Outlook user does and sees in the end-to-end tests, through the Graph emulator: the request body of
-a meeting or a series, posted to a mailbox, and the events of a mailbox with a subject."""
+a meeting or a series (the worker tests against the emulators post the same bodies), posted to a mailbox, and
+the events of a mailbox with a subject."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from devstack.stack import LocalStack
+if TYPE_CHECKING:
+    from devstack.stack import LocalStack
 
 ADELE = "adele@contoso.example"
 BRUNO = "bruno@contoso.example"

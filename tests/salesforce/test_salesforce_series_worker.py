@@ -26,6 +26,7 @@ from tests.core.conftest import (  # graph_emu and worker_tables: fixtures
     graph_emu,  # noqa: F401
     worker_tables,  # noqa: F401
 )
+from tests.e2e.outlook import MEGAN, series, weekly
 
 START = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=20)
 
@@ -79,16 +80,7 @@ async def test_R3_a_series_its_edited_and_its_deleted_occurrence_reach_salesforc
     salesforce: SalesforceEmulator,
 ) -> None:
     start = START + timedelta(days=3)
-    body = {
-        "subject": "Weekly Salesforce stand-up",
-        "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
-        "end": {"dateTime": (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
-        "attendees": [{"emailAddress": {"address": "megan@fabrikam.example"}, "type": "required"}],
-        "recurrence": {
-            "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": [start.strftime("%A").lower()]},
-            "range": {"type": "numbered", "startDate": start.date().isoformat(), "numberOfOccurrences": 4},
-        },
-    }
+    body = series("Weekly Salesforce stand-up", start, timedelta(minutes=30), [MEGAN], weekly(start), 4)
     window = {
         "startDateTime": (start - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "endDateTime": (start + timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ"),
