@@ -2,7 +2,7 @@
 `/services/data/vXX.X/` routes over the Store, in the documented wire format: `{"id", "errors", "success"}`
 on create, 204 on update and delete, `[{"message", "errorCode"}]` errors, `totalSize`/`done`/`records` with
 `attributes` on queries, upsert by External ID (201 created, 200 updated, 300 several matches), the
-`updated/` and `deleted/` windows (seconds ignored), sObject Collections, `/composite` (composite.py),
+`updated/` and `deleted/` windows (replication.py), sObject Collections, `/composite` (composite.py),
 `Sforce-Limit-Info` on every answer, 403 `REQUEST_LIMIT_EXCEEDED` and 401 `INVALID_SESSION_ID`.
 """
 
@@ -13,12 +13,12 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from devstack.salesforce_emulator import composite
+from devstack.salesforce_emulator import composite, replication
 from devstack.salesforce_emulator.soql import Query, SoqlError, parse, parse_wire_time
 from devstack.salesforce_emulator.store import (
     EXTERNAL_ID_FIELDS,
@@ -27,11 +27,9 @@ from devstack.salesforce_emulator.store import (
     WRITABLE,
     ApiError,
     Store,
-    wire,
 )
 
 BATCH_SIZE = 2000  # records per query answer
-UPDATED_DAYS, DELETED_DAYS = 30, 15
 _SYSTEM = (
     "Id",
     "IsDeleted",
@@ -200,7 +198,7 @@ class SalesforceApi:
             row = self.store.create(obj, await self._body(request), caller=caller)
             return web.json_response({"id": row["Id"], "errors": [], "success": True}, status=201)
         if len(parts) == 3 and parts[2] in ("updated", "deleted") and method == "GET":
-            return self._window(request, obj, parts[2])
+            return replication.window(self.store, self.now(), request.query, obj, parts[2])
         if len(parts) == 3:
             return await self._row(request, version, obj, parts[2], caller)
         if len(parts) == 4:
@@ -364,40 +362,3 @@ class SalesforceApi:
         if rows is None:
             raise ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
         return self._page(version, rows, len(rows))
-
-    # -- replication windows -----------------------------------------------------------------------------
-
-    def _window(self, request: web.Request, obj: str, kind: str) -> web.StreamResponse:
-        try:
-            start = parse_wire_time(request.query["start"]).replace(second=0, microsecond=0)
-            end = parse_wire_time(request.query["end"]).replace(second=0, microsecond=0)
-        except (KeyError, ValueError) as exc:
-            raise ApiError(400, "INVALID_REPLICATION_DATE", "start and end must be dateTimes") from exc
-        now = self.now().replace(second=0, microsecond=0)
-        days = UPDATED_DAYS if kind == "updated" else DELETED_DAYS
-        if end <= start:
-            raise ApiError(400, "INVALID_REPLICATION_DATE", "startDate must chronologically precede endDate")
-        if start < now - timedelta(days=days):
-            raise ApiError(400, "INVALID_REPLICATION_DATE", f"startDate cannot be more than {days} days ago")
-        covered = min(end, now)
-        rows = self.store.objects[obj].values()
-
-        def stamp(row: dict[str, Any]) -> datetime:
-            return parse_wire_time(str(row["SystemModstamp"]))
-
-        if kind == "updated":
-            ids = [r["Id"] for r in rows if not r.get("IsDeleted") and start <= stamp(r) < covered]
-            return web.json_response({"ids": ids, "latestDateCovered": wire(covered)})
-        deleted = [
-            {"id": r["Id"], "deletedDate": r["SystemModstamp"]}
-            for r in rows
-            if r.get("IsDeleted") and start <= stamp(r) < covered
-        ]
-        earliest = now - timedelta(days=DELETED_DAYS)
-        return web.json_response(
-            {
-                "deletedRecords": deleted,
-                "earliestDateAvailable": wire(earliest),
-                "latestDateCovered": wire(covered),
-            }
-        )
