@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from devstack.graph_emulator import GraphEmulator
 from sync_core.adapters.graph.adapter import GraphAdapter
@@ -19,6 +22,7 @@ ALICE_MAIL = "alice@contoso.com"
 BOB_MAIL = "bob@contoso.com"
 ROOM_MAIL = "room.harbour@contoso.com"
 PROP = DEFAULT_EXTENDED_PROPERTY_ID
+GOLDEN = Path(__file__).parent.parent / "fixtures" / "graph"
 
 
 def settings_for(emu: GraphEmulator) -> Settings:
@@ -50,3 +54,27 @@ def meeting(
 
 def at(day: int, hour: int = 9, month: int = 1) -> datetime:
     return datetime(2030, month, day, hour, tzinfo=UTC)
+
+
+def golden_events() -> list[tuple[str, dict[str, Any]]]:
+    """Every event in the golden Graph answers (tests/fixtures/graph/*.json), named by its file and its place
+    in it."""
+    return [
+        (f"{path.stem}-{n}", event)
+        for path in sorted(GOLDEN.glob("*.json"))
+        for n, event in enumerate(events_in(json.loads(path.read_text())))
+    ]
+
+
+def events_in(node: Any) -> list[dict[str, Any]]:
+    """The objects with a subject, a start and an end anywhere in a JSON document, in document order."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if isinstance(node.get("start"), dict) and isinstance(node.get("end"), dict) and "subject" in node:
+            found.append(node)
+        for value in node.values():
+            found += events_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += events_in(value)
+    return found

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
+from graph_support import golden_events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kiota_abstractions.store import BackingStoreSerializationWriterProxyFactory
@@ -33,22 +33,8 @@ from sync_core.domain.model import (
     ShowAs,
 )
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "graph"
 PROP = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name SyncTag"
 TAG = (PROP, "ical:X#v1.abc")
-
-
-def _events(node: Any) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    if isinstance(node, dict):
-        if isinstance(node.get("start"), dict) and isinstance(node.get("end"), dict) and "subject" in node:
-            found.append(node)
-        for value in node.values():
-            found += _events(value)
-    elif isinstance(node, list):
-        for value in node:
-            found += _events(value)
-    return found
 
 
 def _appointment(data: dict[str, Any]) -> Appointment | None:
@@ -62,11 +48,10 @@ def _appointment(data: dict[str, Any]) -> Appointment | None:
 
 def _golden() -> list[Any]:
     out = []
-    for path in sorted(FIXTURES.glob("*.json")):
-        for n, data in enumerate(_events(json.loads(path.read_text()))):
-            appt = _appointment(data)
-            if appt is not None:
-                out.append(pytest.param(appt, id=f"{path.stem}-{n}"))
+    for name, data in golden_events():
+        appt = _appointment(data)
+        if appt is not None:
+            out.append(pytest.param(appt, id=name))
     return out
 
 

@@ -5,17 +5,16 @@ one carrying every property the conversion reads."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from graph_support import golden_events
 from kiota_serialization_json.json_parse_node_factory import JsonParseNodeFactory
 from msgraph.generated.models.event import Event
 
 from sync_core.adapters.graph.convert import event_to_graph_event
 from sync_core.adapters.graph.json_view import JsonView, json_name, parse_datetime
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "graph"
 PROP = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name SyncTag"
 
 FULL: dict[str, Any] = {
@@ -99,24 +98,10 @@ FULL: dict[str, Any] = {
 }
 
 
-def _events(node: Any) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    if isinstance(node, dict):
-        if isinstance(node.get("start"), dict) and isinstance(node.get("end"), dict) and "subject" in node:
-            found.append(node)
-        for value in node.values():
-            found += _events(value)
-    elif isinstance(node, list):
-        for value in node:
-            found += _events(value)
-    return found
-
-
 def _examples() -> list[Any]:
     out = [pytest.param(FULL, id="every-property")]
-    for path in sorted(FIXTURES.glob("*.json")):
-        for n, event in enumerate(_events(json.loads(path.read_text()))):
-            out.append(pytest.param(event, id=f"{path.stem}-{n}"))
+    for name, event in golden_events():
+        out.append(pytest.param(event, id=name))
     return out
 
 
