@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from sync_core.adapters.crm import sidecar
 from sync_core.adapters.crm.dataverse_status import (
     DEFAULT_STATUSES,
     FREE,
@@ -32,7 +33,6 @@ from sync_core.domain.model import (
     AttendeeType,
     CrmRecord,
     Location,
-    Origin,
     Person,
     Response,
     Sensitivity,
@@ -346,13 +346,10 @@ def record_from_row(
         elif show_as is ShowAs.OOF:
             show_as = ShowAs.BUSY
     kept_status = Status(kept["status"]) if kept.get("status") else None
-    sensitivity = Sensitivity(kept.get("sensitivity", Sensitivity.NORMAL.value))
-    if bool(row.get("ismapiprivate")):
-        sensitivity = Sensitivity.PRIVATE
-    elif sensitivity is Sensitivity.PRIVATE:
-        sensitivity = Sensitivity.NORMAL
+    sensitivity = sidecar.sensitivity(kept, bool(row.get("ismapiprivate")))
     appointment = Appointment.model_validate(
-        {
+        sidecar.kept_fields(kept)
+        | {
             "subject": row.get("subject") or "",
             "body": row.get("description") or "",
             "start": start,
@@ -364,17 +361,8 @@ def record_from_row(
             "attendees": tuple(attendees),
             "sensitivity": sensitivity,
             "show_as": show_as,
-            "reminder_minutes": kept.get("reminder_minutes"),
-            "categories": tuple(kept.get("categories") or ()),
-            "online_meeting_url": kept.get("online_meeting_url"),
-            "attachments": tuple(kept.get("attachments") or ()),
             "status": statuses.status_of(statecode, statuscode, kept_status),
-            "kind": kept.get("kind", "meeting"),
-            "origin": kept.get("origin", Origin.CRM.value),
             "cancelled_occurrences": tuple(kept.get("cancelled_occurrences") or ()),
-            "series_ref": kept.get("series_ref"),
-            "original_start": kept.get("original_start"),
-            "crm_fields": tuple(tuple(x) for x in kept.get("crm_fields") or ()),
         }
     )
     return CrmRecord(

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from sync_core.adapters.crm import sidecar
 from sync_core.adapters.crm.salesforce_recurrence import read_series
 from sync_core.adapters.crm.salesforce_wire import (
     EXTERNAL_REF,
@@ -25,11 +26,9 @@ from sync_core.domain.model import (
     AttendeeType,
     CrmRecord,
     Location,
-    Origin,
     Person,
     Recurrence,
     Response,
-    Sensitivity,
     ShowAs,
     Status,
 )
@@ -102,11 +101,7 @@ def record_from_row(
     kept_show = ShowAs(kept.get("show_as", show_as.value))
     if show_as is ShowAs.BUSY and kept_show not in (ShowAs.FREE, ShowAs.OOF):
         show_as = kept_show  # tentative, workingElsewhere, unknown: written as Busy, kept by us
-    sensitivity = Sensitivity(kept.get("sensitivity", Sensitivity.NORMAL.value))
-    if bool(row.get("IsPrivate")):
-        sensitivity = Sensitivity.PRIVATE
-    elif sensitivity is Sensitivity.PRIVATE:
-        sensitivity = Sensitivity.NORMAL
+    sensitivity = sidecar.sensitivity(kept, bool(row.get("IsPrivate")))
     if cancelled_by_us(row):
         status = Status.CANCELLED
     else:
@@ -123,7 +118,8 @@ def record_from_row(
             item_id=crm_id,
         )
     appointment = Appointment.model_validate(
-        {
+        sidecar.kept_fields(kept)
+        | {
             "subject": row.get("Subject") or "",
             "body": row.get("Description") or "",
             "start": start,
@@ -135,18 +131,9 @@ def record_from_row(
             "attendees": tuple(attendees),
             "sensitivity": sensitivity,
             "show_as": show_as,
-            "reminder_minutes": kept.get("reminder_minutes"),
-            "categories": tuple(kept.get("categories") or ()),
-            "online_meeting_url": kept.get("online_meeting_url"),
-            "attachments": tuple(kept.get("attachments") or ()),
             "status": status,
-            "kind": kept.get("kind", "meeting"),
-            "origin": kept.get("origin", Origin.CRM.value),
             "recurrence": recurrence,
             "cancelled_occurrences": cancelled if cancelled is not None and recurrence is not None else (),
-            "series_ref": kept.get("series_ref"),
-            "original_start": kept.get("original_start"),
-            "crm_fields": tuple(tuple(x) for x in kept.get("crm_fields") or ()),
         }
     )
     created_by, updated_by = (str(row.get(k) or "") for k in ("CreatedById", "LastModifiedById"))
