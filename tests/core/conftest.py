@@ -26,7 +26,7 @@ from sync_core.adapters.storage.decisions import DecisionLog
 from sync_core.adapters.storage.deletes import TableDeleteBudget
 from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.adapters.storage.notices import NoticeLedger
-from sync_core.domain.messages import CrmChange
+from sync_core.domain.messages import CrmChange, GraphChange
 from sync_core.domain.policy import load_policy
 from sync_core.service.worker import Worker
 from sync_core.settings import Settings, load_settings
@@ -43,6 +43,17 @@ def crm_msg(crm_id: str, change: str = "created") -> CrmChange:
     """The queue message a CRM webhook for `crm_id` becomes."""
     return CrmChange(
         correlation_id=uuid.uuid4().hex, received_at=datetime.now(UTC), crm_id=crm_id, change_type=change
+    )
+
+
+def graph_msg(event_id: str, change: str = "updated") -> GraphChange:
+    """The queue message a Graph notification about Adele's event `event_id` becomes."""
+    return GraphChange(
+        correlation_id=uuid.uuid4().hex,
+        received_at=datetime.now(UTC),
+        mailbox=ADELE,
+        event_id=event_id,
+        change_type=change,
     )
 
 

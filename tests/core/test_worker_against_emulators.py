@@ -7,7 +7,6 @@ the worker object is thrown away; the retry is a new worker reading only what st
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,13 +20,13 @@ from sync_core.adapters.storage.core import POISON_QUEUE, Storage
 from sync_core.adapters.storage.failures import FailureLedger
 from sync_core.adapters.storage.mappings import MappingStore
 from sync_core.domain.actions import Mapping
-from sync_core.domain.messages import GraphChange, encode
+from sync_core.domain.messages import encode
 from sync_core.domain.model import Appointment, Attendee, Origin, Person, Status
 from sync_core.errors import PolicyError
 from sync_core.ops.status import explain
 from sync_core.ports.stores import DecisionRecord
 from sync_core.service.retry import process
-from tests.core.conftest import ADELE, Crash, WorkerParts, crm_msg
+from tests.core.conftest import ADELE, Crash, WorkerParts, crm_msg, graph_msg
 from tests.e2e.outlook import MEGAN, series, weekly
 
 START = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=20)
@@ -116,13 +115,7 @@ async def test_I3_crash_after_the_crm_create_adopts_the_record_instead_of_creati
     }
     async with httpx.AsyncClient(base_url=graph_emu.base_url, headers={"Authorization": "Bearer t"}) as g:
         event = (await g.post(f"/users/{ADELE}/events", json=body)).raise_for_status().json()
-    msg = GraphChange(
-        correlation_id=uuid.uuid4().hex,
-        received_at=datetime.now(UTC),
-        mailbox=ADELE,
-        event_id=event["id"],
-        change_type="created",
-    )
+    msg = graph_msg(event["id"], "created")
     with pytest.raises(Crash):
         await parts.worker(CrashAfterClaim(parts.tables["Map"])).handle(msg)
 
@@ -198,7 +191,7 @@ async def test_R3_I1_an_occurrence_edited_in_outlook_reaches_the_crm_as_an_excep
     async with httpx.AsyncClient(base_url=graph_emu.base_url, headers={"Authorization": "Bearer t"}) as g:
         master = (await g.post(f"/users/{ADELE}/events", json=body)).raise_for_status().json()
         worker = parts.worker()
-        await worker.handle(_graph_msg(master["id"]))
+        await worker.handle(graph_msg(master["id"]))
         instances = (
             (await g.get(f"/users/{ADELE}/events/{master['id']}/instances", params=window))
             .raise_for_status()
@@ -207,7 +200,7 @@ async def test_R3_I1_an_occurrence_edited_in_outlook_reaches_the_crm_as_an_excep
         second = instances[1]
         patch = {"subject": "Weekly stand-up (moved room)"}
         await g.patch(f"/users/{ADELE}/events/{second['id']}", json=patch)
-    outcome = await worker.handle(_graph_msg(second["id"]))
+    outcome = await worker.handle(graph_msg(second["id"]))
     assert outcome.decision.rule == "R3", outcome.decision.explain()
     store = MappingStore(parts.tables["Map"])
     series_key = await store.find_by_graph(ADELE, master["id"])
@@ -216,13 +209,3 @@ async def test_R3_I1_an_occurrence_edited_in_outlook_reaches_the_crm_as_an_excep
     assert exception["series_ref"] == series_key
     assert datetime.fromisoformat(exception["original_start"]) == start + timedelta(days=7)
     assert records["Weekly stand-up"]["recurrence"] is not None  # the series itself is one record (R1)
-
-
-def _graph_msg(event_id: str) -> GraphChange:
-    return GraphChange(
-        correlation_id=uuid.uuid4().hex,
-        received_at=datetime.now(UTC),
-        mailbox=ADELE,
-        event_id=event_id,
-        change_type="updated",
-    )

@@ -8,32 +8,23 @@ picklist; and the settings, every problem listed at start.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
-from azure.data.tables.aio import TableClient
 
 from devstack.graph_emulator import GraphEmulator
 from devstack.salesforce_emulator import SalesforceEmulator, store
 from sync_core.adapters.crm.salesforce import SalesforceConnector
 from sync_core.adapters.crm.salesforce_wire import FieldProfile
 from sync_core.bootstrap import crm_connector
-from sync_core.domain.messages import CrmChange, GraphChange
 from sync_core.domain.model import Status
 from sync_core.errors import ConfigurationError, NotFoundError, UnprocessableError
 from sync_core.settings import STATUSES, load_settings
-from tests.core.conftest import (  # graph_emu and worker_tables: fixtures
-    ADELE,
-    WorkerParts,
-    graph_emu,  # noqa: F401
-    worker_tables,  # noqa: F401
-)
+from tests.core.conftest import ADELE, WorkerParts, crm_msg, graph_msg
 from tests.crm.test_crm_contract import CrmConnectorContract, make_appointment
 from tests.salesforce.conftest import connect
 
@@ -304,48 +295,14 @@ async def test_the_composition_root_builds_the_connector_with_the_tenants_cancel
 
 
 @pytest.fixture
-async def sf_parts(
-    graph_emu: GraphEmulator,  # noqa: F811
-    backend: SalesforceEmulator,
-    storage_connection_string: str,
-    worker_tables: dict[str, TableClient],  # noqa: F811
-) -> AsyncIterator[WorkerParts]:
-    """tests/core's worker parts with the Salesforce connector (SALESFORCE_CANCEL=delete) as the CRM."""
-    rest = SimpleNamespace(base_url="http://127.0.0.1:9", token="unused")  # the REST CRM's settings, unused
-    parts = WorkerParts(graph_emu, rest, storage_connection_string, worker_tables, {})  # type: ignore[arg-type]
-    await parts.crm.aclose()
-    parts.crm = connect(backend, DELETE)  # type: ignore[assignment]
-    yield parts
-    await parts.crm.aclose()
-    await parts.graph.aclose()
-
-
-def _graph_change(event_id: str, change_type: str) -> GraphChange:
-    return GraphChange.model_validate(
-        {
-            "correlation_id": uuid.uuid4().hex,
-            "received_at": datetime.now(UTC),
-            "mailbox": ADELE,
-            "event_id": event_id,
-            "change_type": change_type,
-        }
-    )
-
-
-def _crm_change(crm_id: str, change_type: str) -> CrmChange:
-    return CrmChange.model_validate(
-        {
-            "correlation_id": uuid.uuid4().hex,
-            "received_at": datetime.now(UTC),
-            "crm_id": crm_id,
-            "change_type": change_type,
-        }
-    )
+def worker_crm(backend: SalesforceEmulator) -> SalesforceConnector:
+    """The worker's CRM (`sf_parts`): the Salesforce connector with SALESFORCE_CANCEL=delete."""
+    return connect(backend, DELETE)
 
 
 async def test_L4_L3_through_the_worker_our_deletion_is_an_echo_and_a_users_deletion_cancels_outlook(
     sf_parts: WorkerParts,
-    graph_emu: GraphEmulator,  # noqa: F811
+    graph_emu: GraphEmulator,
     backend: SalesforceEmulator,
 ) -> None:
     start = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=20)
@@ -363,20 +320,20 @@ async def test_L4_L3_through_the_worker_our_deletion_is_an_echo_and_a_users_dele
                 "attendees": [{"emailAddress": {"address": "megan@fabrikam.example"}, "type": "required"}],
             }
             event = (await g.post(f"/users/{ADELE}/events", json=body)).raise_for_status().json()
-            await worker.handle(_graph_change(event["id"], "created"))
+            await worker.handle(graph_msg(event["id"], "created"))
             (row,) = [r for r in backend.events() if r["Subject"] == subject]
             made.append((event["id"], row["Id"]))
         (ours_event, ours_row), (theirs_event, theirs_row) = made
 
         (await g.delete(f"/users/{ADELE}/events/{ours_event}")).raise_for_status()
-        cancelled = await worker.handle(_graph_change(ours_event, "deleted"))
+        cancelled = await worker.handle(graph_msg(ours_event, "deleted"))
         assert cancelled.decision.rule == "L4", cancelled.decision.explain()
         assert _row(backend, ours_row)["IsDeleted"] is True  # cancel by deletion
-        echo = await worker.handle(_crm_change(ours_row, "deleted"))  # what the feed then brings
+        echo = await worker.handle(crm_msg(ours_row, "deleted"))  # what the feed then brings
         assert echo.decision.rule == "D4" and echo.writes == [], echo.decision.explain()  # read as ours
 
         backend.user_delete(theirs_row)
-        gone = await worker.handle(_crm_change(theirs_row, "deleted"))
+        gone = await worker.handle(crm_msg(theirs_row, "deleted"))
         assert gone.writes == ["cancel_graph:L3"], gone.decision.explain()
         assert "deleted in the CRM" in gone.decision.explain()
         after = await g.get(f"/users/{ADELE}/events/{theirs_event}")

@@ -5,65 +5,27 @@ Salesforce emulator and Azurite (tests/core/conftest.py's worker parts, the CRM 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
-from azure.data.tables.aio import TableClient
 
 from devstack.graph_emulator import GraphEmulator
 from devstack.salesforce_emulator import SalesforceEmulator
 from sync_core.adapters.crm.salesforce import SalesforceConnector
 from sync_core.adapters.storage.mappings import MappingStore
-from sync_core.domain.messages import GraphChange
-from tests.core.conftest import (  # graph_emu and worker_tables: fixtures
-    ADELE,
-    WorkerParts,
-    graph_emu,  # noqa: F401
-    worker_tables,  # noqa: F401
-)
+from tests.core.conftest import ADELE, WorkerParts, graph_msg
 from tests.e2e.outlook import MEGAN, series, weekly
 
 START = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=20)
 
 
-@pytest.fixture(scope="module")
-def salesforce() -> Iterator[SalesforceEmulator]:
-    with SalesforceEmulator() as emu:
-        yield emu
-
-
 @pytest.fixture
-async def sf_parts(
-    graph_emu: GraphEmulator,  # noqa: F811
-    salesforce: SalesforceEmulator,
-    storage_connection_string: str,
-    worker_tables: dict[str, TableClient],  # noqa: F811
-) -> AsyncIterator[WorkerParts]:
-    """The worker parts of tests/core, with the Salesforce connector as the CRM."""
-    salesforce.reset()
-    rest = SimpleNamespace(base_url="http://127.0.0.1:9", token="unused")  # the REST CRM's settings, unused
-    parts = WorkerParts(graph_emu, rest, storage_connection_string, worker_tables, {})  # type: ignore[arg-type]
-    await parts.crm.aclose()
-    parts.crm = SalesforceConnector(  # type: ignore[assignment]
-        salesforce.base_url, client_id=salesforce.client_id, client_secret=salesforce.client_secret
-    )
-    yield parts
-    await parts.crm.aclose()
-    await parts.graph.aclose()
-
-
-def _msg(event_id: str) -> GraphChange:
-    return GraphChange(
-        correlation_id=uuid.uuid4().hex,
-        received_at=datetime.now(UTC),
-        mailbox=ADELE,
-        event_id=event_id,
-        change_type="updated",
+def worker_crm(backend: SalesforceEmulator) -> SalesforceConnector:
+    """The worker's CRM (`sf_parts`): the Salesforce connector, its profile and timeout the defaults."""
+    return SalesforceConnector(
+        backend.base_url, client_id=backend.client_id, client_secret=backend.client_secret
     )
 
 
@@ -76,8 +38,8 @@ def _series(salesforce: SalesforceEmulator) -> tuple[dict[str, Any], list[dict[s
 
 async def test_R3_a_series_its_edited_and_its_deleted_occurrence_reach_salesforce(
     sf_parts: WorkerParts,
-    graph_emu: GraphEmulator,  # noqa: F811
-    salesforce: SalesforceEmulator,
+    graph_emu: GraphEmulator,
+    backend: SalesforceEmulator,
 ) -> None:
     start = START + timedelta(days=3)
     body = series("Weekly Salesforce stand-up", start, timedelta(minutes=30), [MEGAN], weekly(start), 4)
@@ -88,9 +50,9 @@ async def test_R3_a_series_its_edited_and_its_deleted_occurrence_reach_salesforc
     worker = sf_parts.worker()
     async with httpx.AsyncClient(base_url=graph_emu.base_url, headers={"Authorization": "Bearer t"}) as g:
         master = (await g.post(f"/users/{ADELE}/events", json=body)).raise_for_status().json()
-        first = await worker.handle(_msg(master["id"]))
+        first = await worker.handle(graph_msg(master["id"]))
         assert first.decision.rule == "R1", first.decision.explain()
-        head, occurrences = _series(salesforce)
+        head, occurrences = _series(backend)
         assert len(occurrences) == 4 and head["Recurrence2PatternText"].startswith("RRULE:FREQ=WEEKLY")
         instances = (
             (await g.get(f"/users/{ADELE}/events/{master['id']}/instances", params=window))
@@ -98,11 +60,11 @@ async def test_R3_a_series_its_edited_and_its_deleted_occurrence_reach_salesforc
             .json()["value"]
         )
         await g.patch(f"/users/{ADELE}/events/{instances[1]['id']}", json={"subject": "Stand-up (moved)"})
-        edited = await worker.handle(_msg(instances[1]["id"]))
+        edited = await worker.handle(graph_msg(instances[1]["id"]))
         assert edited.decision.rule == "R3", edited.decision.explain()
         await g.delete(f"/users/{ADELE}/events/{instances[2]['id']}")
-        await worker.handle(_msg(master["id"]))  # Graph announces a deleted occurrence on its master
-    head, occurrences = _series(salesforce)
+        await worker.handle(graph_msg(master["id"]))  # Graph announces a deleted occurrence on its master
+    head, occurrences = _series(backend)
     series_key = await MappingStore(sf_parts.tables["Map"]).find_by_graph(ADELE, master["id"])
     assert head["msync_ExternalRef__c"] == series_key
     assert [r["Subject"] for r in occurrences] == [
