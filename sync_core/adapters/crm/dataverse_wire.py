@@ -140,48 +140,9 @@ def parse_time(value: Any) -> datetime | None:
 # -- msync_syncdata: what Dataverse has no column for --------------------------------------------------
 
 
-def _sidecar(appt: Appointment) -> dict[str, Any]:
-    dumped = appt.model_dump(mode="json")
-    people = {
-        a.email: {"name": a.name, "type": a.type.value, "response": a.response.value} for a in appt.attendees
-    }
-    return {
-        "v": 1,
-        "time_zone": appt.time_zone,
-        "reminder_minutes": appt.reminder_minutes,
-        "categories": list(appt.categories),
-        "online_meeting_url": appt.online_meeting_url,
-        "attachments": dumped["attachments"],
-        "sensitivity": appt.sensitivity.value,
-        "show_as": appt.show_as.value,
-        "status": appt.status.value,
-        "kind": appt.kind.value,
-        "origin": appt.origin.value,
-        "organizer": dumped["organizer"],
-        "people": people,
-        "order": [a.email for a in appt.attendees],
-        "locations": dumped["locations"],
-        "location_text": location_text(appt),
-        "cancelled_occurrences": dumped["cancelled_occurrences"],
-        "recurrence": dumped["recurrence"],
-        "series_ref": appt.series_ref,
-        "original_start": dumped["original_start"],
-        "crm_fields": dumped["crm_fields"],
-    }
-
-
 def sync_data(appt: Appointment) -> str:
-    return json.dumps(_sidecar(appt), sort_keys=True, separators=(",", ":"))
-
-
-def _load_sidecar(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, str) or not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return {}  # a CRM user or an import broke it: the native columns alone then
-    return data if isinstance(data, dict) and data.get("v") == 1 else {}
+    data = sidecar.written(appt, location_text(appt)) | {"status": appt.status.value}
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def location_text(appt: Appointment) -> str:
@@ -294,7 +255,7 @@ def record_from_row(
 ) -> CrmRecord:
     """A CrmRecord from an appointment row and its activity parties; native columns win over our sidecar."""
     crm_id = str(row["activityid"])
-    kept = _load_sidecar(row.get(SYNC_DATA))
+    kept = sidecar.load(row.get(SYNC_DATA))
     start, end = parse_time(row.get("scheduledstart")), parse_time(row.get("scheduledend"))
     if start is None or end is None:
         raise UnprocessableError(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sync_core.adapters.crm import sidecar
 from sync_core.adapters.crm.salesforce_recurrence import series_fields
 from sync_core.domain.model import (
     Appointment,
@@ -220,13 +221,13 @@ class FieldProfile:
 
 def cancelled_by_us(row: Mapping[str, Any]) -> bool:
     """A row we deleted to cancel it (its sidecar carries our mark), as against one a user deleted."""
-    return bool(row.get("IsDeleted")) and _load_sidecar(row.get(SYNC_DATA)).get(CANCELLED_MARK) is True
+    return bool(row.get("IsDeleted")) and sidecar.load(row.get(SYNC_DATA)).get(CANCELLED_MARK) is True
 
 
 def mark_cancelled(raw: Any) -> str:
     """The sidecar with our cancel mark, written just before the Event is deleted (an Event a Salesforce
     user made has none yet: the mark alone)."""
-    data = _load_sidecar(raw) or {"v": 1}
+    data = sidecar.load(raw) or {"v": 1}
     return json.dumps(data | {CANCELLED_MARK: True}, sort_keys=True, separators=(",", ":"))
 
 
@@ -250,43 +251,8 @@ def location_text(appt: Appointment) -> str:
 
 
 def sync_data(appt: Appointment) -> str:
-    dumped = appt.model_dump(mode="json")
-    people = {
-        a.email: {"name": a.name, "type": a.type.value, "response": a.response.value} for a in appt.attendees
-    }
-    data = {
-        "v": 1,
-        "time_zone": appt.time_zone,
-        "reminder_minutes": appt.reminder_minutes,
-        "categories": list(appt.categories),
-        "online_meeting_url": appt.online_meeting_url,
-        "attachments": dumped["attachments"],
-        "sensitivity": appt.sensitivity.value,
-        "show_as": appt.show_as.value,
-        "kind": appt.kind.value,
-        "origin": appt.origin.value,
-        "organizer": dumped["organizer"],
-        "people": people,
-        "order": [a.email for a in appt.attendees],
-        "locations": dumped["locations"],
-        "location_text": location_text(appt),
-        "cancelled_occurrences": dumped["cancelled_occurrences"],
-        "recurrence": dumped["recurrence"],
-        "series_ref": appt.series_ref,
-        "original_start": dumped["original_start"],
-        "crm_fields": dumped["crm_fields"],
-    }
+    data = sidecar.written(appt, location_text(appt))
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
-
-
-def _load_sidecar(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, str) or not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return {}  # broken by a CRM user or an import: the native fields alone then
-    return data if isinstance(data, dict) and data.get("v") == 1 else {}
 
 
 # -- the row we write ---------------------------------------------------------------------------------------

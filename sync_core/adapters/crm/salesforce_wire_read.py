@@ -16,7 +16,6 @@ from sync_core.adapters.crm.salesforce_wire import (
     SIDE,
     SYNC_DATA,
     FieldProfile,
-    _load_sidecar,
     cancelled_by_us,
     parse_time,
 )
@@ -49,7 +48,7 @@ def record_from_row(
     cancel it reads as cancelled."""
     profile = profile or FieldProfile()
     crm_id = str(row["Id"])
-    kept = _load_sidecar(row.get(SYNC_DATA))
+    kept = sidecar.load(row.get(SYNC_DATA))
     start, end = parse_time(row.get("StartDateTime")), parse_time(row.get("EndDateTime"))
     if start is None or end is None:
         raise UnprocessableError(
