@@ -275,16 +275,17 @@ def shape(node: Any) -> Any:
     return type(node).__name__
 
 
-class Receiver:
+class Receiver(front_door.Loopback):
     """A loopback endpoint in front of the real door; `answers` are returned first, in order."""
 
+    path = "/api/crm/dataverse/webhook"
+
     def __init__(self, table: TableClient) -> None:
+        super().__init__()
         self.queue = Queue()
         self.table = table
         self.answers: list[int] = []
         self.headers: list[dict[str, str]] = []
-        self.url = ""
-        self._runner: web.AppRunner | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         self.headers.append(dict(request.headers))
@@ -300,21 +301,6 @@ class Receiver:
             now=datetime.now(UTC),
         )
         return web.Response(status=reply.status, text=reply.body, content_type="application/json")
-
-    async def __aenter__(self) -> Receiver:
-        app = web.Application()
-        app.router.add_post("/api/crm/dataverse/webhook", self.handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}/api/crm/dataverse/webhook"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        await self._runner.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -18,21 +18,24 @@ from sync_core.adapters.crm.salesforce_outbound import parse_message
 from sync_core.adapters.storage.replays import ReplayGuard
 from sync_core.domain.model import Appointment
 from sync_core.ingress.salesforce import handle_salesforce_outbound
+from tests.front_door import Loopback
 from tests.salesforce.test_salesforce_outbound import Queue
 
 T0 = datetime(2026, 6, 1, 10, tzinfo=UTC)
 
 
-class Receiver:
+class Receiver(Loopback):
     """A loopback endpoint in front of the real door; `answers` (status, body) are returned first."""
 
+    path = "/api/crm/salesforce/webhook"
+    query = "?code=key"
+
     def __init__(self, table: TableClient) -> None:
+        super().__init__()
         self.queue = Queue()
         self.table = table
         self.answers: list[tuple[int, str]] = []
         self.bodies: list[bytes] = []
-        self.url = ""
-        self._runner: web.AppRunner | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -49,20 +52,6 @@ class Receiver:
             now=datetime.now(UTC),
         )
         return web.Response(status=reply.status, text=reply.body, content_type="text/xml")
-
-    async def __aenter__(self) -> Receiver:
-        app = web.Application()
-        app.router.add_post("/api/crm/salesforce/webhook", self.handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}/api/crm/salesforce/webhook?code=key"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        await self._runner.cleanup()
 
 
 @pytest.fixture(scope="module")
