@@ -20,7 +20,7 @@ import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
 from sync_core.adapters.crm.dataverse_changes import DataverseChanges
-from sync_core.adapters.crm.dataverse_http import _Bearer, _credential
+from sync_core.adapters.crm.dataverse_http import Bearer, app_credential
 from sync_core.adapters.crm.dataverse_series import Series
 from sync_core.adapters.crm.dataverse_status import CANCELED, CLOSED_STATES, FREE, OPEN, StatusMap, state_of
 from sync_core.adapters.crm.dataverse_wire import (
@@ -85,7 +85,7 @@ class DataverseConnector(DataverseChanges):
             headers={"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"},
             timeout=timeout,
             transport=transport,
-            auth=_Bearer(f"{self.org_url}/.default", token=token, credential=credential),
+            auth=Bearer(f"{self.org_url}/.default", token=token, credential=credential),
         )
         self._ttl, self._clock = directory_ttl_s, clock
         self._contacts: dict[str, tuple[Contact | None, float]] = {}
@@ -105,7 +105,7 @@ class DataverseConnector(DataverseChanges):
         statuses = StatusMap.of(settings.dataverse_statuses)
         if settings.dataverse_auth_mode.strip().lower() == "emulator":
             return cls(url, token=EMULATOR_TOKEN, statuses=statuses)
-        return cls(url, credential=_credential(settings), statuses=statuses)
+        return cls(url, credential=app_credential(settings), statuses=statuses)
 
     # -- appointments -------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from sync_core.adapters.crm.dataverse_directory import DataverseDirectory
 from sync_core.adapters.crm.dataverse_errors import EXPIRED_VERSION_STAMP
-from sync_core.adapters.crm.dataverse_http import _ANNOTATIONS
+from sync_core.adapters.crm.dataverse_http import ANNOTATIONS
 from sync_core.adapters.crm.dataverse_series import Series
 from sync_core.adapters.crm.dataverse_series_wire import feed_cursor, feed_links
 from sync_core.adapters.crm.dataverse_wire import APPOINTMENT_COLUMNS, SIDE
@@ -31,7 +31,7 @@ class DataverseChanges(DataverseDirectory):
         starts that feed again with a full read."""
         if limit < 1:
             raise UnprocessableError(f"limit must be at least 1, got {limit}", side=SIDE)
-        prefer = f"odata.track-changes,odata.maxpagesize={min(limit, 5000)},{_ANNOTATIONS}"
+        prefer = f"odata.track-changes,odata.maxpagesize={min(limit, 5000)},{ANNOTATIONS}"
         link, series_link = feed_links(cursor)
         try:
             data = await self._changes(link, prefer)

@@ -23,10 +23,10 @@ from sync_core.settings import Settings
 
 BATCH = 50  # emails or ids per `$filter` of `or`-ed equalities
 _MAX_PAGES = 10_000
-_ANNOTATIONS = f'odata.include-annotations="{FORMATTED},{LOOKUP_LOGICAL_NAME}"'
+ANNOTATIONS = f'odata.include-annotations="{FORMATTED},{LOOKUP_LOGICAL_NAME}"'
 
 
-class _Bearer(httpx.Auth):
+class Bearer(httpx.Auth):
     """A bearer token for `{org}/.default`: a static one (the emulator) or from an azure-identity credential
     (which caches and refreshes it)."""
 
@@ -41,7 +41,7 @@ class _Bearer(httpx.Auth):
         yield request
 
 
-def _credential(settings: Settings) -> AsyncTokenCredential:
+def app_credential(settings: Settings) -> AsyncTokenCredential:
     """The app registration's client credentials, as GRAPH_AUTH_MODE names them (one app, one application
     user in Dataverse)."""
     from azure.identity.aio import CertificateCredential, ClientAssertionCredential, ClientSecretCredential
@@ -116,7 +116,7 @@ class DataverseHttp:
         *,
         item_id: str | None,
         params: Mapping[str, str] | None = None,
-        prefer: str = _ANNOTATIONS,
+        prefer: str = ANNOTATIONS,
     ) -> dict[str, Any]:
         response = await self._request("GET", url, item_id=item_id, params=params, headers={"Prefer": prefer})
         return self._json(response, item_id)
@@ -133,7 +133,7 @@ class DataverseHttp:
                 next_url,
                 item_id=None,
                 params=params if first else None,
-                prefer=f"{_ANNOTATIONS},odata.maxpagesize=500",
+                prefer=f"{ANNOTATIONS},odata.maxpagesize=500",
             )
             first = False
             value = data.get("value")

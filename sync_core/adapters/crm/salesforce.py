@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import httpx
 
 from sync_core.adapters.crm.salesforce_changes import SalesforceChanges
-from sync_core.adapters.crm.salesforce_http import _Session
+from sync_core.adapters.crm.salesforce_http import Session
 from sync_core.adapters.crm.salesforce_wire import CAPABILITIES, FieldProfile
 from sync_core.adapters.crm.salesforce_writes import SalesforceWrites, create_key
 from sync_core.errors import ConfigurationError
@@ -68,7 +68,7 @@ class SalesforceConnector(SalesforceWrites, SalesforceChanges):
             timeout=timeout,
             transport=transport,
         )
-        self._session = _Session(
+        self._session = Session(
             self._client, f"{self.instance_url}/services/oauth2/token", client_id, client_secret
         )
         self._ttl, self._clock, self._now = directory_ttl_s, clock, wall_clock or _system_now

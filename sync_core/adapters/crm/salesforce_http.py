@@ -1,5 +1,6 @@
 """The Salesforce session and request layer: the client-credentials token, one request with its token
-renewal, SOQL paging and the API usage header. I/O side (httpx); errors through salesforce_wire.
+renewal, SOQL paging and the API usage header. I/O side (httpx); errors through salesforce_errors, and
+nothing here reads a status code but the 401 that renews the token once.
 
 Auth: OAuth 2.0 client credentials of an External Client App whose run-as user is an API-only integration
 user (`POST {instance}/services/oauth2/token`); `INVALID_SESSION_ID` gets a new token once, then fails.
@@ -25,7 +26,7 @@ USAGE_WARNING = 0.8
 _MAX_PAGES = 10_000
 
 
-class _Session:
+class Session:
     """An access token from the client-credentials flow, renewed on demand (one renewal at a time)."""
 
     def __init__(self, client: httpx.AsyncClient, token_url: str, client_id: str, secret: str) -> None:
@@ -67,7 +68,7 @@ class SalesforceHttp:
     instance_url: str
     data_path: str
     _client: httpx.AsyncClient
-    _session: _Session
+    _session: Session
     api_usage: tuple[int, int] | None
     calls: int
 
