@@ -81,6 +81,20 @@ def _settle(stack: LocalStack) -> None:
     settle(stack, stack.salesforce.outbound.wait_idle, WAIT)
 
 
+def _made_by_adele(stack: LocalStack, subject: str, day: int, *attendees: Attendee) -> dict[str, Any]:
+    """A Salesforce user (Adele) makes an Event from 9 to 10 on `day`; its row."""
+    return stack.salesforce.user_create(
+        Appointment(
+            subject=subject,
+            start=_at(day, 9),
+            end=_at(day, 10),
+            organizer=Person(email=ADELE, name="Adele Vance"),
+            attendees=attendees,
+        ),
+        created_by=ADELE,
+    )
+
+
 def _sweep(stack: LocalStack) -> None:
     stack.host.invoke_timer("reconcile_sweep").result(timeout=60)
 
@@ -144,15 +158,8 @@ def test_a_salesforce_event_sent_twice_is_one_meeting_and_its_deletion_cancels_i
 ) -> None:
     stack.salesforce.outbound.duplicate = True
     try:
-        made = stack.salesforce.user_create(
-            Appointment(
-                subject="Contoso x Fabrikam kickoff",
-                start=_at(2, 9),
-                end=_at(2, 10),
-                organizer=Person(email=ADELE, name="Adele Vance"),
-                attendees=(Attendee(email=BRUNO, name="Bruno Costa"),),
-            ),
-            created_by=ADELE,
+        made = _made_by_adele(
+            stack, "Contoso x Fabrikam kickoff", 2, Attendee(email=BRUNO, name="Bruno Costa")
         )
         event = wait_for(lambda: events(stack, ADELE, "Contoso x Fabrikam kickoff"), timeout=WAIT)
         assert stack.salesforce.outbound.wait_idle(WAIT)
@@ -215,15 +222,7 @@ def test_403_request_limit_exceeded_is_throttling_and_the_edit_still_reaches_out
 ) -> None:
     """Last in the module: the throttled message waits 300 s invisible in the queue (the allocation refills
     over 24 hours, and Salesforce sends no Retry-After), so the queues do not drain while it waits."""
-    made = stack.salesforce.user_create(
-        Appointment(
-            subject="Board prep",
-            start=_at(3, 9),
-            end=_at(3, 10),
-            organizer=Person(email=ADELE, name="Adele Vance"),
-        ),
-        created_by=ADELE,
-    )
+    made = _made_by_adele(stack, "Board prep", 3)
     wait_for(lambda: events(stack, ADELE, "Board prep"), timeout=WAIT)
     _settle(stack)
 
