@@ -15,6 +15,7 @@ import pytest
 
 from devstack.azurite import Azurite
 from devstack.stack import LocalStack
+from sync_core.adapters.storage.core import BULK_QUEUE, CHANGES_QUEUE
 
 Stack = LocalStack
 T = TypeVar("T")
@@ -58,6 +59,14 @@ def on_container(work: Callable[[Any], Awaitable[T]]) -> T:
             return await work(c)
 
     return asyncio.run(run())
+
+
+def drained() -> bool:
+    """Nothing waits in the sync queues (live and bulk): every change queued so far was handled."""
+    depth = sum(
+        int(on_container(lambda c, q=q: c.storage.queue_depth(q))) for q in (CHANGES_QUEUE, BULK_QUEUE)
+    )
+    return depth == 0
 
 
 def started(stack: LocalStack) -> Iterator[LocalStack]:

@@ -13,10 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from sync_core.adapters.storage.core import BULK_QUEUE, CHANGES_QUEUE
 from sync_core.domain.subscription import SubscriptionRow
 from tests.clock import days_ahead, graph_time
-from tests.e2e.conftest import Stack, on_container, wait_for
+from tests.e2e.conftest import Stack, drained, on_container, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -26,12 +25,6 @@ def _active(mailbox: str) -> list[SubscriptionRow]:
         return [r for r in await c.subscriptions.for_mailbox(mailbox) if r.status == "active"]
 
     return on_container(work)
-
-
-def _queue_depth() -> int:
-    return sum(
-        int(on_container(lambda c, q=q: c.storage.queue_depth(q))) for q in (CHANGES_QUEUE, BULK_QUEUE)
-    )
 
 
 def _event(subject: str, day: int) -> dict[str, Any]:
@@ -132,7 +125,7 @@ def test_reauthorization_required_twice_reauthorizes_once_and_never_also_renews(
             if r["path"].startswith("/subscriptions/") and r["method"] in ("PATCH", "POST")
         ]
 
-    wait_for(lambda: writes() and _queue_depth() == 0, timeout=60)
+    wait_for(lambda: writes() and drained(), timeout=60)
     assert writes() == [("POST", f"/subscriptions/{sub.subscription_id}/reauthorize")]
     (after,) = _active(mailbox)
     assert after.last_reauthorization is not None and after.subscription_id == sub.subscription_id

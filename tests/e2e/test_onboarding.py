@@ -10,20 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from sync_core.adapters.storage.core import BULK_QUEUE, CHANGES_QUEUE
 from tests.clock import days_ahead, graph_time, iso_z
-from tests.e2e.conftest import Stack, on_container, wait_for
+from tests.e2e.conftest import Stack, drained, on_container, wait_for
 
 pytestmark = pytest.mark.e2e
 
 MAILBOX = "chen@contoso.example"
-
-
-def _drained() -> bool:
-    return (
-        sum(int(on_container(lambda c, q=q: c.storage.queue_depth(q))) for q in (CHANGES_QUEUE, BULK_QUEUE))
-        == 0
-    )
 
 
 def _outlook_event_no_notification_announced(stack: Stack, subject: str, start: datetime) -> dict[str, Any]:
@@ -63,7 +55,7 @@ def test_I5_backfill_adopts_an_unlinked_crm_record_whose_external_ref_names_the_
     # The stack subscribed the mailbox, which queued its onboarding backfill (I5): let it finish first, so
     # the backfill this test makes is the one that meets the event and the record below.
     wait_for(lambda: on_container(lambda c: c.mailbox_states.get(MAILBOX)).last_confirmed, timeout=30)
-    wait_for(_drained, timeout=30)
+    wait_for(drained, timeout=30)
     start = days_ahead(8, 9)
     event = _outlook_event_no_notification_announced(stack, subject, start)
     key = "ical:" + event["iCalUId"]
@@ -78,13 +70,13 @@ def test_I5_backfill_adopts_an_unlinked_crm_record_whose_external_ref_names_the_
         external_ref=key,
     )
     assert stack.crm.wait_for_webhooks(30)  # the CRM's own webhook: skipped, the M365 side links (I3)
-    wait_for(_drained, timeout=30)
+    wait_for(drained, timeout=30)
     assert on_container(lambda c: c.mappings.get(key)) is None  # nothing links it yet
     stack.crm.clear_requests()
 
     assert cli.main(["backfill", "--mailbox", MAILBOX, "--wait-seconds", "60"]) == 0
     mapping = wait_for(lambda: on_container(lambda c: c.mappings.get(key)), timeout=30)
-    wait_for(_drained, timeout=30)
+    wait_for(drained, timeout=30)
 
     assert (mapping.crm_id, mapping.graph_event_id) == (record["id"], event["id"])
     assert [a["id"] for a in stack.crm_appointments() if a.get("external_ref") == key] == [record["id"]]

@@ -10,9 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sync_core.adapters.storage.core import BULK_QUEUE, CHANGES_QUEUE
 from tests.clock import days_ahead, graph_time
-from tests.e2e.conftest import Stack, on_container, wait_for
+from tests.e2e.conftest import Stack, drained, on_container, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -34,13 +33,6 @@ def _sweep(stack: Stack) -> None:
     stack.host.invoke_timer("reconcile_sweep").result(timeout=60)
 
 
-def _drained() -> bool:
-    return (
-        sum(int(on_container(lambda c, q=q: c.storage.queue_depth(q))) for q in (CHANGES_QUEUE, BULK_QUEUE))
-        == 0
-    )
-
-
 def _state(mailbox: str) -> Any:
     return on_container(lambda c: c.mailbox_states.get(mailbox))
 
@@ -48,7 +40,7 @@ def _state(mailbox: str) -> Any:
 def test_X2_every_notification_dropped_still_in_sync_after_one_sweep(stack: Stack) -> None:
     mailbox = "bruno@contoso.example"
     _sweep(stack)  # the baseline round of every mailbox
-    wait_for(lambda: _state(mailbox).last_sweep is not None and _drained(), timeout=30)
+    wait_for(lambda: _state(mailbox).last_sweep is not None and drained(), timeout=30)
     admin = stack.graph.admin_url
     httpx.post(
         f"{admin}/faults", json={"mailbox": mailbox, "notify_drop_rate": 1.0}, timeout=10
@@ -64,7 +56,7 @@ def test_X2_every_notification_dropped_still_in_sync_after_one_sweep(stack: Stac
                 if created["id"] in str(n["payload"]) and n.get("error") == "dropped by fault"
             ]
         )
-        assert len(dropped) == 2 and _drained() and _records(stack, "Dropped, then edited") == []
+        assert len(dropped) == 2 and drained() and _records(stack, "Dropped, then edited") == []
 
         _sweep(stack)
 
@@ -87,7 +79,7 @@ def test_X2_L4_a_deletion_whose_notification_was_lost_cancels_the_crm_record_aft
         created = g.post(f"/users/{mailbox}/events", json=_event("Synced, then deleted unheard", 14)).json()
     record = wait_for(lambda: _records(stack, "Synced, then deleted unheard"), timeout=30)[0]
     assert record["status"] != "cancelled"
-    wait_for(_drained, timeout=30)  # the mapping is saved
+    wait_for(drained, timeout=30)  # the mapping is saved
     admin = stack.graph.admin_url
     httpx.post(
         f"{admin}/faults", json={"mailbox": mailbox, "notify_drop_rate": 1.0}, timeout=10
@@ -163,5 +155,5 @@ def test_I5_initial_backfill_is_the_reconciliation_path_and_adopts_instead_of_du
     )  # what the renewal run enqueues when it subscribes a newly enabled mailbox
     on_container(lambda c: c.storage.enqueue(encode(backfill)))
     wait_for(lambda: (s := _state(mailbox)).last_confirmed and s.last_confirmed >= backfill.received_at)
-    wait_for(_drained, timeout=30)
+    wait_for(drained, timeout=30)
     assert len(_records(stack, "Before onboarding")) == 1

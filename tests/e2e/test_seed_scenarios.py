@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Stack, wait_for
+from tests.e2e.conftest import Stack, drained, wait_for
 from tests.e2e.outlook import MEGAN, events, series, weekly
 from tests.e2e.test_crm_to_m365 import _decisions, stack
 
@@ -62,10 +62,8 @@ def _record(stack: Stack, subject: str) -> dict[str, Any]:
 
 def _settled(stack: Stack) -> None:
     """Every webhook the CRM sent so far was delivered, and the queue has drained: the changes are decided."""
-    from tests.e2e.test_reconcile import _drained
-
     assert stack.crm.wait_for_webhooks(timeout=WAIT)
-    wait_for(_drained, timeout=WAIT)
+    wait_for(drained, timeout=WAIT)
 
 
 def _decided_on(stack: Stack, crm_id: str, version: str) -> list[dict[str, Any]]:
@@ -194,7 +192,7 @@ def test_L5_interaction_a_meeting_becomes_an_activity_when_it_ends_with_no_edit(
     worker each mapped meeting that ended since its last run."""
     import time as _time
 
-    from tests.e2e.test_reconcile import _drained, _state, _sweep
+    from tests.e2e.test_reconcile import _state, _sweep
 
     now = datetime.now(UTC)
     end = now + timedelta(seconds=8)
@@ -216,7 +214,7 @@ def test_L5_interaction_a_meeting_becomes_an_activity_when_it_ends_with_no_edit(
     assert record["kind"] == "meeting", record
     swept = datetime.now(UTC)
     _sweep(stack)  # its delta round reads the new meeting once more: still a meeting
-    wait_for(lambda: (_state(ADELE).last_sweep or swept) > swept and _drained(), timeout=WAIT)
+    wait_for(lambda: (_state(ADELE).last_sweep or swept) > swept and drained(), timeout=WAIT)
     assert _record(stack, subject)["kind"] == "meeting"
     _time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()) + 1)  # the meeting ends; nobody edits
 
