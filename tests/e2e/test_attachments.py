@@ -19,7 +19,7 @@ import pytest
 from devstack.azurite import Azurite
 from devstack.stack import LocalStack
 from tests.clock import days_ahead, graph_time
-from tests.e2e.conftest import Stack, wait_for
+from tests.e2e.conftest import Stack, started, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -37,11 +37,7 @@ def stack(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     }
     policy_file = tmp_path_factory.mktemp("policy") / "attachments.json"
     policy_file.write_text(json.dumps(policy))
-    running = LocalStack(azurite=azurite, policy_file=policy_file).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from started(LocalStack(azurite=azurite, policy_file=policy_file))
 
 
 def _meeting(subject: str, day: int, **extra: Any) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from sync_core.adapters import telemetry
 from sync_core.bootstrap import configuration, opened
 from sync_core.ops import cli
 from tests.clock import days_ahead, graph_time
-from tests.e2e.conftest import Stack, wait_for
+from tests.e2e.conftest import Stack, started, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -49,11 +49,7 @@ def stack(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     policy = json.loads((ROOT / "devstack" / "demo-policy.json").read_text())
     policy_file = tmp_path_factory.mktemp("ops-policy") / "policy.json"
     policy_file.write_text(json.dumps(policy | {"private_events": "skip"}))
-    running = LocalStack(azurite=azurite, policy_file=policy_file).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from started(LocalStack(azurite=azurite, policy_file=policy_file))
 
 
 @pytest.fixture
