@@ -17,7 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from devstack.crm_emulator.contract import check_body
-from devstack.crm_emulator.store import MAX_PAGE, ApiError, ChangeEvent, CrmStore
+from devstack.crm_emulator.errors import ApiError
+from devstack.crm_emulator.store import MAX_PAGE, ChangeEvent, CrmStore
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 

@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema_rs
 import yaml
 
-from devstack.crm_emulator.store import ApiError
+from devstack.crm_emulator.errors import ApiError
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "crm-contract.openapi.yaml"
 

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import to_json
 
+from devstack.crm_emulator.errors import ApiError
 from sync_core.domain.model import Appointment
 
 APPOINTMENT_FIELDS = frozenset(Appointment.model_fields)
@@ -26,16 +27,6 @@ MANAGEMENT_MODES = ("outlook_auto_accept", "outlook_moderated", "crm_managed")
 MAX_EMAIL_LENGTH = 320  # the contract's maxLength (RFC 3696's limit)
 MAX_CONTACT_EMAILS = 50
 MAX_PAGE = 1000
-
-
-class ApiError(Exception):
-    """An error the API answers as `{"error": {"code", "message"}}` with `status`."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
