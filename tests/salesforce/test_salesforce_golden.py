@@ -65,23 +65,16 @@ def mask(value: Any, key: str = "") -> Any:
     return value
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[SalesforceEmulator]:
-    with SalesforceEmulator() as emu:
-        yield emu
-
-
 @pytest.fixture
-def client(emulator: SalesforceEmulator) -> Iterator[httpx.Client]:
-    emulator.reset()
+def client(backend: SalesforceEmulator) -> Iterator[httpx.Client]:
     form = {
         "grant_type": "client_credentials",
-        "client_id": emulator.client_id,
-        "client_secret": emulator.client_secret,
+        "client_id": backend.client_id,
+        "client_secret": backend.client_secret,
     }
-    token = httpx.post(f"{emulator.base_url}/services/oauth2/token", data=form).json()["access_token"]
+    token = httpx.post(f"{backend.base_url}/services/oauth2/token", data=form).json()["access_token"]
     with httpx.Client(
-        base_url=emulator.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=5.0
+        base_url=backend.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=5.0
     ) as c:
         yield c
 
@@ -154,11 +147,11 @@ def _window(t: Transcript, emulator_now: datetime) -> str:
     return f"{base}?start={quote(start.strftime(iso), safe='')}&end={quote(end.strftime(iso), safe='')}"
 
 
-def test_get_updated_and_deleted_windows(client: httpx.Client, emulator: SalesforceEmulator) -> None:
+def test_get_updated_and_deleted_windows(client: httpx.Client, backend: SalesforceEmulator) -> None:
     kept = [_event(client, "a"), _event(client, "b"), _event(client, "c")]
     gone = _event(client, "d")
     client.delete(f"/services/data/{API_VERSION}/sobjects/Event/{gone}").raise_for_status()
-    emulator.advance(timedelta(minutes=1))  # whole minutes: the windows ignore seconds
+    backend.advance(timedelta(minutes=1))  # whole minutes: the windows ignore seconds
     now = datetime.now(UTC) + timedelta(minutes=1)
     updated = load("get-updated.http")
     got = expect(replay(client, updated, path=_window(updated, now)), updated)
@@ -212,14 +205,12 @@ COMPOSITE_RELATION = {"Contact": "EventRelation", "AccountId": "EventId", "LastN
 
 
 def test_composite_upsert_then_a_child_that_references_it(
-    client: httpx.Client, emulator: SalesforceEmulator
+    client: httpx.Client, backend: SalesforceEmulator
 ) -> None:
     """The page's Account upsert and Contact create are an Event upsert and an EventRelation create here:
     the invitee names the Event the first subrequest made through `@{NewAccount.id}`."""
     t = load("composite-upsert-and-create.http")
-    emulator.seed(
-        contacts=[{"id": "003000000000HARAAA", "email": "harrison@example.com", "name": "Harrison"}]
-    )
+    backend.seed(contacts=[{"id": "003000000000HARAAA", "email": "harrison@example.com", "name": "Harrison"}])
 
     def relation(text: str) -> str:
         text = re.sub(
@@ -241,4 +232,4 @@ def test_composite_upsert_then_a_child_that_references_it(
         f"/services/data/{API_VERSION}/sobjects/Event/{event}",
         f"/services/data/{API_VERSION}/sobjects/EventRelation/{invitee}",
     ]
-    assert [r["EventId"] for r in emulator.relations(event)] == [event]
+    assert [r["EventId"] for r in backend.relations(event)] == [event]

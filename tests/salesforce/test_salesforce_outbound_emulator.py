@@ -6,7 +6,7 @@ on demand (and queued once), none for a deletion.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -54,53 +54,46 @@ class Receiver(Loopback):
         return web.Response(status=reply.status, text=reply.body, content_type="text/xml")
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[SalesforceEmulator]:
-    with SalesforceEmulator() as emu:
-        yield emu
-
-
 @pytest.fixture
-async def receiver(emulator: SalesforceEmulator, seen: TableClient) -> AsyncIterator[Receiver]:
-    emulator.reset()
+async def receiver(backend: SalesforceEmulator, seen: TableClient) -> AsyncIterator[Receiver]:
     async with Receiver(seen) as r:
-        emulator.outbound.endpoint = r.url
+        backend.outbound.endpoint = r.url
         yield r
-    emulator.outbound.endpoint = None
+    backend.outbound.endpoint = None
 
 
-async def settled(emulator: SalesforceEmulator) -> None:
-    assert await asyncio.to_thread(emulator.outbound.wait_idle, 10.0)
+async def settled(backend: SalesforceEmulator) -> None:
+    assert await asyncio.to_thread(backend.outbound.wait_idle, 10.0)
 
 
-def create(emulator: SalesforceEmulator, subject: str = "Review") -> str:
-    made = emulator.user_create(Appointment(subject=subject, start=T0, end=T0 + timedelta(hours=1)))
+def create(backend: SalesforceEmulator, subject: str = "Review") -> str:
+    made = backend.user_create(Appointment(subject=subject, start=T0, end=T0 + timedelta(hours=1)))
     return str(made["Id"])
 
 
 async def test_a_create_and_an_edit_are_two_notifications_with_the_latest_data_and_two_hints(
-    emulator: SalesforceEmulator, receiver: Receiver
+    backend: SalesforceEmulator, receiver: Receiver
 ) -> None:
-    event = await asyncio.to_thread(create, emulator)
-    await settled(emulator)
-    await asyncio.to_thread(emulator.user_update, event, subject="Moved")
-    await settled(emulator)
+    event = await asyncio.to_thread(create, backend)
+    await settled(backend)
+    await asyncio.to_thread(backend.user_update, event, subject="Moved")
+    await settled(backend)
     assert receiver.queue.ids() == [event, event]
     [first], [second] = (parse_message(b).notifications for b in receiver.bodies)
     assert first.notification_id != second.notification_id
     assert (second.object_type, second.record_id) == ("Event", event)
     assert set(second.fields) == {"Id", "LastModifiedById", "SystemModstamp", "msync_Status__c"}
-    assert second.fields["SystemModstamp"] == emulator.events()[0]["SystemModstamp"]  # the latest data
-    assert [(d.status, d.acked) for d in emulator.outbound.deliveries] == [(200, True), (200, True)]
+    assert second.fields["SystemModstamp"] == backend.events()[0]["SystemModstamp"]  # the latest data
+    assert [(d.status, d.acked) for d in backend.outbound.deliveries] == [(200, True), (200, True)]
 
 
 async def test_an_answer_without_ack_is_retried_with_the_same_notification_id_until_acknowledged(
-    emulator: SalesforceEmulator, receiver: Receiver
+    backend: SalesforceEmulator, receiver: Receiver
 ) -> None:
     receiver.answers = [(503, "busy"), (200, "<not-an-ack/>"), (500, "")]
-    event = await asyncio.to_thread(create, emulator)
-    await settled(emulator)
-    tries = emulator.outbound.deliveries
+    event = await asyncio.to_thread(create, backend)
+    await settled(backend)
+    tries = backend.outbound.deliveries
     assert [(d.attempt, d.status, d.acked) for d in tries] == [
         (1, 503, False),
         (2, 200, False),
@@ -112,28 +105,28 @@ async def test_an_answer_without_ack_is_retried_with_the_same_notification_id_un
 
 
 async def test_a_message_sent_twice_is_acknowledged_twice_and_queued_once(
-    emulator: SalesforceEmulator, receiver: Receiver
+    backend: SalesforceEmulator, receiver: Receiver
 ) -> None:
-    emulator.outbound.duplicate = True
-    event = await asyncio.to_thread(create, emulator)
-    await settled(emulator)
-    deliveries = emulator.outbound.deliveries
+    backend.outbound.duplicate = True
+    event = await asyncio.to_thread(create, backend)
+    await settled(backend)
+    deliveries = backend.outbound.deliveries
     assert [(d.status, d.acked) for d in deliveries] == [(200, True), (200, True)]
     assert len({d.notification_id for d in deliveries}) == 1
     assert receiver.queue.ids() == [event]
 
 
 async def test_a_deletion_sends_nothing_and_a_record_deleted_before_sending_is_sent_without_data(
-    emulator: SalesforceEmulator, receiver: Receiver
+    backend: SalesforceEmulator, receiver: Receiver
 ) -> None:
     receiver.answers = [(503, "busy")]  # the first try fails; the record is deleted before the retry
-    emulator.outbound.first_retry_s = 0.5
+    backend.outbound.first_retry_s = 0.5
     try:
-        event = await asyncio.to_thread(create, emulator)
-        await asyncio.to_thread(emulator.user_delete, event)
-        await settled(emulator)
+        event = await asyncio.to_thread(create, backend)
+        await asyncio.to_thread(backend.user_delete, event)
+        await settled(backend)
     finally:
-        emulator.outbound.first_retry_s = 0.05
+        backend.outbound.first_retry_s = 0.05
     assert len(receiver.bodies) == 2  # the create's message twice: no message for the deletion
     [retried] = parse_message(receiver.bodies[1]).notifications
     assert (retried.record_id, dict(retried.fields)) == (None, {})

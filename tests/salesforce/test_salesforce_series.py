@@ -5,7 +5,7 @@ follows the Change Data Capture guide's "Recurring Activities" example (cited in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
@@ -24,28 +24,16 @@ from sync_core.domain.model import (
 )
 from sync_core.errors import UnprocessableError
 from tests.crm.test_crm_contract import T0, make_appointment
+from tests.salesforce.conftest import connect
 
 PROFILES = {"upsert": FieldProfile.of("standard", (), "msync_Key__c"), "lookup": FieldProfile()}
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[SalesforceEmulator]:
-    with SalesforceEmulator() as emu:
-        yield emu
-
-
 @pytest.fixture(params=sorted(PROFILES))
 async def connector(
-    emulator: SalesforceEmulator, request: pytest.FixtureRequest
+    backend: SalesforceEmulator, request: pytest.FixtureRequest
 ) -> AsyncIterator[SalesforceConnector]:
-    emulator.reset()
-    async with SalesforceConnector(
-        emulator.base_url,
-        client_id=emulator.client_id,
-        client_secret=emulator.client_secret,
-        profile=PROFILES[request.param],
-        timeout=5.0,
-    ) as conn:
+    async with connect(backend, PROFILES[request.param]) as conn:
         yield conn
 
 
@@ -60,8 +48,8 @@ def weekly(count: int = 5, zone: str = "Europe/Paris", **changes: object) -> App
     return make_appointment(recurrence=rec, **changes)
 
 
-def series_rows(emulator: SalesforceEmulator) -> tuple[dict[str, object], list[dict[str, object]]]:
-    rows = emulator.events()
+def series_rows(backend: SalesforceEmulator) -> tuple[dict[str, object], list[dict[str, object]]]:
+    rows = backend.events()
     (head,) = [r for r in rows if r["GroupEventType"] == "3"]
     occurrences = sorted(
         (r for r in rows if r["ActivityRecurrence2Id"] == head["ActivityRecurrence2Id"] and r is not head),
@@ -71,12 +59,12 @@ def series_rows(emulator: SalesforceEmulator) -> tuple[dict[str, object], list[d
 
 
 async def test_R3_a_series_is_written_with_its_rrule_and_reads_back_exactly(
-    connector: SalesforceConnector, emulator: SalesforceEmulator
+    connector: SalesforceConnector, backend: SalesforceEmulator
 ) -> None:
     appt = weekly()
     made = await connector.create_appointment(appt, idempotency_key="k", external_ref="series-1")
     assert made.appointment == appt
-    head, occurrences = series_rows(emulator)
+    head, occurrences = series_rows(backend)
     assert head["IsRecurrence2"] is True and head["Recurrence2PatternVersion"] == "1"
     assert head["Recurrence2PatternText"] == "RRULE:FREQ=WEEKLY;BYDAY=MO;WKST=SU;INTERVAL=1;COUNT=5"
     assert head["Recurrence2PatternTimeZone"] == "Europe/Paris"
@@ -109,7 +97,7 @@ async def test_R3_a_windows_zone_name_and_a_start_before_the_first_occurrence_ar
 
 
 async def test_R3_one_occurrence_cancelled_is_its_occurrence_row_deleted(
-    connector: SalesforceConnector, emulator: SalesforceEmulator
+    connector: SalesforceConnector, backend: SalesforceEmulator
 ) -> None:
     made = await connector.create_appointment(weekly(), idempotency_key="k", external_ref="m")
     cursor = (await connector.list_changed(None)).cursor
@@ -119,18 +107,18 @@ async def test_R3_one_occurrence_cancelled_is_its_occurrence_row_deleted(
         made.crm_id, cancelled, fields=["cancelled_occurrences"], expected_version=made.version
     )
     assert updated.appointment.cancelled_occurrences == (third,)
-    _, occurrences = series_rows(emulator)
+    _, occurrences = series_rows(backend)
     assert [r["StartDateTime"] for r in occurrences] == [
         f"2026-03-{d:02d}T09:30:00.000+0000" for d in (2, 9, 23)
     ] + ["2026-03-30T08:30:00.000+0000"]
-    emulator.user_delete(str(occurrences[0]["Id"]))  # a CRM user deletes the first occurrence
+    backend.user_delete(str(occurrences[0]["Id"]))  # a CRM user deletes the first occurrence
     page = await connector.list_changed(cursor)
     assert [r.crm_id for r in page.records] == [made.crm_id] and page.deleted_ids == ()
     assert page.records[0].appointment.cancelled_occurrences == (T0, third)
 
 
 async def test_R3_an_exception_is_its_occurrence_row_edited(
-    connector: SalesforceConnector, emulator: SalesforceEmulator
+    connector: SalesforceConnector, backend: SalesforceEmulator
 ) -> None:
     series = await connector.create_appointment(weekly(), idempotency_key="k", external_ref="series-1")
     second = T0 + timedelta(days=7)
@@ -143,14 +131,14 @@ async def test_R3_an_exception_is_its_occurrence_row_edited(
     )
     made = await connector.create_appointment(moved, idempotency_key="x", external_ref="series-1|2")
     assert made.appointment == moved
-    _, occurrences = series_rows(emulator)
+    _, occurrences = series_rows(backend)
     row = next(r for r in occurrences if r["Id"] == made.crm_id)
     assert row["IsRecurrence2Exception"] is True and row["Subject"] == "Quarterly review (moved)"
     assert sum(1 for r in occurrences if r["Subject"] == "Quarterly review") == 4
     assert await connector.create_appointment(moved, idempotency_key="x", external_ref="series-1|2") == made
     renamed = series.appointment.model_copy(update={"subject": "Weekly review"})
     await connector.update_appointment(series.crm_id, renamed, fields=["subject"], expected_version=None)
-    _, occurrences = series_rows(emulator)
+    _, occurrences = series_rows(backend)
     assert (
         sorted(str(r["Subject"]) for r in occurrences) == ["Quarterly review (moved)"] + ["Weekly review"] * 4
     )
@@ -164,7 +152,7 @@ async def test_R3_an_exception_is_its_occurrence_row_edited(
 
 
 async def test_R3_a_new_pattern_recreates_the_occurrences_and_the_series_is_deleted_whole(
-    connector: SalesforceConnector, emulator: SalesforceEmulator
+    connector: SalesforceConnector, backend: SalesforceEmulator
 ) -> None:
     made = await connector.create_appointment(weekly(), idempotency_key="k", external_ref="m")
     longer = weekly(count=8)
@@ -173,9 +161,9 @@ async def test_R3_a_new_pattern_recreates_the_occurrences_and_the_series_is_dele
     )
     assert updated.appointment.recurrence == longer.recurrence
     assert updated.appointment.cancelled_occurrences == ()  # rows the new pattern replaced are not cancelled
-    assert len(series_rows(emulator)[1]) == 8
+    assert len(series_rows(backend)[1]) == 8
     await connector.delete_appointment(made.crm_id)
-    assert emulator.events() == []
+    assert backend.events() == []
 
 
 async def test_a_recurring_event_holds_at_most_100_invitees_and_a_cancel_is_our_status(
@@ -198,18 +186,17 @@ async def test_a_series_never_becomes_a_single_event_by_an_update(connector: Sal
         await connector.update_appointment(made.crm_id, single, fields=["recurrence"], expected_version=None)
 
 
-def test_the_emulator_expands_the_documented_series_example(emulator: SalesforceEmulator) -> None:
+def test_the_emulator_expands_the_documented_series_example(backend: SalesforceEmulator) -> None:
     """The Change Data Capture guide's "Recurring Activities" example: RRULE:FREQ=WEEKLY;INTERVAL=1;BYDAY=MO;
     COUNT=13 makes the series record (GroupEventType 3, Recurrence2PatternVersion 1) and one Event record per
     occurrence, all with one ActivityRecurrence2Id (https://developer.salesforce.com/docs/atlas.en-us.234.0.
     change_data_capture.meta/change_data_capture/cdc_standard_objects_task_event_recurring.htm)."""
-    emulator.reset()
     token = httpx.post(
-        f"{emulator.base_url}/services/oauth2/token",
+        f"{backend.base_url}/services/oauth2/token",
         data={
             "grant_type": "client_credentials",
-            "client_id": emulator.client_id,
-            "client_secret": emulator.client_secret,
+            "client_id": backend.client_id,
+            "client_secret": backend.client_secret,
         },
     ).json()["access_token"]
     body = {
@@ -220,10 +207,10 @@ def test_the_emulator_expands_the_documented_series_example(emulator: Salesforce
         "Recurrence2PatternText": "RRULE:FREQ=WEEKLY;INTERVAL=1;BYDAY=MO;COUNT=13",
         "Recurrence2PatternTimeZone": "America/Los_Angeles",
     }
-    url = f"{emulator.base_url}/services/data/{API_VERSION}/sobjects/Event/"
+    url = f"{backend.base_url}/services/data/{API_VERSION}/sobjects/Event/"
     headers = {"Authorization": f"Bearer {token}"}
     assert httpx.post(url, json=body, headers=headers).status_code == 201
-    head, occurrences = series_rows(emulator)
+    head, occurrences = series_rows(backend)
     assert head["Recurrence2PatternVersion"] == "1" and str(head["ActivityRecurrence2Id"]).startswith("828")
     assert len(occurrences) == 13 and {r["GroupEventType"] for r in occurrences} == {"0"}
     assert occurrences[-1]["StartDateTime"] == "2019-11-04T20:00:00.000+0000"  # 12:00 in LA, after DST ends
@@ -234,7 +221,7 @@ def test_the_emulator_expands_the_documented_series_example(emulator: Salesforce
 
 
 async def test_R3_a_series_a_crm_user_made_reads_as_one_record_with_its_pattern(
-    connector: SalesforceConnector, emulator: SalesforceEmulator
+    connector: SalesforceConnector, backend: SalesforceEmulator
 ) -> None:
     body = {
         "Subject": "Product Planning",
@@ -255,20 +242,20 @@ async def test_R3_a_series_a_crm_user_made_reads_as_one_record_with_its_pattern(
     )
     assert rec.range.number_of_occurrences == 13 and rec.range.time_zone == "America/Los_Angeles"
     assert record.appointment.time_zone == "America/Los_Angeles"  # the series' zone, as Outlook will show it
-    _, occurrences = series_rows(emulator)
-    emulator.user_update(str(occurrences[1]["Id"]), subject="Planning (moved)")  # a CRM user's exception
+    _, occurrences = series_rows(backend)
+    backend.user_update(str(occurrences[1]["Id"]), subject="Planning (moved)")  # a CRM user's exception
     again = await connector.list_changed(page.cursor)
     assert [r.crm_id for r in again.records] == [record.crm_id]  # news of the series, never a new record
 
 
 async def test_R3_I3_an_exception_whose_write_stopped_after_our_keys_is_made_whole_on_retry(
-    connector: SalesforceConnector, emulator: SalesforceEmulator
+    connector: SalesforceConnector, backend: SalesforceEmulator
 ) -> None:
     await connector.create_appointment(weekly(), idempotency_key="k", external_ref="series-1")
-    _, occurrences = series_rows(emulator)
+    _, occurrences = series_rows(backend)
     second = occurrences[1]
     keys = {"msync_ExternalRef__c": "series-1|2", connector.profile.create_key_field: create_key("x")}
-    emulator.user_update(str(second["Id"]), **keys)  # the first write of the exception, then a crash
+    backend.user_update(str(second["Id"]), **keys)  # the first write of the exception, then a crash
     start = T0 + timedelta(days=7)
     moved = make_appointment(
         subject="Moved",
