@@ -10,7 +10,7 @@ import base64
 import binascii
 import secrets
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,14 +18,12 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import to_json
 
+from devstack.crm_emulator.directory import Directory
 from devstack.crm_emulator.errors import ApiError
 from sync_core.domain.model import Appointment
 
 APPOINTMENT_FIELDS = frozenset(Appointment.model_fields)
 META_FIELDS = ("id", "version", "external_ref", "created_by", "updated_by", "mailbox_hint", "updated_at")
-MANAGEMENT_MODES = ("outlook_auto_accept", "outlook_moderated", "crm_managed")
-MAX_EMAIL_LENGTH = 320  # the contract's maxLength (RFC 3696's limit)
-MAX_CONTACT_EMAILS = 50
 MAX_PAGE = 1000
 
 
@@ -104,7 +102,7 @@ def _version_key(attachment: Mapping[str, Any]) -> tuple[str, str, int]:
     )
 
 
-class CrmStore:
+class CrmStore(Directory):
     """Appointments, tombstones and the directory of one emulated CRM."""
 
     def __init__(self) -> None:
@@ -338,81 +336,3 @@ class CrmStore:
                 "appointments": [dict(r) for r in self._rows.values()],
                 "deleted_ids": list(self._tombstones),
             }
-
-    # -- directory ------------------------------------------------------------------------------
-
-    def seed(
-        self,
-        *,
-        users: Iterable[Mapping[str, Any]] = (),
-        contacts: Iterable[Mapping[str, Any]] = (),
-        spaces: Iterable[Mapping[str, Any]] = (),
-    ) -> None:
-        """Add or replace (by id) users, contacts and spaces; a missing id is generated."""
-        with self._lock:
-            for u in users:
-                self._put(self.users, "usr", u, required=("email",), optional={"name": "", "mailbox": None})
-            for c in contacts:
-                self._put(self.contacts, "con", c, required=("email",), optional={"name": ""})
-            for s in spaces:
-                mode = s.get("management_mode", "outlook_auto_accept")
-                if mode not in MANAGEMENT_MODES:
-                    raise ApiError(
-                        422, "invalid_space", f"management_mode {mode!r} not in {MANAGEMENT_MODES}"
-                    )
-                self._put(
-                    self.spaces,
-                    "spc",
-                    s,
-                    required=("name",),
-                    optional={"room_mailbox": None, "management_mode": "outlook_auto_accept"},
-                )
-
-    def _put(
-        self,
-        table: dict[str, dict[str, Any]],
-        prefix: str,
-        item: Mapping[str, Any],
-        *,
-        required: tuple[str, ...],
-        optional: Mapping[str, Any],
-    ) -> None:
-        missing = [k for k in required if not item.get(k)]
-        if missing:
-            raise ApiError(422, "invalid_seed", f"{prefix} item lacks {', '.join(missing)}: {dict(item)}")
-        row_id = str(item.get("id") or self._next_id(prefix))
-        row = {
-            "id": row_id,
-            **{k: item[k] for k in required},
-            **{k: item.get(k, d) for k, d in optional.items()},
-        }
-        if "email" in row:
-            row["email"] = str(row["email"]).strip().lower()
-        table[row_id] = row
-
-    def find_contacts(self, emails: list[str]) -> list[dict[str, Any]]:
-        if not emails:
-            raise ApiError(400, "email_required", "give at least one `email` parameter")
-        if len(emails) > MAX_CONTACT_EMAILS:
-            raise ApiError(400, "too_many_emails", f"at most {MAX_CONTACT_EMAILS} `email` parameters")
-        if any(len(e) > MAX_EMAIL_LENGTH for e in emails):
-            raise ApiError(400, "email_too_long", f"an `email` is at most {MAX_EMAIL_LENGTH} characters")
-        wanted = {e.strip().lower() for e in emails}
-        with self._lock:
-            out: dict[str, dict[str, Any]] = {}
-            for contact in self.contacts.values():
-                if contact["email"] in wanted:
-                    out.setdefault(contact["email"], dict(contact))
-            return list(out.values())
-
-    def page(self, table_name: str, cursor: str | None, limit: int) -> dict[str, Any]:
-        """`{<table_name>: [...], next_cursor}` for users or spaces; the cursor is an offset."""
-        if cursor and not (cursor.isascii() and cursor.isdigit()):
-            raise ApiError(400, "invalid_cursor", f"{cursor!r} is not a cursor this CRM issued")
-        start = int(cursor or 0)
-        with self._lock:
-            table = self.users if table_name == "users" else self.spaces
-            rows = [dict(r) for r in table.values()]
-        chunk = rows[start : start + limit]
-        nxt = str(start + limit) if start + limit < len(rows) else None
-        return {table_name: chunk, "next_cursor": nxt}
