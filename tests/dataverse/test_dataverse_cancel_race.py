@@ -8,10 +8,7 @@ other race of a two-request write: a confirmed create cut short between its requ
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-
-import pytest
 
 from devstack.dataverse_emulator import DataverseEmulator
 from sync_core.adapters.crm.dataverse import DataverseConnector
@@ -24,27 +21,14 @@ from tests.crm.test_crm_contract import make_appointment
 NOW = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[DataverseEmulator]:
-    with DataverseEmulator() as running:
-        yield running
-
-
-@pytest.fixture
-async def connector(emulator: DataverseEmulator) -> AsyncIterator[DataverseConnector]:
-    emulator.reset()
-    async with DataverseConnector(emulator.base_url, token=emulator.token, timeout=5.0) as conn:
-        yield conn
-
-
 async def test_L3_D4_a_users_cancel_is_not_taken_for_our_echo_after_we_write_to_the_cancelled_row(
-    connector: DataverseConnector, emulator: DataverseEmulator
+    connector: DataverseConnector, backend: DataverseEmulator
 ) -> None:
     made = make_appointment()
     created = await connector.create_appointment(made, idempotency_key="race", external_ref="race")
     mapping = after_crm_write(Mapping(meeting_key="race", snapshot=made), created, NOW, made)
 
-    emulator.user_cancel(created.crm_id)  # the CRM user's cancel: its webhook is on its way
+    backend.user_cancel(created.crm_id)  # the CRM user's cancel: its webhook is on its way
     cancelled = await connector.get_appointment(created.crm_id)
     assert cancelled is not None and cancelled.appointment.status is Status.CANCELLED
     # Meanwhile an attendee's answer arrives from Outlook and the engine writes it to the record as read
@@ -56,7 +40,7 @@ async def test_L3_D4_a_users_cancel_is_not_taken_for_our_echo_after_we_write_to_
             )
         }
     )
-    before = len(emulator.requests)
+    before = len(backend.requests)
     record = await connector.update_appointment(
         created.crm_id, answered, fields=["attendees"], expected_version=cancelled.version
     )
@@ -65,14 +49,14 @@ async def test_L3_D4_a_users_cancel_is_not_taken_for_our_echo_after_we_write_to_
     read = await connector.get_appointment(created.crm_id)  # what the cancel's webhook makes the worker read
     assert read is not None and read.appointment.status is Status.CANCELLED
     assert not is_echo(mapping.crm_receipt, read.crm_id, read.version, read.appointment, mapping.snapshot)
-    assert [r.method for r in emulator.requests[before:] if r.method != "GET"] == []  # no reopen-write-cancel
+    assert [r.method for r in backend.requests[before:] if r.method != "GET"] == []  # no reopen-write-cancel
 
 
 async def test_a_write_that_uncancels_a_row_reopens_it_and_a_completed_row_is_written(
-    connector: DataverseConnector, emulator: DataverseEmulator
+    connector: DataverseConnector, backend: DataverseEmulator
 ) -> None:
     created = await connector.create_appointment(make_appointment(), idempotency_key="u", external_ref="u")
-    emulator.user_cancel(created.crm_id)
+    backend.user_cancel(created.crm_id)
     back = await connector.update_appointment(
         created.crm_id,
         make_appointment(status=Status.CONFIRMED, subject="back on"),
@@ -80,17 +64,17 @@ async def test_a_write_that_uncancels_a_row_reopens_it_and_a_completed_row_is_wr
         expected_version=None,
     )
     assert back.appointment.status is Status.CONFIRMED and back.appointment.subject == "back on"
-    emulator.user_update(created.crm_id, statecode=1, statuscode=3)  # Completed
+    backend.user_update(created.crm_id, statecode=1, statuscode=3)  # Completed
     done = await connector.update_appointment(
         created.crm_id, make_appointment(subject="minutes added"), fields=["subject"], expected_version=None
     )
     assert done.appointment.subject == "minutes added"
-    row = next(r for r in emulator.appointments() if r["activityid"] == created.crm_id)
+    row = next(r for r in backend.appointments() if r["activityid"] == created.crm_id)
     assert row["statecode"] == 1  # completed again after the write
 
 
 async def test_I3_a_create_cut_short_between_its_two_requests_is_finished_by_its_retry(
-    connector: DataverseConnector, emulator: DataverseEmulator
+    connector: DataverseConnector, backend: DataverseEmulator
 ) -> None:
     """A confirmed create is two requests (statecode is not valid on create); a crash between them leaves
     our row Open. The retry, answered 412 by the same activityid, finishes our own create."""
@@ -104,12 +88,12 @@ async def test_I3_a_create_cut_short_between_its_two_requests_is_finished_by_its
 
 
 async def test_I3_a_retried_create_leaves_a_row_a_crm_user_changed_as_it_is(
-    connector: DataverseConnector, emulator: DataverseEmulator
+    connector: DataverseConnector, backend: DataverseEmulator
 ) -> None:
     first = await connector.create_appointment(
         make_appointment(status=Status.TENTATIVE), idempotency_key="cut", external_ref="cut"
     )
-    emulator.user_update(first.crm_id, subject="Moved by a CRM user", updated_by="ana@contoso.example")
+    backend.user_update(first.crm_id, subject="Moved by a CRM user", updated_by="ana@contoso.example")
     again = await connector.create_appointment(
         make_appointment(status=Status.CONFIRMED), idempotency_key="cut", external_ref="cut"
     )
