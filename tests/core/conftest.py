@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from azure.data.tables.aio import TableClient
 
@@ -55,6 +56,17 @@ def graph_msg(event_id: str, change: str = "updated") -> GraphChange:
         event_id=event_id,
         change_type=change,
     )
+
+
+async def instances(g: httpx.AsyncClient, master_id: str, start: datetime, days: int) -> list[dict[str, Any]]:
+    """The occurrences of Adele's series `master_id` from the day before `start` to `days` after it, as the
+    Graph emulator (client `g`) lists them."""
+    window = {
+        "startDateTime": (start - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "endDateTime": (start + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    answer = await g.get(f"/users/{ADELE}/events/{master_id}/instances", params=window)
+    return list(answer.raise_for_status().json()["value"])
 
 
 class WorkerParts:

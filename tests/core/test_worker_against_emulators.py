@@ -26,7 +26,7 @@ from sync_core.errors import PolicyError
 from sync_core.ops.status import explain
 from sync_core.ports.stores import DecisionRecord
 from sync_core.service.retry import process
-from tests.core.conftest import ADELE, Crash, WorkerParts, crm_msg, graph_msg
+from tests.core.conftest import ADELE, Crash, WorkerParts, crm_msg, graph_msg, instances
 from tests.e2e.outlook import MEGAN, series, weekly
 
 START = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=20)
@@ -184,20 +184,12 @@ async def test_R3_I1_an_occurrence_edited_in_outlook_reaches_the_crm_as_an_excep
 ) -> None:
     start = START + timedelta(days=3)
     body = series("Weekly stand-up", start, timedelta(minutes=30), [MEGAN], weekly(start), 3)
-    window = {
-        "startDateTime": (start - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "endDateTime": (start + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
     async with httpx.AsyncClient(base_url=graph_emu.base_url, headers={"Authorization": "Bearer t"}) as g:
         master = (await g.post(f"/users/{ADELE}/events", json=body)).raise_for_status().json()
         worker = parts.worker()
         await worker.handle(graph_msg(master["id"]))
-        instances = (
-            (await g.get(f"/users/{ADELE}/events/{master['id']}/instances", params=window))
-            .raise_for_status()
-            .json()["value"]
-        )
-        second = instances[1]
+        in_outlook = await instances(g, master["id"], start, 30)
+        second = in_outlook[1]
         patch = {"subject": "Weekly stand-up (moved room)"}
         await g.patch(f"/users/{ADELE}/events/{second['id']}", json=patch)
     outcome = await worker.handle(graph_msg(second["id"]))

@@ -15,7 +15,7 @@ from devstack.graph_emulator import GraphEmulator
 from devstack.salesforce_emulator import SalesforceEmulator
 from sync_core.adapters.crm.salesforce import SalesforceConnector
 from sync_core.adapters.storage.mappings import MappingStore
-from tests.core.conftest import ADELE, WorkerParts, graph_msg
+from tests.core.conftest import ADELE, WorkerParts, graph_msg, instances
 from tests.e2e.outlook import MEGAN, series, weekly
 
 START = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=20)
@@ -43,10 +43,6 @@ async def test_R3_a_series_its_edited_and_its_deleted_occurrence_reach_salesforc
 ) -> None:
     start = START + timedelta(days=3)
     body = series("Weekly Salesforce stand-up", start, timedelta(minutes=30), [MEGAN], weekly(start), 4)
-    window = {
-        "startDateTime": (start - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "endDateTime": (start + timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
     worker = sf_parts.worker()
     async with httpx.AsyncClient(base_url=graph_emu.base_url, headers={"Authorization": "Bearer t"}) as g:
         master = (await g.post(f"/users/{ADELE}/events", json=body)).raise_for_status().json()
@@ -54,15 +50,11 @@ async def test_R3_a_series_its_edited_and_its_deleted_occurrence_reach_salesforc
         assert first.decision.rule == "R1", first.decision.explain()
         head, occurrences = _series(backend)
         assert len(occurrences) == 4 and head["Recurrence2PatternText"].startswith("RRULE:FREQ=WEEKLY")
-        instances = (
-            (await g.get(f"/users/{ADELE}/events/{master['id']}/instances", params=window))
-            .raise_for_status()
-            .json()["value"]
-        )
-        await g.patch(f"/users/{ADELE}/events/{instances[1]['id']}", json={"subject": "Stand-up (moved)"})
-        edited = await worker.handle(graph_msg(instances[1]["id"]))
+        in_outlook = await instances(g, master["id"], start, 40)
+        await g.patch(f"/users/{ADELE}/events/{in_outlook[1]['id']}", json={"subject": "Stand-up (moved)"})
+        edited = await worker.handle(graph_msg(in_outlook[1]["id"]))
         assert edited.decision.rule == "R3", edited.decision.explain()
-        await g.delete(f"/users/{ADELE}/events/{instances[2]['id']}")
+        await g.delete(f"/users/{ADELE}/events/{in_outlook[2]['id']}")
         await worker.handle(graph_msg(master["id"]))  # Graph announces a deleted occurrence on its master
     head, occurrences = _series(backend)
     series_key = await MappingStore(sf_parts.tables["Map"]).find_by_graph(ADELE, master["id"])
