@@ -37,6 +37,7 @@ from sync_core.adapters.crm.dataverse_wire import (
     parties,
     party_key,
     record_from_row,
+    refuse_stale,
     refuse_unholdable,
     same_column,
 )
@@ -259,12 +260,7 @@ class DataverseConnector(DataverseChanges):
         if row is None:
             raise NotFoundError(f"appointment With Id = {guid} Does Not Exist", side=SIDE, item_id=crm_id)
         current = (await self._records([row]))[0]
-        if expected_version is not None and current.version != expected_version:
-            raise ConcurrencyError(
-                "The version of the existing record doesn't match the RowVersion property provided.",
-                side=SIDE,
-                item_id=crm_id,
-            )
+        refuse_stale(current, expected_version, item_id=crm_id)
         merged = current.appointment.model_copy(update={f: getattr(appointment, f) for f in names})
         refuse_unholdable(merged, item_id=crm_id)
         payload = {k: v for k, v in columns(merged, None).items() if not same_column(row.get(k), v, k)}

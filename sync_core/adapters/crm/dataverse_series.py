@@ -35,6 +35,7 @@ from sync_core.adapters.crm.dataverse_wire import (
     odata_string,
     parties,
     party_key,
+    refuse_stale,
     same_column,
     wire_time,
 )
@@ -288,12 +289,7 @@ class Series:
         """Only the columns that differ (W4); `expected_version` is checked against the series' version and
         its ETag sent as If-Match. A new pattern is written as it is: Dataverse expands the series again."""
         current = await self.record(row)
-        if expected_version is not None and current.version != expected_version:
-            raise ConcurrencyError(
-                "The version of the existing record doesn't match the RowVersion property provided.",
-                side=SIDE,
-                item_id=guid,
-            )
+        refuse_stale(current, expected_version, item_id=guid)
         merged = current.appointment.model_copy(update={f: getattr(appt, f) for f in names})
         if merged.recurrence is None:
             raise UnprocessableError(

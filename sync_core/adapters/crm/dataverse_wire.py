@@ -39,9 +39,7 @@ from sync_core.domain.model import (
     ShowAs,
     Status,
 )
-from sync_core.errors import (
-    UnprocessableError,
-)
+from sync_core.errors import ConcurrencyError, UnprocessableError
 from sync_core.ports.crm import CrmCapabilities
 
 SIDE = "crm"
@@ -165,6 +163,17 @@ def refuse_unholdable(appt: Appointment, *, item_id: str | None, series: bool = 
     if len(appt.subject) > SUBJECT_MAX:
         raise UnprocessableError(
             f"Dataverse appointment.subject holds at most {SUBJECT_MAX} characters, got {len(appt.subject)}",
+            side=SIDE,
+            item_id=item_id,
+        )
+
+
+def refuse_stale(current: CrmRecord, expected_version: str | None, *, item_id: str) -> None:
+    """ConcurrencyError, in the Web API's words, when the record is no longer at `expected_version` (None:
+    any version)."""
+    if expected_version is not None and current.version != expected_version:
+        raise ConcurrencyError(
+            "The version of the existing record doesn't match the RowVersion property provided.",
             side=SIDE,
             item_id=item_id,
         )
