@@ -18,12 +18,12 @@ from devstack.graph_emulator.admin import admin_routes
 from devstack.graph_emulator.attachments_api import AttachmentsApi, attach, new_attachment
 from devstack.graph_emulator.clock import Clock
 from devstack.graph_emulator.errors import error_body
-from devstack.graph_emulator.events import RenderContext, render_event
 from devstack.graph_emulator.events_api import EventsApi
 from devstack.graph_emulator.faults import GLOBAL, Faults, FaultSpec
 from devstack.graph_emulator.http import GraphRequest, normalize_query
 from devstack.graph_emulator.mail import MailApi
 from devstack.graph_emulator.notifier import Notifier
+from devstack.graph_emulator.rendering import RenderContext, render_event
 from devstack.graph_emulator.service import GraphService
 from devstack.graph_emulator.state import ROOM_MODES, EmulatorState, Mailbox
 from devstack.graph_emulator.subscriptions import SubscriptionsApi

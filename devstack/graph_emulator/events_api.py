@@ -9,14 +9,13 @@ from devstack.graph_emulator.errors import GraphError, bad_request, not_found
 from devstack.graph_emulator.events import (
     MEETING_FIELDS,
     build_event,
-    ext_values,
     original_times,
     patch_event,
     patch_occurrence,
-    render_event,
 )
 from devstack.graph_emulator.http import GraphRequest, GraphResponse
 from devstack.graph_emulator.query import compile_filter
+from devstack.graph_emulator.rendering import ext_values, render_event
 from devstack.graph_emulator.service import GraphService
 from devstack.graph_emulator.state import EventRecord
 from devstack.graph_emulator.views import page_links, page_size, parse_window

@@ -8,10 +8,10 @@ from typing import Any
 
 from devstack.graph_emulator.clock import Clock
 from devstack.graph_emulator.errors import GraphError, error_body
-from devstack.graph_emulator.events import RenderContext
 from devstack.graph_emulator.faults import Faults
 from devstack.graph_emulator.http import JSON_CONTENT_TYPE, GraphRequest, GraphResponse, Router
 from devstack.graph_emulator.query import parse_expansion
+from devstack.graph_emulator.rendering import RenderContext
 from devstack.graph_emulator.state import EmulatorState
 from devstack.graph_emulator.timezones import format_instant, is_known_zone
 

@@ -11,9 +11,9 @@ from urllib.parse import quote, urlencode
 
 from devstack.graph_emulator import ids, recurrence
 from devstack.graph_emulator.errors import GraphError
-from devstack.graph_emulator.events import RenderContext, ext_values, render_event
 from devstack.graph_emulator.http import GraphRequest, GraphResponse
 from devstack.graph_emulator.query import compile_filter
+from devstack.graph_emulator.rendering import RenderContext, ext_values, render_event
 from devstack.graph_emulator.service import GraphService
 from devstack.graph_emulator.state import EventRecord, SeriesShape
 from devstack.graph_emulator.timezones import format_instant, parse_instant
