@@ -17,7 +17,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 
 from sync_core.adapters.crm.dataverse_errors import translate_error
 from sync_core.adapters.crm.dataverse_wire import FORMATTED, LOOKUP_LOGICAL_NAME, SIDE, odata_string
-from sync_core.adapters.crm.transport import json_object
+from sync_core.adapters.crm.transport import json_object, send_ok
 from sync_core.errors import UnprocessableError
 from sync_core.settings import Settings
 
@@ -92,19 +92,16 @@ class DataverseHttp:
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        try:
-            response = await self._client.request(
-                method,
-                url,
-                params=dict(params) if params else None,
-                json=json_body,
-                headers=dict(headers or {}),
-            )
-        except httpx.HTTPError as exc:
-            raise translate_error(exc, item_id=item_id) from exc
-        if not response.is_success:
-            raise translate_error(response, item_id=item_id)
-        return response
+        return await send_ok(
+            self._client,
+            translate_error,
+            method,
+            url,
+            item_id=item_id,
+            params=dict(params) if params else None,
+            json=json_body,
+            headers=dict(headers or {}),
+        )
 
     @staticmethod
     def _json(response: httpx.Response, item_id: str | None) -> dict[str, Any]:

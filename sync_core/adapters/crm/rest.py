@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
-from sync_core.adapters.crm.transport import json_object
+from sync_core.adapters.crm.transport import json_object, send_ok
 from sync_core.adapters.crm.wire import (
     _W,
     APPOINTMENT_FIELDS,
@@ -114,15 +114,16 @@ class RestCrmConnector:
         params: list[tuple[str, str]] | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        try:
-            response = await self._client.request(
-                method, path, json=json, params=tuple(params or ()), headers=headers
-            )
-        except httpx.HTTPError as exc:
-            raise translate_error(exc, item_id=item_id) from exc
-        if not response.is_success:
-            raise translate_error(response, item_id=item_id)
-        return response
+        return await send_ok(
+            self._client,
+            translate_error,
+            method,
+            path,
+            item_id=item_id,
+            json=json,
+            params=tuple(params or ()),
+            headers=headers,
+        )
 
     @staticmethod
     def _body(response: httpx.Response, item_id: str | None) -> dict[str, Any]:

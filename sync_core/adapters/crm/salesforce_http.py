@@ -18,6 +18,7 @@ import httpx
 
 from sync_core.adapters.crm.salesforce_errors import error_body, translate_error
 from sync_core.adapters.crm.salesforce_wire import SIDE, api_usage
+from sync_core.adapters.crm.transport import send
 from sync_core.errors import UnprocessableError
 
 log = logging.getLogger(__name__)
@@ -101,17 +102,17 @@ class SalesforceHttp:
         url = path if path.startswith("/services/") else f"{self.data_path}/{path.lstrip('/')}"
         token = await self._session.current()
         for attempt in (1, 2):
-            try:
-                self.calls += 1
-                response = await self._client.request(
-                    method,
-                    url,
-                    params=dict(params) if params else None,
-                    json=json_body,
-                    headers={**(headers or {}), "Authorization": f"Bearer {token}"},
-                )
-            except httpx.HTTPError as exc:
-                raise translate_error(exc, item_id=item_id) from exc
+            self.calls += 1
+            response = await send(
+                self._client,
+                translate_error,
+                method,
+                url,
+                item_id=item_id,
+                params=dict(params) if params else None,
+                json=json_body,
+                headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+            )
             self._note_usage(response)
             if (
                 response.status_code == 401

@@ -5,7 +5,7 @@ side."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -18,6 +18,32 @@ from sync_core.errors import (
     retry_after_seconds,
     status_class,
 )
+
+
+class Translate(Protocol):
+    """A connector's one map from an httpx failure or a non-2xx answer to the sync's error tree."""
+
+    def __call__(self, outcome: httpx.Response | httpx.HTTPError, *, item_id: str | None) -> SyncError: ...
+
+
+async def send(
+    client: httpx.AsyncClient, translate: Translate, method: str, url: str, *, item_id: str | None, **kw: Any
+) -> httpx.Response:
+    """One request and its answer, 2xx or not; a request that got no answer raises as `translate` maps it."""
+    try:
+        return await client.request(method, url, **kw)
+    except httpx.HTTPError as exc:
+        raise translate(exc, item_id=item_id) from exc
+
+
+async def send_ok(
+    client: httpx.AsyncClient, translate: Translate, method: str, url: str, *, item_id: str | None, **kw: Any
+) -> httpx.Response:
+    """`send`, and a non-2xx answer raised as `translate` maps it."""
+    response = await send(client, translate, method, url, item_id=item_id, **kw)
+    if not response.is_success:
+        raise translate(response, item_id=item_id)
+    return response
 
 
 def transport_error(exc: httpx.HTTPError, vendor: str, *, side: str, item_id: str | None) -> SyncError:
