@@ -6,13 +6,8 @@ from typing import Any
 
 from devstack.graph_emulator import ids, meetings, recurrence
 from devstack.graph_emulator.errors import GraphError, bad_request, not_found
-from devstack.graph_emulator.events import (
-    MEETING_FIELDS,
-    build_event,
-    original_times,
-    patch_event,
-    patch_occurrence,
-)
+from devstack.graph_emulator.events import build_event, original_times, patch_event, patch_occurrence
+from devstack.graph_emulator.fields import MEETING_FIELDS
 from devstack.graph_emulator.http import GraphRequest, GraphResponse
 from devstack.graph_emulator.query import compile_filter
 from devstack.graph_emulator.rendering import ext_values, render_event

@@ -6,7 +6,8 @@ import copy as copying
 from datetime import datetime, timedelta
 
 from devstack.graph_emulator import ids, recurrence
-from devstack.graph_emulator.events import MEETING_FIELDS, NULL_TIME, default_fields, original_times
+from devstack.graph_emulator.events import original_times
+from devstack.graph_emulator.fields import MEETING_FIELDS, NULL_TIME, default_fields
 from devstack.graph_emulator.state import EmulatorState, EventRecord, ExceptionData
 
 SHOW_AS = {
