@@ -1,12 +1,6 @@
-"""DataverseConnector: the CrmConnector port over the Dataverse Web API (/api/data/v9.2). I/O side (httpx,
-azure-identity). The request layer is dataverse_http, the directory dataverse_directory, the change feed
-dataverse_changes; the wire mapping and the error map live in dataverse_wire; nothing here reads a status
-code.
-
-Create-once: a deterministic activityid from the idempotency key, `PATCH` with `If-None-Match: *` (412: it
-exists, read it). Updates: `If-Match` with the `@odata.etag` (412: ConcurrencyError), only the columns that
-differ (an unchanged record keeps its ETag, W4).
-"""
+"""DataverseConnector: the CrmConnector port over the Dataverse Web API (/api/data/v9.2), its settings, reads
+and writes (create once by a deterministic activityid, updates with If-Match); requests in dataverse_http,
+the directory and the change feed beside it. I/O side (docs/connectors/dataverse.md)."""
 
 from __future__ import annotations
 

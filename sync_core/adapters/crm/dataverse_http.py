@@ -1,10 +1,6 @@
-"""The Dataverse request layer: the bearer token, one request with its error translation, paging and queries
-by value. I/O side (httpx, azure-identity); errors through dataverse_wire.translate_error.
-
-Requests carry the headers the Web API asks for (Accept, OData-MaxVersion/OData-Version 4.0) and a bearer
-token for the scope `{org}/.default` (client credentials of an application user, or a static token for the
-emulator).
-"""
+"""The Dataverse request layer: a bearer token for `{org}/.default`, one request with the Web API's OData
+headers, paging and queries by value. I/O side (httpx, azure-identity); errors through
+dataverse_errors.translate_error."""
 
 from __future__ import annotations
 

@@ -1,15 +1,6 @@
 """The Dataverse Web API's wire format for appointments: rows and activity parties to and from our neutral
-`Appointment` (the statecode/statuscode table: dataverse_status; failures: dataverse_errors). No I/O.
-
-What Dataverse holds natively (the appointment entity reference, MicrosoftDocs/powerapps-docs
-reference/entities/appointment.md): subject (200), description, scheduledstart/scheduledend (UTC on the
-wire), isalldayevent, location (200, text), ismapiprivate, statecode/statuscode, and the activity parties
-(organizer 7: system users only; required 5 and optional 6: users, contacts or unresolved addresses).
-Everything else of the neutral model (the event's zone, reminder, categories, show-as beyond the status
-code, attendee names, types and responses, room mailboxes, origin...) is kept in one column of ours,
-`msync_syncdata`, like the extended property we keep on Graph events: CRM users do not see it, and the
-native columns win whenever they disagree with it. A meeting key lives in `msync_externalref` (I5).
-"""
+`Appointment`, what Dataverse has no column for kept in `msync_syncdata` (docs/connectors/dataverse.md, "What
+maps to what"; state: dataverse_status; failures: dataverse_errors). No I/O."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""SalesforceConnector: the CrmConnector port over the Salesforce REST API. I/O side (httpx). The request
-layer is salesforce_http, the directory salesforce_directory, the reads salesforce_records, the change feed
-salesforce_changes, the writes salesforce_writes; the wire mapping and the error map live in salesforce_wire.
-
-Economy: the 24-hour API allocation is the scarce resource, so an event is read with its invitees and the
-emails of the people they name in one SOQL query (relationship fields and the `EventRelations` subquery),
-invitees are written in one sObject Collections request, a write, its invitees and the read back go in one
-composite call, all or none (salesforce_composite), and an unchanged field is never sent (W4).
-"""
+"""SalesforceConnector: the CrmConnector port over the Salesforce REST API, composed of salesforce_http,
+_directory, _records, _changes and _writes; its settings. I/O side (httpx). The why (API economy, create
+once, concurrency, the change feed): docs/connectors/salesforce.md, "Guarantees and how they are met"."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""The Salesforce session and request layer: the client-credentials token, one request with its token
-renewal, SOQL paging and the API usage header. I/O side (httpx); errors through salesforce_errors, and
-nothing here reads a status code but the 401 that renews the token once.
-
-Auth: OAuth 2.0 client credentials of an External Client App whose run-as user is an API-only integration
-user (`POST {instance}/services/oauth2/token`); `INVALID_SESSION_ID` gets a new token once, then fails.
-"""
+"""The Salesforce request layer: the client-credentials token (`INVALID_SESSION_ID` renews it once, the only
+status read here), one request, SOQL paging and the API usage header. I/O side (httpx); errors through
+salesforce_errors."""
 
 from __future__ import annotations
 

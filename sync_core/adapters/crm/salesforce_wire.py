@@ -1,20 +1,6 @@
 """The Salesforce REST API's wire format for events: our neutral `Appointment` to `Event` and `EventRelation`
-rows, the field profile, SOQL literals and the `Sforce-Limit-Info` header (the rows read back:
-salesforce_wire_read; failures: salesforce_errors). No I/O.
-
-What Salesforce holds natively (Event and EventRelation in the Object Reference): Subject (255), Description
-(32,000), StartDateTime/EndDateTime (UTC on the wire), IsAllDayEvent, Location (255, text), IsPrivate, ShowAs
-(Busy, Free, OutOfOffice), OwnerId (a User), and invitees as EventRelation rows whose RelationId is a User,
-a Contact or a Lead, with a Status per invitee. Salesforce has **no status field** and no place for an
-address it does not know: our package adds four custom fields on Activity, `msync_ExternalRef__c` (the
-meeting key, I5), `msync_CreateKey__c` (the create-once key, unless an External ID field is configured),
-`msync_Status__c` (our status; a tenant may name its own picklist field and which of its values mean which
-status, `FieldProfile.statuses`) and `msync_SyncData__c` (what the neutral model has and Salesforce has no
-field for, like the extended property we keep on Graph events). Native fields win whenever they disagree
-with the sidecar. A cancel is the policy's choice: the status field's cancelled value, or the Event
-deleted (to the Recycle Bin) with our mark in its sidecar first, so a row we deleted reads as cancelled and
-one a user deleted as gone.
-"""
+rows, the field profile, SOQL literals, the `Sforce-Limit-Info` header (docs/connectors/salesforce.md, "What
+maps to what"; rows read back: salesforce_wire_read; failures: salesforce_errors). No I/O."""
 
 from __future__ import annotations
 

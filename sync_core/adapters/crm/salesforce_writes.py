@@ -1,16 +1,6 @@
-"""The write paths of SalesforceConnector: create once, update by read-compare-write, cancel, delete, and
-the invitees in sObject Collections, sent in one composite call where they fit. I/O side.
-
-Create-once: the key (a hash of our idempotency key) is looked up with `/queryAll`, so a record a CRM user
-deleted since is refused rather than made twice; then created by upsert on the configured External ID field
-(`PATCH /sobjects/Event/{field}/{key}`: concurrent creates converge on one record, and several matches
-answer 300, an operator hold) or, without one, by `POST` under our mapping claim (I3).
-
-Concurrency: Salesforce has no ETag on Event (only Account has one), so an update is read-compare-write: the
-record is read, its SystemModstamp compared with the expected version, and the write carries
-`If-Unmodified-Since` (weak validation, whole seconds) so that an edit landing after that second is still
-refused with 412. An edit landing in the same second as the version we hold is not detected.
-"""
+"""The write paths of SalesforceConnector: create once under a key, update by read-compare-write (Event has no
+ETag), cancel, delete, and the invitees in sObject Collections, in one composite call where they fit. I/O side
+(the why: docs/connectors/salesforce.md, "Guarantees and how they are met")."""
 
 from __future__ import annotations
 
