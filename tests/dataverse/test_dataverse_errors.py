@@ -1,5 +1,5 @@
 """Every error the Dataverse Web API documents maps to one class of the sync's error tree, once, at the edge
-(sync_core.adapters.crm.dataverse_wire.translate_error).
+(sync_core.adapters.crm.dataverse_errors.translate_error).
 
 Statuses: compose-http-requests-handle-errors.md ("Identify status codes"); throttling codes: api-limits.md;
 the expired version stamp: 0x80044352 (use-change-tracking-synchronize-data-external-systems.md and the

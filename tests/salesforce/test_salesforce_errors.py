@@ -1,5 +1,5 @@
 """Every error the Salesforce REST API documents maps to one class of the sync's error tree, once, at the edge
-(sync_core.adapters.crm.salesforce_wire.translate_error).
+(sync_core.adapters.crm.salesforce_errors.translate_error).
 
 Statuses: Status Codes and Error Responses
 (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm); 403 with

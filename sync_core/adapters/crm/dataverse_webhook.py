@@ -1,21 +1,5 @@
-"""Dataverse webhooks: the key check and the RemoteExecutionContext decoding. Pure: no I/O.
-
-Dataverse posts the JSON of a `RemoteExecutionContext` to a service endpoint (MicrosoftDocs/powerapps-docs
-developer/data-platform/use-webhooks.md, "Data passed to the service"). The endpoint is registered with the
-**HttpHeader** authentication option (register-web-hook.md, "Authentication options"): two key/value pairs
-sent as headers on every request,
-
-* `x-functions-key: <the function key of dataverse_webhook>`: the Functions host's own check, as for
-  every front door (function-level auth);
-* `x-msync-webhook-key: <a secret of CRM_WEBHOOK_SECRETS>`: ours, compared in constant time with every
-  configured secret (two during a rotation: current and next).
-
-HttpHeader rather than WebhookKey (`?code=`): a header stays out of URLs and their logs, and it carries the
-app's secret apart from the host's key, so rotating one never needs the other.
-
-The context is a hint. Only what names the change is read: MessageName (Create, Update, Delete),
-PrimaryEntityName (appointment), PrimaryEntityId, and for de-duplication OperationId, CorrelationId, Stage,
-Depth and OperationCreatedOn. The worker reads the record itself.
+"""Dataverse webhooks: the key check (HttpHeader authentication, `x-msync-webhook-key`) and the decoding of
+the RemoteExecutionContext, a hint naming the change. Pure: no I/O (docs/connectors/dataverse.md, "Webhooks").
 """
 
 from __future__ import annotations
