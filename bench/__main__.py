@@ -55,7 +55,7 @@ def _ingress(size: dict[str, Any]) -> list[dict[str, Any]]:
             "accepted": r["accepted"],
             "ingress/s": r["ingress_per_s"],
             "raw enqueue/s": r["raw_enqueue_per_s"],
-            "ratio": round(r["ratio"], 2),
+            "ratio": f"{r['ratio']:.2f}",  # two places: fmt's one would show 0.65 as 0.7
             "paced at": f"{r['paced_rate']:g}/s ({p['achieved_per_s']:.0f}/s achieved)",
             "ack p50 ms": p["p50_ms"],
             "ack p99 ms": p["p99_ms"],
@@ -69,7 +69,7 @@ BENCHES: dict[str, tuple[str, str, Callable[[dict[str, Any]], list[dict[str, Any
     "ingress": (
         "Ingress: Graph notifications through the dev host (own process, webhook functions only) + Azurite, "
         "beside raw Azurite enqueues at the same concurrency",
-        "target: ratio >= 0.7; ack p99 < 100 ms at 200/s",
+        "target: ratio >= 0.9 (issue 20); ack p99 < 100 ms at 200/s",
         _ingress,
     ),
     "e2e": (
