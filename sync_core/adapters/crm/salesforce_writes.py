@@ -134,11 +134,29 @@ class SalesforceWrites(SalesforceRecords, SalesforceDirectory):
                 crm_id = str(self._json(made, external_ref)["id"])
                 invitees = self._relation_subs(crm_id, add=list(wanted.values()))
                 record = await self._commit(invitees, crm_id, item_id=external_ref)
+            if record is not None:
+                record = await self._first_of_key(record, field, key, item_id=external_ref)
         if record is None:
             raise ConcurrencyError(
                 "Salesforce event vanished right after its creation", side=SIDE, item_id=external_ref
             )
         return record
+
+    async def _first_of_key(self, made: CrmRecord, field: str, key: str, *, item_id: str) -> CrmRecord | None:
+        """Two creates under one key at once (another worker took our claim, not yet holding a CRM id, for a
+        create a crash cut short) both find nothing and both create: the later one always sees the earlier
+        and deletes itself, so both return the first Event by (CreatedDate, Id)."""
+        rows = await self._query(
+            f"SELECT Id, ActivityRecurrence2Id, IsRecurrence2, GroupEventType FROM Event "
+            f"WHERE {field} = {soql_string(key)} ORDER BY CreatedDate ASC, Id ASC",
+            item_id=item_id,
+        )
+        rows = [r for r in rows if not series.is_plain_occurrence(r)]  # a series' rows copy its key
+        first = str(rows[0]["Id"]) if rows else made.crm_id
+        if first == made.crm_id:
+            return made
+        await self._send("DELETE", f"sobjects/Event/{made.crm_id}", item_id=made.crm_id, ok=(404,))
+        return await self._record(first)
 
     async def _exception(
         self, appointment: Appointment, occurrence: tuple[str, datetime], *, keys: dict[str, str]
