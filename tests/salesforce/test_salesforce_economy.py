@@ -74,7 +74,7 @@ BEFORE = {
     "cancel": (3, 3, 4),
 }
 # Lookup-then-create pays one query more than the composite alone: the check that no other worker created
-# under the same key meanwhile (test_salesforce_concurrent_create.py); the upsert profile converges without it.
+# under the same key meanwhile (test_salesforce_concurrent_create.py); the upsert profile needs no check.
 NOW = {
     "create, 2 invitees, cold directory": (6, 6, 6),  # upsert: alone, then invitees + read back
     "create, 2 invitees, warm directory": (3, 3, 3),  # the key lookup, one composite call (+ the check)
