@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import httpx
 
@@ -15,6 +15,7 @@ from sync_core.adapters.crm.salesforce_changes import SalesforceChanges
 from sync_core.adapters.crm.salesforce_http import Session
 from sync_core.adapters.crm.salesforce_wire import CAPABILITIES, FieldProfile
 from sync_core.adapters.crm.salesforce_writes import SalesforceWrites, create_key
+from sync_core.clock import SystemClock
 from sync_core.errors import ConfigurationError
 from sync_core.ports.crm import CrmCapabilities
 from sync_core.settings import Settings
@@ -65,7 +66,7 @@ class SalesforceConnector(SalesforceWrites, SalesforceChanges):
         self._session = Session(
             self._client, f"{self.instance_url}/services/oauth2/token", client_id, client_secret
         )
-        self._ttl, self._clock, self._now = directory_ttl_s, clock, wall_clock or _system_now
+        self._ttl, self._clock, self._now = directory_ttl_s, clock, wall_clock or SystemClock().now
         self._people: dict[str, tuple[str | None, float]] = {}  # lower-case email -> User/Contact/Lead id
         self._lock = asyncio.Lock()
         self.api_usage: tuple[int, int] | None = None  # the last Sforce-Limit-Info: (used, allocation)
@@ -92,9 +93,5 @@ class SalesforceConnector(SalesforceWrites, SalesforceChanges):
             client_secret=EMULATOR_CLIENT_SECRET if emulator else settings.salesforce_client_secret or "",
             api_version=settings.salesforce_api_version.strip(),
             profile=profile,
-            wall_clock=wall_clock or _system_now,
+            wall_clock=wall_clock,
         )
-
-
-def _system_now() -> datetime:
-    return datetime.now(UTC)
